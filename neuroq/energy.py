@@ -123,7 +123,9 @@ def is_spike_tensor(x: torch.Tensor, graded: bool = False) -> bool:
 
 
 def _is_neuron(m: nn.Module) -> bool:
-    return isinstance(m, _sj.MemoryModule) and hasattr(m, "v_threshold")
+    from .neuron.base import is_neuron
+
+    return is_neuron(m)
 
 
 class _Hooked:

@@ -32,6 +32,7 @@ import torch.nn.functional as tF
 
 from .. import _sj
 from .._validate import check_bool, check_choice, check_int, check_real, check_step_input
+from ..neuron.base import Neuron
 from ..quant import ActQuantizer, WeightQuantizer
 
 
@@ -151,7 +152,7 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         return super().extra_repr() + f", w_states={self.w_states}, gain={self.gain is not None}"
 
 
-class QuantAct(_sj.MemoryModule):
+class QuantAct(Neuron):
     r"""MaQD activation quantizer with :math:`M_a` non-negative states (arXiv 2403.14999):
 
     .. math::

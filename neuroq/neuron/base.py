@@ -33,7 +33,24 @@ from ..backend import BACKENDS, resolve
 from ..functional import neuron as F
 
 
-class BaseNode(_sj.MemoryModule):
+class Neuron(_sj.MemoryModule):
+    """Marker base class of every neuroq neuron (spiking or quantizing activation with step modes).
+
+    :func:`is_neuron` -- what :mod:`neuroq.viz` records and :class:`neuroq.energy.EnergyMeter`
+    counts as a neuron layer -- recognises subclasses of this class and SpikingJelly's own neurons.
+    A neuron exposes ``step_mode`` and, where it has one, ``v_threshold``.
+    """
+
+
+def is_neuron(m) -> bool:
+    """True for neuroq neurons (:class:`Neuron`) and SpikingJelly's own (any stateful module defined
+    in ``spikingjelly.activation_based.neuron``, on 0.0.0.0.14 and 2.0.0)."""
+    if isinstance(m, Neuron):
+        return True
+    return isinstance(m, _sj.MemoryModule) and type(m).__module__.startswith("spikingjelly.activation_based.neuron")
+
+
+class BaseNode(Neuron):
     """Spiking neuron with membrane state ``v``; subclasses implement :meth:`neuronal_charge`.
 
     Args:

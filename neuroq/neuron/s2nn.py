@@ -17,9 +17,10 @@ import torch
 from .. import _sj
 from .._validate import check_callable, check_choice, check_real, check_step_input
 from ..surrogate import S2NN
+from .base import Neuron
 
 
-class S2NNNode(_sj.MemoryModule):
+class S2NNNode(Neuron):
     r"""Single-step neuron :math:`s = \Theta(u - V_{th})`, surrogate gradient in backward.
 
     It has no temporal state: in step mode ``'s'`` (input ``[N, ...]``) every call is independent,

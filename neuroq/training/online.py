@@ -64,6 +64,7 @@ from .._validate import check_bool, check_real
 from ..functional import saf as FS
 from ..layer import saf as LS
 from ..neuron.lif import LIFNode
+from ..neuron.ottt import OnlineLIFNode
 
 # OTTT's VGG ("online_spiking_vgg11_ws"): A = 2x2 average pooling
 OTTT_VGG11 = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512)
@@ -82,35 +83,6 @@ class _Replace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad, grad
-
-
-class OnlineLIFNode(LIFNode):
-    r"""LIF neuron for OTTT: soft reset, membrane detached between steps in training, presynaptic trace.
-
-    .. math::
-        u[t] = \lambda\,\mathrm{sg}(v[t-1]) + I[t],\quad s[t] = \Theta(u[t]-V_{th}),\quad
-        v[t] = u[t] - V_{th}s[t],\quad \hat a[t] = \lambda\hat a[t-1] + \mathrm{sg}(s[t])
-
-    (:math:`\mathrm{sg}` = stop-gradient; ``decay_input=False`` gives :math:`\lambda = 1-1/\tau`).
-    The trace is kept in ``trace`` (training mode only).  Single-step mode.
-    """
-
-    def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
-                 surrogate_function=None):
-        super().__init__(tau, decay_input, v_threshold, None, surrogate_function, True, "s", "torch", False)
-        self.register_memory("trace", None)
-
-    def step(self, x, v):
-        if self.training:
-            v = v.detach()
-        return super().step(x, v)
-
-    def single_step_forward(self, x):
-        s = super().single_step_forward(x)
-        if self.training:
-            sd = s.detach()
-            self.trace = sd if self.trace is None else FS.decay(self.tau) * self.trace + sd
-        return s
 
 
 def _has_params(m: nn.Module) -> bool:

@@ -11,7 +11,9 @@ from .. import _sj
 
 
 def _is_neuron(m: nn.Module) -> bool:
-    return isinstance(m, _sj.MemoryModule) and hasattr(m, "v_threshold")
+    from ..neuron.base import is_neuron
+
+    return is_neuron(m)
 
 
 class Recorder:
