@@ -10,6 +10,9 @@ and plain BPTT on OTTT's VGG-11-WS setup (Saiin et al., TMLR 2024, arXiv 2310.02
   3x32x32 random input (time and memory do not depend on the data).
 * ``saf-f-step`` is SAF-F with its graph-free steps run one at a time (``chunk=1``) instead of all
   T-1 at once: less transient memory, more op calls.
+* neuroq's methods are the library's own (``neuroq.training.get('saf-e', T=...)``: the model from
+  ``method.from_lif`` and the minibatch from ``method.train_step``); neuroq's OTTT uses the input trace
+  in the first layer (``input_trace=True``, what makes SAF-E's Theorem 1 exact).
 * ``cpu`` config: the same network with every width divided by ``--width-div`` (default 8), batch 32.
 
 Memory: every method runs in its own subprocess (so the peak is its own).  Time: ``time_s`` is the
@@ -41,9 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neuroq import _sj  # noqa: E402
-from neuroq.layer import saf as LS  # noqa: E402
-from neuroq.training import online as O  # noqa: E402
-from neuroq.utils import machine_info  # noqa: E402
+from neuroq.convert import sj_ottt_from_lif  # noqa: E402
+from neuroq.data import encode  # noqa: E402
+from neuroq.io import machine_info  # noqa: E402
+from neuroq.layer import SAFConv2d, SAFLinear  # noqa: E402
+from neuroq.models import OTTT_VGG11, lif_vgg_bn, lif_vgg_ws  # noqa: E402
+from neuroq.training import Context, get  # noqa: E402
+from neuroq.training.methods import online as O  # noqa: E402
 
 METHODS = ("saf-e", "saf-f", "saf-f-step", "ottt-o", "ottt-a", "sj-ottt-o", "sj-ottt-a", "bptt")
 
@@ -145,40 +152,43 @@ class LiveTensorPeak(torch.utils._python_dispatch.TorchDispatchMode):
 
 def cfg_for(config: str, width_div: int):
     if config == "gpu":
-        return O.OTTT_VGG11
-    return tuple(v if v == "A" else max(1, int(v) // width_div) for v in O.OTTT_VGG11)
+        return OTTT_VGG11
+    return tuple(v if v == "A" else max(1, int(v) // width_div) for v in OTTT_VGG11)
 
 
-def build(method: str, cfg, full_width: bool, num_classes=10):
+#: neuroq's methods measured here, as ``neuroq.training.get(name, **options)``
+NEUROQ_METHODS = {"saf-e": ("saf-e", {}), "saf-f": ("saf-f", {}), "saf-f-step": ("saf-f", dict(chunk=1)),
+                  "ottt-o": ("ottt-o", {}), "ottt-a": ("ottt-a", {})}
+
+
+def build(method: str, cfg, full_width: bool, T: int, num_classes=10):
     sg = _sj.default_surrogate()
     if method == "bptt":
-        return O.lif_vgg_bn(cfg, 3, num_classes, 2.0, sg)
-    lif = O.lif_vgg_ws(cfg, 3, num_classes, 2.0, sg)
-    if method in ("saf-e", "saf-f", "saf-f-step"):
-        return LS.saf_from_lif(lif, readout="step" if method == "saf-e" else "final")
-    if method in ("ottt-o", "ottt-a"):
-        return O.ottt_from_lif(lif, input_trace=False)  # OTTT's own choice for the first layer
+        return lif_vgg_bn(cfg, 3, num_classes, 2.0, sg)
+    lif = lif_vgg_ws(cfg, 3, num_classes, 2.0, sg)
+    if method in NEUROQ_METHODS:
+        name, opts = NEUROQ_METHODS[method]
+        return get(name, T=T, **opts).from_lif(lif)
     sj = _sj.ottt_modules()
     if sj is None:
         raise RuntimeError("SpikingJelly 2.0.0's OTTT modules are not installed")
     if full_width:
         return sj["ottt_spiking_vggws"](spiking_neuron=sj["OTTTLIFNode"], num_classes=num_classes, tau=2.0,
                                         surrogate_function=sg)
-    return O.sj_ottt_from_lif(lif)
+    return sj_ottt_from_lif(lif)
 
 
-def step_fn(method: str):
-    if method == "saf-e":
-        return lambda m, x, y, opt: O.saf_e_train_step(m, x, y, opt, O.ottt_loss)
-    if method == "saf-f":
-        return lambda m, x, y, opt: O.saf_f_train_step(m, x, y, opt, O.ottt_loss)
-    if method == "saf-f-step":  # graph-free steps one at a time: less transient memory, more calls
-        return lambda m, x, y, opt: O.saf_f_train_step(m, x, y, opt, O.ottt_loss, chunk=1)
-    if method in ("ottt-o", "sj-ottt-o"):
-        return lambda m, x, y, opt: O.ottt_train_step(m, x, y, opt, O.ottt_loss, online=True)
-    if method in ("ottt-a", "sj-ottt-a"):
-        return lambda m, x, y, opt: O.ottt_train_step(m, x, y, opt, O.ottt_loss, online=False)
-    return lambda m, x, y, opt: O.bptt_train_step(m, x, y, opt, O.ottt_loss)
+def step_fn(method: str, T: int):
+    """``fn(model, images, labels, optimizer)``: one minibatch (direct encoding over ``T`` steps) -- the
+    library method's own train step for neuroq's methods, the online step for SpikingJelly's OTTT."""
+    if method in NEUROQ_METHODS:
+        name, opts = NEUROQ_METHODS[method]
+        m, ctx = get(name, T=T, **opts), Context()
+        return lambda model, x, y, opt: m.train_step(model, x, y, opt, ctx)
+    if method in ("sj-ottt-o", "sj-ottt-a"):
+        online = method == "sj-ottt-o"
+        return lambda model, x, y, opt: O.ottt_train_step(model, encode(x, T), y, opt, O.ottt_loss, online=online)
+    return lambda model, x, y, opt: O.bptt_train_step(model, encode(x, T), y, opt, O.ottt_loss)
 
 
 def _rss_bytes() -> int:
@@ -186,19 +196,17 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def count_synaptic_calls(model, method, x_seq, y):
+def count_synaptic_calls(model, method, x, y, T):
     """Synaptic-op (conv / linear) calls per time step, with forward hooks, on one minibatch."""
     calls = {"n": 0}
-    syn = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, LS.SAFLinear,
-                                                          LS.SAFConv2d))]
+    syn = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, SAFLinear, SAFConv2d))]
     hs = [m.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1)) for m in syn]
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    step_fn(method, T)(model, x, y, opt)
     if method in ("saf-f", "saf-f-step"):  # graph-free multi-step calls, then step T
-        step_fn(method)(model, x_seq, y, opt)
         per_step = None
     else:
-        step_fn(method)(model, x_seq, y, opt)
-        per_step = calls["n"] / (1 if method == "bptt" else x_seq.shape[0])
+        per_step = calls["n"] / (1 if method == "bptt" else T)
     for h in hs:
         h.remove()
     return dict(synapse_layers=len(syn), calls_per_minibatch=calls["n"], calls_per_step=per_step)
@@ -207,31 +215,30 @@ def count_synaptic_calls(model, method, x_seq, y):
 def _setup(method, args, dev):
     torch.manual_seed(0)
     cfg = cfg_for(args.config, args.width_div)
-    model = build(method, cfg, args.config == "gpu").to(dev)
+    model = build(method, cfg, args.config == "gpu", args.T).to(dev)
     model.train()
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(dev)
-    x_seq = x.unsqueeze(0).expand(args.T, *x.shape)  # direct encoding
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(dev)  # direct-encoded over T steps
     y = torch.randint(0, 10, (args.batch,), generator=g).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return model, x_seq, y, opt
+    return model, x, y, opt
 
 
 def memory_one(args) -> dict:
     """Peak memory of one method (run in its own process): one warm-up minibatch, one measured."""
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    model, x_seq, y, opt = _setup(args.method, args, dev)
-    fn = step_fn(args.method)
+    model, x, y, opt = _setup(args.method, args, dev)
+    fn = step_fn(args.method, args.T)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rss0 = _rss_bytes()
-    fn(model, x_seq, y, opt)  # warm-up: optimizer state, allocator
+    fn(model, x, y, opt)  # warm-up: optimizer state, allocator
     sync()
     res = dict(method=args.method, params=sum(p.numel() for p in model.parameters()))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-    fn(model, x_seq, y, opt)
+    fn(model, x, y, opt)
     sync()
     if dev.type == "cuda":
         res["gpu_peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
@@ -241,14 +248,14 @@ def memory_one(args) -> dict:
     res["rss_peak_mib"] = maxrss / 2**20
     saved = SavedTensorPeak()
     with saved.hooks():
-        fn(model, x_seq, y, opt)
+        fn(model, x, y, opt)
     res["autograd_saved_peak_mib"] = saved.peak / 2**20
     live = LiveTensorPeak()
     with live:
-        fn(model, x_seq, y, opt)
+        fn(model, x, y, opt)
     res["live_tensor_peak_mib"] = live.peak / 2**20
     _sj.reset_net(model)
-    res["synaptic_ops"] = count_synaptic_calls(model, args.method, x_seq, y)
+    res["synaptic_ops"] = count_synaptic_calls(model, args.method, x, y, args.T)
     return res
 
 
@@ -259,7 +266,7 @@ def time_all(methods, args) -> dict:
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     setups = {m: _setup(m, args, dev) for m in methods}
-    fns = {m: step_fn(m) for m in methods}
+    fns = {m: step_fn(m, args.T) for m in methods}
     for _ in range(args.warmup):
         for m in methods:
             fns[m](*setups[m])

@@ -9,19 +9,16 @@ the raster plot then work unchanged.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-import neuroq
 from neuroq import viz
 from neuroq.data import encode, load_dataset
-from neuroq.energy import EnergyMeter
+from neuroq.io import atomic_write_json, machine_info, seed_everything
 from neuroq.neuron import BaseNode
-from neuroq.utils import machine_info, seed_everything
+from neuroq.training import TrainConfig, evaluate, fit, get, meter_run
 
 
 class AdaptiveLIFNode(BaseNode):
@@ -66,34 +63,23 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/custom_neuron")
     args = p.parse_args(argv)
-    seed_everything(args.seed)
     ds = load_dataset("digits")
-    model = build().to(args.device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    xtr, ytr = ds.x_train.to(args.device), ds.y_train.to(args.device)
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 64):
-            b = perm[i:i + 64]
-            neuroq.reset_net(model)
-            loss = F.cross_entropy(model(encode(xtr[b], args.T)).mean(0), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    neuroq.reset_net(model)
-    with torch.no_grad(), EnergyMeter(model) as meter:
-        logits = model(encode(ds.x_test.to(args.device), args.T)).mean(0)
-    acc = (logits.argmax(1).cpu() == ds.y_test).float().mean().item()
+    method = get("lif", T=args.T)  # BPTT on T steps; the network below brings its own neuron
+    cfg = TrainConfig(dataset="digits", epochs=args.epochs, lr=args.lr, seed=args.seed, schedule="constant",
+                      device=args.device)
+    seed_everything(args.seed)
+    model, _ = fit(method, ds, cfg, model=build(), label=None)
+    acc = evaluate(method, model, ds.test, device=args.device)
+    meter = meter_run(method, model, ds.test, device=args.device, samples=len(ds.test))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rec = viz.record(model, encode(ds.x_test[:1].to(args.device), args.T))
     ax = viz.raster(rec, title="AdaptiveLIFNode on digits, test sample 0")
+    out.mkdir(parents=True, exist_ok=True)
     ax.figure.savefig(out / "raster.png", dpi=100, bbox_inches="tight")
     result = dict(test_acc=acc, energy=meter.report()["total"], machine=machine_info(args.device))
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / "result.json", result)
     print(f"test accuracy {acc:.4f}, energy {result['energy']['energy_pj_per_sample']:.0f} pJ/sample -> {out}")
     return result
-
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ penalty that *is* the energy metric, every spike weighted by the fan-out of the 
 
 and compare it with the classic firing-rate penalty Omega_act = number of spikes per sample
 (neuroq.energy.RatePenalty, p = 1, i.e. L1).  The network is the CNN of the S2NN/LIF example
-(``examples.s2nn_fashion_mnist.cnn``: Conv3x3(32)-BN-AvgPool-LIF, Conv3x3(64)-BN-AvgPool-LIF,
+(:func:`neuroq.models.spiking_cnn` with ``fc_norm=True``: Conv3x3(32)-BN-AvgPool-LIF, Conv3x3(64)-BN-AvgPool-LIF,
 Linear(256)-BN-LIF, Linear(10); pooling before each neuron so every synaptic layer after the first
 receives binary spikes), LIF tau 2, T = 4 direct-encoded steps, BPTT.
 
@@ -20,7 +20,7 @@ firing rates and SOPs, and the targets of issue 6 are evaluated at the end.
 
 CPU defaults are small (6k training images, 3 epochs, 4 alphas per penalty)::
 
-    python -m examples.energy_penalty --data-dir /work/shared/data/fashion-mnist
+    python -m examples.energy_penalty --data-dir DATA/fashion-mnist
     python -m visualizations.accuracy_energy           # -> visualizations/energy_penalty.png
 
 Finished runs are kept in ``--out`` and skipped when the script is started again with the same
@@ -36,15 +36,11 @@ from pathlib import Path
 import torch
 
 import neuroq
-from neuroq.data import load_dataset
+from neuroq.data import batches, load_dataset
 from neuroq.energy import EnergyMeter, make_penalty
-from neuroq.neuron import LIFNode
-from neuroq.training import methods as M
-from neuroq.training.checkpoint import atomic_write_json
-from neuroq.utils import machine_info, seed_everything
-
-from examples._loop import train_epochs
-from examples.s2nn_fashion_mnist import cnn
+from neuroq.io import atomic_write_json, machine_info, seed_everything
+from neuroq.models import spiking_cnn
+from neuroq.training import Context, TrainConfig, Trainer, get
 
 KINDS = ("synaptic", "rate-l1")
 # options that must match for a stored run to be reused
@@ -53,19 +49,21 @@ _SHAPING = ("dataset", "epochs", "limit_train", "limit_test", "energy_samples", 
 _DEFAULTS = {"encoding": "direct"}  # for results stored before the option existed
 
 
-def build(ds):
-    return cnn(ds.in_shape, ds.num_classes, lambda: LIFNode(tau=2.0, detach_reset=True, step_mode="m"))
+def build(ds, method):
+    return spiking_cnn(ds.in_shape, ds.num_classes, method.neuron(), fc_norm=True)
 
 
-def measure(m, model, ds, margs, a, device) -> dict:
+@torch.no_grad()
+def measure(method, model, ds, a, device) -> dict:
     """EnergyMeter over the first ``energy_samples`` test images, and each penalty's value (per sample)."""
     model.eval()
-    x = ds.x_test[:a.energy_samples].to(device)
+    n = min(a.energy_samples, len(ds.test))
     pens = {k: make_penalty(k, model, skip_no_grad=False).start() for k in KINDS}
-    with torch.no_grad(), EnergyMeter(model) as meter:
-        for i in range(0, len(x), 500):
+    ctx = Context(encoding=a.encoding)
+    with EnergyMeter(model) as meter:
+        for xb, _ in batches(ds.test, torch.arange(n), 500):
             neuroq.reset_net(model)
-            model(m.inputs(x[i:i + 500], margs))
+            model(method.inputs(xb.to(device), ctx))
     values = {k: float(p.penalty()) for k, p in pens.items()}
     for p in pens.values():
         p.stop()
@@ -83,19 +81,19 @@ def measure(m, model, ds, margs, a, device) -> dict:
 
 
 def run(ds, a, device, kind=None, lam=0.0) -> dict:
+    """One training run with the library loop; the loop owns the penalty (``TrainConfig.energy_penalty``)."""
+    method = get("lif", T=a.T, tau=2.0)
     seed_everything(a.seed)
-    m = M.get("lif")  # BPTT train step; --energy-penalty handled by Method.train_step/extra_loss
-    margs = argparse.Namespace(T=a.T, encoding=a.encoding, amp=False, energy_penalty=float(lam),
-                               penalty_kind=kind or "synaptic")
-    model = build(ds).to(device)
+    model = build(ds, method)
+    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                      encoding=a.encoding, energy_penalty=float(lam), penalty_kind=kind or "synaptic",
+                      shuffle_seed_stride=1000, device=device)
     t_start = time.time()
-    hist = train_epochs(m, model, ds, margs, a, device, label=f"  {kind or 'none'} lam={lam:.3g}")
-    pen = M._PENALTIES.get(model)
-    if pen is not None:
-        pen.stop()
-    res = dict(kind=kind or "none", lam=float(lam), test_acc=hist[-1]["test_acc"], history=hist,
+    tr = Trainer(method, ds, cfg, model=model, label=f"  {kind or 'none'} lam={lam:.3g} ")
+    tr.fit()
+    res = dict(kind=kind or "none", lam=float(lam), test_acc=tr.history[-1]["test_acc"], history=tr.history,
                train_time_s=time.time() - t_start)
-    res.update(measure(m, model, ds, margs, a, device))
+    res.update(measure(method, tr.model, ds, a, device))
     return res
 
 
@@ -146,7 +144,7 @@ def targets(baseline: dict, runs: dict, max_acc_drop_points=1.0, min_energy_redu
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data/fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: download with torchvision)")
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit-train", type=int, default=6000)
@@ -163,10 +161,12 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="examples/results/energy_penalty.json")
+    p.add_argument("--out", default="runs/examples/energy_penalty.json",
+                   help="result JSON (the committed results are examples/results/*.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    ds = load_dataset(a.dataset, a.data_dir, download=False, limit_train=a.limit_train, limit_test=a.limit_test)
+    ds = load_dataset(a.dataset, a.data_dir, download=a.data_dir is None, limit_train=a.limit_train,
+                      limit_test=a.limit_test)
     out_path = Path(a.out)
     cfg = {k: getattr(a, k) for k in _SHAPING}
     state = None

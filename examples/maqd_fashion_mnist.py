@@ -1,7 +1,7 @@
 r"""MaQD on Fashion-MNIST (Sawada, Saiin, Suetake, arXiv 2403.14999): quantization-aware training with
 weight standardization, scaled round-clip quantizers and Layer-Batch Normalization.
 
-Two experiments on a small single-step CNN (:func:`neuroq.training.maqd_methods.maqd_cnn`:
+Two experiments on a small single-step CNN (:func:`neuroq.models.maqd_cnn`:
 ``[QuantConv3x3 -> Norm -> QuantAct -> MaxPool] x 2 -> QuantLinear``):
 
 1. ``states``: full precision vs (M_w, M_a) in {(3,3), (3,2), (5,5), (16,16)} (LBN, batch 128);
@@ -12,7 +12,7 @@ Targets of the issue: (3,2) within 2 points of FP; (16,16) within 0.5 points; LB
 1 point of its batch-128 accuracy while BatchNorm degrades.  The script writes every number to one
 JSON file (with the machine it ran on) and states which targets were met.
 
-    python -m examples.maqd_fashion_mnist --data-dir /work/shared/data/fashion-mnist \
+    python -m examples.maqd_fashion_mnist --data-dir DATA/fashion-mnist \
         --limit-train 10000 --epochs 5 --out examples/results/maqd_fashion_mnist.json
 
 Small defaults; one thread (``--threads``).  ``--part states|norm|all`` and ``--only`` select runs;
@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as tF
 
 from neuroq import quant as Q
 from neuroq.data import load_dataset
-from neuroq.energy import EnergyMeter
-from neuroq.training.checkpoint import atomic_write_json
-from neuroq.training.maqd_methods import maqd_cnn
-from neuroq.utils import machine_info, seed_everything
+from neuroq.io import atomic_write_json, machine_info, seed_everything
+from neuroq.training import TrainConfig, Trainer, get, meter_run
 
 STATES = [("fp", None, None), ("w3a3", 3, 3), ("w3a2", 3, 2), ("w5a5", 5, 5), ("w16a16", 16, 16)]
 #: ablations (run with --only KEY): (key, M_w, M_a, first/last-layer states, activation surrogate)
@@ -43,53 +39,25 @@ ABLATIONS = [("w3a2_edge16", 3, 2, 16, "ste"), ("w3a2_sigmoid", 3, 2, "same", "s
 NORM_BATCHES = (1, 8, 128)
 
 
-def evaluate(model, x, y, device, bs=1000) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), bs):
-            out = model(x[i:i + bs].to(device)[None])[0]
-            correct += int((out.argmax(1) == y[i:i + bs].to(device)).sum())
-    return correct / len(x)
-
-
 def train_one(ds, w_states, a_states, norm, batch_size, a, device, edge="same", surrogate="ste") -> dict:
-    seed_everything(a.seed)
-    model = maqd_cnn(ds.in_shape, ds.num_classes, w_states, a_states, channels=tuple(a.channels),
-                     norm=norm, edge_w_states=edge, surrogate=surrogate).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    steps_per_epoch = math.ceil(len(ds.x_train) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs * steps_per_epoch)
-    g = torch.Generator().manual_seed(a.seed)
-    hist = []
+    """One MaQD run with the library loop (cosine schedule over minibatches, one shuffling stream), then
+    its energy and the integer-export check (what the example adds)."""
+    method = get("maqd", arch="cnn", w_states=w_states, a_states=a_states, channels=tuple(a.channels), norm=norm,
+                 edge_w_states=edge, surrogate=surrogate)
+    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=batch_size, lr=a.lr, seed=a.seed,
+                      schedule="cosine-step", shuffle="stream", eval_every=1 if a.eval_every else 0, device=device)
     t0 = time.time()
-    for ep in range(a.epochs):
-        model.train()
-        perm = torch.randperm(len(ds.x_train), generator=g)
-        tot = 0.0
-        for i in range(0, len(perm), batch_size):
-            b = perm[i:i + batch_size]
-            xb, yb = ds.x_train[b].to(device), ds.y_train[b].to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = tF.cross_entropy(model(xb[None])[0], yb)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * len(b)
-        acc = evaluate(model, ds.x_test, ds.y_test, device) if (a.eval_every or ep + 1 == a.epochs) else None
-        hist.append(dict(epoch=ep + 1, train_loss=tot / len(perm), test_acc=acc, elapsed_s=time.time() - t0))
-        print(f"  [{norm} bs={batch_size} w={w_states} a={a_states}] epoch {ep + 1}/{a.epochs} "
-              f"loss {tot / len(perm):.4f} test_acc {acc} ({time.time() - t0:.0f}s)", flush=True)
+    tr = Trainer(method, ds, cfg, label=f"  [{norm} bs={batch_size} w={w_states} a={a_states}] ")
+    tr.fit()
+    model, hist = tr.model, tr.history
     rec = dict(w_states=w_states, a_states=a_states, edge_w_states=edge, surrogate=surrogate, norm=norm,
                batch_size=batch_size, epochs=a.epochs, limit_train=len(ds.x_train),
                test_acc=hist[-1]["test_acc"], train_time_s=time.time() - t0, history=hist)
     model.eval()
-    xs = ds.x_test[:512].to(device)[None]
-    with torch.no_grad(), EnergyMeter(model) as meter:
-        model(xs)
-    tot = meter.report()["total"]
+    tot = meter_run(method, model, ds.test, device=device, samples=512, batch_size=512).report()["total"]
     rec["energy"] = dict(sops_per_sample=tot.get("sops_per_sample"), macs_per_sample=tot.get("macs_per_sample"),
                          energy_pj_per_sample=tot.get("energy_pj_per_sample"), firing_rate=tot.get("firing_rate"))
+    xs = ds.x_test[:512].to(device)[None]
     if w_states is not None and a_states is not None:
         chk = Q.check_export(model, xs)
         rec["export_check"] = dict(ok=chk["ok"], max_abs_diff=chk["max_abs_diff"],
@@ -279,7 +247,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="examples/results/maqd_fashion_mnist.json")
+    p.add_argument("--out", default="runs/examples/maqd_fashion_mnist.json",
+                   help="result JSON (the committed results are examples/results/*.json)")
     p.add_argument("--render", nargs="+", default=None, metavar="JSON",
                    help="only print the markdown tables of these result files")
     p.add_argument("--write-doc", default=None, metavar="MD",

@@ -3,9 +3,10 @@
 For every (depth, norm) pair this trains :func:`neuroq.models.preact_resnet` (LIF neurons, tau 2,
 decay_input=False, T direct-encoded steps, BPTT, Adam) on a real dataset and records:
 
-* test accuracy after each epoch and, as the final number, after re-estimating the running
-  statistics of every normalization layer (:func:`recalibrate`), and whether training diverged (a non-finite loss) or failed to
-  learn (final test accuracy below 20 %, i.e. near chance);
+* test accuracy after each epoch (the library loop, :class:`neuroq.training.Trainer`) and, as the final
+  number, after re-estimating the running statistics of every normalization layer
+  (:func:`neuroq.layer.norm.recalibrate`), and whether training diverged (a non-finite loss: the loop
+  stops) or failed to learn (final test accuracy below 20 %, i.e. near chance);
 * hidden firing rates per stage (``layer1``, ``layer2``, ``layer3``, ``head``) and per block, measured
   with :class:`neuroq.energy.EnergyMeter` on test images: at initialization (normalization with batch
   statistics) and after training (eval mode with running statistics, and with batch statistics);
@@ -17,7 +18,7 @@ hidden firing rates bounded while the others' grow or die.
 The CPU defaults are tiny (width 4, T = 2, 2,000 training images pooled to 14x14, 2 epochs) so the
 nine runs finish on a shared laptop CPU; the full-size configuration needs a GPU::
 
-    python -m examples.pspn_depth --data-dir ../shared/data/fashion-mnist                 # CPU, small
+    python -m examples.pspn_depth --data-dir DATA/fashion-mnist                 # CPU, small
     python -m examples.pspn_depth --device cuda --width 16 -T 4 --limit-train 60000 \\
         --epochs 30 --pool-input 1 --out examples/results/pspn_depth_gpu.json              # GPU
 
@@ -27,23 +28,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import time
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as tF
 
 import neuroq
-from neuroq.data import load_dataset
+from neuroq.data import ArrayDataset, batches, load_dataset
 from neuroq.energy import EnergyMeter
-from neuroq.layer import PSPNorm2d
+from neuroq.io import atomic_write_json, machine_info, seed_everything
+from neuroq.layer.norm import recalibrate
 from neuroq.models import preact_resnet
 from neuroq.neuron import LIFNode
-from neuroq.training.checkpoint import atomic_write_json
-from neuroq.utils import machine_info, seed_everything
+from neuroq.training import TrainConfig, Trainer, evaluate, get
 
 STAGES = ("layer1", "layer2", "layer3", "head")
 
@@ -80,40 +78,10 @@ def firing_report(model, x, bs=256, batch_stats=False) -> dict:
                 energy_pj_per_inference=rep["total"].get("energy_pj_per_sample"))
 
 
-@torch.no_grad()
-def recalibrate(model, x, bs, batches, device) -> None:
-    """Re-estimate every PSPN/BatchNorm running statistic as the plain average over ``batches`` training
-    batches with the final weights (the EMA started at 1 and lags behind small potentials)."""
-    norms = [m for m in model.modules() if isinstance(m, (PSPNorm2d, nn.BatchNorm2d)) and m.track_running_stats]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    for i in range(batches):
-        xb = x[i * bs:(i + 1) * bs].to(device)
-        if len(xb) == 0:
-            break
-        neuroq.reset_net(model)
-        model(xb)
-    for m, mom in zip(norms, saved):
-        m.momentum = mom
-    neuroq.reset_net(model)
-    model.eval()
-
-
-@torch.no_grad()
-def evaluate(model, x, y, bs=500) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), bs):
-        neuroq.reset_net(model)
-        correct += int((model(x[i:i + bs]).mean(0).argmax(1) == y[i:i + bs]).sum())
-    neuroq.reset_net(model)
-    return correct / len(x)
-
-
 def run(depth, norm, ds, a, device) -> dict:
+    """Train one (depth, norm) network with the library loop (LIF BPTT; it stops on a non-finite loss),
+    then re-estimate the normalization statistics and measure firing rates (what the example adds)."""
+    method = get("lif", T=a.T, tau=a.tau)
     seed_everything(a.seed)
     model = preact_resnet(depth, norm=norm, T=a.T, width=a.width, in_channels=ds.in_shape[0],
                           num_classes=ds.num_classes,
@@ -121,55 +89,26 @@ def run(depth, norm, ds, a, device) -> dict:
                                                  step_mode="m")).to(device)
     xr = ds.x_test[:a.rate_samples].to(device)
     init = firing_report(model, xr, batch_stats=True)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    steps = a.epochs * math.ceil(len(ds.x_train) / a.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps) if a.onecycle else None
-    hist, diverged = [], False
-    for epoch in range(a.epochs):
-        t0 = time.time()
-        model.train()
-        g = torch.Generator().manual_seed(a.seed * 1000 + epoch)
-        perm = torch.randperm(len(ds.x_train), generator=g)
-        tot = seen = correct = 0
-        for i in range(0, len(perm), a.batch_size):
-            b = perm[i:i + a.batch_size]
-            xb, yb = ds.x_train[b].to(device), ds.y_train[b].to(device)
-            neuroq.reset_net(model)
-            logits = model(xb).mean(0)
-            loss = tF.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            tot += float(loss.detach()) * len(b)
-            seen += len(b)
-            correct += int((logits.argmax(1) == yb).sum())
-        epoch_time = time.time() - t0
-        acc = evaluate(model, ds.x_test.to(device), ds.y_test.to(device))
-        hist.append(dict(epoch=epoch + 1, train_loss=tot / max(1, seen), train_acc=correct / max(1, seen),
-                         test_acc=acc, epoch_time_s=epoch_time))
-        print(f"depth {depth:3d} {norm:5s} epoch {epoch + 1}/{a.epochs} loss {tot / max(1, seen):.4f} "
-              f"test_acc {acc:.4f} ({epoch_time:.0f}s){' DIVERGED' if diverged else ''}", flush=True)
-        if diverged:
-            break
-    recalibrate(model, ds.x_train, a.batch_size, a.recal_batches, device)
+    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                      schedule="onecycle" if a.onecycle else "constant", shuffle_seed_stride=1000, device=device)
+    tr = Trainer(method, ds, cfg, model=model, label=f"depth {depth:3d} {norm:5s} ")
+    tr.fit()
+    hist, diverged = tr.history, tr.diverged
+    order = torch.arange(min(len(ds.train), a.recal_batches * a.batch_size))
+    recalibrate(model, (xb.to(device) for xb, _ in batches(ds.train, order, a.batch_size)))
     final = firing_report(model, xr)
     final_batch = firing_report(model, xr, batch_stats=True)
-    acc = evaluate(model, ds.x_test.to(device), ds.y_test.to(device))
+    acc = evaluate(method, model, ds.test, device=device)
     hist[-1]["test_acc_recalibrated"] = acc
     return dict(depth=depth, norm=norm, final_test_acc=acc, diverged=diverged, failed_to_learn=acc < 0.2,
-                train_time_per_epoch_s=sum(h["epoch_time_s"] for h in hist) / len(hist),
+                train_time_per_epoch_s=sum(h["train_time_s"] for h in hist) / len(hist),
                 params=sum(p.numel() for p in model.parameters()),
                 rates_init=init, rates_final=final, rates_final_batch_stats=final_batch, history=hist)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data/fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: download with torchvision)")
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
     p.add_argument("--norms", nargs="+", default=["pspn", "bn", "none"], choices=("pspn", "bn", "none"))
@@ -189,13 +128,16 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="examples/results/pspn_depth.json")
+    p.add_argument("--out", default="runs/examples/pspn_depth.json",
+                   help="result JSON (the committed results are examples/results/*.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    ds = load_dataset(a.dataset, a.data_dir, download=False, limit_train=a.limit_train, limit_test=a.limit_test)
+    ds = load_dataset(a.dataset, a.data_dir, download=a.data_dir is None, limit_train=a.limit_train,
+                      limit_test=a.limit_test)
     if a.pool_input > 1:
-        ds.x_train = tF.avg_pool2d(ds.x_train, a.pool_input)
-        ds.x_test = tF.avg_pool2d(ds.x_test, a.pool_input)
+        ds.train = ArrayDataset(tF.avg_pool2d(ds.x_train, a.pool_input), ds.y_train)
+        ds.test = ArrayDataset(tF.avg_pool2d(ds.x_test, a.pool_input), ds.y_test)
+        ds.in_shape = tuple(ds.x_train.shape[1:])
     out = dict(example="pspn_depth", dataset=a.dataset, n_train=len(ds.x_train), n_test=len(ds.x_test),
                image_shape=list(ds.in_shape), config=vars(a), machine=machine_info(a.device), runs=[])
     path = Path(a.out)

@@ -1,6 +1,6 @@
 """S2NN vs LIF (T=4) vs ReLU on Fashion-MNIST: the same CNN, three neuron types.
 
-The CNN (defined below) is Conv3x3(32)-BN-AvgPool-neuron, Conv3x3(64)-BN-AvgPool-neuron,
+The CNN (:func:`neuroq.models.spiking_cnn` with ``fc_norm=True``) is Conv3x3(32)-BN-AvgPool-neuron, Conv3x3(64)-BN-AvgPool-neuron,
 Linear(256)-neuron, Linear(10).  Pooling comes *before* each neuron so that every synaptic layer
 after the first receives binary spikes (the energy meter charges them as accumulates, SOPs); the
 first conv receives the real-valued image (MACs, once per time step).  BatchNorm folds into the
@@ -16,10 +16,13 @@ S2NN accuracy within 1.5 points of ReLU; S2NN energy at most 0.3x LIF T=4.
 
 CPU defaults are small (10k training images, 3 epochs)::
 
-    python -m examples.s2nn_fashion_mnist --data-dir ../shared/data/fashion-mnist
+    python -m examples.s2nn_fashion_mnist --data-dir DATA/fashion-mnist
     python -m examples.s2nn_fashion_mnist --limit-train 60000 --epochs 20 --device cuda   # full run
 
-(``neuroq train --method s2nn|lif|ann --arch cnn`` trains the library's reference CNN instead.)
+Each network is trained by the library loop (:class:`neuroq.training.Trainer`) with the method's own
+train step; what the example adds is the shared CNN (``fc_norm=True``, not the CLI's default CNN), the
+energy measurement of each, and the targets.  (``neuroq train --method s2nn|lif|ann --arch cnn``
+trains the library's reference CNN instead.)
 """
 from __future__ import annotations
 
@@ -29,51 +32,37 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-import neuroq
 from neuroq.data import load_dataset
-from neuroq.energy import EnergyMeter
+from neuroq.io import atomic_write_json, machine_info, seed_everything
 from neuroq.models import spiking_cnn
-from neuroq.neuron import LIFNode, S2NNNode
-from neuroq.surrogate import S2NN
-from neuroq.training import methods as M
-from neuroq.training.checkpoint import atomic_write_json
-from neuroq.utils import machine_info, seed_everything
-
-from examples._loop import train_epochs
+from neuroq.training import TrainConfig, Trainer, get, meter_run
 
 METHODS = ("s2nn", "lif", "ann")
 
 
-def cnn(in_shape, num_classes, neuron, channels=(32, 64), hidden=256) -> nn.Sequential:
-    """The example's CNN: :func:`neuroq.models.spiking_cnn` with BatchNorm on the hidden linear layer too."""
-    return spiking_cnn(in_shape, num_classes, neuron, channels, hidden, fc_norm=True)
+def method_of(name: str, a):
+    """The neuron type of ``name`` as a configured method (its ``neuron()`` is used in the example's CNN)."""
+    if name == "s2nn":
+        return get("s2nn", t_ref=a.t_ref, alpha=a.alpha)
+    if name == "lif":
+        return get("lif", T=a.T, tau=2.0)
+    return get("ann")
 
 
-def neuron_factory(method: str, a):
-    if method == "s2nn":
-        return lambda: S2NNNode(surrogate_function=S2NN(t_ref=a.t_ref, alpha=a.alpha), step_mode="m")
-    if method == "lif":
-        return lambda: LIFNode(tau=2.0, detach_reset=True, step_mode="m")
-    return nn.ReLU
-
-
-def run_method(method: str, ds, a, device) -> dict:
+def run_method(name: str, ds, a, device) -> dict:
+    method = method_of(name, a)
     seed_everything(a.seed)
-    m = M.get(method)  # for T handling, input encoding and the train step
-    margs = argparse.Namespace(T=a.T, encoding="direct", amp=False)
-    model = cnn(ds.in_shape, ds.num_classes, neuron_factory(method, a)).to(device)
-    hist = train_epochs(m, model, ds, margs, a, device, label=method)
-    model.eval()
-    x = ds.x_test[:a.energy_samples].to(device)
-    with torch.no_grad(), EnergyMeter(model) as meter:
-        for i in range(0, len(x), 500):
-            neuroq.reset_net(model)
-            model(m.inputs(x[i:i + 500], margs))
-    rep = meter.report()
-    return dict(T=m.T(margs), final_test_acc=hist[-1]["test_acc"], best_test_acc=max(h["test_acc"] for h in hist),
-                train_time_per_epoch_s=sum(h["epoch_time_s"] for h in hist) / len(hist),
+    model = spiking_cnn(ds.in_shape, ds.num_classes, method.neuron(), fc_norm=True)
+    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                      shuffle_seed_stride=1000, device=device)
+    tr = Trainer(method, ds, cfg, model=model, label=f"{name} ")
+    tr.fit()
+    hist = tr.history
+    rep = meter_run(method, tr.model.eval(), ds.test, cfg.encoding, device, samples=a.energy_samples,
+                    batch_size=500).report()
+    return dict(T=method.T, final_test_acc=hist[-1]["test_acc"], best_test_acc=max(h["test_acc"] for h in hist),
+                train_time_per_epoch_s=sum(h["train_time_s"] for h in hist) / len(hist),
                 energy_pj_per_inference=rep["total"]["energy_pj_per_sample"],
                 sops_per_inference=rep["total"]["sops_per_sample"], macs_per_inference=rep["total"]["macs_per_sample"],
                 hidden_firing_rate=rep["total"]["firing_rate"], energy_samples=rep["samples"],
@@ -85,7 +74,7 @@ def run_method(method: str, ds, a, device) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data/fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: download with torchvision)")
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit-train", type=int, default=10000)
@@ -100,10 +89,12 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="examples/results/s2nn_fashion_mnist.json")
+    p.add_argument("--out", default="runs/examples/s2nn_fashion_mnist.json",
+                   help="result JSON (the committed results are examples/results/*.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    ds = load_dataset(a.dataset, a.data_dir, download=False, limit_train=a.limit_train, limit_test=a.limit_test)
+    ds = load_dataset(a.dataset, a.data_dir, download=a.data_dir is None, limit_train=a.limit_train,
+                      limit_test=a.limit_test)
     results = {}
     for method in a.methods:
         t0 = time.time()

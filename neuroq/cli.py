@@ -1,163 +1,159 @@
-"""``neuroq`` command line: ``train``, ``energy``, ``viz``, ``bench``.
+"""``neuroq`` command line: ``train``, ``energy``, ``viz``.
 
     neuroq train --method lif --dataset digits -T 4 --epochs 30 --out runs/demo
     torchrun --nproc_per_node=2 -m neuroq.cli train ...       # data-parallel
+
+The options of ``train`` are the fields of :class:`neuroq.training.TrainConfig` and of the methods'
+``Config`` dataclasses (one option per concept, shared by every method that has it: ``--tau``,
+``--v-threshold`` ...); an option the chosen method does not have is refused.  The command builds the
+typed configs and calls the library (:mod:`neuroq.training.loop`); it has no logic of its own.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-
-def _number(name, cast=int, minimum=1, strict=False):
-    """argparse type: a ``cast`` number ``>= minimum`` (``> minimum`` when ``strict``), with an error naming ``name``."""
-    kind = "an integer" if cast is int else "a number"
-
-    def parse(s):
-        try:
-            v = cast(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {s!r}")
-        if not (v > minimum if strict else v >= minimum):
-            raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v}")
-        return v
-    return parse
-
-
-def _positive_int(name):
-    return _number(name, int, 1)
-
-
-def _positive_float(name):
-    return _number(name, float, 0, strict=True)
-
-
-def _nonneg_float(name):
-    return _number(name, float, 0)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS, ENCODINGS
-    from .training import methods as M
-
-    p = argparse.ArgumentParser(prog="neuroq", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a network with one of neuroq's methods",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--method", default="lif", choices=M.available(), help="training method")
-    t.add_argument("--dataset", default="digits", choices=DATASETS)
-    t.add_argument("--data-dir", default=None, help="folder with the dataset's IDX files (mnist/fashion-mnist)")
-    t.add_argument("--no-download", action="store_true", help="never download; fail if --data-dir lacks files")
-    t.add_argument("-T", type=_positive_int("-T"), default=4, help="simulation time steps")
-    t.add_argument("--encoding", default="direct", choices=ENCODINGS)
-    t.add_argument("--epochs", type=_positive_int("--epochs"), default=30)
-    t.add_argument("-b", "--batch-size", type=_positive_int("--batch-size"), default=64)
-    t.add_argument("--lr", type=_positive_float("--lr"), default=1e-3)
-    t.add_argument("--arch", default="auto", choices=("auto", "mlp", "cnn"))
-    t.add_argument("--hidden", type=_positive_int("--hidden"), nargs="+", default=[256, 256],
-                   help="hidden widths of the MLP")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
-    t.add_argument("--out", default="runs/train", help="output folder (checkpoint.pt, metrics.json, energy.json, raster.png)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
-    t.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
-    t.add_argument("--limit-train", type=_positive_int("--limit-train"), default=None)
-    t.add_argument("--limit-test", type=_positive_int("--limit-test"), default=None)
-    t.add_argument("--no-report", action="store_true", help="skip energy.json and raster.png")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--energy-penalty", type=_nonneg_float("--energy-penalty"), default=0.0, metavar="LAM",
-                   help="add LAM * penalty (per sample) to the loss; 0 disables (neuroq.energy.SynapticPenalty)")
-    t.add_argument("--penalty-kind", default="synaptic", choices=("synaptic", "rate-l1", "rate-l2"),
-                   help="synaptic: spikes weighted by fan-out (= SOPs); rate-l1/l2: plain spike counts")
-    M.add_all_arguments(t)
-    t.set_defaults(func=_cmd_train)
-
-    e = sub.add_parser("energy", help="per-layer energy report of a trained checkpoint (table + JSON)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train`")
-    e.add_argument("--samples", type=_positive_int("--samples"), default=512, help="test samples to meter")
-    e.add_argument("--out", default=None, help="JSON file to write; None: energy.json beside the checkpoint")
-    e.add_argument("--e-ac", type=_positive_float("--e-ac"), default=None, help="pJ per accumulate (default 0.9)")
-    e.add_argument("--e-mac", type=_positive_float("--e-mac"), default=None, help="pJ per MAC (default 4.6)")
-    e.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"))
-    e.add_argument("-b", "--batch-size", type=_positive_int("--batch-size"), default=256)
-    e.add_argument("--data-dir", default=None)
-    e.add_argument("--device", default="cpu")
-    e.set_defaults(func=_cmd_energy)
-
-    v = sub.add_parser("viz", help="plots of a trained checkpoint (raster, rates, membrane, energy, animation)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    v.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train`")
-    v.add_argument("--sample", type=int, default=0, help="index of the test sample to show")
-    v.add_argument("--out", default=None, help="output folder; None: beside the checkpoint")
-    v.add_argument("--kind", default="all", choices=VIZ_KINDS, help="which plot(s)")
-    v.add_argument("--samples", type=_positive_int("--samples"), default=256,
-                   help="test samples for the energy bars and the rate plot's batch average")
-    v.add_argument("--max-neurons", type=_positive_int("--max-neurons"), default=200,
-                   help="neurons per layer in rasters")
-    v.add_argument("--dpi", type=_positive_int("--dpi"), default=100)
-    v.add_argument("--data-dir", default=None)
-    v.add_argument("--device", default="cpu")
-    v.set_defaults(func=_cmd_viz)
-    return p
-
-
-def _cmd_train(args):
-    if isinstance(args.hidden, list):
-        args.hidden = list(args.hidden)
-    from .training.trainer import train
-
-    train(args)
-
-
-def load_run(checkpoint, device="cpu", data_dir=None):
-    """Rebuild ``(method, model, dataset, args)`` from a ``neuroq train`` checkpoint."""
-    from .data import load_dataset
-    from .training import methods as M
-    from .training.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(checkpoint)
-    args = argparse.Namespace(**ck["args"])
-    if data_dir is not None:
-        args.data_dir = data_dir
-    method = M.get(ck["method"])
-    ds = load_dataset(args.dataset, args.data_dir, download=not getattr(args, "no_download", False),
-                      limit_test=getattr(args, "limit_test", None))
-    model = method.build_model(args, ds)
-    model.load_state_dict(ck["model"])
-    return method, model.to(device).eval(), ds, args
-
+from .training import config as C
 
 VIZ_KINDS = ("raster", "rates", "membrane", "maps", "energy", "animation", "all")
 
 
-def _test_slice(ds, start, n, what):
-    if not 0 <= start < len(ds.x_test):
-        raise ValueError(f"{what}={start} is out of range: the test set has {len(ds.x_test)} samples")
-    return ds.x_test[start:start + n]
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .training import methods as M
+
+    p = argparse.ArgumentParser(prog="neuroq", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"neuroq {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a network with one of neuroq's methods",
+                       description="Train a network with one of neuroq's methods; writes checkpoint.pt, "
+                                   "metrics.json, energy.json and raster.png to --out.")
+    t.add_argument("--method", default="lif", choices=M.available(),
+                   help="training method: " + "; ".join(f"{n}: {M.method_class(n).help}" for n in M.available()))
+    t.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    t.add_argument("--no-report", action="store_true", help="skip energy.json and raster.png")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    C.add_options(t, {"train": C.TrainConfig}, title="training options")
+    C.add_options(t, M.configs(), title="method options (which methods use each is in brackets)")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("energy", help="per-layer energy report of a trained checkpoint (table + JSON)")
+    e.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train` (or its run folder)")
+    e.add_argument("--samples", type=C.positive_int("--samples"), default=512,
+                   help="test samples to meter (default: 512)")
+    e.add_argument("--out", default=None, help="JSON file to write (default: energy.json beside the checkpoint)")
+    e.add_argument("--e-ac", type=C.positive_float("--e-ac"), default=None, help="pJ per accumulate (default 0.9)")
+    e.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=None, help="pJ per MAC (default 4.6)")
+    e.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"),
+                   help="conv fan-out rule: nominal (C_out k^2 / s^2, the paper's) or exact (border-aware)")
+    e.add_argument("-b", "--batch-size", type=C.positive_int("--batch-size"), default=256,
+                   help="batch size of the metering pass (default: 256)")
+    e.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
+    e.set_defaults(func=_cmd_energy)
+
+    v = sub.add_parser("viz", help="plots of a trained checkpoint (raster, rates, membrane, maps, energy, animation)")
+    v.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train` (or its run folder)")
+    v.add_argument("--sample", type=int, default=0, help="index of the test sample to show (default: 0)")
+    v.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
+    v.add_argument("--kind", default="all", choices=VIZ_KINDS, help="which plot(s) (default: all)")
+    v.add_argument("--samples", type=C.positive_int("--samples"), default=256,
+                   help="test samples for the energy bars and the rate plot's batch average (default: 256)")
+    v.add_argument("--max-neurons", type=C.positive_int("--max-neurons"), default=200,
+                   help="neurons per layer in rasters (default: 200)")
+    v.add_argument("--dpi", type=C.positive_int("--dpi"), default=100, help="resolution of the PNGs (default: 100)")
+    v.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
+    v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
+    v.set_defaults(func=_cmd_viz)
+    return p
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here, else a clear error."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                         "use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def train_configs(args: argparse.Namespace):
+    """``(method, TrainConfig)`` from parsed ``neuroq train`` options (refusing options the method lacks)."""
+    from .training import methods as M
+
+    cls = M.method_class(args.method)
+    mine = set(C.field_names(cls.Config))
+    for owner_cfg in M.configs().values():
+        for name in C.given(args, owner_cfg):
+            if name not in mine:
+                opts = ", ".join(C.cli_name(n) for n in C.field_names(cls.Config)) or "none"
+                raise ValueError(f"{C.cli_name(name)} does not apply to --method {args.method} "
+                                 f"(its options: {opts})")
+    method = cls(C.from_namespace(cls.Config, args))
+    train = C.from_namespace(C.TrainConfig, args)
+    check_device(train.device)
+    return method, train
+
+
+def _cmd_train(args):
+    from .data import load_dataset
+    from .training.loop import Trainer, report_run
+
+    method, cfg = train_configs(args)
+    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, limit_train=cfg.limit_train,
+                        limit_test=cfg.limit_test)
+    tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    tr.fit()
+    if tr.is_main and not args.no_report:
+        report_run(method, tr.model, data, cfg.encoding, args.out, tr.device)
+    tr.close()
+
+
+def _load(args):
+    from .training.checkpoint import checkpoint_path, load_run
+
+    check_device(args.device)
+    return load_run(checkpoint_path(args.checkpoint), args.device, args.data_dir)
+
+
+def _test_slice(data, start, n, what):
+    import torch
+
+    from .data import batches
+
+    if not 0 <= start < len(data.test):
+        raise ValueError(f"{what}={start} is out of range: the test set has {len(data.test)} samples")
+    x, y = next(batches(data.test, torch.arange(start, min(start + n, len(data.test))), n))
+    return x, y
 
 
 def _cmd_energy(args):
     from pathlib import Path
 
     from .energy import E_AC_PJ, E_MAC_PJ
-    from .training.checkpoint import atomic_write_json
-    from .training.trainer import meter_run
-    from .utils import machine_info
+    from .io import atomic_write_json, machine_info
+    from .training.loop import inference_model, meter_run
 
-    method, model, ds, rargs = load_run(args.checkpoint, args.device, args.data_dir)
-    net = method.convert_for_inference(model).to(args.device).eval()
-    meter = meter_run(method, net, ds, rargs, args.device, args.samples, args.batch_size,
+    method, model, data, cfg = _load(args)
+    net = inference_model(method, model, args.device)
+    meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, args.batch_size,
                       e_ac=E_AC_PJ if args.e_ac is None else args.e_ac,
                       e_mac=E_MAC_PJ if args.e_mac is None else args.e_mac, conv_fanout=args.conv_fanout)
     rep = meter.report()
-    rep.update(method=rargs.method, dataset=ds.name, T=method.T(rargs), checkpoint=str(args.checkpoint),
+    rep.update(method=method.name, dataset=data.name, T=method.T, checkpoint=str(args.checkpoint),
                machine=machine_info(args.device))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "energy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, rep)
-    print(f"{rargs.method} on {ds.name}, {rep['samples']} test samples, T={method.T(rargs)}")
+    print(f"{method.name} on {data.name}, {rep['samples']} test samples, T={method.T}")
     print(meter.table())
     if rep["neurons"]:
         print("firing rates: " + ", ".join(f"{k} {d['firing_rate']:.3f}" for k, d in rep["neurons"].items()))
@@ -170,16 +166,20 @@ def _cmd_viz(args):
     import matplotlib.pyplot as plt
 
     from . import viz
+    from .training.loop import inference_model, meter_run
 
-    method, model, ds, rargs = load_run(args.checkpoint, args.device, args.data_dir)
-    net = method.convert_for_inference(model).to(args.device).eval()
+    method, model, data, cfg = _load(args)
+    net = inference_model(method, model, args.device)
     K = args.sample
-    x = _test_slice(ds, K, 1, "--sample").to(args.device)
+    x, y = _test_slice(data, K, 1, "--sample")
+    x = x.to(args.device)
     out = Path(args.out or Path(args.checkpoint).parent)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the plots")
     out.mkdir(parents=True, exist_ok=True)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
-    tag = f"{rargs.method} on {ds.name}, test sample {K} (label {int(ds.y_test[K])})"
-    rec = viz.record(net, method.model_input_for_record(x, rargs), v="membrane" in kinds)
+    tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
+    rec = viz.record(net, method.record_input(x, cfg.encoding), v="membrane" in kinds)
     spikes = rec["spikes"] if "membrane" in kinds else rec
     written = []
 
@@ -188,26 +188,25 @@ def _cmd_viz(args):
         plt.close(fig)
         written.append(out / name)
 
+    def skip(msg):
+        if args.kind != "all":
+            raise ValueError(msg)
+        print(f"note: {msg}")
+
     for kind in kinds:
         if kind in ("raster", "rates", "membrane", "maps", "animation") and not spikes:
-            msg = f"{rargs.method} model has no spiking neurons: no {kind} plot"
-            if args.kind != "all":
-                raise ValueError(msg)
-            print(f"note: {msg}")
+            skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
         if kind == "raster":
             save(viz.raster(spikes, max_neurons=args.max_neurons, title=tag).figure, f"raster_{K}.png")
         elif kind == "rates":
-            xb = _test_slice(ds, 0, args.samples, "--samples").to(args.device)
-            batch = viz.record(net, method.model_input_for_record(xb, rargs))
-            save(viz.firing_rates(batch, title=f"{rargs.method} on {ds.name}: firing rates over "
+            xb, _ = _test_slice(data, 0, args.samples, "--samples")
+            batch = viz.record(net, method.record_input(xb.to(args.device), cfg.encoding))
+            save(viz.firing_rates(batch, title=f"{method.name} on {data.name}: firing rates over "
                                                f"{len(xb)} test samples"), "rates.png")
         elif kind == "membrane":
             if not rec["v"]:
-                msg = f"{rargs.method} model's neurons keep no membrane potential: no membrane plot"
-                if args.kind != "all":
-                    raise ValueError(msg)
-                print(f"note: {msg}")
+                skip(f"{method.name} model's neurons keep no membrane potential: no membrane plot")
                 continue
             for layer in rec["v"]:
                 ax = viz.membrane_trace(rec, layer=layer, title=f"{tag}, layer {layer}")
@@ -215,19 +214,14 @@ def _cmd_viz(args):
         elif kind == "maps":
             conv = [k for k, t in spikes.items() if t.dim() == 5]
             if not conv:
-                msg = f"{rargs.method} model has no convolutional spiking layer: no feature maps"
-                if args.kind != "all":
-                    raise ValueError(msg)
-                print(f"note: {msg}")
+                skip(f"{method.name} model has no convolutional spiking layer: no feature maps")
                 continue
             for layer in conv:
                 save(viz.feature_maps(spikes, layer=layer, title=f"{tag}, layer {layer}: firing rate per channel"),
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
-            from .training.trainer import meter_run
-
-            meter = meter_run(method, net, ds, rargs, args.device, args.samples)
-            save(viz.energy_bars(meter.report(), title=f"{rargs.method} on {ds.name}: energy per sample "
+            meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples)
+            save(viz.energy_bars(meter.report(), title=f"{method.name} on {data.name}: energy per sample "
                                                        f"({meter.samples} test samples)").figure, "energy.png")
         elif kind == "animation":
             fig = viz.animate_raster(spikes, out / f"raster_{K}.gif", max_neurons=args.max_neurons, title=tag)
@@ -242,7 +236,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"neuroq {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -305,11 +305,11 @@ def test_cli_energy_table_and_json(lif_run, tmp_path, capsys):
         assert k in text
         assert d["energy_pj"] == pytest.approx(d["sops"] * rep["e_ac_pj"] + d["macs"] * rep["e_mac_pj"])
     # the same numbers as metering the model directly
-    from neuroq.cli import load_run
-    method, model, ds, args = load_run(lif_run / "checkpoint.pt")
+    from neuroq.training import load_run
+    method, model, ds, cfg = load_run(lif_run / "checkpoint.pt")
     with torch.no_grad(), EnergyMeter(model) as m:
         _sj.reset_net(model)
-        model(method.model_input_for_record(ds.x_test[:25], args))
+        model(method.record_input(ds.x_test[:25], cfg.encoding))
     assert rep["total"]["sops"] == pytest.approx(m.report()["total"]["sops"])
     assert rep["total"]["energy_pj_per_sample"] == pytest.approx(m.report()["total"]["energy_pj_per_sample"])
     assert main(["energy", str(lif_run / "checkpoint.pt"), "--samples", "25", "--out", str(out),
@@ -329,7 +329,8 @@ def test_accuracy_energy_from_run_folders(lif_run, tmp_path):
 @pytest.mark.parametrize("method", M.available())
 def test_cli_verbs_work_for_every_method(method, tmp_path):
     run = tmp_path / method
-    assert main(["train", "--method", method, *TINY, "--no-report", "--out", str(run)]) == 0
+    tiny = TINY if "T" in M.configs()[method].__dataclass_fields__ else [a for a in TINY if a not in ("-T", "3")]
+    assert main(["train", "--method", method, *tiny, "--no-report", "--out", str(run)]) == 0
     ck = str(run / "checkpoint.pt")
     assert main(["energy", ck, "--samples", "16"]) == 0
     rep = json.loads((run / "energy.json").read_text())
@@ -343,6 +344,6 @@ def test_cli_verbs_work_for_every_method(method, tmp_path):
 
 
 def _inference_net_and_input(ck):
-    from neuroq.cli import load_run
-    method, model, ds, args = load_run(ck)
-    return method.convert_for_inference(model), method.model_input_for_record(ds.x_test[:1], args)
+    from neuroq.training import load_run
+    method, model, ds, cfg = load_run(ck)
+    return method.convert_for_inference(model), method.record_input(ds.x_test[:1], cfg.encoding)

@@ -23,10 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from neuroq import viz  # noqa: E402
-from neuroq.cli import load_run, main as cli  # noqa: E402
-from neuroq.training.trainer import meter_run  # noqa: E402
-from neuroq.training.checkpoint import atomic_write_json  # noqa: E402
-from neuroq.utils import machine_info  # noqa: E402
+from neuroq.cli import main as cli  # noqa: E402
+from neuroq.io import atomic_write_json, machine_info  # noqa: E402
+from neuroq.training import load_run, meter_run  # noqa: E402
 
 DEMO = ["--method", "lif", "--dataset", "digits", "-T", "4", "--epochs", "30"]
 # name -> options that differ from DEMO
@@ -48,6 +47,9 @@ def _opts(extra):
             opts[opts.index(k) + 1] = v
         else:
             opts += [k, v]
+    if opts[opts.index("--method") + 1] == "ann":  # one step: -T does not apply
+        i = opts.index("-T")
+        del opts[i:i + 2]
     return opts
 
 
@@ -118,24 +120,24 @@ def main(argv=None):
     net = method.convert_for_inference(model).eval()
     K = a.sample
     label = int(ds.y_test[K])
-    one = method.model_input_for_record(ds.x_test[K:K + 1], args)
+    one = method.record_input(ds.x_test[K:K + 1], args.encoding)
     rec = viz.record(net, one, v=True)
-    tag = f"LIF MLP on digits (T={args.T}), test sample {K} (label {label})"
+    tag = f"LIF MLP on digits (T={method.T}), test sample {K} (label {label})"
 
     save(viz.raster(_named(rec), max_neurons=None, title=f"Spike raster: {tag}", marker_size=12).figure,
          "raster.png", "spike raster of every hidden neuron for one test sample")
-    batch = viz.record(net, method.model_input_for_record(ds.x_test, args))
+    batch = viz.record(net, method.record_input(ds.x_test, args.encoding))
     save(viz.firing_rates(_named(batch), title=f"Firing rates over the {len(ds.x_test)} digits test samples"),
          "rates.png", "per-layer histogram of neuron firing rates and rate heatmap over time")
     # the T=8 run of the sweep gives longer traces than the T=4 demo
     lm, lmodel, lds, largs = load_run(sweep["lif-T8"] / "checkpoint.pt")
-    lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.model_input_for_record(lds.x_test[K:K + 1], largs),
+    lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1], largs.encoding),
                       v=True)
     first = next(iter(lrec["v"]))
     ax = viz.membrane_trace(_named(lrec), layer="hidden 1", max_traces=3,
-                            title=f"Membrane potential, first hidden layer: LIF MLP (T={largs.T}), sample {K}")
+                            title=f"Membrane potential, first hidden layer: LIF MLP (T={lm.T}), sample {K}")
     save(ax.figure, "membrane.png", f"membrane potential of neurons {ax.neurons} of layer {first} (lif-T8 run)")
-    meter = meter_run(method, net, ds, args, samples=len(ds.x_test))
+    meter = meter_run(method, net, ds.test, args.encoding, samples=len(ds.x_test))
     rep = meter.report()
     save(viz.energy_bars(rep, title=f"Energy per sample by layer ({rep['samples']} test samples)").figure,
          "energy.png", "per-layer SOP/MAC energy of the demo network")
@@ -146,7 +148,7 @@ def main(argv=None):
 
     cm, cmodel, cds, cargs = load_run(sweep["lif-cnn-T4"] / "checkpoint.pt")
     cnet = cm.convert_for_inference(cmodel).eval()
-    crec = viz.record(cnet, cm.model_input_for_record(cds.x_test[K:K + 1], cargs))
+    crec = viz.record(cnet, cm.record_input(cds.x_test[K:K + 1], cargs.encoding))
     save(viz.feature_maps(crec, sample=0, title=f"Conv LIF on digits: firing rate of each channel of the "
                                                 f"first conv layer, sample {K} (label {label})"),
          "feature_maps.png", "spike-rate maps of the first convolutional layer's channels")

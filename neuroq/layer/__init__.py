@@ -1,9 +1,12 @@
-"""Layers: normalizations, quantized layers, SAF wrappers, residual blocks."""
-from .psp_norm import PSPNorm1d, PSPNorm2d  # noqa: F401
+"""Layers: step-mode containers, weight standardization, normalizations, quantized layers, SAF and OTTT
+layers, residual blocks."""
+from .container import SeqOp, leaves, make_neuron, run_steps, set_step_mode  # noqa: F401
+from .norm import LayerBatchNorm1d, LayerBatchNorm2d, PSPNorm1d, PSPNorm2d, fold  # noqa: F401
+from .ottt import OTTTSequential  # noqa: F401
+from .quant import QuantAct, QuantConv2d, QuantLinear  # noqa: F401
 from .residual import PreActBlock  # noqa: F401
-from .lbn import LayerBatchNorm1d, LayerBatchNorm2d, fold_into  # noqa: F401
-from .quant import QuantAct, QuantConv2d, QuantLinear, standardize_weight  # noqa: F401
 from .saf import (  # noqa: F401
-    SAFConv2d, SAFInput, SAFLinear, SAFNonLinearError, SAFReadout, SAFSequential, SAFWSConv2d, Scale,
-    ScaledWSConv2d, SeqOp, check_saf_network, lif_from_saf, saf_from_lif,
+    SAFConv2d, SAFInput, SAFLinear, SAFNonLinearError, SAFReadout, SAFSequential, SAFWSConv2d, check_saf_network,
+    register_linear_op,
 )
+from .ws import Scale, ScaledWSConv2d, standardize_weight  # noqa: F401

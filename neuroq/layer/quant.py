@@ -10,7 +10,7 @@ Forward of :class:`QuantConv2d` / :class:`QuantLinear` (full-precision master we
 .. math::
     W^q = g \odot Q_w(\hat W; M_w),\qquad y = W^q * x + b,
 
-with :math:`Q_w` the symmetric scaled round-clip of :func:`neuroq.quant.quantize_weight` and an
+with :math:`Q_w` the symmetric scaled round-clip of :func:`neuroq.functional.quant.quantize_weight` and an
 optional learnable per-output-channel gain :math:`g` (initialised to :math:`1/\sqrt{\text{fan-in}}`,
 the scaling of OTTT's ``ScaledWSConv2d``; useful for a classifier not followed by a normalization).
 Gradients reach :math:`W` through the STE of :math:`Q_w` and through the standardization.
@@ -30,36 +30,124 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as tF
 
-from .. import _sj
-from .._validate import check_bool, check_choice, check_int, check_real, check_step_input
+from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
 from ..neuron.base import Neuron
-from ..quant import ActQuantizer, WeightQuantizer
+from ..functional.quant import _round_half_up, gaussian_mse_step, quantize_activation, quantize_weight
+from .ws import standardize_weight
 
 
+# ---- the quantizer parts (module forms of neuroq.functional.quant) ----------------------------
+def _resolve_surrogate(surrogate):
+    """``None``/``'ste'`` -> None (clipped STE); ``'s2nn'`` -> neuroq's S2NN surrogate; callable as is."""
+    if surrogate is None or surrogate == "ste":
+        return None
+    if surrogate == "s2nn":
+        from ..surrogate import S2NN
+
+        return S2NN()
+    if isinstance(surrogate, str):
+        raise ValueError(f"surrogate must be None, 'ste', 's2nn' or a callable (SpikingJelly surrogate), "
+                         f"got {surrogate!r}")
+    return check_callable("surrogate", surrogate)
+
+
+class WeightQuantizer(nn.Module):
+    r"""Module form of :func:`quantize_weight`: :math:`M` symmetric states, step :math:`\Delta`.
+
+    Args:
+        states: number of states :math:`M \ge 2` (odd: includes 0; even: half-integer levels).
+        step: :math:`\Delta` in units of the standardized weight's standard deviation; ``None``
+            (default) uses :func:`gaussian_mse_step` (MSE-optimal for unit-variance Gaussian weights).
+        surrogate: ``None``/``'ste'`` (clipped STE) or a callable surrogate (see :func:`neuroq.functional.quant.round_clip`).
+    """
+
+    def __init__(self, states: int, step: Optional[float] = None, surrogate=None):
+        super().__init__()
+        self.states = check_int("states", states, ge=2)
+        self.step = gaussian_mse_step(self.states) if step is None else check_real("step", step, gt=0)
+        self.surrogate = _resolve_surrogate(surrogate)
+
+    @property
+    def offset(self) -> float:
+        """:math:`c = (M-1)/2`."""
+        return (self.states - 1) / 2.0
+
+    def forward(self, w_hat: torch.Tensor) -> torch.Tensor:
+        return quantize_weight(w_hat, self.states, self.step, self.surrogate)
+
+    def integer(self, w_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
+        r"""``(ints, scale)`` with ``ints * scale == forward(w_hat)``: odd :math:`M`: the integers
+        :math:`\{-c..c\}`, scale :math:`\Delta`; even :math:`M`: the odd integers
+        :math:`\{-(M-1),-(M-3),..,M-1\}`, scale :math:`\Delta/2`."""
+        with torch.no_grad():
+            idx = torch.clamp(_round_half_up(w_hat / self.step + self.offset), 0, self.states - 1)
+            if self.states % 2:
+                return (idx - self.offset).to(torch.int32), self.step
+            return (2 * idx - (self.states - 1)).to(torch.int32), self.step / 2
+
+    def extra_repr(self):
+        return f"states={self.states}, step={self.step:.4g}"
+
+
+class ActQuantizer(nn.Module):
+    r"""Module form of :func:`quantize_activation`: :math:`M` non-negative states
+    :math:`\Delta\{0..M-1\}`; ``states=2`` gives spikes.
+
+    Args:
+        states: :math:`M \ge 2`.
+        step: :math:`\Delta > 0` (default 1: the activations are the integers themselves).
+        surrogate: ``None``/``'ste'`` (clipped STE), ``'s2nn'`` (:class:`neuroq.surrogate.S2NN`) or
+            any callable / SpikingJelly surrogate (see :func:`neuroq.functional.quant.round_clip`).
+    """
+
+    def __init__(self, states: int, step: float = 1.0, surrogate=None):
+        super().__init__()
+        self.states = check_int("states", states, ge=2)
+        self.step = check_real("step", step, gt=0)
+        self.surrogate = _resolve_surrogate(surrogate)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return quantize_activation(h, self.states, self.step, self.surrogate)
+
+    def extra_repr(self):
+        return f"states={self.states}, step={self.step:.4g}"
+
+
+# ---- the quantized layers --------------------------------------------------------------------
 def _check_states(name, states):
     if states is None:
         return None
     return check_int(name, states, ge=2)
 
 
-def standardize_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    r"""Weight standardization :math:`\hat W_{o,:} = (W_{o,:} - \mu_o)/\sqrt{\sigma_o^2 + \epsilon}`,
-    mean and (biased) variance over every axis but the first (Qiao et al., arXiv 1903.10520)."""
-    dims = tuple(range(1, w.dim()))
-    mean = w.mean(dim=dims, keepdim=True)
-    var = w.var(dim=dims, unbiased=False, keepdim=True)
-    return (w - mean) * torch.rsqrt(var + eps)
+def _weight_quantizer(w_states, w_step, weight_quant):
+    """The weight quantizer part: ``weight_quant`` if given (a module mapping :math:`\hat W` to its
+    fake-quantized value, with ``states`` and ``integer(w_hat) -> (ints, scale)`` for export), else the
+    shorthand ``WeightQuantizer(w_states, w_step)`` (``None``: full precision)."""
+    if weight_quant is None:
+        states = _check_states("w_states", w_states)
+        return None if states is None else WeightQuantizer(states, w_step)
+    if not isinstance(weight_quant, nn.Module) or not callable(getattr(weight_quant, "integer", None)):
+        raise TypeError("weight_quant must be an nn.Module quantizer with an integer() method "
+                        f"(e.g. neuroq.quant.WeightQuantizer(3)), got {type(weight_quant).__name__}")
+    if w_states not in (3, None, getattr(weight_quant, "states", None)) or w_step is not None:
+        raise ValueError("pass either weight_quant or the shorthand w_states/w_step, not both "
+                         f"(got weight_quant={weight_quant!r}, w_states={w_states!r}, w_step={w_step!r})")
+    return weight_quant
 
 
 class _QuantWeightMixin:
     """Shared weight path: standardize -> quantize -> gain."""
 
-    def _init_quant(self, w_states, w_step, ws_eps, gain, weight_standardization):
-        self.w_states = _check_states("w_states", w_states)
+    def _init_quant(self, w_states, w_step, ws_eps, gain, weight_standardization, weight_quant):
         self.ws_eps = check_real("ws_eps", ws_eps, gt=0)
         self.weight_standardization = check_bool("weight_standardization", weight_standardization)
         check_bool("gain", gain)
-        self.quantizer = None if self.w_states is None else WeightQuantizer(self.w_states, w_step)
+        if self.weight_standardization and self.weight[0].numel() < 2:
+            raise ValueError(f"weight standardization needs a fan-in of at least 2 per output channel, got "
+                             f"{self.weight[0].numel()} (use weight_standardization=False)")
+        self.quantizer = _weight_quantizer(w_states, w_step, weight_quant)
+        self.w_states = None if self.quantizer is None else self.quantizer.states
         if gain:
             fan_in = self.weight[0].numel()
             self.gain = nn.Parameter(torch.full((self.weight.shape[0],), 1.0 / math.sqrt(fan_in)))
@@ -109,17 +197,29 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
         ws_eps: :math:`\epsilon` of the standardization.
         gain: learnable per-output-channel gain :math:`g` (init :math:`1/\sqrt{\text{fan-in}}`).
         weight_standardization: turn the standardization off (then the quantizer sees raw weights).
+        weight_quant: the weight quantizer as a part (Brevitas style), e.g.
+            ``neuroq.quant.WeightQuantizer(3, surrogate=...)`` or your own module with ``states`` and
+            ``integer()``; ``w_states``/``w_step`` are the shorthand for ``WeightQuantizer(w_states, w_step)``.
+
+    Example::
+
+        >>> conv = QuantConv2d(1, 8, 3, padding=1, weight_quant=WeightQuantizer(3))
+        >>> conv(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 8, 8, 8])
+        >>> conv.quantized_weight().unique().numel() <= 3 * 8    # 3 levels x per-channel scale
+        True
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = False, w_states: Optional[int] = 3,
                  w_step: Optional[float] = None, ws_eps: float = 1e-5, gain: bool = False,
-                 weight_standardization: bool = True, padding_mode: str = "zeros"):
+                 weight_standardization: bool = True, padding_mode: str = "zeros",
+                 weight_quant: Optional[nn.Module] = None):
         check_int("in_channels", in_channels, ge=1)
         check_int("out_channels", out_channels, ge=1)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode)
-        self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization)
+        self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -139,11 +239,11 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, w_states: Optional[int] = 3,
                  w_step: Optional[float] = None, ws_eps: float = 1e-5, gain: bool = False,
-                 weight_standardization: bool = True):
+                 weight_standardization: bool = True, weight_quant: Optional[nn.Module] = None):
         check_int("in_features", in_features, ge=1)
         check_int("out_features", out_features, ge=1)
         super().__init__(in_features, out_features, bias)
-        self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization)
+        self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return tF.linear(x, self.quantized_weight(), self.bias)
@@ -175,14 +275,34 @@ class QuantAct(Neuron):
         surrogate: ``None``/``'ste'``, ``'s2nn'`` (:class:`neuroq.surrogate.S2NN`) or any
             callable / SpikingJelly surrogate.
         step_mode: ``'s'`` or ``'m'``.
+        act_quant: the activation quantizer as a part, e.g. ``neuroq.quant.ActQuantizer(4, step=0.25)``
+            (then ``a_states``/``a_range``/``surrogate`` are not given).
+
+    Inputs/Outputs: any shape, elementwise (``[N, ...]`` in ``'s'``, ``[T, N, ...]`` in ``'m'``).
+
+    Example::
+
+        >>> act = QuantAct(a_states=2)            # a single-step spike: Theta(h - 1/2)
+        >>> act(torch.tensor([[0.2, 0.5, 0.9]]))
+        tensor([[0., 1., 1.]])
     """
 
-    def __init__(self, a_states: Optional[int] = 2, a_range: float = 1.0, surrogate=None, step_mode: str = "s"):
+    def __init__(self, a_states: Optional[int] = 2, a_range: float = 1.0, surrogate=None, step_mode: str = "s",
+                 act_quant: Optional[nn.Module] = None):
         super().__init__()
-        self.a_states = _check_states("a_states", a_states)
-        self.a_range = check_real("a_range", a_range, gt=0)
-        self.step = None if self.a_states is None else self.a_range / (self.a_states - 1)
-        self.quantizer = None if self.a_states is None else ActQuantizer(self.a_states, self.step, surrogate)
+        if act_quant is not None:
+            if not isinstance(act_quant, ActQuantizer):
+                raise TypeError(f"act_quant must be a neuroq.quant.ActQuantizer, got {type(act_quant).__name__}")
+            if a_states not in (2, act_quant.states) or surrogate is not None:
+                raise ValueError("pass either act_quant or the shorthand a_states/a_range/surrogate, not both")
+            self.quantizer = act_quant
+            self.a_states, self.step = act_quant.states, act_quant.step
+            self.a_range = self.step * (self.a_states - 1)
+        else:
+            self.a_states = _check_states("a_states", a_states)
+            self.a_range = check_real("a_range", a_range, gt=0)
+            self.step = None if self.a_states is None else self.a_range / (self.a_states - 1)
+            self.quantizer = None if self.a_states is None else ActQuantizer(self.a_states, self.step, surrogate)
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
 
     @property

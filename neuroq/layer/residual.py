@@ -21,9 +21,9 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from .. import _sj
 from .._validate import check_choice, check_int
-from .psp_norm import PSPNorm2d
+from .container import SeqOp, make_neuron
+from .norm import PSPNorm2d
 
 NORMS = ("pspn", "bn", "none")
 
@@ -41,12 +41,12 @@ def make_norm(norm: Union[str, Callable[[int], nn.Module]], channels: int, step_
         return PSPNorm2d(channels, step_mode=step_mode)
     if norm == "bn":
         bn = nn.BatchNorm2d(channels)
-        return _sj.SeqToANNContainer(bn) if step_mode == "m" else bn
+        return SeqOp(bn) if step_mode == "m" else bn
     return nn.Identity()
 
 
 def _wrap(op: nn.Module, step_mode: str) -> nn.Module:
-    return _sj.SeqToANNContainer(op) if step_mode == "m" else op
+    return SeqOp(op) if step_mode == "m" else op
 
 
 def default_neuron() -> nn.Module:
@@ -54,15 +54,6 @@ def default_neuron() -> nn.Module:
     from ..neuron import LIFNode
 
     return LIFNode(tau=2.0, detach_reset=True, step_mode="m")
-
-
-def make_neuron(factory: Optional[Callable[[], nn.Module]], step_mode: str) -> nn.Module:
-    m = (factory or default_neuron)()
-    if not isinstance(m, nn.Module):
-        raise TypeError(f"neuron must be a factory returning an nn.Module, got {type(m).__name__}")
-    if hasattr(m, "step_mode"):
-        m.step_mode = step_mode
-    return m
 
 
 class PreActBlock(nn.Module):
@@ -87,10 +78,10 @@ class PreActBlock(nn.Module):
         self.stride = check_int("stride", stride, ge=1)
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
         self.norm1 = make_norm(norm, in_channels, step_mode)
-        self.neuron1 = make_neuron(neuron, step_mode)
+        self.neuron1 = make_neuron(neuron, step_mode, default_neuron)
         self.conv1 = _wrap(nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False), step_mode)
         self.norm2 = make_norm(norm, out_channels, step_mode)
-        self.neuron2 = make_neuron(neuron, step_mode)
+        self.neuron2 = make_neuron(neuron, step_mode, default_neuron)
         self.conv2 = _wrap(nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False), step_mode)
         if stride != 1 or in_channels != out_channels:
             self.shortcut = _wrap(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), step_mode)

@@ -22,13 +22,12 @@ image) and :class:`SAFReadout` turns the last layer's :math:`\hat U^{out}` back 
 output :math:`o[t] = \hat U[t] - \lambda\hat U[t-1]` (SAF-E, equal to the LIF network's output) or
 the final weighted average :math:`\hat U[t]/c_t` (SAF-F).
 
-:func:`saf_from_lif` / :func:`lif_from_saf` convert between an ordinary soft-reset LIF network and its
-SAF twin, sharing the same weights: both emit the same spikes and outputs.
+:func:`neuroq.convert.saf_from_lif` / :func:`neuroq.convert.lif_from_saf` convert between an ordinary
+soft-reset LIF network and its SAF twin, sharing the same weights: both emit the same spikes and outputs.
+The energy meter counts SAF synapses like their plain twins (:mod:`neuroq.energy.rules`).
 """
 from __future__ import annotations
 
-import copy
-import math
 from typing import Iterable
 
 import torch
@@ -38,84 +37,12 @@ import torch.nn.functional as tF
 from .. import _sj
 from .._validate import check_choice, check_int, check_real
 from ..functional import saf as FS
+from .container import leaves
+from .ws import Scale, ScaledWSConv2d, standardize_weight
 
 
 class SAFNonLinearError(ValueError):
     """A non-linear operation sits between SAF neurons (SAF needs linear ops there)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# stateless linear ops
-# ---------------------------------------------------------------------------------------------
-class Scale(nn.Module):
-    r"""Multiply by a constant: :math:`y = s\,x` (OTTT's ``Scale(2.74)`` after weight-standardized convs).
-
-    Linear, so it commutes with the spike accumulation and may sit between SAF neurons.
-    """
-
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = check_real("scale", scale)
-
-    def forward(self, x):
-        return x * self.scale
-
-    def extra_repr(self):
-        return f"scale={self.scale}"
-
-
-class ScaledWSConv2d(nn.Conv2d):
-    r"""Scaled weight-standardized convolution (as in OTTT, Xiao et al. NeurIPS 2022; Qiao et al. 2019).
-
-    .. math::
-        \hat W_{o} = g_o\,\frac{W_{o} - \mathrm{mean}(W_{o})}{\sqrt{\mathrm{var}(W_{o})\cdot
-        \mathrm{fan\_in} + \epsilon}}
-
-    per output channel :math:`o` (``var`` unbiased, like OTTT's code), learnable gain :math:`g` when
-    ``gain=True``.  Arguments as ``nn.Conv2d`` plus ``gain`` and ``eps``.
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, gain: bool = True, eps: float = 1e-4):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1)) if gain else None
-        self.eps = check_real("eps", eps, gt=0)
-
-    def get_weight(self) -> torch.Tensor:
-        return ws_weight(self.weight, self.gain, self.eps)
-
-    def forward(self, x):
-        return tF.conv2d(x, self.get_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-def ws_weight(weight: torch.Tensor, gain, eps: float) -> torch.Tensor:
-    """Scaled weight standardization of a conv weight ``[C_out, C_in/g, k_h, k_w]`` (see :class:`ScaledWSConv2d`)."""
-    fan_in = math.prod(weight.shape[1:])
-    dims = list(range(1, weight.dim()))
-    mean = weight.mean(dim=dims, keepdim=True)
-    var = weight.var(dim=dims, keepdim=True)
-    w = (weight - mean) / torch.sqrt(var * fan_in + eps)
-    return w * gain if gain is not None else w
-
-
-class SeqOp(_sj.MemoryModule):
-    r"""Apply a stateless op per step: ``'s'`` ``[N, ...]`` or ``'m'`` ``[T, N, ...]`` (flattened to
-    ``[T·N, ...]``).  Use it for the linear ops between SAF neurons (pooling, flatten, :class:`Scale`)."""
-
-    def __init__(self, op: nn.Module, step_mode: str = "s"):
-        super().__init__()
-        if not isinstance(op, nn.Module):
-            raise TypeError(f"op must be a torch.nn.Module, got {type(op).__name__}")
-        self.op = op
-        self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
-
-    def single_step_forward(self, x):
-        return self.op(x)
-
-    def multi_step_forward(self, x_seq):
-        T, N = x_seq.shape[:2]
-        y = self.op(x_seq.flatten(0, 1))
-        return y.reshape(T, N, *y.shape[1:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +202,7 @@ class SAFWSConv2d(SAFConv2d):
         self.eps = check_real("eps", eps, gt=0)
 
     def get_weight(self):
-        return ws_weight(self.weight, self.gain, self.eps)
+        return standardize_weight(self.weight, self.eps, scaled=True, gain=self.gain)
 
     @classmethod
     def from_module(cls, m: nn.Conv2d, tau: float = 2.0, step_mode: str = "s") -> "SAFWSConv2d":
@@ -300,18 +227,6 @@ class SAFWSConv2d(SAFConv2d):
             if self.gain is not None:
                 m.gain.copy_(self.gain)
         return m.to(self.weight.device, self.weight.dtype)
-
-
-def _register_energy():
-    """SAF synapses do what ``nn.Linear`` / ``nn.Conv2d`` do (MACs on the real-valued accumulations;
-    SOPs if fed spikes): teach the energy meter so it counts them like their plain twins."""
-    from .. import energy
-
-    energy.register_synaptic(SAFLinear, energy.linear_sops, energy.linear_macs)
-    energy.register_synaptic(SAFConv2d, energy.conv_sops, energy.conv_macs)
-
-
-_register_energy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,6 +302,7 @@ class SAFReadout(_sj.MemoryModule):
 # ---------------------------------------------------------------------------------------------
 # linearity check
 # ---------------------------------------------------------------------------------------------
+#: parameter-free module types that commute with the spike accumulation (extend with register_linear_op)
 _LINEAR_TYPES: list = [nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                        nn.AdaptiveAvgPool3d, nn.Flatten, nn.Identity, Scale]
 
@@ -395,21 +311,6 @@ def register_linear_op(cls: type) -> None:
     """Declare a parameter-free module type linear (allowed between SAF neurons)."""
     if cls not in _LINEAR_TYPES:
         _LINEAR_TYPES.append(cls)
-
-
-def _leaves(module: nn.Module, prefix: str = "", flat: bool = False):
-    """Yield ``(name, module, flat)`` for the ops of a (nested) sequential network in execution order;
-    ``flat`` is True inside a ``SeqToANNContainer`` / :class:`SeqOp` (the op sees ``[T·N, ...]``)."""
-    from ..neuron.saf import SAFNode
-
-    if isinstance(module, SeqOp):
-        yield from _leaves(module.op, prefix + ".op" if prefix else "op", True)
-    elif isinstance(module, nn.Sequential) and not isinstance(module, SAFNode):
-        inner = flat or isinstance(module, _sj.SeqToANNContainer)
-        for name, child in module.named_children():
-            yield from _leaves(child, f"{prefix}.{name}" if prefix else name, inner)
-    else:
-        yield prefix, module, flat
 
 
 def _why_nonlinear(m: nn.Module):
@@ -441,7 +342,7 @@ def _why_nonlinear(m: nn.Module):
 
 def check_saf_network(model: nn.Module) -> None:
     """Raise :class:`SAFNonLinearError` if a non-linear op sits in an SAF network (module docstring)."""
-    for name, m, _ in _leaves(model):
+    for name, m, _ in leaves(model):
         why = _why_nonlinear(m)
         if why is not None:
             raise SAFNonLinearError(f"SAF network: module {name!r} ({type(m).__name__}) cannot sit between SAF "
@@ -459,93 +360,6 @@ class SAFSequential(nn.Sequential):
     def forward(self, x):
         check_saf_network(self)
         return super().forward(x)
-
-
-def set_step_mode(model: nn.Module, step_mode: str) -> nn.Module:
-    """Set ``step_mode`` of every step-aware module of ``model`` (SAF layers, neurons, :class:`SeqOp`)."""
-    check_choice("step_mode", step_mode, ("s", "m"))
-    for m in model.modules():
-        if isinstance(m, _sj.MemoryModule) and hasattr(m, "step_mode"):
-            m.step_mode = step_mode
-    return model
-
-
-# ---------------------------------------------------------------------------------------------
-# conversion LIF <-> SAF
-# ---------------------------------------------------------------------------------------------
-def _lif_params(m):
-    """``(tau, decay_input, v_threshold, surrogate)`` of a soft-reset LIF neuron (neuroq or SpikingJelly)."""
-    if getattr(m, "v_reset", 0.0) is not None:
-        raise ValueError(f"{type(m).__name__}: SAF needs soft reset (v_reset=None), got v_reset={m.v_reset}")
-    return (float(m.tau), bool(getattr(m, "decay_input", False)), float(m.v_threshold),
-            getattr(m, "surrogate_function", None))
-
-
-def _is_lif(m) -> bool:
-    return hasattr(m, "tau") and hasattr(m, "v_threshold") and hasattr(m, "v_reset") and \
-        isinstance(m, _sj.MemoryModule)
-
-
-def saf_from_lif(model: nn.Module, readout: str = "step", step_mode: str = "s") -> SAFSequential:
-    r"""SAF twin of a feed-forward soft-reset LIF network (weights copied).
-
-    ``model`` is a (nested) ``nn.Sequential`` of ``nn.Linear`` / ``nn.Conv2d`` / :class:`ScaledWSConv2d`
-    (or SpikingJelly's ``WSConv2d``), soft-reset LIF neurons (all with the same ``tau``), and linear
-    stateless ops, taking ``[T, N, ...]`` and returning the last layer's output ``o[t]``.  The result is
-    ``SAFSequential(SAFInput, ..., SAFReadout(mode=readout))``: with ``readout='step'`` its output equals
-    ``model``'s output for every step; its neurons emit :math:`\hat a`, whose spikes equal the LIF spikes.
-    """
-    from ..neuron.saf import SAFNode
-
-    leaves = list(_leaves(model))
-    taus = {float(m.tau) for _, m, _ in leaves if _is_lif(m)}
-    if len(taus) != 1:
-        raise ValueError(f"saf_from_lif needs LIF neurons that all share one tau, found {sorted(taus) or 'none'}")
-    tau = taus.pop()
-    out = [SAFInput(tau, step_mode)]
-    for name, m, flat in leaves:
-        if _is_lif(m):
-            t, di, vth, sg = _lif_params(m)
-            out.append(SAFNode(tau=t, decay_input=di, v_threshold=vth, surrogate_function=sg, step_mode=step_mode))
-        elif isinstance(m, nn.Linear):
-            out.append(SAFLinear.from_module(m, tau, step_mode))
-        elif isinstance(m, nn.Conv2d) and hasattr(m, "get_weight") and hasattr(m, "eps"):
-            out.append(SAFWSConv2d.from_module(m, tau, step_mode))
-        elif isinstance(m, nn.Conv2d):
-            out.append(SAFConv2d.from_module(m, tau, step_mode))
-        elif isinstance(m, nn.Flatten) and not flat:
-            # a top-level Flatten of a multi-step model sees [T, N, ...]; SeqOp applies it to [T*N, ...]
-            if m.start_dim < 2:
-                raise ValueError(f"saf_from_lif: {name!r} flattens the time axis (start_dim={m.start_dim})")
-            out.append(SeqOp(nn.Flatten(m.start_dim - 1, m.end_dim), step_mode))
-        else:
-            why = _why_nonlinear(m)
-            if why is not None:
-                raise SAFNonLinearError(f"saf_from_lif: module {name!r} ({type(m).__name__}): {why}")
-            out.append(SeqOp(copy.deepcopy(m), step_mode))
-    out.append(SAFReadout(tau, readout, step_mode))
-    return SAFSequential(*out)
-
-
-def lif_from_saf(model: nn.Module, surrogate_function=None) -> nn.Sequential:
-    r"""Plain multi-step LIF network equivalent to an SAF network (weights copied): ``[T, N, ...]`` in,
-    per-step output :math:`o[t]` out.  SAF neurons become ``neuroq.neuron.LIFNode(tau, decay_input,
-    v_reset=None)`` and SAF synapses ``nn.Linear`` / ``nn.Conv2d`` / :class:`ScaledWSConv2d`."""
-    from ..neuron.lif import LIFNode
-    from ..neuron.saf import SAFNode
-
-    out = []
-    for name, m, _ in _leaves(model):
-        if isinstance(m, (SAFInput, SAFReadout)):
-            continue
-        if isinstance(m, SAFNode):
-            out.append(LIFNode(tau=m.tau, decay_input=m.decay_input, v_threshold=m.v_threshold, v_reset=None,
-                               surrogate_function=surrogate_function or m.surrogate_function, step_mode="m"))
-        elif isinstance(m, _SAFSynapse):
-            out.append(_sj.SeqToANNContainer(m.to_module()))
-        else:
-            out.append(_sj.SeqToANNContainer(copy.deepcopy(m)))
-    return nn.Sequential(*out)
 
 
 def iter_saf_synapses(model: nn.Module) -> Iterable[_SAFSynapse]:

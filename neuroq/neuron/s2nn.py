@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from .. import _sj
 from .._validate import check_callable, check_choice, check_real, check_step_input
 from ..surrogate import S2NN
 from .base import Neuron

@@ -1,69 +1,64 @@
-"""Atomic, resumable checkpoints.
-
-Files are written to a temporary file in the same directory, flushed and fsynced, then renamed
-over the target (``os.replace`` is atomic on POSIX), so a run killed at any moment leaves either
-the old or the new checkpoint, never a torn one.  Checkpoints hold only tensors, numbers,
-strings, lists and dicts, so they load with ``torch.load(weights_only=True)``.
-"""
+"""Run checkpoints: what :class:`neuroq.training.loop.Trainer` writes after every epoch, how a resumed
+run is checked against it, and how a trained model is rebuilt from it (``neuroq viz`` / ``energy``)."""
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
 from pathlib import Path
 
-import torch
+from ..io import CheckpointError, load_checkpoint
+from .config import TrainConfig, from_dict, to_dict
+from .methods import method_class
+
+FORMAT = "neuroq-run-1"
 
 
-def _atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def read_run(path) -> dict:
+    """The checkpoint at ``path``, checked to be a neuroq run checkpoint (:class:`~neuroq.io.CheckpointError`
+    otherwise)."""
+    ck = load_checkpoint(path)
+    if ck.get("format") != FORMAT or not {"model", "method", "method_config", "train", "epoch"} <= set(ck):
+        keys = ", ".join(sorted(map(str, ck))[:6])
+        raise CheckpointError(f"{str(path)!r} is not a neuroq training checkpoint (format {FORMAT!r}); "
+                              f"it holds keys {keys}{' ...' if len(ck) > 6 else ''}")
+    return ck
+
+
+def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
+    """Refuse to resume from ``ck`` with another method or other options (except ``TrainConfig.RESUMABLE``)."""
+    if ck["method"] != method.name:
+        raise ValueError(f"--resume: checkpoint {path} was trained with --method {ck['method']}, this run asks for "
+                         f"--method {method.name}; use another --out or the same options")
+    new = dict(to_dict(cfg), **{f"method.{k}": v for k, v in to_dict(method.config).items()})
+    old = dict(ck["train"], **{f"method.{k}": v for k, v in ck["method_config"].items()})
+    for k, v in new.items():
+        if k in TrainConfig.RESUMABLE:
+            continue
+        if k in old and old[k] != v:
+            name = k.split(".", 1)[-1]
+            raise ValueError(f"--resume: checkpoint {path} was trained with {name}={old[k]!r}, this run asks for "
+                             f"{name}={v!r}; use another --out or the same options")
+
+
+def load_run(path, device: str = "cpu", data_dir=None):
+    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint; the model is
+    in eval mode on ``device``."""
+    from ..data import load_dataset
+
+    ck = read_run(path)
+    cls = method_class(ck["method"])
+    method = cls(from_dict(cls.Config, ck["method_config"]))
+    train = from_dict(TrainConfig, ck["train"])
+    data = load_dataset(train.dataset, data_dir if data_dir is not None else train.data_dir,
+                        download=train.download, limit_test=train.limit_test)
+    model = method.build_model(data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{str(path)!r}: the stored weights do not fit the {ck['method']} model "
+                              f"({str(e).splitlines()[0]})") from None
+    return method, model.to(device).eval(), data, train
 
 
-def atomic_write_text(path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
-
-
-def save_checkpoint(path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+def checkpoint_path(path) -> Path:
+    """``path`` itself, or ``path/checkpoint.pt`` for a run folder."""
+    p = Path(path)
+    return p / "checkpoint.pt" if p.is_dir() else p

@@ -128,15 +128,7 @@ def load_run_summary(run, accuracy: str = "final_test_acc") -> dict:
         raise ValueError(f"{p / 'metrics.json'} has no {accuracy!r} value")
     tot = e["total"]
     per = "_per_sample" if e.get("samples") else ""
-    T = m.get("T")
-    try:  # the steps the method really simulates (1 for the ANN / single-step methods)
-        from argparse import Namespace
-
-        from ..training import methods as M
-
-        T = M.get(m["method"]).T(Namespace(**m["args"]))
-    except Exception:
-        pass
+    T = m.get("T")  # the steps the method really simulates (1 for the ANN / single-step methods)
     return dict(label=f"{m.get('method', p.name)} T={T}", method=m.get("method"), T=T,
                 dataset=m.get("dataset"), accuracy=float(m[accuracy]), energy_pj=float(tot["energy_pj" + per]),
                 sops=float(tot["sops" + per]), macs=float(tot["macs" + per]),

@@ -1,5 +1,4 @@
 """S2NN: the reduced single-step surrogate and the single-step neuron (METHODS.md §5, §9)."""
-import argparse
 import math
 
 import pytest
@@ -181,11 +180,10 @@ def test_s2nn_method_trains_single_step_binary_network():
 
     torch.manual_seed(0)
     ds = load_dataset("digits")
-    args = argparse.Namespace(arch="mlp", hidden=[128], T=4, encoding="direct", amp=False,
-                              s2nn_t_ref=4, s2nn_alpha=4.0, s2nn_per_step="sigmoid", s2nn_v_threshold=1.0)
-    method = M.get("s2nn")
-    model = method.build_model(args, ds)
-    assert method.T(args) == 1
+    method = M.get("s2nn", arch="mlp", hidden=(128,), t_ref=4, alpha=4.0, per_step="sigmoid", v_threshold=1.0)
+    ctx = M.Context(encoding="direct")
+    model = method.build_model(ds)
+    assert method.T == 1
     assert any(isinstance(m, S2NNNode) for m in model.modules())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for epoch in range(6):
@@ -193,10 +191,10 @@ def test_s2nn_method_trains_single_step_binary_network():
         for i in range(0, len(perm), 64):
             b = perm[i:i + 64]
             model.train()
-            method.train_step(model, ds.x_train[b], ds.y_train[b], opt, args)
+            method.train_step(model, ds.x_train[b], ds.y_train[b], opt, ctx)
     model.eval()
     with torch.no_grad(), EnergyMeter(model) as meter:
-        logits = method.predict(model, ds.x_test, args)
+        logits = method.predict(model, ds.x_test, ctx)
     acc = float((logits.argmax(1) == ds.y_test).float().mean())
     assert acc > 0.85, acc
     rep = meter.report()

@@ -17,10 +17,12 @@ from neuroq import _sj
 from neuroq.data import encode, load_dataset
 from neuroq.energy import EnergyMeter
 from neuroq.functional import saf as FS
+from neuroq import convert as C
 from neuroq.layer import saf as LS
+from neuroq.layer import Scale, ScaledWSConv2d, SeqOp, set_step_mode
 from neuroq.neuron.lif import LIFNode
 from neuroq.neuron.saf import SAFNode
-from neuroq.training import online as O
+from neuroq.training.methods import online as O
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +44,8 @@ def random_net(kind, tau, vth, decay_input, g):
                             _lif(tau, vth, decay_input), nn.Linear(16, 4))
         shape = (3, 4)
     else:
-        net = nn.Sequential(_sj.SeqToANNContainer(LS.ScaledWSConv2d(2, 4, 3, padding=1)), _lif(tau, vth, decay_input),
-                            _sj.SeqToANNContainer(LS.Scale(2.74), nn.AvgPool2d(2)),
+        net = nn.Sequential(_sj.SeqToANNContainer(ScaledWSConv2d(2, 4, 3, padding=1)), _lif(tau, vth, decay_input),
+                            _sj.SeqToANNContainer(Scale(2.74), nn.AvgPool2d(2)),
                             _sj.SeqToANNContainer(nn.Conv2d(4, 6, 3, padding=1)), _lif(tau, vth, decay_input),
                             _sj.SeqToANNContainer(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)), nn.Linear(6, 3))
         shape = (2, 6, 6)
@@ -80,7 +82,7 @@ def test_saf_spikes_equal_lif_spikes(kind, T, seed):
     if seed:  # a time-varying (rate-coded) input too
         x = (x > 1.0).to(x.dtype) * 3
     y_lif, s_lif = _neuron_outputs(lif, x, LIFNode)
-    saf = LS.saf_from_lif(lif, step_mode="m")
+    saf = C.saf_from_lif(lif, step_mode="m")
     y_saf, a_saf = _neuron_outputs(saf, x, SAFNode)
     assert len(s_lif) == len(a_saf) == 2
     fired = 0
@@ -90,7 +92,7 @@ def test_saf_spikes_equal_lif_spikes(kind, T, seed):
     assert 0 < fired < sum(s.numel() for s in s_lif)  # the networks do spike, not saturate
     torch.testing.assert_close(y_saf, y_lif, rtol=1e-9, atol=1e-9)  # readout o[t] too
     # single-step mode, one call per step, gives the same accumulations
-    LS.set_step_mode(saf, "s")
+    set_step_mode(saf, "s")
     _sj.reset_net(saf)
     accs = []
     hs = [m.register_forward_hook(lambda mod, a, o: accs.append(o.detach())) for m in saf.modules()
@@ -103,7 +105,7 @@ def test_saf_spikes_equal_lif_spikes(kind, T, seed):
     for k in range(n):
         assert torch.equal(torch.stack(accs[k::n]), a_saf[k])
     # and back: the LIF twin of the SAF network is the original network
-    back = LS.lif_from_saf(saf)
+    back = C.lif_from_saf(saf)
     _sj.reset_net(back)
     torch.testing.assert_close(back(x), y_lif, rtol=1e-12, atol=1e-12)
 
@@ -156,8 +158,8 @@ def test_saf_e_gradients_equal_ottt_o_at_every_step(kind):
     lif, shape = random_net(kind, 2.0, 1.0, False, g)
     x = torch.rand((T, 6) + shape, generator=g) * 2
     y = torch.randint(0, 3, (6,), generator=g)
-    saf = LS.saf_from_lif(lif)
-    ottt = O.ottt_from_lif(lif, input_trace=True)
+    saf = C.saf_from_lif(lif)
+    ottt = C.ottt_from_lif(lif, input_trace=True)
     saf.train()
     ottt.train()
     names = [n for n, _ in saf.named_parameters()]
@@ -182,7 +184,7 @@ def test_ottt_code_first_layer_uses_instantaneous_input():
     lif, shape = random_net("conv", 2.0, 1.0, False, g)
     x = (torch.rand((1, 4) + shape, generator=g) * 2).expand(T, 4, *shape)
     y = torch.randint(0, 3, (4,), generator=g)
-    saf, ottt = LS.saf_from_lif(lif), O.ottt_from_lif(lif, input_trace=False)
+    saf, ottt = C.saf_from_lif(lif), C.ottt_from_lif(lif, input_trace=False)
     saf.train()
     ottt.train()
     gs, go = _grads_per_step(saf, x, y, T), _grads_per_step(ottt, x, y, T)
@@ -200,8 +202,8 @@ def test_neuroq_ottt_matches_spikingjelly_ottt():
     lif, shape = random_net("conv", 2.0, 1.0, False, g)
     x = torch.rand((T, 4) + shape, generator=g) * 2
     y = torch.randint(0, 3, (4,), generator=g)
-    ours = O.ottt_from_lif(lif, input_trace=False)
-    theirs = O.sj_ottt_from_lif(lif)
+    ours = C.ottt_from_lif(lif, input_trace=False)
+    theirs = C.sj_ottt_from_lif(lif)
     ours.train()
     theirs.train()
     for a, b in zip(_grads_per_step(ours, x, y, T), _grads_per_step(theirs, x, y, T)):
@@ -228,7 +230,7 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
     lif = _mlp3(vth, g)
     x = torch.rand(T, 8, 10, generator=g) * 2 * vth
     y = torch.randint(0, 3, (8,), generator=g)
-    saf = LS.saf_from_lif(lif, readout="final")
+    saf = C.saf_from_lif(lif, readout="final")
     for m in saf.modules():
         if isinstance(m, SAFNode):
             m.sr_box = True  # condition (C2)
@@ -251,14 +253,14 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
     torch.testing.assert_close(out, FS.accumulate(o, 2.0)[-1] / cT, rtol=1e-9, atol=1e-12)
 
     # without (C2) (a smooth surrogate) or without (C1) (graph through a^[T-1]) the relation breaks
-    saf_sg = LS.saf_from_lif(lif, readout="final")
+    saf_sg = C.saf_from_lif(lif, readout="final")
     g_sg = torch.autograd.grad(tF.cross_entropy(O.saf_f_forward(saf_sg, x), y), list(saf_sg.parameters()))
     assert not torch.allclose(g_sg[2], vth * g_sr[2], rtol=1e-3)
-    saf_nd = LS.saf_from_lif(lif, readout="final")
+    saf_nd = C.saf_from_lif(lif, readout="final")
     for m in saf_nd.modules():
         if isinstance(m, SAFNode):
             m.sr_box, m.detach_state = True, False
-    LS.set_step_mode(saf_nd, "m")
+    set_step_mode(saf_nd, "m")
     _sj.reset_net(saf_nd)
     out_nd = saf_nd(x)[-1]
     g_nd = torch.autograd.grad(tF.cross_entropy(out_nd, y), list(saf_nd.parameters()))
@@ -285,8 +287,8 @@ def test_synaptic_ops_per_step_saf_one_ottt_two(kind):
     x = torch.rand((T, 3) + shape, generator=g)
     y = torch.randint(0, 3, (3,), generator=g)
     n_layers = sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in lif.modules())
-    saf = LS.saf_from_lif(lif)
-    ottt = O.ottt_from_lif(lif)
+    saf = C.saf_from_lif(lif)
+    ottt = C.ottt_from_lif(lif)
     syn_saf = list(LS.iter_saf_synapses(saf))
     syn_ottt = [m for m in ottt.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     assert len(syn_saf) == len(syn_ottt) == n_layers
@@ -300,7 +302,7 @@ def test_synaptic_ops_per_step_saf_one_ottt_two(kind):
         h.remove()
     sj = _sj.ottt_modules()
     if sj is not None:  # SpikingJelly 2.0.0's OTTT: two per layer except the first (instantaneous input)
-        theirs = O.sj_ottt_from_lif(lif)
+        theirs = C.sj_ottt_from_lif(lif)
         syn = [m for m in theirs.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         c_sj, h3 = _count_calls(syn)
         O.ottt_train_step(theirs, x, y, torch.optim.SGD(theirs.parameters(), lr=0.0))
@@ -318,7 +320,7 @@ def test_saf_trained_network_converts_to_lif(method):
     ds = load_dataset("digits", limit_train=256, limit_test=200)
     T = 4
     lif = nn.Sequential(nn.Flatten(2), nn.Linear(64, 48), _lif(2.0), nn.Linear(48, 10))
-    saf = LS.saf_from_lif(lif, readout="final" if method == "saf-f" else "step")
+    saf = C.saf_from_lif(lif, readout="final" if method == "saf-f" else "step")
     opt = torch.optim.Adam(saf.parameters(), lr=3e-3)
     xtr = ds.x_train.to(torch.float64)
     for i in list(range(0, 256, 32)) * (1 if method == "saf-e" else 3):  # SAF-F: one update per batch
@@ -330,7 +332,7 @@ def test_saf_trained_network_converts_to_lif(method):
     xs = encode(ds.x_test.to(torch.float64), T)
     readout = "final" if method == "saf-f" else "step"
     logits_saf = O.saf_predict(saf, xs, readout)
-    net = LS.lif_from_saf(saf)
+    net = C.lif_from_saf(saf)
     _sj.reset_net(net)
     with torch.no_grad():
         o = net(xs)
@@ -369,17 +371,17 @@ def test_nonlinear_op_between_saf_neurons_is_rejected():
                              _sj.SeqToANNContainer(mid), _sj.SeqToANNContainer(nn.Conv2d(2, 2, 3, padding=1)),
                              _lif(2.0), nn.Flatten(2), nn.Linear(8, 2))
     with pytest.raises(LS.SAFNonLinearError, match="max-pooling"):
-        LS.saf_from_lif(net(nn.MaxPool2d(2)))
+        C.saf_from_lif(net(nn.MaxPool2d(2)))
     with pytest.raises(LS.SAFNonLinearError, match="BatchNorm in train mode"):
-        LS.saf_from_lif(net(nn.BatchNorm2d(2)))
+        C.saf_from_lif(net(nn.BatchNorm2d(2)))
     with pytest.raises(LS.SAFNonLinearError, match="ReLU"):
-        LS.saf_from_lif(net(nn.ReLU()))
-    LS.saf_from_lif(net(nn.AvgPool2d(2)))  # linear: fine
+        C.saf_from_lif(net(nn.ReLU()))
+    C.saf_from_lif(net(nn.AvgPool2d(2)))  # linear: fine
     with pytest.raises(LS.SAFNonLinearError, match="bias"):
         LS.SAFSequential(SAFNode(), nn.Linear(3, 3), SAFNode())
     bn = nn.BatchNorm1d(3).eval()
-    seq = LS.SAFSequential(SAFNode(step_mode="m"), LS.SeqOp(nn.Identity(), "m"))
-    seq.append(LS.SeqOp(bn, "m"))  # appended after construction: caught at forward
+    seq = LS.SAFSequential(SAFNode(step_mode="m"), SeqOp(nn.Identity(), step_mode="m"))
+    seq.append(SeqOp(bn, step_mode="m"))  # appended after construction: caught at forward
     with pytest.raises(LS.SAFNonLinearError, match="fold"):
         seq(torch.zeros(2, 1, 3))
 
@@ -388,7 +390,7 @@ def test_energy_meter_counts_saf_synapses_like_their_plain_twins():
     g = torch.Generator().manual_seed(2)
     lif, shape = random_net("conv", 2.0, 1.0, False, g)
     x = torch.rand((3, 2) + shape, generator=g)
-    saf = LS.saf_from_lif(lif, step_mode="m")
+    saf = C.saf_from_lif(lif, step_mode="m")
     _sj.reset_net(saf)
     with torch.no_grad(), EnergyMeter(saf) as meter:
         saf(x)

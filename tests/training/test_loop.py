@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neuroq.cli import main
-from neuroq.training.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from neuroq.io import atomic_write_text, load_checkpoint, save_checkpoint
 
 PY = sys.executable
 BASE = ["train", "--method", "lif", "--dataset", "digits", "-T", "2", "--hidden", "64", "--quiet"]

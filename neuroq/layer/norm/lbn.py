@@ -19,7 +19,7 @@ In both, the running estimates are updated as in BatchNorm,
 and **evaluation** uses them: :math:`y = a_c x + b_c` with :math:`a_c = \gamma_c/\sqrt{\hat\sigma^2+\epsilon}`,
 :math:`b_c = \beta_c - a_c\hat\mu` — a per-channel affine map that does not look at the other samples
 (so the output of a sample does not depend on the batch) and that folds into the preceding
-convolution or linear layer (:func:`fold_into`), costing nothing at inference.
+convolution or linear layer (:func:`neuroq.layer.norm.fold`), costing nothing at inference.
 
 Compared with BatchNorm, each statistic in training pools :math:`C` times more elements (reading
 (a)), or does not use the batch at all (reading (b)), so small mini-batches give stable statistics.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validate import check_bool, check_choice, check_int, check_real
+from ..._validate import check_bool, check_choice, check_int, check_real
 
 READINGS = ("a", "b")
 
@@ -73,7 +73,7 @@ class _LayerBatchNorm(nn.Module):
     def _channel_view(self, v, x):
         return v.view(1, -1, *([1] * (x.dim() - 2)))
 
-    def affine_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def inference_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Eval-mode map :math:`y = a\,x + b` per channel: :math:`a = \gamma/\sqrt{\hat\sigma^2+\epsilon}`,
         :math:`b = \beta - a\hat\mu` (shape ``[C]`` each)."""
         inv = torch.rsqrt(self.running_var + self.eps)
@@ -85,7 +85,7 @@ class _LayerBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         if not self.training:
-            a, b = self.affine_coefficients()
+            a, b = self.inference_affine()
             return x * self._channel_view(a, x) + self._channel_view(b, x)
         if self.reading == "a":
             mean = x.mean()
@@ -137,45 +137,3 @@ class LayerBatchNorm1d(_LayerBatchNorm):
 
     _expected_dims = (2, 3)
     _layout = "[N, C] or [N, C, L]"
-
-
-@torch.no_grad()
-def fold_into(layer: nn.Module, norm: nn.Module) -> nn.Module:
-    r"""Fold an eval-mode normalization into the preceding conv/linear layer.
-
-    With the norm's eval map :math:`y = a_c x + b_c` (:meth:`LayerBatchNorm2d.affine_coefficients`;
-    ``nn.BatchNorm`` is accepted too) and the layer's effective weight :math:`W` (the fake-quantized
-    weight for :class:`~neuroq.layer.QuantConv2d`/``QuantLinear``) and bias :math:`c`:
-
-    .. math:: W'_{o} = a_o W_o,\qquad c'_o = a_o c_o + b_o,
-
-    returned as a plain ``nn.Conv2d`` / ``nn.Linear`` with ``norm(layer(x)) == folded(x)`` in eval mode
-    (up to float rounding).  For integer deployment use :func:`neuroq.quant.export`, which folds
-    into the per-channel scales and keeps the weights integer.
-    """
-    if isinstance(norm, _LayerBatchNorm):
-        a, b = norm.affine_coefficients()
-    elif isinstance(norm, nn.modules.batchnorm._BatchNorm):
-        if norm.running_mean is None:
-            raise ValueError("fold_into: the BatchNorm tracks no running statistics")
-        inv = torch.rsqrt(norm.running_var + norm.eps)
-        a = norm.weight * inv if norm.affine else inv
-        b = (norm.bias if norm.affine else torch.zeros_like(a)) - a * norm.running_mean
-    else:
-        raise TypeError(f"norm must be a LayerBatchNorm1d/2d or nn.BatchNorm, got {type(norm).__name__}")
-    w = layer.quantized_weight() if hasattr(layer, "quantized_weight") else layer.weight
-    w = w.detach()
-    if w.shape[0] != a.shape[0]:
-        raise ValueError(f"fold_into: layer has {w.shape[0]} output channels, norm has {a.shape[0]}")
-    c = layer.bias.detach() if layer.bias is not None else torch.zeros_like(a)
-    if isinstance(layer, nn.Conv2d):
-        out = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                        layer.dilation, layer.groups, True, layer.padding_mode)
-    elif isinstance(layer, nn.Linear):
-        out = nn.Linear(layer.in_features, layer.out_features, True)
-    else:
-        raise TypeError(f"layer must be a Conv2d or Linear (or their Quant versions), got {type(layer).__name__}")
-    out = out.to(device=w.device, dtype=w.dtype)
-    out.weight.copy_(w * a.view(-1, *([1] * (w.dim() - 1))))
-    out.bias.copy_(a * c + b)
-    return out

@@ -1,23 +1,42 @@
-"""Reference network builders used by the CLI, the examples and the tests.
+"""Feed-forward spiking classifiers (MLP and CNN) and the one rule for which of them fits an input.
 
 All models take multi-step input ``[T, N, C, H, W]`` and return ``[T, N, classes]``; the
-readout is the last linear layer's output (averaged over T by the training loop).
+readout is the last linear layer's output (averaged over T by the training loop).  The neuron is
+a factory (``lambda: LIFNode(...)``), so the same builders serve every neuron type (ReLU included).
 """
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Callable, Sequence
 
 import torch.nn as nn
 
-from . import _sj
-from ._validate import check_int
+from .._validate import check_choice, check_int
+from ..layer.container import SeqOp, make_neuron
+
+ARCHS = ("auto", "mlp", "cnn")
+
+
+def select_arch(in_shape: Sequence[int], arch: str = "auto") -> str:
+    """``'mlp'`` for inputs of at most 256 values (e.g. 8x8 digits), ``'cnn'`` otherwise, unless ``arch``
+    names one."""
+    check_choice("arch", arch, ARCHS)
+    if arch != "auto":
+        return arch
+    return "mlp" if math.prod(in_shape) <= 256 else "cnn"
+
+
+def classifier(in_shape: Sequence[int], num_classes: int, neuron: Callable[[], nn.Module], arch: str = "auto",
+               hidden: Sequence[int] = (256, 256), norm: bool = True) -> nn.Sequential:
+    """The reference network for an input of shape ``in_shape`` (``[C, H, W]``): :func:`spiking_mlp`
+    with ``hidden`` widths or :func:`spiking_cnn`, chosen by :func:`select_arch`."""
+    if select_arch(in_shape, arch) == "mlp":
+        return spiking_mlp(math.prod(in_shape), tuple(hidden), num_classes, neuron, norm=norm)
+    return spiking_cnn(tuple(in_shape), num_classes, neuron, norm=norm)
 
 
 def _neuron(factory: Callable[[], nn.Module]) -> nn.Module:
-    m = factory()
-    if hasattr(m, "step_mode"):
-        m.step_mode = "m"
-    return m
+    return make_neuron(factory, "m")
 
 
 def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
@@ -33,7 +52,7 @@ def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
     for h in hidden:
         check_int("hidden width", h, ge=1)
         if norm:
-            layers += [_sj.SeqToANNContainer(nn.Linear(prev, h), nn.BatchNorm1d(h)), _neuron(neuron)]
+            layers += [SeqOp(nn.Linear(prev, h), nn.BatchNorm1d(h)), _neuron(neuron)]
         else:
             layers += [nn.Linear(prev, h), _neuron(neuron)]
         prev = h
@@ -53,6 +72,8 @@ def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callab
     after the neuron would hand fractional values to the next conv (MACs).  All ops between
     neurons are linear, so the network is also valid for SAF.
     """
+    if len(in_shape) != 3:
+        raise ValueError(f"spiking_cnn: in_shape must be (C, H, W), got {tuple(in_shape)}")
     c, h, w = in_shape
     c1, c2 = channels
     def block(cin, cout):
@@ -60,12 +81,10 @@ def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callab
         if norm:
             ops.append(nn.BatchNorm2d(cout))
         ops.append(nn.AvgPool2d(2))
-        return [_sj.SeqToANNContainer(*ops), _neuron(neuron)]
+        return [SeqOp(*ops), _neuron(neuron)]
     layers = block(c, c1) + block(c1, c2)
     feat = c2 * (h // 4) * (w // 4)
-    fc = (_sj.SeqToANNContainer(nn.Linear(feat, hidden, bias=False), nn.BatchNorm1d(hidden)) if fc_norm
+    fc = (SeqOp(nn.Linear(feat, hidden, bias=False), nn.BatchNorm1d(hidden)) if fc_norm
           else nn.Linear(feat, hidden))
     layers += [nn.Flatten(start_dim=2), fc, _neuron(neuron), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
-
-from .resnet import PreActResNet, preact_resnet  # noqa: E402,F401  (issue 3: deep pre-activation SNNs)

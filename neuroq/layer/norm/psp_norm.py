@@ -14,18 +14,18 @@ paper's text was unavailable (METHODS.md §4, §9): statistics per channel, shar
 (over ``(T, N, H, W)`` in step mode ``'m'``, ``(N, H, W)`` in ``'s'``); per-channel scale
 :math:`\gamma`; the shift :math:`\beta` is off by default (it would re-introduce the offset the
 method removes) and available with ``bias=True``.  At inference the running second moment is used,
-and :meth:`fold_into` merges the layer into the preceding convolution at no cost.
+and :func:`neuroq.layer.norm.fold` merges the layer into the preceding convolution at no cost.
 """
 from __future__ import annotations
 
-import copy
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from .. import _sj
-from .._validate import check_bool, check_choice, check_int, check_real
+from ... import _sj
+from ..._validate import check_bool, check_choice, check_int, check_real
+from .fold import fold
 
 
 class _PSPNormBase(nn.Module, _sj.base.StepModule):
@@ -111,44 +111,21 @@ class _PSPNormBase(nn.Module, _sj.base.StepModule):
             y = y + self.bias.to(x.dtype).view(shape)
         return y
 
-    def inference_scale_shift(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def inference_affine(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         r"""The eval-mode map :math:`y = a_c x + b_c`: ``(a, b)`` with
         :math:`a = \gamma/\sqrt{m_2^{run}+\epsilon}` and :math:`b = \beta` (``None`` without bias)."""
         if not self.track_running_stats:
-            raise RuntimeError(f"{type(self).__name__} was built with track_running_stats=False: it has no "
-                               "running second moment, so its inference map depends on the batch")
+            raise RuntimeError(f"{type(self).__name__}(track_running_stats=False) normalizes with batch statistics "
+                               "at inference too; it has no fixed eval map to fold")
         a = torch.rsqrt(self.running_m2 + self.eps)
         if self.affine:
             a = a * self.weight
         return a.detach(), (self.bias.detach() if self.bias is not None else None)
 
-    @torch.no_grad()
-    def fold_into(self, conv: nn.Module) -> nn.Module:
-        r"""Return a copy of ``conv`` (``nn.Conv1d/2d/3d`` or ``nn.Linear`` whose output feeds this layer)
-        with the eval-mode normalization merged in:
-        :math:`W'_c = a_c W_c`, :math:`b'_c = a_c b_c + \beta_c`, so that
-        ``fold_into(conv)(x) == self.eval()(conv(x))``.  ``conv`` itself is not modified."""
-        if isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            out = conv.out_channels
-        elif isinstance(conv, nn.Linear):
-            out = conv.out_features
-        else:
-            raise TypeError(f"conv must be an nn.Conv1d/2d/3d or nn.Linear, got {type(conv).__name__}")
-        if out != self.num_features:
-            raise ValueError(f"conv has {out} output channels but {type(self).__name__} has "
-                             f"num_features={self.num_features}")
-        a, b = self.inference_scale_shift()
-        folded = copy.deepcopy(conv)
-        w = folded.weight
-        a = a.to(device=w.device, dtype=w.dtype)
-        w.mul_(a.view(-1, *([1] * (w.dim() - 1))))
-        new_bias = folded.bias * a if folded.bias is not None else None
-        if b is not None:
-            b = b.to(device=w.device, dtype=w.dtype)
-            new_bias = b.clone() if new_bias is None else new_bias + b
-        if new_bias is not None:
-            folded.bias = nn.Parameter(new_bias)
-        return folded
+    def fold_into(self, layer: nn.Module) -> nn.Module:
+        """``neuroq.layer.norm.fold(layer, self)``: the preceding layer with this eval-mode
+        normalization merged in (the layer itself is not modified)."""
+        return fold(layer, self)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -1,5 +1,4 @@
-r"""Deep pre-activation residual SNNs (depth 6n+2: 20, 56, 110, ...), re-exported as
-:func:`neuroq.models.preact_resnet`.
+r"""Deep pre-activation residual SNNs (depth 6n+2: 20, 56, 110, ...).
 
 Architecture (He et al. 2016, CIFAR-style ResNet with pre-activation blocks; SNN use with PSPN by
 Ikegawa, Saiin, Sawada, Natori, Sensors 2022, arXiv 2203.01544):
@@ -18,9 +17,9 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from . import _sj
-from ._validate import check_int
-from .layer.residual import NORMS, PreActBlock, make_neuron, make_norm
+from .._validate import check_int
+from ..layer.container import SeqOp, make_neuron
+from ..layer.residual import NORMS, PreActBlock, default_neuron, make_norm
 
 
 class PreActResNet(nn.Module):
@@ -40,7 +39,7 @@ class PreActResNet(nn.Module):
         check_int("num_classes", num_classes, ge=2)
         check_int("width", width, ge=1)
         self.norm_kind = norm if isinstance(norm, str) else getattr(norm, "__name__", "custom")
-        self.stem = _sj.SeqToANNContainer(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False))
+        self.stem = SeqOp(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False))
         cin = width
         for i, (w, stride) in enumerate(((width, 1), (2 * width, 2), (4 * width, 2)), start=1):
             blocks = []
@@ -49,8 +48,8 @@ class PreActResNet(nn.Module):
                 cin = w
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
         self.head_norm = make_norm(norm, cin, "m")
-        self.head_neuron = make_neuron(neuron, "m")
-        self.pool = _sj.SeqToANNContainer(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head_neuron = make_neuron(neuron, "m", default_neuron)
+        self.pool = SeqOp(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

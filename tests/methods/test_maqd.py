@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from neuroq import quant as Q
 from neuroq.energy import EnergyMeter
-from neuroq.layer import LayerBatchNorm1d, LayerBatchNorm2d, QuantAct, QuantConv2d, QuantLinear, fold_into
-from neuroq.training.maqd_methods import maqd_cnn, maqd_mlp
+from neuroq.layer import LayerBatchNorm1d, LayerBatchNorm2d, QuantAct, QuantConv2d, QuantLinear, fold
+from neuroq.models import maqd_cnn, maqd_mlp
 
 HSET = settings(max_examples=25, deadline=None)
 
@@ -274,7 +274,7 @@ def test_folding_preserves_eval_outputs(layer_kind):
             norm(layer(x))
     norm.eval()
     layer.eval()
-    folded = fold_into(layer, norm)
+    folded = fold(layer, norm)
     with torch.no_grad():
         ref = norm(layer(x))
         got = folded(x)
@@ -342,16 +342,16 @@ def test_maqd_spiking_mlp_learns_digits(one_thread):
 
 
 def test_cli_method_registered_with_state_options():
-    from neuroq.cli import build_parser
-    from neuroq.training import methods as M
+    from neuroq.cli import build_parser, train_configs
 
     args = build_parser().parse_args(["train", "--method", "maqd", "--w-states", "5", "--a-states", "fp",
-                                      "--maqd-norm", "lbn-b"])
+                                      "--norm", "lbn-b"])
     assert args.w_states == 5 and args.a_states is None
     from neuroq.data import load_dataset
 
-    method = M.get("maqd")
-    model = method.build_model(args, load_dataset("digits"))
+    method, _ = train_configs(args)
+    assert method.config.w_states == 5 and method.config.a_states is None and method.config.norm == "lbn-b"
+    model = method.build_model(load_dataset("digits"))
     qls = [m for m in model.modules() if isinstance(m, QuantLinear)]
     assert qls and all(m.w_states == 5 for m in qls)
     assert all(m.a_states is None for m in model.modules() if isinstance(m, QuantAct))

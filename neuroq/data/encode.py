@@ -1,0 +1,28 @@
+"""Spike encoders: static input ``[N, ...]`` -> multi-step input ``[T, N, ...]``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._validate import check_choice, check_int
+
+ENCODINGS = ("direct", "rate")
+
+
+def encode(x: torch.Tensor, T: int, encoding: str = "direct", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``[N, ...]`` in [0, 1] -> ``[T, N, ...]``.
+
+    * ``direct``: the analog input repeated at every step (the first layer then does MACs).
+    * ``rate``: Bernoulli/Poisson spikes with probability equal to the intensity.
+    """
+    check_int("T", T, ge=1)
+    check_choice("encoding", encoding, ENCODINGS)
+    xs = x.unsqueeze(0).expand(T, *x.shape)
+    if encoding == "direct":
+        return xs
+    if generator is not None and generator.device != x.device:
+        u = torch.rand(xs.shape, generator=generator).to(x.device)
+    else:
+        u = torch.rand(xs.shape, generator=generator, device=x.device)
+    return (u < xs).to(x.dtype)

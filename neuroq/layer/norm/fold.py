@@ -1,0 +1,83 @@
+r"""Fold an eval-mode normalization into the layer before it (zero cost at inference).
+
+Every normalization neuroq folds has, in eval mode, a per-channel affine map
+:math:`y_c = a_c x_c + b_c` (:func:`inference_affine`): PSPN (:math:`a = \gamma/\sqrt{m_2+\epsilon}`,
+:math:`b = \beta` or none), Layer-Batch Norm (:math:`a = \gamma/\sqrt{\hat\sigma^2+\epsilon}`,
+:math:`b = \beta - a\hat\mu`) and ``nn.BatchNorm``.  With the preceding layer's effective weight
+:math:`W` (the fake-quantized weight of :class:`~neuroq.layer.QuantConv2d`, the standardized weight
+of a weight-standardized conv) and bias :math:`c`,
+
+.. math:: W'_o = a_o W_o,\qquad c'_o = a_o c_o + b_o,
+
+and :func:`fold` returns a plain ``nn.Conv1d/2d/3d`` / ``nn.Linear`` with ``folded(x) == norm(layer(x))``
+in eval mode (up to float rounding; no bias when neither the layer nor the norm has one).  For integer
+deployment of MaQD models use :func:`neuroq.quant.export`, which folds the same map into per-channel
+scales and keeps the weights integer.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def inference_affine(norm: nn.Module) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(a, b)`` of ``norm``'s eval-mode map :math:`y = a_c x + b_c` (``b`` may be ``None``)."""
+    if hasattr(norm, "inference_affine"):
+        return norm.inference_affine()
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        if norm.running_mean is None:
+            raise ValueError("fold: the BatchNorm tracks no running statistics")
+        inv = torch.rsqrt(norm.running_var + norm.eps)
+        a = norm.weight * inv if norm.affine else inv
+        b = (norm.bias if norm.affine else torch.zeros_like(a)) - a * norm.running_mean
+        return a.detach(), b.detach()
+    raise TypeError(f"norm must be a PSPNorm, LayerBatchNorm or nn.BatchNorm, got {type(norm).__name__}")
+
+
+def effective_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight ``layer`` actually applies: quantized (MaQD), standardized (WS conv) or its own."""
+    for name in ("quantized_weight", "get_weight"):
+        fn = getattr(layer, name, None)
+        if callable(fn):
+            return fn()
+    return layer.weight
+
+
+@torch.no_grad()
+def fold(layer: nn.Module, norm: nn.Module) -> nn.Module:
+    """A new plain layer equal to ``norm(layer(x))`` in eval mode (see the module docstring);
+    ``layer`` and ``norm`` are not modified."""
+    if isinstance(layer, _CONVS):
+        out_ch = layer.out_channels
+    elif isinstance(layer, nn.Linear):
+        out_ch = layer.out_features
+    else:
+        raise TypeError(f"layer must be an nn.Conv1d/2d/3d or nn.Linear (or their Quant/WS versions), "
+                        f"got {type(layer).__name__}")
+    a, b = inference_affine(norm)
+    if a.numel() != out_ch:
+        raise ValueError(f"fold: the layer has {out_ch} output channels but {type(norm).__name__} "
+                         f"normalizes {a.numel()}")
+    w = effective_weight(layer).detach()
+    a = a.to(device=w.device, dtype=w.dtype)
+    c = layer.bias.detach() if layer.bias is not None else None
+    bias = None
+    if c is not None or b is not None:
+        bias = torch.zeros_like(a) if c is None else a * c
+        if b is not None:
+            bias = bias + b.to(device=w.device, dtype=w.dtype)
+    if isinstance(layer, _CONVS):
+        cls = next(k for k in _CONVS if isinstance(layer, k))
+        out = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                  layer.dilation, layer.groups, bias is not None, layer.padding_mode)
+    else:
+        out = nn.Linear(layer.in_features, layer.out_features, bias is not None)
+    out = out.to(device=w.device, dtype=w.dtype)
+    out.weight.copy_(w * a.view(-1, *([1] * (w.dim() - 1))))
+    if bias is not None:
+        out.bias.copy_(bias)
+    return out

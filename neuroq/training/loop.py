@@ -1,0 +1,356 @@
+"""The one training loop: fit / evaluate / meter, used by ``neuroq train``, every example and the
+benchmarks (single process or ``torchrun`` data-parallel).
+
+* :class:`Trainer` holds a run (method, data, model, optimizer, schedule, energy penalty, history)
+  and exposes its steps: :meth:`Trainer.begin_epoch` (the epoch's seeded order),
+  :meth:`Trainer.train_batch`, :meth:`Trainer.end_epoch`, :meth:`Trainer.evaluate`; :meth:`Trainer.fit`
+  runs them for every epoch, writing an atomic checkpoint and ``metrics.json`` after each epoch when
+  it has an output folder.  Examples that train several methods in lockstep call the steps themselves.
+* :func:`fit` is ``Trainer(...).fit()``; :func:`evaluate` is the test accuracy of any model;
+  :func:`meter_run` runs a model inside an :class:`neuroq.energy.EnergyMeter`; :func:`report_run`
+  writes ``energy.json`` and ``raster.png``.
+
+With ``shuffle='epoch'`` (the default) each epoch's order and encoding noise are seeded from
+``(seed, epoch)``, so a run stopped at any point and resumed ends with the same weights and metrics as
+one that was never interrupted.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .. import _sj
+from ..data import batches, num_batches
+from ..io import atomic_write_json, machine_info, save_checkpoint, seed_everything
+from .config import TrainConfig, to_dict
+from .methods import Context, Method
+
+CHECKPOINT = "checkpoint.pt"
+PER_STEP_SCHEDULES = ("cosine-step", "onecycle")
+FORMAT = "neuroq-run-1"
+
+
+def _dist_setup(device: str):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    return rank, world, device
+
+
+def _make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    if cfg.schedule == "cosine-step":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs * steps_per_epoch))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch))
+    return None
+
+
+class Trainer:
+    """A training run of ``method`` on ``data`` with ``cfg`` (see the module docstring).
+
+    Args:
+        method: a configured :class:`neuroq.training.methods.Method`.
+        data: a :class:`neuroq.data.TaskData`.
+        cfg: the :class:`neuroq.training.config.TrainConfig`.
+        model: train this model instead of ``method.build_model(data)`` (built after
+            ``seed_everything(cfg.seed)`` when not given).
+        out: folder for ``checkpoint.pt`` and ``metrics.json`` (``None``: nothing is written).
+        resume: continue from ``out/checkpoint.pt`` when it exists (the configs must match, except
+            ``TrainConfig.RESUMABLE`` fields).
+        progress: show a progress bar per epoch.
+        label: prefix of the per-epoch log line (``None``: no log line).
+    """
+
+    def __init__(self, method: Method, data, cfg: TrainConfig, model: Optional[torch.nn.Module] = None,
+                 out: Optional[str] = None, resume: bool = False, progress: bool = False,
+                 label: Optional[str] = ""):
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a neuroq.training.methods.Method, got {type(method).__name__}")
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+        method.check(cfg)
+        self.method, self.data, self.cfg = method, data, cfg
+        self.rank, self.world, self.device = _dist_setup(cfg.device)
+        self.is_main = self.rank == 0
+        self.out = Path(out) if out is not None else None
+        self.progress, self.label = progress, label
+        if model is None:
+            seed_everything(cfg.seed)
+            model = method.build_model(data)
+        self.model = model.to(self.device)
+        self.optimizer = method.make_optimizer(self.model, cfg.lr)
+        self.per_rank_bs = max(1, cfg.batch_size // self.world)
+        usable = (len(data.train) // self.world) * self.world
+        self.steps_per_epoch = num_batches(usable // self.world, self.per_rank_bs)
+        self.scheduler = _make_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda") if (cfg.amp and self.device.startswith("cuda")) else None
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.diverged = False
+        self._stream = torch.Generator().manual_seed(cfg.seed) if cfg.shuffle == "stream" else None
+        if resume and self.out is not None and (self.out / CHECKPOINT).exists():
+            self._resume(self.out / CHECKPOINT)
+        self.train_model = self.model
+        if self.world > 1:
+            ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda") else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.penalty = None
+        if cfg.energy_penalty > 0:
+            from ..energy import make_penalty
+
+            self.penalty = make_penalty(cfg.penalty_kind, self.train_model).start()
+        self._epoch_stats = None
+
+    # ---- state --------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything a checkpoint holds (plain data and tensors: loads with ``weights_only=True``)."""
+        st = dict(format=FORMAT, epoch=len(self.history), model=self.model.state_dict(),
+                  optimizer=self.optimizer.state_dict(), history=self.history, train=to_dict(self.cfg),
+                  method=self.method.name, method_config=to_dict(self.method.config),
+                  data=dict(name=self.data.name, in_shape=list(self.data.in_shape), num_classes=self.data.num_classes))
+        if self.scheduler is not None:
+            st["scheduler"] = self.scheduler.state_dict()
+        if self.scaler is not None:
+            st["scaler"] = self.scaler.state_dict()
+        if self._stream is not None:
+            st["shuffle_rng"] = self._stream.get_state()
+        return st
+
+    def _resume(self, path: Path) -> None:
+        from .checkpoint import check_compatible, read_run
+
+        ck = read_run(path)
+        check_compatible(ck, self.method, self.cfg, path)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.scheduler is not None and "scheduler" in ck:
+            self.scheduler.load_state_dict(ck["scheduler"])
+        if self.scaler is not None and "scaler" in ck:
+            self.scaler.load_state_dict(ck["scaler"])
+        if self._stream is not None and "shuffle_rng" in ck:
+            self._stream.set_state(ck["shuffle_rng"])
+        self.history = list(ck["history"])
+        self.start_epoch = int(ck["epoch"])
+        if self.is_main:
+            print(f"resumed from {path} after epoch {self.start_epoch}")
+
+    # ---- one epoch ----------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> torch.Tensor:
+        """Start epoch ``epoch`` (0-based): seed it, put the model in train mode, return this rank's sample order."""
+        cfg = self.cfg
+        if self._stream is None:
+            s = cfg.seed * cfg.shuffle_seed_stride + epoch
+            torch.manual_seed(s)
+            g = torch.Generator().manual_seed(s)
+        else:
+            g = self._stream
+        n = len(self.data.train)
+        perm = torch.randperm(n, generator=g)
+        usable = (n // self.world) * self.world
+        self.ctx = Context(encoding=cfg.encoding, generator=g, amp=cfg.amp, scaler=self.scaler,
+                           penalty=self.penalty, penalty_weight=cfg.energy_penalty)
+        self.model.train()
+        self._epoch_stats = dict(loss=0.0, correct=0, seen=0, time=0.0, t0=time.time())
+        return perm[:usable][self.rank::self.world]
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor):
+        """One optimizer update on the batch ``(x, y)`` (moved to the device); returns ``(loss, logits)``."""
+        x, y = x.to(self.device), y.to(self.device)
+        t0 = time.perf_counter()
+        loss, logits = self.method.train_step(self.train_model, x, y, self.optimizer, self.ctx)
+        if self.scheduler is not None and self.cfg.schedule in PER_STEP_SCHEDULES:
+            self.scheduler.step()
+        st = self._epoch_stats
+        st["time"] += time.perf_counter() - t0
+        if not math.isfinite(loss):
+            self.diverged = True
+        st["loss"] += loss * len(y)
+        st["correct"] += int((logits.argmax(1) == y).sum())
+        st["seen"] += len(y)
+        return loss, logits
+
+    def end_epoch(self, epoch: int, evaluate: Optional[bool] = None) -> dict:
+        """Finish epoch ``epoch``: schedule step, evaluation, history record (and checkpoint when ``out``)."""
+        if self.scheduler is not None and self.cfg.schedule not in PER_STEP_SCHEDULES:
+            self.scheduler.step()
+        st = self._epoch_stats
+        if evaluate is None:
+            every = self.cfg.eval_every
+            evaluate = (every and (epoch + 1) % every == 0) or epoch + 1 == self.cfg.epochs or self.diverged
+        test_acc = self.evaluate() if evaluate else None
+        seen = max(1, st["seen"])
+        rec = dict(epoch=epoch + 1, train_loss=st["loss"] / seen, train_acc=st["correct"] / seen, test_acc=test_acc,
+                   train_time_s=st["time"], epoch_time_s=time.time() - st["t0"],
+                   lr=self.optimizer.param_groups[0]["lr"])
+        if self.diverged:
+            rec["diverged"] = True
+        self.history.append(rec)
+        if self.is_main and self.label is not None:
+            acc = "–" if test_acc is None else f"{test_acc:.4f}"
+            print(f"{self.label}epoch {epoch + 1:3d}/{self.cfg.epochs}  loss {rec['train_loss']:.4f}  "
+                  f"train_acc {rec['train_acc']:.4f}  test_acc {acc}  ({rec['epoch_time_s']:.1f}s)"
+                  f"{'  DIVERGED (non-finite loss): stopping' if self.diverged else ''}", flush=True)
+        if self.is_main and self.out is not None:
+            save_checkpoint(self.out / CHECKPOINT, self.state())
+            self.write_metrics()
+        if self.world > 1:
+            dist.barrier()
+        return rec
+
+    def run_epoch(self, epoch: int) -> dict:
+        order = self.begin_epoch(epoch)
+        bar = tqdm(total=num_batches(len(order), self.per_rank_bs), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                   disable=not (self.is_main and self.progress), leave=False, dynamic_ncols=True)
+        for xb, yb in batches(self.data.train, order, self.per_rank_bs):
+            self.train_batch(xb, yb)
+            st = self._epoch_stats
+            bar.update(1)
+            bar.set_postfix(loss=f"{st['loss'] / st['seen']:.4f}", acc=f"{st['correct'] / st['seen']:.3f}")
+            if self.diverged:
+                break
+        bar.close()
+        return self.end_epoch(epoch)
+
+    def fit(self) -> dict:
+        """Train for the remaining epochs; returns the metrics (see :meth:`metrics`)."""
+        if self.is_main and self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            self.run_epoch(epoch)
+            if self.diverged:
+                break
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Metrics of the run with every rank's parameter digest (written to ``metrics.json`` with ``out``)."""
+        digests = self._param_digests()
+        metrics = self.write_metrics(digests) if (self.is_main and self.out is not None) else self.metrics(digests)
+        if self.penalty is not None:
+            self.penalty.stop()
+        return metrics
+
+    # ---- evaluation and records ---------------------------------------------------------------
+    def evaluate(self, dataset=None) -> float:
+        """Accuracy on ``dataset`` (default: the test split)."""
+        return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.cfg.encoding,
+                        self.device, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1))
+
+    def metrics(self, param_digests=None) -> dict:
+        accs = [h["test_acc"] for h in self.history if h["test_acc"] is not None]
+        m = dict(method=self.method.name, dataset=self.data.name, T=self.method.T, epochs_done=len(self.history),
+                 final_test_acc=self.history[-1]["test_acc"] if self.history else None,
+                 best_test_acc=max(accs, default=None),
+                 train_time_s=sum(h["train_time_s"] for h in self.history), world_size=self.world,
+                 diverged=self.diverged, history=self.history, train=to_dict(self.cfg),
+                 method_config=to_dict(self.method.config), machine=machine_info(self.device))
+        if param_digests is not None:
+            m["param_sha256_per_rank"] = param_digests
+        return m
+
+    def write_metrics(self, param_digests=None) -> dict:
+        m = self.metrics(param_digests)
+        atomic_write_json(self.out / "metrics.json", m)
+        return m
+
+    def _param_digests(self) -> list[str]:
+        """SHA-256 of the parameters on every rank (all equal when data-parallel training stayed in sync)."""
+        flat = torch.cat([p.detach().double().reshape(-1).cpu() for p in self.model.parameters()]) \
+            if any(True for _ in self.model.parameters()) else torch.zeros(0, dtype=torch.float64)
+        digest = hashlib.sha256(flat.numpy().tobytes()).hexdigest()
+        if self.world <= 1:
+            return [digest]
+        gathered = [None] * self.world
+        dist.all_gather_object(gathered, digest)
+        return gathered
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def fit(method: Method, data, cfg: TrainConfig, **kw) -> tuple[torch.nn.Module, dict]:
+    """Train ``method`` on ``data`` with ``cfg`` (keyword arguments as :class:`Trainer`); returns
+    ``(trained model, metrics)``."""
+    tr = Trainer(method, data, cfg, **kw)
+    metrics = tr.fit()
+    tr.close()
+    return tr.model, metrics
+
+
+@torch.no_grad()
+def evaluate(method: Method, model: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
+             batch_size: int = 512, generator: Optional[torch.Generator] = None) -> float:
+    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset``."""
+    model.eval()
+    correct = 0
+    ctx = Context(encoding=encoding, generator=generator)
+    for xb, yb in batches(dataset, torch.arange(len(dataset)), batch_size):
+        xb, yb = xb.to(device), yb.to(device)
+        correct += int((method.predict(model, xb, ctx).argmax(1) == yb).sum())
+    _sj.reset_net(model)
+    return correct / max(1, len(dataset))
+
+
+def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
+    """The model to meter and plot: ``method.convert_for_inference(model)`` in eval mode on ``device``."""
+    return method.convert_for_inference(model).to(device).eval()
+
+
+@torch.no_grad()
+def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
+              samples: int = 512, batch_size: int = 256, **meter_kw):
+    """Run ``net`` (the method's inference model) over the first ``samples`` samples of ``dataset``
+    inside an :class:`neuroq.energy.EnergyMeter` and return the meter (samples are counted from the
+    batches, so any model input layout works)."""
+    from ..energy import EnergyMeter
+
+    n = min(samples, len(dataset))
+    meter = EnergyMeter(net, batch_dim=None, **meter_kw)
+    with meter:
+        for xb, _ in batches(dataset, torch.arange(n), batch_size):
+            xb = xb.to(device)
+            _sj.reset_net(net)
+            net(method.record_input(xb, encoding))
+            meter.add_samples(len(xb))
+    _sj.reset_net(net)
+    return meter
+
+
+def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out, device="cpu",
+               samples: int = 512) -> dict:
+    """Write ``energy.json`` (EnergyMeter over test samples) and ``raster.png`` (test sample 0) to ``out``."""
+    import matplotlib.pyplot as plt
+
+    from .. import viz
+
+    net = inference_model(method, model, device)
+    meter = meter_run(method, net, data.test, encoding, device, samples=samples)
+    rep = meter.report()
+    rep.update(method=method.name, dataset=data.name, machine=machine_info(device))
+    atomic_write_json(Path(out) / "energy.json", rep)
+    print(meter.table())
+    x0, y0 = next(batches(data.test, torch.arange(1), 1))
+    rec = viz.record(net, method.record_input(x0.to(device), encoding))
+    ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
+    ax.figure.savefig(Path(out) / "raster.png", dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
+    _sj.reset_net(net)
+    return rep

@@ -1,0 +1,50 @@
+"""Baselines trained with backpropagation through time: ``lif``, ``if`` (multi-step spiking) and
+``ann`` (the same network with ReLU, one step)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from ...neuron import IFNode, LIFNode
+from ..config import option
+from .base import FeedForwardConfig, Method, TimeConfig, register
+
+
+@dataclass
+class IFConfig(TimeConfig, FeedForwardConfig):
+    v_threshold: float = option(1.0, "firing threshold V_th")
+
+
+@dataclass
+class LIFConfig(IFConfig):
+    tau: float = option(2.0, "membrane time constant tau (> 1)")
+
+
+@register("lif")
+class LIFMethod(Method):
+    help = "multi-step LIF network trained with BPTT and surrogate gradients"
+    Config = LIFConfig
+
+    def neuron(self):
+        c = self.config
+        return lambda: LIFNode(tau=c.tau, v_threshold=c.v_threshold, detach_reset=True, step_mode="m")
+
+
+@register("if")
+class IFMethod(Method):
+    help = "multi-step IF network trained with BPTT"
+    Config = IFConfig
+
+    def neuron(self):
+        c = self.config
+        return lambda: IFNode(v_threshold=c.v_threshold, detach_reset=True, step_mode="m")
+
+
+@register("ann")
+class ANNMethod(Method):
+    help = "the same architecture with ReLU (non-spiking baseline, one step)"
+    Config = FeedForwardConfig
+
+    def neuron(self):
+        return nn.ReLU

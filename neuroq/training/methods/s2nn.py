@@ -1,0 +1,35 @@
+r"""``neuroq train --method s2nn``: the single-step S²NN network (Suetake, Ikegawa, Saiin, Sawada,
+arXiv 2201.10879).
+
+The reference MLP/CNN with :class:`neuroq.neuron.S2NNNode` neurons and one time step: hidden layers
+exchange binary spikes once; the backward pass uses :class:`neuroq.surrogate.S2NN` (the T_ref-step
+surrogate gradient reduced to one step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...neuron import S2NNNode
+from ...surrogate import PER_STEP, S2NN
+from ..config import option, positive_int
+from .base import FeedForwardConfig, Method, register
+
+
+@dataclass
+class S2NNConfig(FeedForwardConfig):
+    t_ref: int = option(4, "T_ref: steps of the multi-step IF neuron whose surrogate gradient is reduced",
+                        parse=positive_int("--t-ref"))
+    alpha: float = option(4.0, "sharpness alpha of the per-step surrogate")
+    per_step: str = option("sigmoid", "per-step surrogate being reduced", choices=PER_STEP)
+    v_threshold: float = option(1.0, "firing threshold V_th")
+
+
+@register("s2nn")
+class S2NNMethod(Method):
+    help = "single-step S2NN network (binary spikes, T=1) with the reduced multi-step surrogate"
+    Config = S2NNConfig
+
+    def neuron(self):
+        c = self.config
+        return lambda: S2NNNode(v_threshold=c.v_threshold, surrogate_function=S2NN(
+            t_ref=c.t_ref, alpha=c.alpha, v_threshold=c.v_threshold, per_step=c.per_step), step_mode="m")
