@@ -99,6 +99,12 @@ class Tracer(torch.fx.Tracer):
     cannot (and should not) trace into them; they become ``call_module`` nodes, like ``torch.nn``
     layers do under the default tracer.  ``SeqToANNContainer`` reshapes ``[T, N, ...]`` to
     ``[T*N, ...]`` around its children and is kept whole for the same reason.
+
+    Inputs/Outputs: as ``torch.fx.Tracer`` (``trace(root) -> torch.fx.Graph``).
+
+    Example::
+
+        graph = neuroq.nir.Tracer().trace(net)   # or neuroq.nir.trace(net) for a GraphModule
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -216,8 +222,9 @@ def _uniform_full(shape, value) -> np.ndarray:
 def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
     r"""Write ``model`` as a NIR graph (parameters per the mapping in :mod:`neuroq.nir`).
 
-    ``sample`` is run through the network once (under ``no_grad``) to learn every layer's shape;
-    the network's neuron state is reset before and after (``reset_net``).  BatchNorm is folded with
+    ``sample`` is run through the network once (under ``no_grad``, in eval mode) to learn every
+    layer's shape; the network's neuron state is reset before and after (``reset_net``) and its
+    train/eval flags are restored.  BatchNorm is folded with
     its running statistics and Dropout dropped, i.e. the inference network is exported.
 
     Args:
@@ -253,6 +260,8 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
 
     # Flatten the chain into per-layer ops with the shapes they see: (name, module, lead, dim_lead, in, out).
     ops = []
+    modes_before = [(m, m.training) for m in model.modules()]
+    model.eval()  # the inference network: BN running statistics are read, not updated
     _sj.reset_net(model)
     try:
         with torch.no_grad():
@@ -276,6 +285,8 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
                     x = out
     finally:
         _sj.reset_net(model)
+        for m, training in modes_before:
+            m.train(training)
 
     nodes = {}
     order = []

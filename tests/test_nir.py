@@ -188,9 +188,11 @@ def test_batchnorm_is_folded_into_the_preceding_layer():
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-    net.eval()
     x = torch.rand(4, 2, 1, 8, 8)
-    graph = nqnir.export(net, x)
+    stats = [b.clone() for b in net.buffers()]
+    graph = nqnir.export(net, x)  # in train mode: must not touch the running statistics
+    assert net.training and all(torch.equal(a, b) for a, b in zip(stats, net.buffers()))
+    net.eval()
     assert not any("BatchNorm" in type(n).__name__ for n in graph.nodes.values())
     loaded = nqnir.load(graph).eval()
     with torch.no_grad():  # conv -> BN -> pool against the folded conv -> pool
