@@ -61,9 +61,15 @@ def check_callable(name: str, value):
 
 
 def check_step_input(module_name: str, x, step_mode: str):
-    """Multi-step input is ``[T, N, ...]`` (rank >= 2); single-step input is ``[N, ...]`` (rank >= 1)."""
-    import torch
+    """Multi-step input is ``[T, N, ...]`` (rank >= 2); single-step input is ``[N, ...]`` (rank >= 1).
 
+    A ``torch.fx.Proxy`` (symbolic tracing) passes unchecked: it has no concrete shape.
+    """
+    import torch
+    import torch.fx
+
+    if isinstance(x, torch.fx.Proxy):
+        return
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module_name}: input must be a torch.Tensor, got {type(x).__name__}")
     need = 2 if step_mode == "m" else 1
