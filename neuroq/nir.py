@@ -74,7 +74,11 @@ import torch.nn as nn
 
 from . import _sj
 from ._validate import check_callable, check_real
+from .layer.container import SeqOp
 from .neuron import IFNode, LIFNode
+
+#: containers that run their ops on [T*N, ...] in multi-step mode
+_FOLD = (SeqOp, _sj.SeqToANNContainer)
 
 __all__ = ["Tracer", "trace", "export", "load", "to_spikingjelly"]
 
@@ -108,7 +112,7 @@ class Tracer(torch.fx.Tracer):
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (_sj.MemoryModule, _sj.SeqToANNContainer)):
+        if isinstance(m, (_sj.MemoryModule,) + _FOLD):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -267,7 +271,7 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
         with torch.no_grad():
             x = sample
             for name, m in chain:
-                if isinstance(m, _sj.SeqToANNContainer):
+                if isinstance(m, _FOLD):
                     if lead != 2:
                         raise ValueError(f"{name}: SeqToANNContainer needs multi-step ([T, N, ...]) input")
                     t, n = x.shape[:2]
@@ -469,7 +473,7 @@ def load(graph, dt: float = 1.0, surrogate_function=None, backend: str = "auto",
 
     def flush():
         if per_step:
-            layers.append(_sj.SeqToANNContainer(*per_step))
+            layers.append(SeqOp(*per_step))
             per_step.clear()
 
     neuron_kw = dict(surrogate_function=surrogate_function, detach_reset=detach_reset, step_mode="m",
