@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test samples for the energy bars and the rate plot's batch average (default: 256)")
     v.add_argument("--max-neurons", type=C.positive_int("--max-neurons"), default=200,
                    help="neurons per layer in rasters (default: 200)")
-    v.add_argument("--dpi", type=C.positive_int("--dpi"), default=100, help="resolution of the PNGs (default: 100)")
+    v.add_argument("--dpi", type=C.positive_int("--dpi"), default=150, help="resolution of the PNGs (default: 150)")
+    v.add_argument("--formats", nargs="+", default=["png"], choices=("png", "pdf", "svg"),
+                   help="file formats of every plot (pdf and svg keep text as text; default: png)")
+    v.add_argument("--select", default="active", choices=("active", "even", "first"),
+                   help="which neurons a raster of a layer larger than --max-neurons shows (default: the most active)")
     v.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
     v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
     v.set_defaults(func=_cmd_viz)
@@ -181,12 +185,11 @@ def _cmd_viz(args):
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
     rec = viz.record(net, method.record_input(x, cfg.encoding), v="membrane" in kinds)
     spikes = rec["spikes"] if "membrane" in kinds else rec
+    names = rec["labels"] if "membrane" in kinds else rec.labels
     written = []
 
     def save(fig, name):
-        fig.savefig(out / name, dpi=args.dpi, bbox_inches="tight")
-        plt.close(fig)
-        written.append(out / name)
+        written.extend(viz.save(fig, out / name, formats=args.formats, dpi=args.dpi))
 
     def skip(msg):
         if args.kind != "all":
@@ -198,7 +201,7 @@ def _cmd_viz(args):
             skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
         if kind == "raster":
-            save(viz.raster(spikes, max_neurons=args.max_neurons, title=tag).figure, f"raster_{K}.png")
+            save(viz.raster(spikes, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
             batch = viz.record(net, method.record_input(xb.to(args.device), cfg.encoding))
@@ -209,7 +212,7 @@ def _cmd_viz(args):
                 skip(f"{method.name} model's neurons keep no membrane potential: no membrane plot")
                 continue
             for layer in rec["v"]:
-                ax = viz.membrane_trace(rec, layer=layer, title=f"{tag}, layer {layer}")
+                ax = viz.membrane_trace(rec, layer=layer, title=f"{tag}, {names.get(layer, layer)}")
                 save(ax.figure, f"membrane_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "maps":
             conv = [k for k, t in spikes.items() if t.dim() == 5]
@@ -217,14 +220,16 @@ def _cmd_viz(args):
                 skip(f"{method.name} model has no convolutional spiking layer: no feature maps")
                 continue
             for layer in conv:
-                save(viz.feature_maps(spikes, layer=layer, title=f"{tag}, layer {layer}: firing rate per channel"),
+                save(viz.feature_maps(spikes, layer=layer, title=f"{tag}, {names.get(layer, layer)}: firing rate "
+                                                                f"per channel"),
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
             meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples)
-            save(viz.energy_bars(meter.report(), title=f"{method.name} on {data.name}: energy per sample "
-                                                       f"({meter.samples} test samples)").figure, "energy.png")
+            save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
+                                              f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":
-            fig = viz.animate_raster(spikes, out / f"raster_{K}.gif", max_neurons=args.max_neurons, title=tag)
+            fig = viz.animate_raster(spikes, out / f"raster_{K}.gif", max_neurons=args.max_neurons, select=args.select,
+                                     title=tag)
             plt.close(fig)
             written.append(out / f"raster_{K}.gif")
     for p in written:

@@ -1,7 +1,9 @@
 """neuroq.viz: every plot rendered headless and checked against the recording it draws, the GIF's
-frames, the accuracy-energy Pareto front, and the `neuroq viz` / `neuroq energy` verbs on
-checkpoints the tests train themselves (every registered method)."""
+frames, the accuracy-energy Pareto front, the potential before reset against an explicit loop of the
+neuron equations, readable layer labels, data-driven colour scales and units, vector output, and the
+`neuroq viz` / `neuroq energy` verbs on checkpoints the tests train themselves (every registered method)."""
 import json
+import xml.etree.ElementTree as ET
 from collections import OrderedDict
 
 import matplotlib
@@ -18,7 +20,7 @@ from neuroq import _sj, viz  # noqa: E402
 from neuroq.cli import main  # noqa: E402
 from neuroq.energy import EnergyMeter  # noqa: E402
 from neuroq.models import spiking_cnn  # noqa: E402
-from neuroq.neuron import LIFNode  # noqa: E402
+from neuroq.neuron import LIFNode, Neuron  # noqa: E402
 from neuroq.training import methods as M  # noqa: E402
 
 T = 6
@@ -87,6 +89,128 @@ def test_record_single_step_stacks_time():
     assert torch.allclose(r.v["4"], multi["v"]["4"])
 
 
+def _lif_loop(x, tau, v_th, v_reset):
+    """Explicit loop of LIF (decay_input) charge, fire and reset: the independent reference for H."""
+    v = torch.full_like(x[0], 0.0 if v_reset is None else v_reset)
+    hs, ss, vs = [], [], []
+    for t in range(x.shape[0]):
+        h = v + (x[t] - (v - (0.0 if v_reset is None else v_reset))) / tau
+        s = (h >= v_th).float()
+        v = h - v_th * s if v_reset is None else h * (1 - s) + v_reset * s
+        hs.append(h), ss.append(s), vs.append(v)
+    return torch.stack(hs), torch.stack(ss), torch.stack(vs)
+
+
+def test_record_keeps_h_before_reset_against_the_equations(rec):
+    net, r = rec
+    x = _x()
+    with torch.no_grad():
+        h1, s1, v1 = _lif_loop(net[1](net[0](x)), 2.0, 1.0, 0.0)  # hard reset
+        h2, s2, v2 = _lif_loop(net[3](s1), 2.0, 1.0, None)        # soft reset
+    assert list(r["h"]) == ["2", "4"]
+    assert torch.allclose(r["h"]["2"], h1, atol=1e-6) and torch.equal(r["spikes"]["2"], s1)
+    assert torch.allclose(r["h"]["4"], h2, atol=1e-6) and torch.allclose(r["v"]["4"], v2, atol=1e-6)
+    # the defining property: H crosses the threshold exactly where a spike is recorded
+    assert ((r["h"]["2"] >= 1.0) == (r["spikes"]["2"] > 0)).all()
+    assert (r["h"]["2"][r["spikes"]["2"] > 0] >= 1.0).all() and r["spikes"]["2"].sum() > 0
+
+
+class _HookLIF(LIFNode):
+    """A neuron with the proposed BaseNode hook: ``store_h_seq`` keeps ``h_seq`` (multi-step);
+    its ``neuronal_charge`` is deliberately useless, so H can only come from the hook."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.store_h_seq = False
+        self.h_seq = None
+
+    def neuronal_charge(self, x, v):
+        return torch.zeros_like(x) - 5.0
+
+    def multi_step_torch(self, x_seq, v):
+        hs, ss, vs = [], [], []
+        for t in range(x_seq.shape[0]):
+            h = v + (x_seq[t] - v) / self.tau
+            s = (h >= self.v_threshold).float()
+            v = h * (1 - s)
+            hs.append(h), ss.append(s), vs.append(v)
+        if self.store_h_seq:
+            self.h_seq = torch.stack(hs)
+        return torch.stack(ss), v, (torch.stack(vs) if self.store_v_seq else None)
+
+
+class _OpaqueNode(Neuron):
+    """A hard-reset neuron that exposes neither H nor its charge: H cannot be had."""
+
+    def __init__(self):
+        super().__init__()
+        self.v_threshold, self.v_reset, self.step_mode, self.store_v_seq = 1.0, 0.0, "m", False
+        self.register_memory("v", 0.0)
+
+    def multi_step_forward(self, x_seq):
+        v, ss, vs = torch.zeros_like(x_seq[0]), [], []
+        for t in range(x_seq.shape[0]):
+            h = v + x_seq[t]
+            s = (h >= 1.0).float()
+            v = h * (1 - s)
+            ss.append(s), vs.append(v)
+        self.v, self.v_seq = v, torch.stack(vs)
+        return torch.stack(ss)
+
+
+def test_record_h_from_the_neuron_hook_and_without_it():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(20, 16), _HookLIF(step_mode="m"), nn.Linear(16, 8), _OpaqueNode())
+    x = _x(4)
+    r = viz.record(net, x, v=True)
+    with torch.no_grad():
+        h, s, v = _lif_loop(net[0](x), 2.0, 1.0, 0.0)
+    assert torch.allclose(r["h"]["1"], h, atol=1e-6) and torch.equal(r["spikes"]["1"], s)
+    assert net[1].store_h_seq is False, "record must restore store_h_seq"
+    assert "3" not in r["h"] and "3" in r["v"]  # no H to be had: V only ...
+    ax = viz.membrane_trace(r, layer="3", neurons=[0, 1])  # ... and the plot says so
+    assert not ax.shows_h and "after reset" in ax.get_ylabel()
+    assert np.allclose(ax.lines[0].get_ydata(), r["v"]["3"][:, 0, 0].numpy())
+
+
+def test_record_labels_name_layers_from_the_model():
+    torch.manual_seed(0)
+    c1, c2, hid = 4, 6, 8
+    net = spiking_cnn((1, 8, 8), 3, lambda: LIFNode(step_mode="m"), channels=(c1, c2), hidden=hid)
+    r = viz.record(net, torch.rand(3, 2, 1, 8, 8) * 3)
+    assert isinstance(r, viz.Recording) and list(r) == ["1", "3", "6"]  # still keyed by module path
+    assert list(r.labels.values()) == [f"LIF 1 (conv {c1}×4×4)", f"LIF 2 (conv {c2}×2×2)", f"LIF 3 (fc {hid})"]
+    labels = viz.layer_labels(net)
+    assert labels["0.0"] == f"Conv 1 (1→{c1}, 3×3)" and labels["5"] == f"Linear 1 ({c2 * 4}→{hid})"
+    assert labels["6"] == f"LIF 3 (fc {hid})"  # without a recording: the width of the layer before
+    assert len(set(labels.values())) == len(labels)
+    full = viz.record(net, torch.rand(3, 2, 1, 8, 8) * 3, v=True)
+    assert full["labels"] == r.labels
+    import copy
+    assert copy.deepcopy(r).labels == r.labels
+    with pytest.raises(TypeError, match="model"):
+        viz.layer_labels("net")
+
+
+def test_record_on_spikingjelly_neurons():
+    """SpikingJelly's own nodes: spikes and V as before; H where it can be had (soft reset inverts)."""
+    from neuroq._sj import sj_neuron_module
+    sjn = sj_neuron_module()
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(20, 16), sjn.IFNode(step_mode="m", v_reset=None))
+    x = _x(3)
+    r = viz.record(net, x, v=True)
+    with torch.no_grad():
+        i1 = net[0](x)
+    v, hs = torch.zeros_like(i1[0]), []
+    for t in range(T):  # IF, soft reset, explicitly
+        h = v + i1[t]
+        hs.append(h)
+        v = h - (h >= 1.0).float()
+    assert torch.allclose(r["h"]["1"], torch.stack(hs), atol=1e-5)
+    assert r["labels"] == OrderedDict([("1", "IF 1 (fc 16)")])
+
+
 # ---- raster ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("sample", [0, 3])
 def test_raster_draws_one_point_per_spike(rec, tmp_path, sample):
@@ -109,7 +233,7 @@ def test_raster_neuron_subset_and_layers(rec):
     ax = viz.raster(r, layers=["4"], neurons=[1, 5, 7])
     s = r["spikes"]["4"][:, 0, [1, 5, 7]]
     assert len(ax.collections) == 1 and len(ax.collections[0].get_offsets()) == int(s.sum())
-    ax = viz.raster(r, max_neurons=4)
+    ax = viz.raster(r, max_neurons=4, select="first")
     assert len(ax.collections[0].get_offsets()) == int(r["spikes"]["2"][:, 0, :4].sum())
     with pytest.raises(ValueError, match="layers"):
         viz.raster(r, layers=["nope"])
@@ -121,10 +245,97 @@ def test_raster_neuron_subset_and_layers(rec):
         viz.firing_rates({})
 
 
+def _conv_recording(T_=5, silent=200, seed=0):
+    """A conv layer [T, 1, 8, 16, 16] whose first ``silent`` flattened neurons never fire."""
+    g = torch.Generator().manual_seed(seed)
+    s = (torch.rand(T_, 1, 8, 16, 16, generator=g) < 0.05).float()
+    flat = s.view(T_, 1, -1)
+    flat[:, :, :silent] = 0
+    flat[:, :, 1000:1010] = 1.0  # a few always-on neurons
+    return OrderedDict(conv=s)
+
+
+def test_raster_shows_the_active_neurons_of_a_big_layer():
+    r = _conv_recording()
+    s = r["conv"][:, 0].reshape(r["conv"].shape[0], -1).numpy()
+    counts = (s > 0).sum(0)
+    ax = viz.raster(r)  # default: 200 most active
+    shown = np.asarray(ax.raster_neurons["conv"])
+    assert len(shown) == 200 and counts[shown].min() >= counts[np.setdiff1d(np.arange(s.shape[1]), shown)].max()
+    assert set(range(1000, 1010)) <= set(shown.tolist())
+    pts = np.asarray(ax.collections[0].get_offsets())
+    assert len(pts) == int(counts[shown].sum()) > 0  # the first 200 are silent, the panel is not
+    t, n = np.nonzero(s[:, shown])
+    assert sorted(map(tuple, pts.astype(int))) == sorted(zip(t, n))
+    notes = [tx.get_text() for tx in ax.texts]
+    assert any("200 most active" in tx and "2,048" in tx for tx in notes)
+    # the old behaviour, on request, says there is nothing to see instead of an empty panel
+    first = viz.raster(r, select="first")
+    assert len(first.collections[0].get_offsets()) == 0
+    assert any(tx.get_text() == "no spikes" for tx in first.texts)
+    even = viz.raster(r, select="even", max_neurons=64)
+    assert even.raster_neurons["conv"] == [k * 2048 // 64 for k in range(64)]
+    assert any("64 evenly spaced" in tx.get_text() for tx in even.texts)
+    one_on = (torch.arange(4) == 2).float().view(1, 1, 1, 2, 2).expand(3, 1, 1, 2, 2)
+    few = viz.raster(OrderedDict(conv=one_on), max_neurons=3)
+    assert few.raster_neurons["conv"] == [2]  # only the one that fires
+    with pytest.raises(ValueError, match="select"):
+        viz.raster(r, select="best")
+
+
+def test_raster_labels_are_readable(rec):
+    _, r = rec
+    ax = viz.raster(r, max_neurons=None)
+    assert ax.raster_labels == ["LIF 1 (fc 30)", "LIF 2 (fc 12)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ax.raster_labels
+    ax = viz.raster(r, labels={"4": "readout spikes"})
+    assert ax.raster_labels == ["LIF 1 (fc 30)", "readout spikes"]
+    ax = viz.raster(r["spikes"], labels=["a", "b"])
+    assert ax.raster_labels == ["a", "b"]
+    plain = viz.raster(OrderedDict(r["spikes"]))  # a plain dict keyed by module path
+    assert plain.raster_labels == ["layer 2 (30)", "layer 4 (12)"]
+    with pytest.raises(ValueError, match="labels"):
+        viz.raster(r, labels=["only one"])
+
+
+@pytest.mark.parametrize("dpi", [50, 100, 300])
+def test_raster_marks_scale_with_figure_and_dpi(rec, dpi):
+    _, r = rec
+    ax = viz.raster(r, max_neurons=None)
+    fig = ax.figure
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    coll = ax.collections[0]
+    w, h = coll.mark_size()
+    box = ax.get_window_extent()
+    row_pt = box.height * 72 / dpi / (30 + 12)
+    col_pt = box.width * 72 / dpi / T
+    assert h == pytest.approx(max(0.85 * row_pt, 1.25 * 72 / dpi))  # 85 % of a neuron row
+    assert w == pytest.approx(max(min(0.35 * col_pt, 10.0), 1.25 * 72 / dpi))
+    fig.set_size_inches(fig.get_size_inches() * 2)  # a bigger figure: bigger rows, bigger marks
+    fig.canvas.draw()
+    assert coll.mark_size()[1] > h
+    big = viz.raster(_conv_recording(), max_neurons=None)  # 2,048 rows: never under 1.25 pixel
+    big.figure.set_dpi(dpi)
+    big.figure.canvas.draw()
+    assert big.collections[0].mark_size()[1] * dpi / 72 >= 1.25 - 1e-9
+
+
+def test_raster_of_a_single_step():
+    r = OrderedDict(a=(torch.rand(1, 2, 40) > 0.5).float(), b=torch.zeros(1, 2, 10))
+    ax = viz.raster(r, sample=1)
+    assert ax.get_xlim() == (-0.5, 0.5) and list(ax.get_xticks()) == [0]
+    assert "T = 1" in ax.get_xlabel()
+    assert len(ax.collections[0].get_offsets()) == int(r["a"][0, 1].sum())
+    assert np.all(np.asarray(ax.collections[0].get_offsets())[:, 0] == 0)
+    assert any(t.get_text() == "no spikes" for t in ax.texts)  # layer b is silent and says so
+    assert ax.figure.get_size_inches()[0] < 5  # a narrow figure, not a wide empty axis
+
+
 # ---- firing rates ---------------------------------------------------------------------------
 def test_firing_rates_histogram_and_heatmap(rec, tmp_path):
     _, r = rec
-    fig = viz.firing_rates(r["spikes"], bins=10)
+    fig = viz.firing_rates(r["spikes"], bins=10, hist_range=(0, 1))
     for j, k in enumerate(("2", "4")):
         s = r["spikes"][k].float()
         rates = s.mean((0, 1)).numpy()
@@ -140,15 +351,43 @@ def test_firing_rates_histogram_and_heatmap(rec, tmp_path):
         viz.firing_rates(r["spikes"], bins=0)
 
 
+def test_firing_rates_colour_scale_and_bins_follow_the_data(rec):
+    _, r = rec
+    fig = viz.firing_rates(r, bins=8)
+    hi_rate = max(float(r["spikes"][k].float().mean((0, 1)).max()) for k in ("2", "4"))
+    edges = fig.hist_edges
+    assert edges[0] == 0 and hi_rate <= edges[-1] <= 1.0 and len(edges) == 9
+    assert edges[-1] <= 2 * hi_rate + 1e-12  # not the fixed [0, 1]: the data fill the axis
+    for j, k in enumerate(("2", "4")):
+        s = r["spikes"][k].float()
+        heights = [p.get_height() for p in fig.hist_axes[j].patches]
+        assert heights == list(np.histogram(s.mean((0, 1)).numpy(), bins=edges)[0])
+        norm = fig.colorbars[j].mappable.norm
+        top = float(s.mean(1).max())
+        assert norm.vmin == 0 and norm.vmax == pytest.approx(top if top > 0 else 1.0)  # the data max
+        assert fig.colorbars[j].mappable is fig.heatmap_axes[j].images[0]
+    assert float(r["spikes"]["2"].float().mean(1).max()) > 0
+    silent = viz.firing_rates(OrderedDict(z=torch.zeros(3, 2, 5)))
+    assert silent.colorbars[0].mappable.norm.vmax == 1.0 and "no spikes" in silent.heatmap_axes[0].texts[0].get_text()
+    with pytest.raises(ValueError, match="hist_range"):
+        viz.firing_rates(r, hist_range=(1, 0))
+
+
 # ---- membrane -------------------------------------------------------------------------------
 def test_membrane_trace_draws_recorded_v_and_spikes(rec, tmp_path):
     _, r = rec
     ax = viz.membrane_trace(r, layer="2", neurons=[0, 4, 9], sample=1)
-    for line, i in zip(ax.lines[:3], (0, 4, 9)):
-        assert np.allclose(line.get_ydata(), r["v"]["2"][:, 1, i].numpy())
-        assert list(line.get_xdata()) == list(range(T))
+    assert ax.shows_h
+    for line, i in zip(ax.lines[:3], (0, 4, 9)):  # the path H[0] -> V[0] -> H[1] -> V[1] ...
+        assert np.allclose(line.get_ydata()[1::2], r["v"]["2"][:, 1, i].numpy())
+        assert np.allclose(line.get_ydata()[0::2], r["h"]["2"][:, 1, i].numpy())
+        assert list(line.get_xdata()[0::2]) == list(range(T)) == list(line.get_xdata()[1::2])
     for coll, i in zip(ax.collections, (0, 4, 9)):
-        assert list(np.asarray(coll.get_offsets())[:, 0]) == list(np.nonzero(r["spikes"]["2"][:, 1, i].numpy())[0])
+        fired = np.nonzero(r["spikes"]["2"][:, 1, i].numpy())[0]
+        assert list(np.asarray(coll.get_offsets())[:, 0]) == list(fired)
+        # the spike sits on the pre-reset peak, at or above the threshold, not floating at V_th
+        assert np.allclose(np.asarray(coll.get_offsets())[:, 1], r["h"]["2"][fired, 1, i].numpy())
+        assert (np.asarray(coll.get_offsets())[:, 1] >= 1.0).all()
     th = [ln for ln in ax.lines if ln.get_label() == r"$V_{th}$"]
     assert len(th) == 1 and list(th[0].get_ydata()) == [1.0, 1.0]
     _png_ok(ax.figure, tmp_path / "m.png")
@@ -158,13 +397,29 @@ def test_membrane_trace_draws_recorded_v_and_spikes(rec, tmp_path):
     for i in ax.neurons:
         if ((s.sum(0) > 0) & (s.sum(0) < T)).any():
             assert 0 < s[:, i].sum() < T
-    # tensor input with an explicit threshold
+    # tensor input with an explicit threshold, without H: the recorded V after reset, said so
     ax = viz.membrane_trace(r["v"]["4"][:, 0], spikes=r["spikes"]["4"][:, 0], neurons=[2], v_threshold=0.5)
     assert np.allclose(ax.lines[0].get_ydata(), r["v"]["4"][:, 0, 2].numpy())
+    assert not ax.shows_h and "after reset" in ax.get_ylabel()
+    ax = viz.membrane_trace(r["v"]["4"][:, 0], spikes=r["spikes"]["4"][:, 0], h=r["h"]["4"][:, 0], neurons=[2])
+    assert ax.shows_h and np.allclose(ax.lines[0].get_ydata()[0::2], r["h"]["4"][:, 0, 2].numpy())
     with pytest.raises(ValueError, match="layer"):
         viz.membrane_trace(r, layer="x")
     with pytest.raises(ValueError, match="v=True"):
         viz.membrane_trace(r["spikes"])
+
+
+def test_membrane_trace_single_step_and_labels(rec):
+    _, r = rec
+    one = {"spikes": {k: v[:1] for k, v in r["spikes"].items()}, "v": {k: v[:1] for k, v in r["v"].items()},
+           "h": {k: v[:1] for k, v in r["h"].items()}, "v_threshold": r["v_threshold"], "labels": r["labels"]}
+    ax = viz.membrane_trace(one, layer="2", neurons=[0, 1, 2])
+    assert list(ax.get_xticks()) == [0] and "T = 1" in ax.get_xlabel()
+    xs = [line.get_xdata()[0] for line in ax.lines[:3]]
+    assert len(set(xs)) == 3 and all(-0.5 < x < 0.5 for x in xs)  # side by side, not on top of each other
+    for line, i in zip(ax.lines[:3], (0, 1, 2)):
+        assert np.allclose(line.get_ydata(), [r["h"]["2"][0, 0, i], r["v"]["2"][0, 0, i]])
+    assert ax.get_legend().get_title().get_text() == "LIF 1 (fc 30)"
 
 
 # ---- feature maps ---------------------------------------------------------------------------
@@ -181,6 +436,24 @@ def test_feature_maps_show_conv_spikes(tmp_path):
     _png_ok(fig, tmp_path / "fm.png")
     with pytest.raises(ValueError, match="T, N, C, H, W"):
         viz.feature_maps({"a": torch.zeros(2, 1, 3)})
+
+
+def test_feature_maps_show_every_channel_with_a_colour_bar():
+    g = torch.Generator().manual_seed(5)
+    s = (torch.rand(4, 1, 32, 5, 5, generator=g) < 0.2).float()
+    fig = viz.feature_maps({"c": s})
+    assert len(fig.maps) == 32 and fig.channels == list(range(32))  # all of them, not 16
+    rate = s[:, 0].mean(0).numpy()
+    assert all(np.allclose(fig.maps[c], rate[c]) for c in range(32))
+    assert fig.cbar.mappable.norm.vmin == 0 and fig.cbar.mappable.norm.vmax == pytest.approx(rate.max())
+    assert "all 32 channels" in fig._suptitle.get_text()
+    pick = viz.feature_maps({"c": s}, channels=[3, 7, 8, 9], t=2)
+    assert pick.channels == [3, 7, 8, 9] and np.array_equal(pick.maps[1], s[2, 0, 7].numpy())
+    assert "channels 3, 7–9 of 32" in pick._suptitle.get_text()
+    first = viz.feature_maps({"c": s}, max_channels=16)
+    assert len(first.maps) == 16 and "channels 0–15 of 32" in first._suptitle.get_text()
+    with pytest.raises(ValueError, match="channels"):
+        viz.feature_maps({"c": s}, channels=[32])
 
 
 # ---- energy ---------------------------------------------------------------------------------
@@ -205,6 +478,42 @@ def test_energy_bars_heights_are_the_report(rec, tmp_path):
     assert [b.get_height() for b in ax2.containers[0]] == pytest.approx([d["sops"] * 0.9 for d in rep["layers"].values()])
     with pytest.raises(TypeError, match="report"):
         viz.energy_bars(3)
+
+
+def test_energy_unit_is_chosen_from_the_data():
+    assert viz.energy_unit([999.0]) == ("pJ", 1.0)
+    assert viz.energy_unit([1e3]) == ("nJ", 1e3)
+    assert viz.energy_unit([3.2e5, 10.0]) == ("nJ", 1e3)
+    assert viz.energy_unit([2.5e6]) == ("µJ", 1e6)
+    assert viz.energy_unit([1.0], unit="uJ") == ("µJ", 1e6)
+    with pytest.raises(ValueError, match="unit"):
+        viz.energy_unit([1.0], unit="kWh")
+
+
+def test_energy_bars_units_labels_no_offset(rec):
+    net, _ = rec
+    with torch.no_grad(), EnergyMeter(net) as m:
+        _sj.reset_net(net)
+        net(_x(200))
+    rep = m.report()
+    for per in (True, False):
+        ax = viz.energy_bars(m, per_sample=per)
+        tops = [b_s.get_height() + b_m.get_height() for b_s, b_m in zip(*ax.containers[:2])]
+        unit, factor = viz.energy_unit(tops)
+        assert ax.energy_unit == unit and f"({unit}" in ax.get_ylabel()
+        ax.figure.canvas.draw()
+        assert ax.yaxis.get_offset_text().get_text() == ""  # no '1e6' over the title
+        for tick, label in zip(ax.get_yticks(), ax.get_yticklabels()):
+            if label.get_text():
+                assert float(label.get_text().replace("−", "-")) == pytest.approx(tick / factor)
+        assert "e" not in "".join(t.get_text() for t in ax.get_yticklabels())
+    names = [t.get_text().split("\n") for t in ax.get_xticklabels()]
+    assert [n[0] for n in names] == ["Linear 1 (20→30)", "Linear 2 (30→12)", "Linear 3 (12→3)"]
+    assert [n[1] for n in names] == ["real input", "spike input", "spike input"]
+    assert [t.get_text().split("\n")[0] for t in viz.energy_bars(rep).get_xticklabels()] == \
+        ["Linear 1", "Linear 2", "Linear 3"]  # a bare report: type and position
+    ax = viz.energy_bars(rep, unit="pJ")
+    assert ax.energy_unit == "pJ"
 
 
 # ---- accuracy-energy ------------------------------------------------------------------------
@@ -234,6 +543,29 @@ def test_accuracy_energy_plot(tmp_path):
         viz.accuracy_energy([tmp_path])
 
 
+def test_accuracy_energy_labels_are_distinct_in_one_unit():
+    base = dict(method="lif", T=4, args=dict(method="lif", arch="auto", lr=0.001, out="runs/a"))
+    runs = [dict(base, label="lif T=4", energy_pj=3.2e5, accuracy=0.97),
+            dict(base, label="lif T=4", energy_pj=4.3e5, accuracy=0.96,
+                 args=dict(base["args"], arch="cnn", out="runs/b")),
+            dict(label="ann T=1", energy_pj=3.9e5, accuracy=0.985)]
+    ax = viz.accuracy_energy(runs)
+    texts = [t.get_text() for t in ax.texts]
+    assert len(set(texts)) == 3
+    assert texts == ["lif T=4, arch=auto", "lif T=4, arch=cnn", "ann T=1"]
+    assert ax.energy_unit == "nJ" and ax.get_xlabel() == "energy per sample (nJ)"
+    ax.figure.canvas.draw()
+    ticks = "".join(t.get_text() for t in ax.get_xticklabels())
+    assert "10^" not in ticks and "times" not in ticks and "e+" not in ticks
+    assert np.allclose(ax.collections[0].get_offsets()[:, 0], [3.2e5, 4.3e5, 3.9e5])  # data stay in pJ
+    assert "%" in "".join(t.get_text() for t in ax.get_yticklabels())
+    # same options everywhere: the folder names tell them apart
+    same = [dict(label="x", path="runs/one", args={}), dict(label="x", path="runs/two", args={}),
+            dict(label="y")]
+    assert viz.distinct_labels(same) == ["x (one)", "x (two)", "y"]
+    assert viz.distinct_labels([dict(label="x"), dict(label="x")]) == ["x #1", "x #2"]
+
+
 # ---- animation ------------------------------------------------------------------------------
 def test_animate_raster_gif_has_one_frame_per_step(rec, tmp_path):
     _, r = rec
@@ -253,6 +585,59 @@ def test_animate_raster_gif_has_one_frame_per_step(rec, tmp_path):
     assert sum(len(o) for o in fig.frame_offsets(T - 1)) == total
     with pytest.raises(ValueError, match="fps"):
         viz.animate_raster(r, fps=0)
+
+
+# ---- save and style ---------------------------------------------------------------------------
+def test_save_writes_png_and_valid_vector_files(rec, tmp_path):
+    _, r = rec
+    paths = viz.save(viz.raster(r, title="raster"), tmp_path / "sub" / "raster.png", formats=("png", "pdf", "svg"))
+    assert [p.name for p in paths] == ["raster.png", "raster.pdf", "raster.svg"]
+    png, pdf, svg = (p.read_bytes() for p in paths)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert b"/FontFile2" in pdf  # TrueType embedded: text stays text (editable, searchable)
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert any(el.tag.endswith("text") for el in root.iter())  # svg.fonttype 'none': real <text>
+    assert plt.get_fignums() == []  # closed
+    # no creation date inside: the same figure gives the same bytes
+    again = viz.save(viz.raster(r, title="raster"), tmp_path / "again", formats="pdf")
+    assert again[0].read_bytes() == pdf
+    only = viz.save(viz.energy_bars({"layers": {"a": dict(type="Linear", input="real", sops=0.0, macs=10,
+                                                         energy_pj=46.0)},
+                                     "e_ac_pj": 0.9, "e_mac_pj": 4.6, "total": {"energy_pj": 46.0}}),
+                    tmp_path / "e.svg")
+    assert [p.suffix for p in only] == [".svg"]
+    with pytest.raises(ValueError, match="formats"):
+        viz.save(plt.figure(), tmp_path / "x", formats=("gif",))
+    with pytest.raises(TypeError, match="fig"):
+        viz.save("fig", tmp_path / "x")
+
+
+def test_every_plot_uses_the_one_style(rec):
+    from neuroq.viz.style import RC
+    _, r = rec
+    with torch.no_grad(), EnergyMeter(rec[0]) as m:
+        _sj.reset_net(rec[0])
+        rec[0](_x())
+    figs = [viz.raster(r, title="t").figure, viz.firing_rates(r, title="t"),
+            viz.membrane_trace(r, title="t").figure, viz.energy_bars(m, title="t").figure,
+            viz.accuracy_energy([dict(label="a", energy_pj=1.0, accuracy=0.5)], title="t").figure,
+            viz.feature_maps({"c": torch.ones(2, 1, 2, 3, 3)}, title="t")]
+    sizes = {RC[k] for k in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
+                             "legend.fontsize", "figure.titlesize")}
+    for fig in figs:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            for lab in ax.get_xticklabels() + ax.get_yticklabels():
+                assert lab.get_fontsize() == RC["xtick.labelsize"]
+        titled = [ax for ax in fig.axes if ax.get_title() == "t"]
+        assert all(ax.title.get_fontsize() == RC["axes.titlesize"] for ax in titled)
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert texts and {t.get_fontsize() for t in texts} <= sizes
+    ax = viz.raster(r)
+    assert [tuple(c.get_facecolor()[0]) for c in ax.collections] == \
+        [matplotlib.colors.to_rgba(viz.PALETTE[0]), matplotlib.colors.to_rgba(viz.PALETTE[1])]
 
 
 # ---- CLI ------------------------------------------------------------------------------------

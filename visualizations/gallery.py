@@ -2,12 +2,15 @@
 
     python visualizations/gallery.py                # trains what is missing, then renders
     python visualizations/gallery.py --no-train     # render from existing runs only
+    python visualizations/gallery.py --formats png pdf svg   # vector copies for a paper or slides
 
 The demo checkpoint is the one of ``neuroq train --method lif --dataset digits -T 4 --epochs 30
 --out runs/gallery/demo``; a small sweep (LIF at T = 1, 2, 8, IF, the ReLU ANN and a convolutional LIF,
-same options otherwise) gives the points of the accuracy-energy plot and the feature maps. Every
-figure is written to ``--out`` (PNG, plus a GIF of the raster) and described in ``gallery.json``
-with the numbers it shows and the machine the runs were trained on.
+same options otherwise) gives the points of the accuracy-energy plot, the feature maps and the
+convolutional raster. Every figure is written to ``--out`` by :func:`neuroq.viz.save` (PNG, and
+PDF/SVG with ``--formats``; plus a GIF of the raster) and described in ``gallery.json`` with the
+numbers it shows and the machine the runs were trained on. Energies are shown in nJ throughout
+(figures and table).
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from pathlib import Path
 
 import matplotlib
 
+# `python visualizations/gallery.py` puts visualizations/ on sys.path, not the checkout: use this
+# checkout's neuroq, not whichever one is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
@@ -26,6 +32,7 @@ from neuroq import viz  # noqa: E402
 from neuroq.cli import main as cli  # noqa: E402
 from neuroq.io import atomic_write_json, machine_info  # noqa: E402
 from neuroq.training import load_run, meter_run  # noqa: E402
+from neuroq.viz.save import FORMATS  # noqa: E402
 
 DEMO = ["--method", "lif", "--dataset", "digits", "-T", "4", "--epochs", "30"]
 # name -> options that differ from DEMO
@@ -64,15 +71,6 @@ def ensure_run(out: Path, extra, train: bool) -> Path:
     return out
 
 
-def _named(rec):
-    """Recording with readable layer names (``hidden 1``, ...) instead of module paths (``2``, ...)."""
-    def rename(d):
-        return {f"hidden {i + 1}": v for i, v in enumerate(d.values())}
-    if "spikes" in rec and isinstance(rec["spikes"], dict):
-        return {k: rename(v) for k, v in rec.items()}
-    return rename(rec)
-
-
 def markdown_table(gallery: dict) -> str:
     """The runs of ``gallery.json`` as a Markdown table (pasted into docs/viz.md, never typed)."""
     front = set(gallery["pareto_front"])
@@ -95,7 +93,9 @@ def main(argv=None):
     p.add_argument("--runs", default="runs/gallery", help="folder of the sweep runs (trained if missing)")
     p.add_argument("--out", default="visualizations", help="where the figures go")
     p.add_argument("--sample", type=int, default=0, help="test sample shown in raster/membrane/animation")
-    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--dpi", type=int, default=150, help="resolution of the PNGs")
+    p.add_argument("--formats", nargs="+", default=["png"], choices=FORMATS,
+                   help="file formats of each figure (the GIF is always a GIF)")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table", action="store_true", help="only print gallery.json's runs as a Markdown table")
@@ -109,12 +109,12 @@ def main(argv=None):
     demo = ensure_run(Path(a.demo), [], not a.no_train)
     sweep = {name: ensure_run(Path(a.runs) / name, extra, not a.no_train) for name, extra in SWEEP.items()}
     files = {}
+    unit = "nJ"  # one unit for every energy in the gallery and its table
 
     def save(fig, name, what):
-        fig.savefig(out / name, dpi=a.dpi, bbox_inches="tight")
-        plt.close(fig)
-        files[name] = what
-        print(out / name)
+        for path in viz.save(fig, out / name, formats=a.formats, dpi=a.dpi):
+            files[path.name] = what
+            print(path)
 
     method, model, ds, args = load_run(demo / "checkpoint.pt")
     net = method.convert_for_inference(model).eval()
@@ -124,43 +124,48 @@ def main(argv=None):
     rec = viz.record(net, one, v=True)
     tag = f"LIF MLP on digits (T={method.T}), test sample {K} (label {label})"
 
-    save(viz.raster(_named(rec), max_neurons=None, title=f"Spike raster: {tag}", marker_size=12).figure,
+    save(viz.raster(rec, max_neurons=None, title=f"Spike raster: {tag}"),
          "raster.png", "spike raster of every hidden neuron for one test sample")
     batch = viz.record(net, method.record_input(ds.x_test, args.encoding))
-    save(viz.firing_rates(_named(batch), title=f"Firing rates over the {len(ds.x_test)} digits test samples"),
-         "rates.png", "per-layer histogram of neuron firing rates and rate heatmap over time")
+    save(viz.firing_rates(batch, title=f"Firing rates over the {len(ds.x_test)} digits test samples (T={method.T})"),
+         "rates.png", "per-layer histogram of neuron firing rates and rate heatmap over time (data colour scale)")
     # the T=8 run of the sweep gives longer traces than the T=4 demo
     lm, lmodel, lds, largs = load_run(sweep["lif-T8"] / "checkpoint.pt")
     lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1], largs.encoding),
                       v=True)
     first = next(iter(lrec["v"]))
-    ax = viz.membrane_trace(_named(lrec), layer="hidden 1", max_traces=3,
+    ax = viz.membrane_trace(lrec, layer=first, max_traces=3,
                             title=f"Membrane potential, first hidden layer: LIF MLP (T={lm.T}), sample {K}")
-    save(ax.figure, "membrane.png", f"membrane potential of neurons {ax.neurons} of layer {first} (lif-T8 run)")
+    save(ax, "membrane.png", f"membrane potential before (H) and after (V) reset of neurons {ax.neurons} of "
+                             f"{lrec['labels'][first]} (lif-T8 run)")
     meter = meter_run(method, net, ds.test, args.encoding, samples=len(ds.x_test))
     rep = meter.report()
-    save(viz.energy_bars(rep, title=f"Energy per sample by layer ({rep['samples']} test samples)").figure,
+    save(viz.energy_bars(meter, unit=unit, title=f"Energy per sample by layer ({rep['samples']} test samples)"),
          "energy.png", "per-layer SOP/MAC energy of the demo network")
-    fig = viz.animate_raster(_named(rec), out / "raster.gif", max_neurons=64, fps=2, dpi=70,
-                             title=f"Spikes step by step (first 64 neurons per layer): sample {K}")
+    fig = viz.animate_raster(rec, out / "raster.gif", max_neurons=64, fps=2, dpi=100,
+                             title=f"Spikes step by step, sample {K} (the most active neurons, at most 64 per layer)")
     plt.close(fig)
     files["raster.gif"] = "animated raster, one frame per time step"
 
     cm, cmodel, cds, cargs = load_run(sweep["lif-cnn-T4"] / "checkpoint.pt")
     cnet = cm.convert_for_inference(cmodel).eval()
     crec = viz.record(cnet, cm.record_input(cds.x_test[K:K + 1], cargs.encoding))
-    save(viz.feature_maps(crec, sample=0, title=f"Conv LIF on digits: firing rate of each channel of the "
-                                                f"first conv layer, sample {K} (label {label})"),
-         "feature_maps.png", "spike-rate maps of the first convolutional layer's channels")
+    conv1 = next(k for k, v in crec.items() if v.dim() == 5)
+    save(viz.feature_maps(crec, layer=conv1, sample=0,
+                          title=f"Conv LIF on digits (T={cm.T}), test sample {K} (label {label})"),
+         "feature_maps.png", "spike-rate maps of every channel of the first convolutional layer")
+    save(viz.raster(crec, max_neurons=150, title=f"Spike raster of the conv LIF network (T={cm.T}), sample {K}"),
+         "raster_cnn.png", "spike raster of the convolutional network: the most active neurons of each layer")
 
     runs = [demo, *sweep.values()]
     summaries = [viz.load_run_summary(r) for r in runs]
     for s, name in zip(summaries, ["lif-T4 (demo)", *sweep]):
         s["label"] = name
-    ax = viz.accuracy_energy(summaries, title="Accuracy vs energy on digits (30 epochs each)")
-    save(ax.figure, "accuracy_energy.png", "final test accuracy against energy per sample, Pareto front dashed")
+    ax = viz.accuracy_energy(summaries, unit=unit, title="Accuracy vs energy on digits (30 epochs each)")
+    front_idx = ax.pareto
+    save(ax, "accuracy_energy.png", "final test accuracy against energy per sample, Pareto front dashed")
 
-    front = [summaries[i]["label"] for i in ax.pareto]
+    front = [summaries[i]["label"] for i in front_idx]
     atomic_write_json(out / "gallery.json", dict(
         demo=str(demo), sample=K, label=label, files=files, energy=rep,
         runs=summaries, pareto_front=front, machine=machine_info("cpu"),

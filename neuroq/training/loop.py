@@ -337,8 +337,6 @@ def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "di
 def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out, device="cpu",
                samples: int = 512) -> dict:
     """Write ``energy.json`` (EnergyMeter over test samples) and ``raster.png`` (test sample 0) to ``out``."""
-    import matplotlib.pyplot as plt
-
     from .. import viz
 
     net = inference_model(method, model, device)
@@ -350,7 +348,6 @@ def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out,
     x0, y0 = next(batches(data.test, torch.arange(1), 1))
     rec = viz.record(net, method.record_input(x0.to(device), encoding))
     ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
-    ax.figure.savefig(Path(out) / "raster.png", dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
+    viz.save(ax, Path(out) / "raster.png", dpi=150)
     _sj.reset_net(net)
     return rep

@@ -11,6 +11,10 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
+
+from .labels import resolve_labels, layer_labels  # noqa: E402
+from .style import GREY, PALETTE, styled  # noqa: E402
 
 
 def _load_report(report) -> dict:
@@ -28,8 +32,65 @@ def _load_report(report) -> dict:
                     f"got {type(report).__name__}")
 
 
+UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
+
+
+def energy_unit(values_pj, unit: Optional[str] = None) -> tuple:
+    r"""``(name, pJ per unit)`` for showing energies given in pJ: the largest of pJ, nJ, µJ, mJ, J
+    in which the largest :math:`|E|` is at least 1 (so tick values lie in :math:`[1, 1000)`), or
+    the named ``unit`` (``"uJ"`` is accepted for µJ).
+
+    Example::
+
+        viz.energy_unit([3.3e5, 2.4e4])        # ('nJ', 1000.0): 330 nJ and 24 nJ
+    """
+    names = dict(UNITS)
+    if unit is not None:
+        unit = "µJ" if unit in ("uJ", "μJ") else unit
+        if unit not in names:
+            raise ValueError(f"unit must be one of {', '.join(names)} (or None to choose from the data); got {unit!r}")
+        return unit, names[unit]
+    vals = np.abs(np.asarray(values_pj, dtype=float).reshape(-1))
+    top = float(vals.max()) if vals.size else 0.0
+    name, factor = UNITS[0]
+    for n, f in UNITS:
+        if top >= f:
+            name, factor = n, f
+    return name, factor
+
+
+def _unit_formatter(factor: float):
+    def fmt(x, pos=None):
+        v = x / factor
+        return f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+    return FuncFormatter(fmt)
+
+
+def _fmt_energy(e_pj: float, unit: str, factor: float) -> str:
+    return f"{e_pj / factor:.4g} {unit}"
+
+
+def _bar_labels(rep: dict, meter, labels) -> list:
+    names = list(rep["layers"])
+    defaults = {}
+    model = getattr(meter, "model", None)
+    if model is not None:
+        defaults = layer_labels(model)
+    else:
+        count = {}
+        for k in names:
+            typ = str(rep["layers"][k].get("type", "layer"))
+            kind = "Conv" if typ == "Conv2d" else typ
+            count[kind] = count.get(kind, 0) + 1
+            defaults[k] = f"{kind} {count[kind]}"
+    shown = resolve_labels(names, labels, defaults)
+    inputs = {"real": "real input", "spikes": "spike input", "mixed": "mixed input"}
+    return [f"{lab}\n{inputs.get(rep['layers'][k].get('input'), '')}".strip() for lab, k in zip(shown, names)]
+
+
+@styled
 def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, log: bool = False,
-                title: Optional[str] = None, annotate: bool = True):
+                title: Optional[str] = None, annotate: bool = True, labels=None, unit: Optional[str] = None):
     r"""Per-layer energy of an :class:`neuroq.energy.EnergyMeter` report, split into SOP and MAC parts.
 
     Layer :math:`l`'s bar is stacked from
@@ -37,19 +98,31 @@ def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, 
     .. math::
         E^{SOP}_l = E_{AC}\,\#SOP_l, \qquad E^{MAC}_l = E_{MAC}\,\#MAC_l,
 
-    (pJ, per sample when the report knows its sample count and ``per_sample``), the accounting of
+    (per sample when the report knows its sample count and ``per_sample``), the accounting of
     the meter (45 nm constants of Horowitz, ISSCC 2014, by default). A spike-driven layer has only
-    the SOP part, the first layer of a directly encoded image only the MAC part.
+    the SOP part, the first layer of a directly encoded image only the MAC part. The axis is in
+    the unit that suits the data (pJ, nJ, µJ ...; :func:`energy_unit`), without an offset.
 
     Args:
         report: ``EnergyMeter.report()``, the meter itself, or a path to ``energy.json`` (or its folder).
         per_sample: plot ``*_per_sample`` values (falls back to totals when ``samples`` is 0).
         log: logarithmic y axis.
         annotate: write each layer's SOP/MAC counts above its bar.
+        labels: layer labels ``{layer path: label}`` or one per layer (default: from the meter's
+            model, :func:`neuroq.viz.layer_labels`, when a meter is given; else ``Linear 1`` ...).
+        unit: ``"pJ"``, ``"nJ"``, ``"µJ"``, ``"mJ"`` or ``"J"`` (default: chosen from the data).
     Returns:
         the ``Axes``; ``ax.containers[0]`` holds the SOP bars, ``ax.containers[1]`` the MAC bars
-        (stacked on the SOP ones), in the report's layer order.
+        (stacked on the SOP ones), in the report's layer order, their heights in pJ (the report's
+        numbers; the tick labels show ``ax.energy_unit``).
+
+    Example::
+
+        with EnergyMeter(net) as meter:
+            net(x_seq)
+        ax = viz.energy_bars(meter)
     """
+    meter = report if hasattr(report, "report") and callable(report.report) else None
     rep = _load_report(report)
     layers = rep["layers"]
     if not layers:
@@ -58,31 +131,39 @@ def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, 
     suf = "_per_sample" if per else ""
     e_ac, e_mac = float(rep["e_ac_pj"]), float(rep["e_mac_pj"])
     names = list(layers)
+    ticklabels = _bar_labels(rep, meter, labels)
     sops = np.array([layers[k]["sops" + suf] for k in names], dtype=float)
     macs = np.array([layers[k]["macs" + suf] for k in names], dtype=float)
     e_sop, e_macs = sops * e_ac, macs * e_mac
+    total_bar = e_sop + e_macs
+    uname, factor = energy_unit(total_bar, unit)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2), 3.6))
+        _, ax = plt.subplots(figsize=(max(4.8, 1.25 * len(names) + 2.2), 3.8), layout="constrained")
     x = np.arange(len(names))
-    ax.bar(x, e_sop, color="tab:blue", label=f"SOP × {e_ac:g} pJ (spikes)")
-    ax.bar(x, e_macs, bottom=e_sop, color="tab:orange", label=f"MAC × {e_mac:g} pJ (real values)")
+    ax.bar(x, e_sop, color=PALETTE[0], width=0.7, label=f"SOP × {e_ac:g} pJ (spike input)")
+    ax.bar(x, e_macs, bottom=e_sop, color=PALETTE[1], width=0.7, label=f"MAC × {e_mac:g} pJ (real-valued input)")
     if annotate:
-        for xi, s, m, top in zip(x, sops, macs, e_sop + e_macs):
-            parts = ([f"{_si(s)} SOP"] if s else []) + ([f"{_si(m)} MAC"] if m else [])
+        for xi, s_, m_, top in zip(x, sops, macs, total_bar):
+            parts = ([f"{_si(s_)} SOP"] if s_ else []) + ([f"{_si(m_)} MAC"] if m_ else [])
             ax.annotate("\n".join(parts) or "0", (xi, top), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"{k}\n{layers[k].get('type', '')}".strip() for k in names], rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
-                       fontsize=8)
-    ax.set_ylabel("energy (pJ" + (" / sample)" if per else ")"))
+                        ha="center", va="bottom", fontsize=plt.rcParams["xtick.labelsize"])
+    ax.set_xticks(x, ticklabels, rotation=25 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    ax.set_ylabel(f"energy ({uname}" + (" / sample)" if per else ")"))
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        positive = total_bar[total_bar > 0]
+        if positive.size:
+            ax.set_ylim(positive.min() / 3, positive.max() * 6)
     else:
-        ax.set_ylim(0, max(1e-12, float((e_sop + e_macs).max())) * 1.25)
+        ax.set_ylim(0, max(1e-12, float(total_bar.max())) * 1.3)
+    ax.yaxis.set_major_formatter(_unit_formatter(factor))
     total = rep["total"]["energy_pj" + suf]
-    ax.legend(fontsize=7, loc="upper right", title=f"total {_si(total)} pJ", title_fontsize=7)
+    ax.legend(loc="upper right", title=f"total {_fmt_energy(total, uname, factor)}" + (" / sample" if per else ""))
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
+    ax.energy_unit = uname
     return ax
 
 
@@ -112,8 +193,9 @@ def pareto_front(energy: Sequence[float], accuracy: Sequence[float]) -> list:
 
 
 def load_run_summary(run, accuracy: str = "final_test_acc") -> dict:
-    """``{label, method, T, dataset, accuracy, energy_pj, sops, macs, firing_rate, path}`` of a
-    ``neuroq train`` output folder (its ``metrics.json`` and ``energy.json``)."""
+    """``{label, method, T, dataset, accuracy, energy_pj, sops, macs, firing_rate, path, args}`` of a
+    ``neuroq train`` output folder (its ``metrics.json`` and ``energy.json``); ``args`` are the
+    run's training options (used to tell apart runs whose ``"<method> T=<T>"`` labels are alike)."""
     p = Path(run)
     if p.is_file():
         p = p.parent
@@ -132,26 +214,131 @@ def load_run_summary(run, accuracy: str = "final_test_acc") -> dict:
     return dict(label=f"{m.get('method', p.name)} T={T}", method=m.get("method"), T=T,
                 dataset=m.get("dataset"), accuracy=float(m[accuracy]), energy_pj=float(tot["energy_pj" + per]),
                 sops=float(tot["sops" + per]), macs=float(tot["macs" + per]),
-                firing_rate=tot.get("firing_rate"), path=str(p))
+                firing_rate=tot.get("firing_rate"), path=str(p),
+                args={**(m.get("train") or {}), **(m.get("method_config") or {})} or dict(m.get("args") or {}))
 
 
+# training options that say where or how verbosely a run was made, not what was trained
+_BOOKKEEPING = {"command", "out", "data_dir", "no_download", "download", "device", "resume", "quiet", "no_report",
+                "func", "T"}
+
+
+def distinct_labels(rows: Sequence[Mapping]) -> list:
+    """One label per run, no two alike: a run's ``label`` (default ``run <i>``), and where several
+    share one, the training options (``args``) in which they differ (``lif T=4, arch=cnn``), else
+    their folder names, else a running number.
+
+    Example::
+
+        viz.distinct_labels([dict(label="lif T=4", args=dict(arch="mlp")),
+                             dict(label="lif T=4", args=dict(arch="cnn"))])
+        # ['lif T=4, arch=mlp', 'lif T=4, arch=cnn']
+    """
+    labels = [str(r.get("label", f"run {i}")) for i, r in enumerate(rows)]
+    groups = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(i)
+    out = list(labels)
+    for lab, idx in groups.items():
+        if len(idx) < 2:
+            continue
+        args = [rows[i].get("args") or {} for i in idx]
+        keys = sorted({k for a in args for k in a} - _BOOKKEEPING)
+        differ = [k for k in keys if len({repr(a.get(k)) for a in args}) > 1]
+        for i, a in zip(idx, args):
+            extra = ", ".join(f"{k}={a.get(k)}" for k in differ[:3])
+            out[i] = f"{lab}, {extra}" if extra else lab
+        if len({out[i] for i in idx}) < len(idx):
+            names = [Path(str(rows[i].get("path", ""))).name for i in idx]
+            for i, name in zip(idx, names):
+                if name and len(set(names)) == len(names):
+                    out[i] = f"{out[i]} ({name})"
+        current = [out[i] for i in idx]
+        seen = {}
+        for i, cur in zip(idx, current):
+            if current.count(cur) > 1:
+                seen[cur] = seen.get(cur, 0) + 1
+                out[i] = f"{cur} #{seen[cur]}"
+    return out
+
+
+_OFFSETS = ((6, 5, "left", "bottom"), (6, -5, "left", "top"), (-6, 5, "right", "bottom"),
+            (-6, -5, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"),
+            (10, 14, "left", "bottom"), (10, -14, "left", "top"), (-10, 14, "right", "bottom"),
+            (-10, -14, "right", "top"))
+
+
+def _place_labels(ax, x, y, labels) -> list:
+    """Annotate each point (in run order), choosing per label the first offset whose text box
+    overlaps no earlier label, no point, not the legend and stays inside the axes (else the
+    least-overlapping one)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(np.column_stack([x, y]))
+    r = 5.0 * fig.dpi / 72.0
+    point_boxes = [(px - r, py - r, px + r, py + r) for px, py in pts]
+    box = ax.get_window_extent(renderer)
+    placed = []
+    leg = ax.get_legend()
+    if leg is not None:
+        e = leg.get_window_extent(renderer)
+        placed.append((e.x0, e.y0, e.x1, e.y1))
+
+    def overlap(b, c):
+        return max(0.0, min(b[2], c[2]) - max(b[0], c[0])) * max(0.0, min(b[3], c[3]) - max(b[1], c[1]))
+
+    choice = {}
+    for i in np.argsort(x, kind="stable"):
+        best = None
+        for k, (dx, dy, ha, va) in enumerate(_OFFSETS):
+            t = ax.annotate(labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va)
+            e = t.get_window_extent(renderer)
+            t.remove()
+            b = (e.x0, e.y0, e.x1, e.y1)
+            cost = sum(overlap(b, c) for c in placed) + sum(overlap(b, c) for j, c in enumerate(point_boxes) if j != i)
+            cost += 2 * ((b[2] - b[0]) * (b[3] - b[1]) - overlap(b, (box.x0, box.y0, box.x1, box.y1)))
+            if best is None or cost < best[0]:
+                best = (cost, k, b)
+            if cost == 0:
+                break
+        placed.append(best[2])
+        choice[i] = best[1]
+    texts = []
+    for i, lab in enumerate(labels):
+        dx, dy, ha, va = _OFFSETS[choice[i]]
+        texts.append(ax.annotate(lab, (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va))
+    return texts
+
+
+@styled
 def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[plt.Axes] = None,
-                    accuracy: str = "final_test_acc", logx: bool = True, title: Optional[str] = None):
+                    accuracy: str = "final_test_acc", logx: bool = True, title: Optional[str] = None,
+                    unit: Optional[str] = None):
     r"""Accuracy against energy per sample of several runs, the Pareto front drawn as a step line.
 
-    Each run is a point :math:`(E, a)` with :math:`E` the ``energy.json`` total in pJ per sample and
+    Each run is a point :math:`(E, a)` with :math:`E` the ``energy.json`` total per sample and
     :math:`a` the ``metrics.json`` accuracy; the front (see :func:`pareto_front`) joins the runs
-    that no other run beats on both.
+    that no other run beats on both: for an energy budget :math:`E`, the step line is the best
+    accuracy :math:`\max\{a_i : E_i \le E\}` of the runs on the front. The energy axis is in one
+    unit chosen from the data (:func:`energy_unit`), the accuracy axis in percent.
 
     Args:
         runs: ``neuroq train`` output folders (or their ``checkpoint.pt``), or dicts with ``energy_pj``
-            and ``accuracy`` (and optionally ``label``), e.g. from :func:`load_run_summary`.
-        labels: one label per run (default: ``"<method> T=<T>"``).
+            and ``accuracy`` (and optionally ``label`` and ``args``), e.g. from :func:`load_run_summary`.
+        labels: one label per run (default: each run's ``"<method> T=<T>"``, made distinct by
+            :func:`distinct_labels` where two are alike).
         accuracy: the ``metrics.json`` key to use (``final_test_acc`` or ``best_test_acc``).
         logx: logarithmic energy axis.
+        unit: energy unit (``"pJ"``, ``"nJ"``, ``"µJ"`` ...; default: chosen from the data).
     Returns:
-        the ``Axes``; ``ax.collections[0]`` holds one point per run in order, ``ax.pareto`` the
-        front's run indices, ``ax.lines[0]`` the front.
+        the ``Axes``; ``ax.collections[0]`` holds one point per run in order (x in pJ),
+        ``ax.pareto`` the front's run indices, ``ax.lines[0]`` the front, ``ax.texts`` the labels
+        in run order, ``ax.energy_unit`` the unit of the tick labels.
+
+    Example::
+
+        ax = viz.accuracy_energy(["runs/lif-T4", "runs/lif-T8", "runs/ann"])
     """
     runs = list(runs)
     if not runs:
@@ -161,33 +348,41 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
         if "energy_pj" not in r or "accuracy" not in r:
             raise ValueError(f"runs[{i}] needs 'energy_pj' and 'accuracy' entries, got {sorted(r)}")
     if labels is not None:
-        labels = list(labels)
+        labels = [str(x) for x in labels]
         if len(labels) != len(rows):
             raise ValueError(f"labels has {len(labels)} entries for {len(rows)} runs")
     else:
-        labels = [r.get("label", f"run {i}") for i, r in enumerate(rows)]
+        labels = distinct_labels(rows)
     e = np.array([r["energy_pj"] for r in rows], dtype=float)
     a = np.array([r["accuracy"] for r in rows], dtype=float)
     if logx and np.any(e <= 0):
         raise ValueError("logx needs energies > 0; pass logx=False")
+    uname, factor = energy_unit(e, unit)
     front = pareto_front(e, a)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     on_front = np.zeros(len(rows), dtype=bool)
     on_front[front] = True
-    ax.scatter(e, a, c=["tab:red" if f else "tab:gray" for f in on_front], s=36, zorder=3)
-    ax.step(e[front], a[front], where="post", color="tab:red", linestyle="--", linewidth=1,
+    ax.scatter(e, a, c=[PALETTE[1] if f else GREY for f in on_front], s=40, zorder=3,
+               edgecolors="k", linewidths=0.5)
+    ax.step(e[front], a[front], where="post", color=PALETTE[1], linestyle="--", linewidth=1.2,
             label="Pareto front")
-    for i, lab in enumerate(labels):
-        ax.annotate(lab, (e[i], a[i]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.scatter([], [], c=GREY, s=40, edgecolors="k", linewidths=0.5, label="dominated run")
     if logx:
         ax.set_xscale("log")
-    ax.margins(x=0.12, y=0.12)
-    ax.set_xlabel("energy per sample (pJ)")
-    ax.set_ylabel(accuracy.replace("_", " "))
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.15, y=0.15)
+    ax.xaxis.set_major_formatter(_unit_formatter(factor))
+    ax.set_xlabel(f"energy per sample ({uname})")
+    if np.all((a >= 0) & (a <= 1)):
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+    ax.set_ylabel(accuracy.replace("_", " ").replace("acc", "accuracy"))
+    ax.legend(loc="lower right")
+    ax.grid(True, which="major", alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
+    _place_labels(ax, e, a, labels)
     ax.pareto = front
+    ax.energy_unit = uname
     return ax

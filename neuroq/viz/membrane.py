@@ -9,33 +9,60 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from .labels import recorded_labels, resolve_labels  # noqa: E402
 from .raster import _to_time_major  # noqa: E402
+from .style import GREY, color, styled, time_axis  # noqa: E402
 
 
 def _as_array(x, sample, batched):
     return _to_time_major(x, sample, batched)
 
 
+def _default_neurons(va, ha, sa, max_traces):
+    T, n = va.shape
+    count = sa.sum(0) if sa is not None else np.zeros(n)
+    peak = (ha if ha is not None else va).max(0)
+    # most telling first: neurons that fire but not at every step, then silent ones with the
+    # highest peak, then those that always fire
+    group = np.where((count > 0) & (count < T), 0, np.where(count == 0, 1, 2))
+    order = np.lexsort((np.arange(n), -peak, -count, group))
+    # prefer distinct spike trains, so the traces show different behaviour
+    pattern = (sa > 0) if sa is not None else np.zeros_like(va, dtype=bool)
+    seen, first, rest = set(), [], []
+    for i in order:
+        key = pattern[:, i].tobytes()
+        (rest if key in seen else first).append(i)
+        seen.add(key)
+        if len(first) == max_traces:
+            break
+    return np.asarray((first + rest)[:max_traces], dtype=int)
+
+
+@styled
 def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optional[Sequence[int]] = None,
                    sample: int = 0, v_threshold: Optional[float] = None, max_traces: int = 3,
-                   ax: Optional[plt.Axes] = None, title: Optional[str] = None):
-    r"""Membrane potential over time of a few neurons, the threshold dashed, spikes marked.
+                   ax: Optional[plt.Axes] = None, title: Optional[str] = None, h=None, labels=None):
+    r"""Membrane potential over time of a few neurons, the threshold dashed, spikes marked where they fire.
 
-    The trace is the potential after the reset of each step, as ``store_v_seq`` keeps it
-    (SpikingJelly's three-stage neuron):
+    A neuron charges, fires and resets each step (SpikingJelly's three-stage neuron):
 
     .. math::
         H[t] = f(V[t-1], X[t]),\quad S[t] = \Theta(H[t] - V_{th}),\quad
-        V[t] = H[t](1 - S[t]) + V_{reset} S[t] \;(\text{hard}) \text{ or } H[t] - V_{th}S[t] \;(\text{soft}),
+        V[t] = H[t](1 - S[t]) + V_{reset} S[t] \;(\text{hard}) \text{ or } H[t] - V_{th}S[t] \;(\text{soft}).
 
-    so a spike at :math:`t` (marked ``^`` on the threshold line) shows as the drop of
-    :math:`V[t]` to the reset value.
+    Where the potential before reset :math:`H[t]` is known (``record(..., v=True)`` keeps it for
+    neuroq's neurons and soft-reset ones, or pass ``h``), each trace is the path
+    :math:`H[0] \to V[0] \to H[1] \to V[1] \dots`: dots at :math:`H[t]`, the value compared with
+    the threshold, a vertical drop to :math:`V[t]` where the neuron resets, and the spike ``▲`` on
+    the :math:`H[t]` that crossed :math:`V_{th}`. Without :math:`H` the trace is :math:`V[t]` after
+    reset (as ``store_v_seq`` keeps it) and a spike is drawn as a dotted rise from :math:`V[t]` to
+    the threshold; the axes say so.
 
     Args:
-        v: the dict of ``neuroq.viz.record(model, x, v=True)`` (``{'spikes', 'v', 'v_threshold'}``),
-            or a ``[T, neurons...]`` tensor of one sample's potentials.
+        v: the dict of ``neuroq.viz.record(model, x, v=True)`` (``{'spikes', 'v', 'h', ...}``),
+            or a ``[T, neurons...]`` tensor of one sample's potentials after reset.
         spikes: ``[T, neurons...]`` spikes matching a tensor ``v`` (ignored for a dict).
         layer: which recorded layer (default: the first with a recorded potential).
         neurons: flattened neuron indices to draw; default ``max_traces`` neurons that fire in
@@ -44,9 +71,20 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
             every step.
         sample: batch element.
         v_threshold: threshold line; default the layer's recorded ``v_threshold`` (else 1.0).
+        h: ``[T, neurons...]`` potentials before reset matching a tensor ``v`` (ignored for a dict).
+        labels: layer labels ``{layer: label}`` (default: the recording's, e.g. ``LIF 1 (fc 256)``).
     Returns:
-        the ``Axes``; ``ax.lines[i]`` is neuron ``neurons[i]``'s trace (y data = the recorded v),
-        ``ax.collections[i]`` its spikes; ``ax.neurons`` the indices drawn.
+        the ``Axes``; ``ax.lines[i]`` is neuron ``neurons[i]``'s trace: with :math:`H`, x data
+        ``[0, 0, 1, 1, ...]`` and y data ``[H[0], V[0], H[1], V[1], ...]``; without, x data
+        ``0..T-1`` and y data the recorded :math:`V`. ``ax.collections[i]`` are its spikes
+        (x = spike steps), ``ax.neurons`` the indices drawn, ``ax.shows_h`` whether :math:`H` is drawn.
+        With ``T = 1`` the neurons' x positions are spread around 0 (``ax.dodge[i]`` added to t)
+        so that their single points do not hide each other.
+
+    Example::
+
+        rec = viz.record(net, x_seq[:, :1], v=True)
+        ax = viz.membrane_trace(rec, layer="2", max_traces=3)
     """
     if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces < 1:
         raise ValueError(f"max_traces must be a positive integer, got {max_traces!r}")
@@ -65,54 +103,68 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
         va = _as_array(vs[layer], sample, True)
         sp = v.get("spikes", {}).get(layer)
         sa = None if sp is None else _as_array(sp, sample, True)
+        hp = (v.get("h") or {}).get(layer)
+        ha = None if hp is None else _as_array(hp, sample, True)
         if v_threshold is None:
             v_threshold = (v.get("v_threshold") or {}).get(layer)
-        name = layer
+        name = resolve_labels([layer], labels, recorded_labels(v), v.get("spikes"))[0]
     else:
         va = _as_array(v, sample, False)
         sa = None if spikes is None else _as_array(spikes, sample, False)
-        name = layer or "neuron"
-    if sa is not None and sa.shape != va.shape:
-        raise ValueError(f"spikes {sa.shape} and v {va.shape} must have the same [T, neurons] shape")
+        ha = None if h is None else _as_array(h, sample, False)
+        name = str(labels[layer]) if isinstance(labels, Mapping) and layer in labels else (layer or "neuron")
+    for what, arr in (("spikes", sa), ("h", ha)):
+        if arr is not None and arr.shape != va.shape:
+            raise ValueError(f"{what} {arr.shape} and v {va.shape} must have the same [T, neurons] shape")
     if v_threshold is None or isinstance(v_threshold, torch.Tensor) and v_threshold.numel() != 1:
         v_threshold = 1.0
     v_threshold = float(v_threshold)
     T, n = va.shape
     if neurons is None:
-        count = sa.sum(0) if sa is not None else np.zeros(n)
-        # most telling first: neurons that fire but not at every step, then silent ones with the
-        # highest peak, then those that always fire (their after-reset trace is flat)
-        group = np.where((count > 0) & (count < T), 0, np.where(count == 0, 1, 2))
-        order = np.lexsort((np.arange(n), -va.max(0), -count, group))
-        # prefer distinct spike trains, so the traces show different behaviour
-        pattern = (sa > 0) if sa is not None else np.zeros_like(va, dtype=bool)
-        seen, first, rest = set(), [], []
-        for i in order:
-            key = pattern[:, i].tobytes()
-            (rest if key in seen else first).append(i)
-            seen.add(key)
-            if len(first) == max_traces:
-                break
-        neurons = np.asarray((first + rest)[:max_traces], dtype=int)
+        neurons = _default_neurons(va, ha, sa, max_traces)
     neurons = np.asarray(list(neurons), dtype=int).reshape(-1)
     if neurons.size == 0 or neurons.min() < -n or neurons.max() >= n:
         raise ValueError(f"neurons {neurons.tolist()} must be non-empty indices into {n} neurons")
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    cmap = plt.get_cmap("tab10")
+        _, ax = plt.subplots(figsize=(6.4 if T > 1 else 4.0, 3.4), layout="constrained")
     t = np.arange(T)
+    # T = 1: the neurons side by side around t = 0 (else their single points would hide each other)
+    dodge = (np.arange(len(neurons)) - (len(neurons) - 1) / 2) * (0.6 / max(len(neurons), 1)) if T == 1 \
+        else np.zeros(len(neurons))
     for k, i in enumerate(neurons):
-        ax.plot(t, va[:, i], marker="o", markersize=3, color=cmap(k % 10), label=f"{name}[{i}]")
+        c = color(k)
+        if ha is not None:  # H[0] -> V[0] -> H[1] -> ...: charge, then (where it fired) the reset drop
+            ax.plot(np.repeat(t + dodge[k], 2), np.column_stack([ha[:, i], va[:, i]]).ravel(), color=c,
+                    marker="o", markevery=(0, 2), markersize=3.5, label=f"neuron {i}")
+        else:
+            ax.plot(t + dodge[k], va[:, i], marker="o", markersize=3.5, color=c, label=f"neuron {i}")
     for k, i in enumerate(neurons):
         ts = np.nonzero(sa[:, i] > 0)[0] if sa is not None else np.zeros(0, dtype=int)
-        ax.scatter(ts, np.full(len(ts), v_threshold), marker="^", s=40, color=cmap(k % 10), zorder=3)
-    ax.axhline(v_threshold, color="k", linestyle="--", linewidth=0.8, label=r"$V_{th}$")
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("time step")
-    ax.set_ylabel("membrane potential V[t] (after reset)")
-    ax.legend(fontsize=7, loc="best")
+        y = ha[ts, i] if ha is not None else np.full(len(ts), v_threshold)
+        ax.scatter(ts + dodge[k], y, marker="^", s=42, color=color(k), edgecolors="k", linewidths=0.5, zorder=3)
+    for k, i in enumerate(neurons if ha is None and sa is not None else []):
+        ts = np.nonzero(sa[:, i] > 0)[0]
+        if len(ts):
+            ax.vlines(ts + dodge[k], va[ts, i], v_threshold, colors=color(k), linestyles=":", linewidth=1.0)
+    ax.axhline(v_threshold, color="k", linestyle="--", linewidth=0.9, label=r"$V_{th}$")
+    time_axis(ax, T)
+    if ha is not None:
+        ax.set_ylabel("membrane potential")
+        what = r"dots: $H[t]$ before reset, drops: reset to $V[t]$"
+    else:
+        ax.set_ylabel(r"membrane potential $V[t]$ (after reset)")
+        what = r"$V[t]$ after reset ($H[t]$ not recorded); dotted: spike"
+    handles, labs = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="^", linestyle="none", color=GREY, markeredgecolor="k",
+                          markeredgewidth=0.5, markersize=7))
+    labs.append("spike" + (r" (at $H[t] \geq V_{th}$)" if ha is not None else ""))
+    ax.legend(handles, labs, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=name,
+              alignment="left")
+    ax.text(1.01, 0.0, what, transform=ax.transAxes, ha="left", va="bottom", color=GREY,
+            fontsize=plt.rcParams["legend.fontsize"], wrap=True)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     ax.neurons = neurons.tolist()
+    ax.dodge = dodge.tolist()
+    ax.shows_h = ha is not None
     return ax

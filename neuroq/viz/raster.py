@@ -10,7 +10,16 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.path import Path as MPath  # noqa: E402
+from matplotlib.transforms import IdentityTransform, blended_transform_factory  # noqa: E402
+
+from .._validate import check_choice  # noqa: E402
+from .labels import recorded_labels, resolve_labels  # noqa: E402
+from .style import GREY, color, styled, time_axis  # noqa: E402
+
+SELECT = ("active", "even", "first")
+_NOTE = {"active": "most active", "even": "evenly spaced", "first": "first"}
 
 
 def _to_time_major(s, sample: Optional[int], batched: bool) -> np.ndarray:
@@ -35,11 +44,16 @@ def _to_time_major(s, sample: Optional[int], batched: bool) -> np.ndarray:
     return s.reshape(s.shape[0], -1).float().numpy()
 
 
+def _spike_dict(spikes):
+    if isinstance(spikes, Mapping) and "spikes" in spikes and isinstance(spikes["spikes"], Mapping):
+        return spikes["spikes"]  # the dict of record(..., v=True)
+    return spikes
+
+
 def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str]] = None):
     """``[(layer name, [T, neurons] array of one sample)]`` from a recording or a single tensor."""
     if isinstance(spikes, Mapping):
-        if "spikes" in spikes and isinstance(spikes["spikes"], Mapping):
-            spikes = spikes["spikes"]  # the dict of record(..., v=True)
+        spikes = _spike_dict(spikes)
         if layers is not None:
             missing = [k for k in layers if k not in spikes]
             if missing:
@@ -53,81 +67,189 @@ def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str
     return items
 
 
-def _select(a: np.ndarray, name: str, neurons, max_neurons: Optional[int]):
-    """Columns of ``a`` to plot: ``neurons`` (indices, or ``{layer: indices}``) or the first ``max_neurons``."""
+def display_labels(spikes, names, labels=None) -> list:
+    """Label of each plotted layer: ``labels`` > the recording's own (``record()``) > a fallback."""
+    tensors = _spike_dict(spikes) if isinstance(spikes, Mapping) else {}
+    return resolve_labels(names, labels, recorded_labels(spikes), tensors)
+
+
+def select_neurons(a: np.ndarray, max_neurons: Optional[int], select: str = "active") -> np.ndarray:
+    r"""Indices (ascending) of at most ``max_neurons`` columns of ``a`` (``[T, neurons]``):
+
+    * ``"active"``: the neurons with the most spikes :math:`\sum_t S_i[t]` (ties: lower index),
+      only those that fire at all; a silent layer gives ``min(max_neurons, 32)`` evenly spaced ones;
+    * ``"even"``: evenly spaced over the layer, :math:`i_k = \lfloor k\,n / m \rfloor`;
+    * ``"first"``: neurons ``0 .. max_neurons - 1``.
+
+    Inputs/Outputs: ``a`` ``[T, neurons]`` (one sample, e.g. ``spikes[:, 0].flatten(1)``) -> ``[m]`` indices.
+
+    Example::
+
+        idx = viz.select_neurons(spikes[:, 0].flatten(1).numpy(), 100)   # the 100 busiest neurons
+    """
+    n = a.shape[1]
+    if max_neurons is None or max_neurons >= n:
+        return np.arange(n)
+    if select == "active":
+        count = (a > 0).sum(0)
+        k = min(max_neurons, int((count > 0).sum()))
+        if k == 0:
+            return select_neurons(a, min(max_neurons, 32), "even")
+        order = np.lexsort((np.arange(n), -count))
+        return np.sort(order[:k])
+    if select == "even":
+        return (np.arange(max_neurons) * n) // max_neurons
+    return np.arange(max_neurons)
+
+
+def _select(a: np.ndarray, name: str, neurons, max_neurons: Optional[int], select: str = "active"):
+    """``(columns, indices, note)``: ``neurons`` (indices, or ``{layer: indices}``) or a selection."""
     idx = neurons.get(name) if isinstance(neurons, Mapping) else neurons
+    n = a.shape[1]
     if idx is not None:
         idx = np.asarray(list(idx), dtype=int).reshape(-1)
-        if idx.size and (idx.min() < -a.shape[1] or idx.max() >= a.shape[1]):
-            raise ValueError(f"neurons {idx.tolist()} out of range for layer {name!r} with {a.shape[1]} neurons")
-        return a[:, idx], idx
-    if max_neurons is not None:
-        a = a[:, :max_neurons]
-    return a, np.arange(a.shape[1])
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise ValueError(f"neurons {idx.tolist()} out of range for layer {name!r} with {n} neurons")
+        return a[:, idx], idx, (None if idx.size == n else f"shows {idx.size:,} chosen\nof {n:,} neurons")
+    idx = select_neurons(a, max_neurons, select)
+    if idx.size == n:
+        note = None
+    elif select == "active" and idx.size < max_neurons and (a[:, idx] > 0).any():
+        note = f"shows the {idx.size:,} active\nof {n:,} neurons"
+    elif select == "active" and not (a > 0).any():
+        note = f"shows {idx.size:,} of {n:,} neurons"
+    else:
+        note = f"shows {idx.size:,} {_NOTE[select]}\nof {n:,} neurons"
+    return a[:, idx], idx, note
 
 
+class SpikeMarks(PathCollection):
+    """Raster marks sized when drawn: a bar ``width_frac`` of one time step wide (at most
+    ``max_width`` points) and ``height_frac`` of one neuron row tall, never under 1.25 device
+    pixels, so the raster reads the same at any figure size and dpi (``height`` fixes it in points)."""
+
+    def __init__(self, offsets, transform, width_frac=0.35, height_frac=0.85, max_width=10.0, height=None, **kw):
+        self.width_frac, self.height_frac, self.max_width, self.height = width_frac, height_frac, max_width, height
+        super().__init__([MPath.unit_rectangle()], sizes=[1.0], offsets=offsets, offset_transform=transform, **kw)
+        self.set_transform(IdentityTransform())  # marks in points (scaled by the sizes), placed at the offsets
+
+    def mark_size(self, renderer=None):
+        """``(width, height)`` of one mark in points for the axes' current size and the figure's dpi."""
+        ax, dpi = self.axes, self.figure.dpi
+        px = 72.0 / dpi  # one device pixel in points
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        box = ax.get_window_extent(renderer)
+        col = box.width * 72.0 / dpi / max(abs(x1 - x0), 1e-12)
+        row = box.height * 72.0 / dpi / max(abs(y1 - y0), 1e-12)
+        w = max(min(self.width_frac * col, self.max_width), 1.25 * px)
+        h = max(self.height if self.height is not None else self.height_frac * row, 1.25 * px)
+        return w, h
+
+    def draw(self, renderer):
+        w, h = self.mark_size(renderer)
+        verts = np.array([[-w, -h], [w, -h], [w, h], [-w, h], [-w, -h]]) / 2.0
+        self.set_paths([MPath(verts, closed=True)])
+        super().draw(renderer)
+
+
+@styled
 def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional[plt.Axes] = None,
            sample: int = 0, max_neurons: Optional[int] = 200, title: Optional[str] = None,
-           colors=None, marker_size: float = 4.0, layers: Optional[Sequence[str]] = None, neurons=None):
-    r"""Spike raster: time on x, neuron index on y, one colour per layer.
+           colors=None, marker_size: Optional[float] = None, layers: Optional[Sequence[str]] = None, neurons=None,
+           select: str = "active", labels=None):
+    r"""Spike raster: time on x, neurons on y in one band per layer (first layer on top), one colour per layer.
 
-    A point at :math:`(t, i)` means neuron :math:`i` fired, :math:`S_i[t] = 1` (a graded value
-    :math:`S_i[t] > 0` counts as a spike too).
+    A mark at :math:`(t, i)` means neuron :math:`i` fired, :math:`S_i[t] = 1` (a graded value
+    :math:`S_i[t] > 0` counts as a spike too). A layer with more than ``max_neurons`` neurons shows
+    a selection (``select``), said beside its band (``"200 most active of 8,192 neurons"``); a
+    band with no spike says so, it is never silently empty. ``T = 1`` (ANN-like single-step
+    methods) gives one column on a narrow figure, labelled as a single step.
 
     Args:
         spikes: a ``[T, neurons...]`` tensor for one sample, or a dict ``{layer: [T, N, ...]}`` as
             returned by :func:`neuroq.viz.record` (``sample`` picks the batch element).
         ax: axes to draw on (a new figure when ``None``).
         sample: batch element to plot.
-        max_neurons: plot at most this many neurons per layer (the first ones), ``None`` for all.
+        max_neurons: show at most this many neurons per layer, ``None`` for all.
         title: axes title.
-        colors: one matplotlib colour per layer (default: the ``tab10`` cycle).
-        marker_size: scatter marker size.
+        colors: one matplotlib colour per layer (default: :data:`neuroq.viz.style.PALETTE`).
+        marker_size: height of a mark in points (default: sized to the neuron rows when drawn).
         layers: plot only these recorded layers (in this order).
         neurons: plot only these neuron indices (flattened per sample), for every layer, or a dict
             ``{layer: indices}``; overrides ``max_neurons`` for those layers.
+        select: which neurons a layer larger than ``max_neurons`` shows: ``"active"`` (most spikes
+            in this sample), ``"even"`` (evenly spaced) or ``"first"`` (see :func:`select_neurons`).
+        labels: layer labels, ``{layer: label}`` or one per plotted layer (default: the
+            recording's, e.g. ``LIF 1 (fc 256)``; see :func:`neuroq.viz.layer_labels`).
     Returns:
-        the matplotlib ``Axes``; ``ax.collections[i]`` holds layer ``i``'s spikes (one point each).
+        the matplotlib ``Axes``; ``ax.collections[i]`` holds layer ``i``'s spikes (one point
+        ``(t, row)`` each, rows counted from the first layer's first shown neuron),
+        ``ax.raster_neurons[layer]`` the neuron indices shown, ``ax.raster_labels`` the band labels.
         An empty recording (a model without spiking neurons) gives axes that say so.
+
+    Example::
+
+        rec = viz.record(net, x_seq[:, :1])       # [T, 1, ...] input: one sample
+        ax = viz.raster(rec, max_neurons=100)
     """
-    if isinstance(spikes, Mapping) and not spikes and layers is None:
+    check_choice("select", select, SELECT)
+    if isinstance(spikes, Mapping) and not _spike_dict(spikes) and layers is None:
         # a model without spiking neurons (e.g. the ANN baseline): say so instead of failing, so
         # automatic reports (``neuroq train``'s raster.png) work for every method
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 2))
+            _, ax = plt.subplots(figsize=(5, 2), layout="constrained")
         ax.text(0.5, 0.5, "no spiking neurons recorded\n(the model has no spiking layers)", ha="center",
                 va="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
         if title:
-            ax.set_title(title, fontsize=10)
+            ax.set_title(title)
         return ax
     items = layer_items(spikes, sample, layers)
-    chosen = [(name, *_select(a, name, neurons, max_neurons)) for name, a in items]
+    names = [name for name, _ in items]
+    shown = display_labels(spikes, names, labels)
+    chosen = [(name, *_select(a, name, neurons, max_neurons, select)) for name, a in items]
+    T = chosen[0][1].shape[0]
+    n_rows = sum(a.shape[1] for _, a, _, _ in chosen)
     if ax is None:
-        n_total = sum(a.shape[1] for _, a, _ in chosen)
-        fig, ax = plt.subplots(figsize=(7, min(10, 2 + 0.012 * n_total + 0.4 * len(chosen))))
-    cmap = plt.get_cmap("tab10")
+        width = 3.8 if T == 1 else 6.4
+        _, ax = plt.subplots(figsize=(width, float(np.clip(1.6 + 0.0075 * n_rows + 0.45 * len(chosen), 2.4, 8.0))),
+                             layout="constrained")
     offset = 0
-    ticks, labels = [], []
-    totals = dict((name, a.shape[1]) for name, a in items)
-    for i, (name, a, _) in enumerate(chosen):
+    ticks = []
+    right = blended_transform_factory(ax.transAxes, ax.transData)
+    total_marks = 0
+    for i, (name, a, idx, note) in enumerate(chosen):
         t, n = np.nonzero(a > 0)
-        color = colors[i] if colors is not None else cmap(i % 10)
-        ax.scatter(t, n + offset, s=marker_size, marker="|", color=color, label=name, linewidths=1.0)
-        ticks.append(offset + a.shape[1] / 2)
-        labels.append(name if a.shape[1] == totals[name] else f"{name}\n({a.shape[1]}/{totals[name]})")
+        pts = np.column_stack([t, n + offset]).astype(float) if len(t) else np.zeros((0, 2))
+        c = colors[i] if colors is not None else color(i)
+        coll = SpikeMarks(pts, ax.transData, width_frac=0.6 if T == 1 else 0.35,
+                          max_width=1e9 if T == 1 else 10.0, height=marker_size,
+                          facecolors=[c], edgecolors="none", linewidths=0, label=shown[i])
+        ax.add_collection(coll, autolim=False)
+        total_marks += len(pts)
+        mid = offset + (a.shape[1] - 1) / 2
+        ticks.append(mid)
+        if not len(t):
+            ax.text((T - 1) / 2, mid, "no spikes", ha="center", va="center", color=GREY, style="italic")
+        if note:
+            ax.text(1.01, mid, note, transform=right, ha="left", va="center", color=GREY,
+                    fontsize=plt.rcParams["xtick.labelsize"])
         offset += a.shape[1]
         if i < len(chosen) - 1:
-            ax.axhline(offset - 0.5, color="0.85", linewidth=0.5)
-    T = chosen[0][1].shape[0]
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_ylim(-0.5, max(offset, 1) - 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("time step")
+            ax.axhline(offset - 0.5, color="0.8", linewidth=0.6)
+    if total_marks > 20000:  # keep vector files small: the marks go in as one bitmap
+        for coll in ax.collections:
+            coll.set_rasterized(True)
+    time_axis(ax, T)
+    ax.set_ylim(max(offset, 1) - 0.5, -0.5)  # first layer on top
     ax.set_ylabel("neuron (by layer)")
-    ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticks(ticks, shown)
+    ax.tick_params(axis="y", length=0)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
+    ax.raster_neurons = OrderedDict((name, idx.tolist()) for name, _, idx, _ in chosen)
+    ax.raster_labels = shown
     return ax
