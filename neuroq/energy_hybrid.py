@@ -49,7 +49,14 @@ COUNT_RTOL = 1e-6
 
 def as_counts(x: torch.Tensor, dt: float):
     r"""``x`` read as spike counts at ``dt``: ``(n, is_count)`` with :math:`n = \mathrm{round}(x\,dt)`
-    (float64) and ``is_count`` True where :math:`|x\,dt - n| \le 10^{-6}\max(1, |n|)`."""
+    (float64) and ``is_count`` True where :math:`|x\,dt - n| \le 10^{-6}\max(1, |n|)`.
+
+    Inputs: ``x`` any shape.  Outputs: two tensors of that shape.
+
+    Example::
+
+        as_counts(torch.tensor([4.0, 0.3]), dt=0.25)   # (tensor([1., 0.]), tensor([True, False]))
+    """
     xd = x.detach().to(torch.float64) * float(dt)
     n = torch.round(xd)
     ok = (xd - n).abs() <= COUNT_RTOL * torch.clamp(n.abs(), min=1.0)
@@ -90,7 +97,16 @@ def synaptic_count_ops(m: nn.Module, x: torch.Tensor, out: torch.Tensor, dt: flo
                        conv_fanout: str = "nominal") -> dict:
     """Ops of any synaptic layer the meter knows (:func:`neuroq.energy.synaptic_fns`) on an input
     that may carry spike counts :math:`n/dt`: per feature for ``nn.Linear`` (:func:`linear_count_ops`),
-    per tensor otherwise (counts -> the layer's SOP rule applied to :math:`|n|`; real -> its MAC rule)."""
+    per tensor otherwise (counts -> the layer's SOP rule applied to :math:`|n|`; real -> its MAC rule).
+
+    Returns the dict of :func:`linear_count_ops`.
+
+    Example::
+
+        conv = nn.Conv2d(2, 4, 3, padding=1)
+        x = torch.tensor([0.0, 2.0]).reshape(1, 2, 1, 1).expand(1, 2, 3, 3)   # counts 0 / 1 at dt 0.5
+        synaptic_count_ops(conv, x, conv(x), dt=0.5)["sops"]   # 9 spikes * (4*3*3) nominal fan-out = 324
+    """
     if isinstance(m, nn.Linear) and x.dim() >= 1 and x.shape[-1] == m.in_features:
         return linear_count_ops(m, x, dt)
     fns = synaptic_fns(m)

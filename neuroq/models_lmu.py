@@ -28,6 +28,11 @@ class LMUClassifier(nn.Module):
     With ``readout_tau`` the hidden sequence passes a :class:`neuroq.layer.Lowpass` (learnable
     :math:`\tau` per unit) before the last step is read: for a spiking hidden state this reads a
     filtered rate instead of one step's counts.
+
+    Example::
+
+        clf = LMUClassifier(LMU(1, 32, order=16, theta=64.0, return_sequences=False), num_classes=10)
+        logits = clf(torch.rand(64, 8, 1))      # [8, 10]
     """
 
     def __init__(self, lmu: LMU, num_classes: int, readout_tau: Optional[float] = None):

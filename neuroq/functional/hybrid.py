@@ -62,12 +62,22 @@ MAX_STEPS = 1 << 22
 # fixed-point helpers
 # ---------------------------------------------------------------------------------------------
 def state_to_fixed(v: torch.Tensor) -> torch.Tensor:
-    r"""State :math:`v \in [0, 1)` -> int64 on the :math:`2^{-40}` grid (rounded down, so it stays < 1)."""
+    r"""State :math:`v \in [0, 1)` -> int64 on the :math:`2^{-40}` grid (rounded down, so it stays < 1).
+
+    Example::
+
+        state_to_fixed(torch.tensor([0.5]))   # tensor([549755813888]) = 2**39
+    """
     return torch.floor(v.to(torch.float64) * _SCALE).to(torch.int64)
 
 
 def fixed_to_state(k: torch.Tensor) -> torch.Tensor:
-    """int64 grid value -> float64 state (exact: 40 bits fit a float64 mantissa)."""
+    """int64 grid value -> float64 state (exact: 40 bits fit a float64 mantissa).
+
+    Example::
+
+        fixed_to_state(torch.tensor([2 ** 39]))   # tensor([0.5], dtype=torch.float64)
+    """
     return k.to(torch.float64) / _SCALE
 
 
@@ -201,7 +211,12 @@ def spiking_activation_multi_step(x_seq: torch.Tensor, v: torch.Tensor, activati
 # ---------------------------------------------------------------------------------------------
 def bit_length(n: torch.Tensor) -> torch.Tensor:
     r"""Bits of the magnitude of integer-valued ``n``: :math:`\lceil \log_2(1 + |n|) \rceil`
-    (0 for 0, 1 for ±1, 2 for ±2..3, 3 for ±4..7, ...), exact (via ``frexp``), float64."""
+    (0 for 0, 1 for ±1, 2 for ±2..3, 3 for ±4..7, ...), exact (via ``frexp``), float64, same shape.
+
+    Example::
+
+        bit_length(torch.tensor([0., 1., -3., 4.]))   # tensor([0., 1., 2., 3.])
+    """
     _, e = torch.frexp(n.detach().to(torch.float64).abs())
     return e.to(torch.float64)
 

@@ -78,7 +78,14 @@ def discretize(A: torch.Tensor, B: torch.Tensor, theta: float, method: str = "zo
 
 def lmu_matrices(order: int, theta: float, discretizer: str = "zoh", dtype: torch.dtype = torch.float64,
                  device=None):
-    """``discretize(*legendre_ab(order), theta, discretizer)`` in float64, then cast to ``dtype``."""
+    """``discretize(*legendre_ab(order), theta, discretizer)`` in float64, then cast to ``dtype``.
+
+    Outputs: ``(Ad [order, order], Bd [order, 1])``.
+
+    Example::
+
+        Ad, Bd = lmu_matrices(256, 784.0)      # keras-lmu's psMNIST memory
+    """
     Ad, Bd = discretize(*legendre_ab(order, device=device), theta, discretizer)
     return Ad.to(dtype), Bd.to(dtype)
 
@@ -154,8 +161,31 @@ def memory_fft(u_seq: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     T = u_seq.shape[0]
     if H.shape[0] < T:
         raise ValueError(f"memory_fft: impulse response has {H.shape[0]} steps, the input {T}")
-    n = 2 * T
-    U = torch.fft.rfft(u_seq, n=n, dim=0)                          # [T+1, N, memory_d]
-    Hf = torch.fft.rfft(H[:T].to(u_seq.dtype), n=n, dim=0)         # [T+1, order]
-    M = U.unsqueeze(-1) * Hf[:, None, None, :]                    # [T+1, N, memory_d, order]
-    return torch.fft.irfft(M, n=n, dim=0)[:T]
+    Hf = torch.fft.rfft(H[:T].to(u_seq.dtype), n=2 * T, dim=0)     # [T+1, order]
+    return _FFTConvolution.apply(u_seq, Hf)
+
+
+class _FFTConvolution(torch.autograd.Function):
+    r""":math:`m = H \ast u` by FFT (forward) and its adjoint, the cross-correlation
+    :math:`\partial L/\partial u_s = \sum_{t \ge s}\sum_k G_{t,k} H_{t-s,k}` (backward), also by FFT.
+
+    The backward sums over the order in the frequency domain, so it needs one forward FFT of the
+    gradient ``[2T, N, memory_d, order]`` and one small inverse FFT, instead of autograd's replay of
+    the forward graph (about half the time on CPU)."""
+
+    @staticmethod
+    def forward(ctx, u_seq, Hf):
+        T = u_seq.shape[0]
+        U = torch.fft.rfft(u_seq, n=2 * T, dim=0)                          # [T+1, N, memory_d]
+        ctx.save_for_backward(Hf)
+        return torch.fft.irfft(U.unsqueeze(-1) * Hf[:, None, None, :], n=2 * T, dim=0)[:T]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_m):
+        (Hf,) = ctx.saved_tensors
+        T = grad_m.shape[0]
+        # circular correlation on 2T points: lags t - s < 0 wrap onto the zero padding of H
+        Gf = torch.fft.rfft(grad_m, n=2 * T, dim=0)                        # [T+1, N, memory_d, order]
+        Uf = torch.einsum("fndk,fk->fnd", Gf, Hf.conj())
+        return torch.fft.irfft(Uf, n=2 * T, dim=0)[:T], None

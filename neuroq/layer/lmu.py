@@ -76,7 +76,15 @@ def _init_weight(w: torch.Tensor, kind: str, fan_in: int, fan_out: int) -> None:
 
 
 def set_step_mode(module: nn.Module, mode: str) -> None:
-    """Set ``step_mode`` of every SpikingJelly stateful module inside ``module`` (itself included)."""
+    """Set ``step_mode`` of every SpikingJelly stateful module inside ``module`` (itself included).
+
+    The LMU calls it before a hidden cell, ``u_activation`` or ``m_activation`` runs: ``'s'`` for
+    one step ``[N, F]``, ``'m'`` for a whole sequence ``[T, N, F]``.
+
+    Example::
+
+        set_step_mode(nn.Sequential(nn.Linear(4, 4), SpikingActivation()), "m")
+    """
     for m in module.modules():
         if isinstance(m, _sj.MemoryModule) and getattr(m, "step_mode", mode) != mode:
             m.step_mode = mode

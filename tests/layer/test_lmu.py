@@ -70,6 +70,19 @@ def test_fft_memory_equals_recurrence_and_scipy_dlsim(T):
             np.testing.assert_allclose(m_rec[:, n, c].numpy(), x[1:], rtol=0, atol=1e-12)
 
 
+def test_fft_memory_backward_is_the_adjoint():
+    """memory_fft has its own backward (FFT cross-correlation): gradcheck, and equal to autograd
+    through the recurrence."""
+    Ad, Bd = FL.lmu_matrices(4, 15.0)
+    H = FL.impulse_response(Ad, Bd, 9)
+    u = torch.randn(9, 1, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: FL.memory_fft(v, H), (u,))
+    w = torch.randn(9, 1, 2, 4, dtype=torch.float64)
+    g_fft, = torch.autograd.grad((FL.memory_fft(u, H) * w).sum(), u)
+    g_rec, = torch.autograd.grad((FL.memory_recurrent(u, Ad, Bd) * w).sum(), u)
+    assert torch.allclose(g_fft, g_rec, rtol=0, atol=1e-12)
+
+
 def test_fft_memory_float32_close_to_float64():
     Ad, Bd = FL.lmu_matrices(256, 784.0)
     u = torch.randn(784, 2, 1, dtype=torch.float64)
