@@ -4,9 +4,10 @@ theta 784, 212 hidden units) on one batch of 100 sequences of T = 784, in the FF
     python benchmarks/hybrid_lmu_timing.py --out benchmarks/results/hybrid_lmu_timing_cpu.json
 
 Random pixels in [0, 1) (the time does not depend on the data), cross-entropy on random labels,
-``torch.set_num_threads(--threads)`` (default 1).  ``time_s`` is the median of ``--reps`` timed
-minibatches after one warm-up; the 1-minute load average of the machine is recorded beside it (the
-CPUs may be shared).  Writes a JSON file; prints it.
+``torch.set_num_threads(--threads)`` (default 1).  ``time_s`` is the median wall time of ``--reps``
+timed minibatches after one warm-up, ``cpu_s`` the median CPU time of this process over the same
+minibatch (with one thread it is the compute time, less sensitive to other processes sharing the
+CPUs); the 1-minute load average of the machine is recorded beside them.  Writes a JSON file; prints it.
 """
 from __future__ import annotations
 
@@ -40,14 +41,14 @@ def build(kind: str, mode: str, dt: float):
 
 
 def one_step(model, x, y):
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     _sj.reset_net(model)
     loss = tF.cross_entropy(model(x), y)
     t1 = time.perf_counter()
     model.zero_grad(set_to_none=True)
     loss.backward()
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1
+    c2, t2 = time.process_time(), time.perf_counter()
+    return t1 - t0, t2 - t1, c2 - c0
 
 
 def main(argv=None):
@@ -71,16 +72,18 @@ def main(argv=None):
             torch.manual_seed(0)
             model = build(kind, mode, args.dt)
             one_step(model, x, y)  # warm-up
-            fw, bw, load = [], [], []
+            fw, bw, cpu, load = [], [], [], []
             for _ in range(args.reps):
-                f, b = one_step(model, x, y)
+                f, b, c = one_step(model, x, y)
                 fw.append(f)
                 bw.append(b)
+                cpu.append(c)
                 load.append(os.getloadavg()[0])
             tot = [f + b for f, b in zip(fw, bw)]
             row = dict(model=kind, form=mode, resolved_form=model.lmu.resolved_mode(),
                        time_s=statistics.median(tot), forward_s=statistics.median(fw),
-                       backward_s=statistics.median(bw), times_s=tot, load_avg_1min=load,
+                       backward_s=statistics.median(bw), cpu_s=statistics.median(cpu), times_s=tot,
+                       cpu_times_s=cpu, load_avg_1min=load,
                        params=sum(p.numel() for p in model.parameters()))
             rows.append(row)
             print(json.dumps(row), flush=True)
