@@ -45,6 +45,7 @@ output at that step and leaves the state unchanged.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -82,17 +83,23 @@ def fixed_to_state(k: torch.Tensor) -> torch.Tensor:
 
 
 def _split_rate(r: torch.Tensor):
-    """``r -> (i, q, finite)``: integer part (float64), fraction on the grid (int64), finiteness mask."""
-    r64 = r.detach().to(torch.float64)
-    finite = torch.isfinite(r64)
-    r64 = torch.where(finite, r64, torch.zeros_like(r64))
+    """``r -> (i, q, finite)``: integer part (float64), fraction on the grid (int64), and the
+    finiteness mask (``None`` when every rate is finite, which one sum tells on the CPU; always a
+    mask on CUDA, to avoid a device sync)."""
+    r64 = r.detach().to(torch.float64, copy=True)
+    finite = None
+    if r64.is_cuda or not math.isfinite(float(r64.sum())):
+        finite = torch.isfinite(r64)
+        r64 = torch.where(finite, r64, torch.zeros((), dtype=r64.dtype, device=r64.device))
     i = torch.floor(r64)
-    q = torch.round((r64 - i) * _SCALE).to(torch.int64)
+    q = r64.sub_(i).mul_(_SCALE).round_().to(torch.int64)   # in place on the private copy
     return i, q, finite
 
 
-def _finish(n: torch.Tensor, r: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+def _finish(n: torch.Tensor, r: torch.Tensor, finite) -> torch.Tensor:
     # non-finite rates pass through as non-finite counts (the state was not touched by them)
+    if finite is None:
+        return n
     return torch.where(finite, n, r.detach().to(n.dtype))
 
 
@@ -115,8 +122,8 @@ def spike_counts_step(rate: torch.Tensor, v: torch.Tensor):
         # n = [1., 2.], v = [0.2, 0.5]
     """
     i, q, finite = _split_rate(rate)
-    s = state_to_fixed(v).expand_as(q) + q
-    n = i + (s >> FRAC_BITS).to(torch.float64)
+    s = q.add_(state_to_fixed(v).expand_as(q))
+    n = i.add_(s >> FRAC_BITS)
     return _finish(n, rate, finite), fixed_to_state(s & _MASK)
 
 
@@ -139,12 +146,15 @@ def spike_counts_multi_step(rate_seq: torch.Tensor, v: torch.Tensor):
         raise ValueError(f"spike_counts_multi_step: at most {MAX_STEPS} steps per call (int64 headroom), "
                          f"got T={T}; split the sequence and pass the returned state on")
     i, q, finite = _split_rate(rate_seq)
-    c = torch.cumsum(q, dim=0)
-    c += state_to_fixed(v).expand_as(q[0])
+    c = q.cumsum_(0)
+    c += state_to_fixed(v).expand_as(c[0])
     k = c >> FRAC_BITS
-    dk = torch.diff(k, dim=0, prepend=torch.zeros_like(k[:1]))
-    n = i + dk.to(torch.float64)
-    return _finish(n, rate_seq, finite), fixed_to_state(c[-1] & _MASK)
+    v_last = fixed_to_state(c[-1] & _MASK)
+    n = i                                   # n_t = i_t + k_t - k_{t-1}, k_{-1} = 0, built in place
+    n[0] += k[0]
+    if n.shape[0] > 1:
+        n[1:] += k[1:] - k[:-1]
+    return _finish(n, rate_seq, finite), v_last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ class _Quantise(torch.autograd.Function):
     def forward(ctx, fx, v, dt, multi):
         r = fx * dt
         n, v_next = (spike_counts_multi_step if multi else spike_counts_step)(r, v)
-        a = n.to(fx.dtype) / dt  # same rounding as ABR's float32 ``n / dt``
+        a = n.to(fx.dtype).div_(dt)  # same rounding as ABR's float32 ``n / dt``
         ctx.mark_non_differentiable(v_next)
         return a, v_next
 
