@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neuroq import _sj  # noqa: E402
-from neuroq.models_lmu import hybrid_lmu_classifier, lmu_classifier  # noqa: E402
+from neuroq.models.lmu import hybrid_lmu_classifier, lmu_classifier  # noqa: E402
 
 
 def build(kind: str, mode: str, dt: float):

@@ -1,17 +1,73 @@
 r"""The energy meter: SOPs and MACs per synaptic layer, spikes per neuron layer, energy in pJ
-(the counting rules are in :mod:`neuroq.energy.rules`)."""
+(the counting rules are in :mod:`neuroq.energy.rules`).
+
+Hybrid-spiking networks (:class:`neuroq.neuron.SpikingActivation`, Voelker, Rasmussen, Eliasmith,
+arXiv 2002.03553) are metered by the same :class:`EnergyMeter`: a layer fed by spike counts
+:math:`a = n/dt` is charged :math:`|n|\cdot` fan-out SOPs (per input feature for ``nn.Linear``, so
+``cat([spiking m, real x])`` is charged SOPs and MACs by block), every LMU memory
+(:class:`neuroq.layer.lmu.LegendreMemory`) its streaming recurrence (:math:`\text{order}^2` MACs per step
+and channel for :math:`\bar A m`, plus :math:`|n|\cdot\text{order}` SOPs or :math:`\text{order}` MACs
+for :math:`\bar B u`), and every SpikingActivation gets ``report()["activity"]``:
+
+* ``bits_of_activity``: per neuron :math:`\lceil\log_2(1+\max|n|)\rceil` plus a sign bit if it ever
+  emits a negative count (max over all steps and samples seen), averaged over the layer's neurons --
+  the bits an integer register needs for that neuron's activity (the paper's "at most 3.74 bits on
+  average");
+* ``significant_bits``: the mean :math:`\lceil\log_2(1+|n|)\rceil` over the nonzero counts (the
+  paper's "significant bits multiplying each weight").
+"""
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_int, check_real
+from ..functional.hybrid import bit_length
+from ..layer.lmu import LegendreMemory
 from ..neuron.base import is_neuron
-from .rules import CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, is_spike_tensor, synaptic_fns
+from ..neuron.hybrid import SpikingActivation
+from .rules import CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, is_spike_tensor, memory_count_ops, synaptic_count_ops, synaptic_fns
+
+
+class _Activity:
+    """Running per-neuron statistics of one SpikingActivation's counts (for the bits figures)."""
+
+    def __init__(self):
+        self.max_abs = None
+        self.any_neg = None
+        self.spikes = 0.0
+        self.events = 0
+        self.event_bits = 0.0
+        self.elements = 0
+        self.dt = None
+
+    def add(self, n: torch.Tensor, sample_dims: int, dt: float) -> None:
+        c = n.reshape(-1, *n.shape[sample_dims:])
+        mx, neg = c.abs().amax(0), c.amin(0) < 0
+        if self.max_abs is None or self.max_abs.shape != mx.shape:
+            self.max_abs, self.any_neg = mx, neg
+        else:
+            self.max_abs = torch.maximum(self.max_abs, mx)
+            self.any_neg = self.any_neg | neg
+        nz = c != 0
+        self.spikes += float(c.abs().sum())
+        self.events += int(nz.sum())
+        self.event_bits += float(bit_length(c[nz]).sum())
+        self.elements += c.numel()
+        self.dt = dt
+
+    def report(self) -> dict:
+        per = bit_length(self.max_abs) + self.any_neg.to(torch.float64)
+        return dict(dt=self.dt, neurons=per.numel(), spikes=self.spikes, events=self.events, elements=self.elements,
+                    spikes_per_element=self.spikes / self.elements if self.elements else None,
+                    bits_of_activity=float(per.mean()),
+                    significant_bits=self.event_bits / self.events if self.events else 0.0,
+                    max_count=float(self.max_abs.max()) if self.max_abs.numel() else 0.0,
+                    _bits_sum=float(per.sum()))
 
 
 class _Hooked:
@@ -52,10 +108,16 @@ class EnergyMeter(_Hooked):
         graded: treat non-negative integer inputs as spike counts.
         batch_dim: axis of the model's first input that indexes samples (1 for ``[T, N, ...]``,
             0 for ``[N, ...]``); ``None`` disables sample counting (use :meth:`add_samples`).
+        dt: how synaptic layers read spike counts :math:`n/dt` of hybrid-spiking activations (module
+            docstring): ``None`` (the common ``dt`` of the model's :class:`~neuroq.neuron.SpikingActivation`
+            s, an error if they differ; the plain rules when it has none), a float (every synaptic
+            layer), or ``{layer name: dt}`` (only those layers).  Binary 0/1 spikes of other neurons
+            entering a layer read at a dt other than 1 are misread: use the dict form for mixed networks.
     """
 
     def __init__(self, model: nn.Module, e_ac: float = E_AC_PJ, e_mac: float = E_MAC_PJ,
-                 conv_fanout: str = "nominal", graded: bool = False, batch_dim: Optional[int] = 1):
+                 conv_fanout: str = "nominal", graded: bool = False, batch_dim: Optional[int] = 1,
+                 dt: Union[None, float, dict] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -64,8 +126,31 @@ class EnergyMeter(_Hooked):
         self.conv_fanout = check_choice("conv_fanout", conv_fanout, CONV_FANOUTS)
         self.graded = bool(graded)
         self.batch_dim = None if batch_dim is None else check_int("batch_dim", batch_dim, ge=0)
+        if dt is not None and not isinstance(dt, dict):
+            dt = check_real("dt", dt, gt=0)
+        self._dt_arg = dt
         self._handles = []
         self.reset()
+
+    def _resolve_dts(self) -> dict:
+        """``{synaptic layer name: dt}`` of the layers that read spike counts ``n/dt``."""
+        names = [n or type(m).__name__ for n, m in self.model.named_modules() if synaptic_fns(m) is not None]
+        if isinstance(self._dt_arg, dict):
+            unknown = set(self._dt_arg) - set(names)
+            if unknown:
+                raise ValueError(f"EnergyMeter: dt names {sorted(unknown)} are not synaptic layers of the model "
+                                 f"(known: {names})")
+            return dict(self._dt_arg)
+        dt = self._dt_arg
+        if dt is None:
+            dts = sorted({m.dt for m in self.model.modules() if isinstance(m, SpikingActivation)})
+            if len(dts) > 1:
+                raise ValueError(f"EnergyMeter: the model's SpikingActivations have different dt {dts}; pass "
+                                 "dt={synaptic layer name: dt} to say which layer reads which")
+            if not dts:
+                return {}
+            dt = dts[0]
+        return {k: dt for k in names}
 
     # ---- hooks --------------------------------------------------------------------------
     def reset(self) -> None:
@@ -80,6 +165,14 @@ class EnergyMeter(_Hooked):
                     real_calls=0)
             elif is_neuron(m):
                 self.neurons[name or type(m).__name__] = dict(type=type(m).__name__, spikes=0.0, elements=0)
+            if isinstance(m, LegendreMemory):
+                self.layers[name or type(m).__name__] = dict(type=type(m).__name__, sops=0.0, macs=0, spikes_in=0.0,
+                                                             elements_in=0, spike_calls=0, real_calls=0)
+        self._dts = self._resolve_dts()
+        self._mem_owner = None
+        self.activity: "OrderedDict[str, _Activity]" = OrderedDict(
+            (name or type(m).__name__, _Activity()) for name, m in self.model.named_modules()
+            if isinstance(m, SpikingActivation))
 
     def start(self) -> "EnergyMeter":
         if self._handles:
@@ -91,6 +184,10 @@ class EnergyMeter(_Hooked):
                 self._handles.append(m.register_forward_hook(self._synapse_hook(key, *fns)))
             elif is_neuron(m):
                 self._handles.append(m.register_forward_hook(self._neuron_hook(key)))
+            if isinstance(m, LegendreMemory):
+                self._handles.append(m.register_forward_hook(self._memory_hook(key)))
+            if isinstance(m, SpikingActivation):
+                self._handles.append(m.register_forward_hook(self._activity_hook(key)))
         if self.batch_dim is not None:
             self._handles.append(self.model.register_forward_pre_hook(self._count_samples))
         return self
@@ -103,14 +200,26 @@ class EnergyMeter(_Hooked):
         if args and isinstance(args[0], torch.Tensor) and args[0].dim() > self.batch_dim:
             self.samples += int(args[0].shape[self.batch_dim])
 
+    def _add(self, key: str, ops: dict) -> None:
+        rec = self.layers[key]
+        rec["sops"] += ops["sops"]
+        rec["macs"] += ops["macs"]
+        rec["spikes_in"] += ops["spikes"]
+        rec["elements_in"] += ops["spike_elements"]
+        rec["spike_calls"] += 1 if ops["spike_features"] else 0
+        rec["real_calls"] += 1 if ops["real_features"] else 0
+
     def _synapse_hook(self, key, sop_fn, mac_fn):
         def hook(m, args, out):
             if not args or not isinstance(args[0], torch.Tensor):
                 return
             x = args[0]
             rec = self.layers[key]
+            dt = self._dts.get(key)
             with torch.no_grad():
-                if is_spike_tensor(x, self.graded):
+                if dt is not None:
+                    self._add(key, synaptic_count_ops(m, x, out, dt, self.conv_fanout))
+                elif is_spike_tensor(x, self.graded):
                     xf = x.detach().to(torch.float64) if x.is_floating_point() else x.detach().double()
                     rec["sops"] += float(sop_fn(m, xf, self.conv_fanout))
                     rec["spikes_in"] += float(xf.sum())
@@ -127,6 +236,32 @@ class EnergyMeter(_Hooked):
                 rec = self.neurons[key]
                 rec["spikes"] += float(out.detach().double().sum())
                 rec["elements"] += out.numel()
+        return hook
+
+    def _memory_hook(self, key):
+        def hook(m, args, out):
+            if not args or not isinstance(args[0], torch.Tensor):
+                return
+            with torch.no_grad():
+                self._add(key, memory_count_ops(m, args[0], self._u_dt(m)))
+        return hook
+
+    def _u_dt(self, mem: nn.Module) -> Optional[float]:
+        """dt of the SpikingActivation feeding ``mem`` (the ``u_activation`` of the LMU cell owning it)."""
+        if self._mem_owner is None:
+            self._mem_owner = {id(mm): m for m in self.model.modules()
+                               for mm in [getattr(m, "memory", None)] if isinstance(mm, LegendreMemory)}
+        act = getattr(self._mem_owner.get(id(mem)), "u_activation", None)
+        if isinstance(act, SpikingActivation) and not act._non_spiking():
+            return act.dt
+        return None
+
+    def _activity_hook(self, key):
+        def hook(m, args, out):
+            if not isinstance(out, torch.Tensor) or m._non_spiking():
+                return
+            with torch.no_grad():
+                self.activity[key].add(m.counts(out), 2 if m.step_mode == "m" else 1, m.dt)
         return hook
 
     # ---- results ------------------------------------------------------------------------
@@ -158,8 +293,24 @@ class EnergyMeter(_Hooked):
         spikes = sum(r["spikes"] for r in self.neurons.values())
         elems = sum(r["elements"] for r in self.neurons.values())
         total["firing_rate"] = spikes / elems if elems else None
-        return dict(samples=n, e_ac_pj=self.e_ac, e_mac_pj=self.e_mac, conv_fanout=self.conv_fanout,
-                    layers=layers, neurons=neurons, total=total)
+        rep = dict(samples=n, e_ac_pj=self.e_ac, e_mac_pj=self.e_mac, conv_fanout=self.conv_fanout,
+                   layers=layers, neurons=neurons, total=total)
+        if self.activity:
+            act = OrderedDict()
+            bits = neurons_n = ev_bits = events = 0.0
+            for k, a in self.activity.items():
+                if a.max_abs is None:
+                    continue
+                r = a.report()
+                bits += r.pop("_bits_sum")
+                neurons_n += r["neurons"]
+                ev_bits += a.event_bits
+                events += a.events
+                act[k] = r
+            rep["activity"] = act
+            total["bits_of_activity"] = bits / neurons_n if neurons_n else None
+            total["significant_bits"] = ev_bits / events if events else None
+        return rep
 
     def save(self, path) -> dict:
         from ..io import atomic_write_text

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -140,3 +140,121 @@ def is_spike_tensor(x: torch.Tensor, graded: bool = False) -> bool:
     if graded:
         return bool(((xd >= 0) & (xd == torch.round(xd))).all())
     return bool(((xd == 0) | (xd == 1)).all())
+
+
+# ---- spike counts n/dt (hybrid-spiking activations) and the LMU memory ------------------------------
+# Voelker, Rasmussen, Eliasmith, arXiv 2002.03553: an input a = n/dt from a SpikingActivation carries
+# |n| spikes (1/dt and the sign fold into the weights), each costing the fan-out of the layer it meets;
+# real inputs cost MACs; the LMU memory is charged as its streaming recurrence.
+
+#: relative tolerance of the "integer multiple of 1/dt" test
+COUNT_RTOL = 1e-6
+
+
+def as_counts(x: torch.Tensor, dt: float):
+    r"""``x`` read as spike counts at ``dt``: ``(n, is_count)`` with :math:`n = \mathrm{round}(x\,dt)`
+    (float64) and ``is_count`` True where :math:`|x\,dt - n| \le 10^{-6}\max(1, |n|)`.
+
+    Inputs: ``x`` any shape.  Outputs: two tensors of that shape.
+
+    Example::
+
+        as_counts(torch.tensor([4.0, 0.3]), dt=0.25)   # (tensor([1., 0.]), tensor([True, False]))
+    """
+    xd = x.detach().to(torch.float64) * float(dt)
+    n = torch.round(xd)
+    ok = (xd - n).abs() <= COUNT_RTOL * torch.clamp(n.abs(), min=1.0)
+    return n, ok
+
+
+def _empty_ops() -> dict:
+    return dict(sops=0.0, macs=0, spikes=0.0, spike_elements=0, spike_features=0, real_features=0)
+
+
+def linear_count_ops(m: nn.Linear, x: torch.Tensor, dt: float) -> dict:
+    r"""Ops of ``nn.Linear`` ``m`` on input ``x`` ``[..., in_features]`` whose spike-count features carry :math:`n/dt`.
+
+    Per input feature :math:`j`: if every value is a count (:func:`as_counts`), SOPs
+    :math:`\mathrel{+}= \sum |n_{\cdot j}|\cdot\text{out\_features}`; else MACs
+    :math:`\mathrel{+}= \text{rows}\cdot\text{out\_features}` (rows = ``x.numel() / in_features``).
+
+    Returns ``dict(sops, macs, spikes, spike_elements, spike_features, real_features)``
+    (``spikes`` = :math:`\sum|n|`, ``spike_elements`` = values in spike-count features).
+
+    Example::
+
+        lin = nn.Linear(3, 4)
+        linear_count_ops(lin, torch.tensor([[2.0, 0.0, 0.37]]), dt=0.5)
+        # feature 0: n = 1 -> 4 SOPs; feature 1: n = 0 -> 0 SOPs; feature 2: real -> 4 MACs
+    """
+    f = m.in_features
+    n, ok = as_counts(x.reshape(-1, f), dt)
+    spike = ok.all(0)                                       # [in_features]
+    rows = n.shape[0]
+    n_real = int((~spike).sum())
+    spikes = float(n[:, spike].abs().sum())
+    return dict(sops=spikes * m.out_features, macs=rows * n_real * m.out_features, spikes=spikes,
+                spike_elements=rows * (f - n_real), spike_features=f - n_real, real_features=n_real)
+
+
+def synaptic_count_ops(m: nn.Module, x: torch.Tensor, out: torch.Tensor, dt: float,
+                       conv_fanout: str = "nominal") -> dict:
+    """Ops of any synaptic layer the meter knows (:func:`synaptic_fns`) on an input
+    that may carry spike counts :math:`n/dt`: per feature for ``nn.Linear`` (:func:`linear_count_ops`),
+    per tensor otherwise (counts -> the layer's SOP rule applied to :math:`|n|`; real -> its MAC rule).
+
+    Returns the dict of :func:`linear_count_ops`.
+
+    Example::
+
+        conv = nn.Conv2d(2, 4, 3, padding=1)
+        x = torch.tensor([0.0, 2.0]).reshape(1, 2, 1, 1).expand(1, 2, 3, 3)   # counts 0 / 1 at dt 0.5
+        synaptic_count_ops(conv, x, conv(x), dt=0.5)["sops"]   # 9 spikes * (4*3*3) nominal fan-out = 324
+    """
+    if isinstance(m, nn.Linear) and x.dim() >= 1 and x.shape[-1] == m.in_features:
+        return linear_count_ops(m, x, dt)
+    fns = synaptic_fns(m)
+    if fns is None:
+        raise TypeError(f"{type(m).__name__} is not a synaptic layer the energy meter knows")
+    sop_fn, mac_fn = fns
+    n, ok = as_counts(x, dt)
+    ops = _empty_ops()
+    if bool(ok.all()):
+        a = n.abs()
+        ops.update(sops=float(sop_fn(m, a, conv_fanout)), spikes=float(a.sum()), spike_elements=x.numel(),
+                   spike_features=1)
+    else:
+        ops.update(macs=int(mac_fn(m, x, out)), real_features=1)
+    return ops
+
+
+def memory_count_ops(mem: nn.Module, u: torch.Tensor, dt: Optional[float] = None) -> dict:
+    r"""Ops of the LMU memory :math:`m_t = \bar A m_{t-1} + \bar B u_t` on input ``u`` ``[..., memory_d]``
+    (streaming form): rows = ``u.numel() / memory_d`` (steps × samples);
+    MACs :math:`= \text{rows}\cdot d_m\cdot\text{order}^2` for :math:`\bar A m`, plus per memory
+    channel either :math:`\sum|n|\cdot\text{order}` SOPs (``u`` a spike count at ``dt``) or
+    :math:`\text{rows}\cdot\text{order}` MACs (real ``u``, or ``dt=None``).
+
+    Example::
+
+        mem = LegendreMemory(order=2, theta=4.0)
+        memory_count_ops(mem, torch.ones(3, 1, 1))   # 3 rows: 3*4 + 3*2 = 18 MACs
+    """
+    d, o = mem.memory_d, mem.order
+    ud = u.reshape(-1, d)
+    rows = ud.shape[0]
+    ops = _empty_ops()
+    ops["macs"] = rows * d * o * o
+    if dt is None:
+        spike = torch.zeros(d, dtype=torch.bool)
+        n = None
+    else:
+        n, ok = as_counts(ud, dt)
+        spike = ok.all(0).cpu()
+    n_real = int((~spike).sum())
+    ops["macs"] += rows * n_real * o
+    ops["real_features"] = n_real
+    if n is not None and n_real < d:
+        spikes = float(n[:, spike.to(n.device)].abs().sum())
+        ops.update(sops=spikes * o, spikes=spikes, spike_elements=rows * (d - n_real), spike_features=d - n_real)
+    return ops

@@ -4,3 +4,4 @@ from .lif import IFNode, LIFNode  # noqa: F401
 from .s2nn import S2NNNode  # noqa: F401
 from .saf import SAFNode  # noqa: F401
 from .ottt import OnlineLIFNode  # noqa: F401
+from .hybrid import SpikingActivation, SpikingSchedule  # noqa: F401

@@ -29,11 +29,12 @@ import torch.nn as nn
 from .. import _sj
 from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
 from ..functional import hybrid as FH
+from .base import Neuron
 
 INITIAL_STATES = ("random", "zeros")
 
 
-class SpikingActivation(_sj.MemoryModule):
+class SpikingActivation(Neuron):
     r"""Hybrid-spiking activation: any base activation :math:`f` turned into integer spike counts.
 
     .. math::

@@ -13,9 +13,10 @@ import torch.nn as nn
 
 import neuroq
 from neuroq.energy import E_AC_PJ, E_MAC_PJ, EnergyMeter
-from neuroq.energy_hybrid import HybridEnergyMeter, linear_count_ops, memory_count_ops
+from neuroq.energy import EnergyMeter
+from neuroq.energy.rules import linear_count_ops, memory_count_ops
 from neuroq.layer.lmu import LMU, LegendreMemory, LMUCell
-from neuroq.models_lmu import hybrid_lmu_classifier, lmu_classifier
+from neuroq.models.lmu import hybrid_lmu_classifier, lmu_classifier
 from neuroq.neuron.hybrid import SpikingActivation, SpikingSchedule
 
 ACTS = {
@@ -197,7 +198,7 @@ def test_schedule_interpolates_to_spiking():
     levels = []
     for epoch in range(4):
         dt = sched.apply(model, epoch)
-        with HybridEnergyMeter(model) as meter:
+        with EnergyMeter(model) as meter:
             model(x)
         levels.append((dt, meter.report()["activity"]["lmu.cell.hidden_cell.activation"]["max_count"]))
     assert levels[0][0] == 100.0 and levels[-1][0] == 1.0
@@ -284,7 +285,7 @@ def test_meter_counts_spike_counts_times_fanout_by_hand():
     macs_lin1 = 3 * 1 * 2 * 3                   # T * N * in * out, real input
     seen = []
     hook = model.act.register_forward_hook(lambda m, a, out: seen.append(m.counts(out)))
-    with HybridEnergyMeter(model) as meter:
+    with EnergyMeter(model) as meter:
         model(x)
     hook.remove()
     assert torch.equal(seen[0], counts.double())
@@ -299,8 +300,8 @@ def test_meter_counts_spike_counts_times_fanout_by_hand():
     assert act["significant_bits"] == pytest.approx(6 / 4)
     assert act["spikes"] == spikes and act["events"] == 4 and act["max_count"] == 2
     assert rep["total"]["bits_of_activity"] == pytest.approx(5 / 3)
-    # the base meter (graded) would read the values n/dt = 2n as 2n spikes
-    with EnergyMeter(model, graded=True) as base:
+    # without the count rule (dt={}: no layer reads counts) the graded rule reads n/dt = 2n as 2n spikes
+    with EnergyMeter(model, graded=True, dt={}) as base:
         neuroq.reset_net(model)
         model(x)
     assert base.report()["layers"]["lin2"]["sops"] == 2 * sops_lin2
@@ -329,7 +330,7 @@ def test_meter_on_hybrid_lmu_follows_the_rules():
     hooks = [m.register_forward_hook(lambda mod, a, o, k=k: rec.setdefault(k, []).append(o.detach()))
              for k, m in model.named_modules() if isinstance(m, SpikingActivation)]
     x = torch.rand(T, N, 1)
-    with HybridEnergyMeter(model) as meter:
+    with EnergyMeter(model) as meter:
         model(x)
     for h in hooks:
         h.remove()
@@ -352,12 +353,12 @@ def test_meter_dt_arguments():
     model = nn.Sequential(nn.Linear(2, 3), SpikingActivation(dt=0.5), nn.Linear(3, 2),
                           SpikingActivation(dt=2.0), nn.Linear(2, 2))
     with pytest.raises(ValueError, match="different dt"):
-        HybridEnergyMeter(model)
+        EnergyMeter(model)
     with pytest.raises(ValueError, match="not synaptic layers"):
-        HybridEnergyMeter(model, dt={"nope": 1.0})
-    m = HybridEnergyMeter(model, dt={"2": 0.5, "4": 2.0})
+        EnergyMeter(model, dt={"nope": 1.0})
+    m = EnergyMeter(model, dt={"2": 0.5, "4": 2.0})
     with m:
         model(torch.randn(4, 2))
     assert m.report()["layers"]["2"]["input"] == "spikes"
     with pytest.raises(ValueError, match="dt must be"):
-        HybridEnergyMeter(model, dt=-1.0)
+        EnergyMeter(model, dt=-1.0)

@@ -13,10 +13,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ._validate import check_bool, check_int, check_real
-from .layer.lmu import LMU
-from .layer.lowpass import Lowpass
-from .neuron.hybrid import SpikingActivation
+from .._validate import check_bool, check_int, check_real
+from ..layer.lmu import LMU
+from ..layer.lowpass import Lowpass
+from ..neuron.hybrid import SpikingActivation
 
 
 class LMUClassifier(nn.Module):
