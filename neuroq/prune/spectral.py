@@ -490,7 +490,9 @@ class PruneReport:
     Lists with one entry per stacked hidden state (``nn.RNN`` layers; one entry otherwise).
     ``loss_input[k][i]`` / ``loss_output[k][i]`` / ``objective[k][i]`` are the losses after the
     first ``i`` units of ``order[k]`` (``i = 0..keep``); they, ``dof`` and ``lam`` are ``None``
-    without calibration data.  :meth:`to_dict` gives a JSON-ready dict.
+    without calibration data.  The losses are those of the spectral reconstruction of the units
+    kept so far, also for selectors run with ``reconstruct=False`` (there they rate the unit set,
+    not the plain deletion).  :meth:`to_dict` gives a JSON-ready dict.
     """
 
     method: str

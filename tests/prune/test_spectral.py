@@ -379,3 +379,16 @@ def test_spiking_rnn_pruned_layer_is_a_fresh_spiking_rnn():
     assert isinstance(rnn, SpikingRNN) and rnn.hidden_size == 4 and rnn.v_threshold == 0.3 and rnn.v == 0.0
     assert rnn.ih.weight.shape == (4, 3) and rnn.hh.weight.shape == (4, 4) and pruned[1].in_features == 4
     assert pruned(data[0]).shape == (5, 4, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_model_prunes_like_the_cpu_model():
+    net = Net(hidden=10, nonlinearity="relu").double()
+    data = [(x.double(), y) for x, y in _data()]
+    p_cpu, r_cpu = spectral_prune(net, data, keep=5)
+    p_gpu, r_gpu = spectral_prune(net.cuda(), data, keep=5)
+    assert r_gpu.kept == r_cpu.kept and next(p_gpu.parameters()).is_cuda
+    x = data[0][0]
+    torch.testing.assert_close(p_gpu(x.cuda()).cpu(), p_cpu.cpu()(x), atol=1e-9, rtol=0)
+    _, r_mag = magnitude_prune(net, 5, data)
+    assert r_mag.loss_input[0] is not None
