@@ -57,6 +57,7 @@ agree as :math:`\lambda\to 0`; only the first gives an unchanged network when ev
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence, Union
@@ -651,9 +652,7 @@ def _collect(model, data, mod, adapter, forward, max_batches):
     try:
         model.eval()
         with torch.no_grad():
-            for i, batch in enumerate(data):
-                if max_batches is not None and i >= max_batches:
-                    break
+            for batch in itertools.islice(data, max_batches):   # islice: no extra batch is drawn
                 _sj.reset_net(model)
                 if forward is None:
                     _default_forward(model, batch, device)
