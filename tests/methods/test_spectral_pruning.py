@@ -1,0 +1,281 @@
+"""Acceptance checks of spectral pruning (Furuya et al., AISTATS 2022; issue 13).
+
+* keep = all units gives identical outputs;
+* units that are exact linear combinations of kept units are pruned with no change of output
+  (to 1e-6) as lambda -> 0 (ReLU, tanh, stacked and spiking RNNs);
+* the folded reconstruction equals the ridge least-squares solution computed independently
+  (numpy lstsq on the augmented system) on the states the layer produces;
+* the input (and output) loss never increases as units are added along the selection path;
+* parameter counts of the pruned module.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from sklearn.datasets import load_digits
+from spikingjelly.activation_based import functional as sjf
+
+from neuroq.layer.recurrent import SpikingRNN
+from neuroq.models_rnn import IRNNClassifier, SpikingRNNClassifier
+from neuroq.prune import magnitude_prune, random_prune, spectral_prune
+
+D = torch.float64
+
+
+def np_ridge(H, J, lam):
+    """argmin_A (1/N)||H - H_J A^T||^2 + lam ||A||^2 (augmented least squares)."""
+    N, m = H.shape
+    Xa = np.vstack([H[:, J], np.sqrt(N * lam) * np.eye(len(J))])
+    Ya = np.vstack([H, np.zeros((len(J), m))])
+    return np.linalg.lstsq(Xa, Ya, rcond=None)[0].T
+
+
+class Net(nn.Module):
+    """nn.RNN + linear readout of the last step."""
+
+    def __init__(self, inp=3, hidden=9, nonlinearity="tanh", layers=1, batch_first=False, dtype=torch.float32):
+        super().__init__()
+        self.rnn = nn.RNN(inp, hidden, layers, nonlinearity=nonlinearity, batch_first=batch_first, dtype=dtype)
+        self.readout = nn.Linear(hidden, 4, dtype=dtype)
+        self.bf = batch_first
+
+    def forward(self, x):
+        h, _ = self.rnn(x)
+        return self.readout(h[:, -1] if self.bf else h[-1])
+
+
+def _seq(n, T=7, N=6, inp=3, dtype=torch.float32, positive=False, batch_first=False):
+    xs = [torch.rand(T, N, inp, dtype=dtype) if positive else torch.randn(T, N, inp, dtype=dtype) for _ in range(n)]
+    return [x.transpose(0, 1).contiguous() if batch_first else x for x in xs]
+
+
+def _drive(rnn):
+    """Weights under which most units of a SpikingRNN fire at intermediate rates on inputs in [0, 1]."""
+    with torch.no_grad():
+        rnn.ih.weight.normal_(0, 1.0)
+        rnn.ih.bias.uniform_(0.2, 0.8)
+        rnn.hh.weight.normal_(0, 0.4)
+    return rnn
+
+
+def _spiking(hidden=9):
+    return nn.Sequential(_drive(SpikingRNN(3, hidden, v_threshold=0.5)), nn.Linear(hidden, 4))
+
+
+def _out(model, x):
+    sjf.reset_net(model)
+    with torch.no_grad():
+        y = model(x)
+    sjf.reset_net(model)
+    return y
+
+
+# ---- keep = all --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("selection", ["greedy", "pivoted"])
+@pytest.mark.parametrize("case", ["tanh", "relu", "batch_first", "stacked", "spiking", "irnn"])
+def test_keep_all_units_gives_identical_outputs(case, selection):
+    bf = case == "batch_first"
+    if case == "spiking":
+        model = _spiking()
+    elif case == "irnn":
+        model = IRNNClassifier(3, 9, 4, input_std=0.5)
+    else:
+        model = Net(nonlinearity="relu" if case in ("relu", "stacked") else "tanh",
+                    layers=2 if case == "stacked" else 1, batch_first=bf)
+    data = _seq(3, batch_first=bf, positive=case == "spiking")
+    pruned, rep = spectral_prune(model, data, keep=1.0, lam=1e-2, selection=selection)
+    assert rep.keep == 9 and rep.lam[0] > 0
+    x = _seq(1, N=5, batch_first=bf, positive=case == "spiking")[0]
+    assert torch.equal(_out(pruned, x), _out(model, x))
+    assert rep.params_after == rep.params_before
+
+
+# ---- exact linear combinations ------------------------------------------------------------------------
+def _relu_linear_regime(m=10, k=4, inp=3, seed=0):
+    """A ReLU RNN whose states are h_t = C g_t (rank k, pre-activations > 0 on inputs x >= 0):
+    W_hh = C W_g C^+, W_ih = C U_g, b = C b_g, so every unit is a linear combination of k others."""
+    g = torch.Generator().manual_seed(seed)
+    Wg = torch.rand(k, k, generator=g, dtype=D) * 0.5 / k
+    Ug = torch.rand(k, inp, generator=g, dtype=D)
+    bg = torch.rand(k, generator=g, dtype=D) + 0.1
+    C = torch.cat([torch.eye(k, dtype=D), torch.rand(m - k, k, generator=g, dtype=D)])[torch.randperm(m, generator=g)]
+    net = Net(inp, m, "relu", dtype=D)
+    with torch.no_grad():
+        net.rnn.weight_hh_l0.copy_(C @ Wg @ torch.linalg.pinv(C))
+        net.rnn.weight_ih_l0.copy_(C @ Ug)
+        net.rnn.bias_ih_l0.copy_(0.3 * C @ bg)        # the two biases differ; only their sum matters
+        net.rnn.bias_hh_l0.copy_(0.7 * C @ bg)
+    return net
+
+
+def _tanh_with_copies(base=6, seed=1):
+    """tanh RNN: units 6, 7 copy units 0, 3 and unit 8 is the negative of unit 4 (tanh is odd): their
+    rows (input weights, biases, recurrent weights over the whole state) are (-1 x) the sources'."""
+    torch.manual_seed(seed)
+    src, sign = [0, 3, 4], torch.tensor([1.0, 1.0, -1.0], dtype=D)
+    net = Net(3, base + 3, "tanh", dtype=D)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            w = getattr(net.rnn, name)
+            w[base:] = w[src] * (sign[:, None] if w.dim() == 2 else sign)
+    return net
+
+
+def _spiking_with_copies(base=6, seed=2):
+    torch.manual_seed(seed)
+    net = nn.Sequential(_drive(SpikingRNN(3, base + 3, v_threshold=0.5)).double(), nn.Linear(base + 3, 4).double())
+    r = net[0]
+    with torch.no_grad():
+        r.ih.weight[base:] = r.ih.weight[[0, 2, 5]]
+        r.ih.bias[base:] = r.ih.bias[[0, 2, 5]]
+        r.hh.weight[base:] = r.hh.weight[[0, 2, 5]]
+    return net
+
+
+def _stacked_with_copies(base=5, seed=3):
+    """Two-layer ReLU nn.RNN (batch_first): in both layers units 5, 6 copy units 1, 3."""
+    torch.manual_seed(seed)
+    net = Net(3, base + 2, "relu", layers=2, batch_first=True, dtype=D)
+    with torch.no_grad():
+        for k in range(2):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                w = getattr(net.rnn, f"{name}_l{k}")
+                w[base:] = w[[1, 3]].clone()
+    return net
+
+
+CASES = {
+    "relu_linear_regime": (lambda: _relu_linear_regime(), 4, dict(positive=True, dtype=D)),
+    "tanh_copies": (lambda: _tanh_with_copies(), 6, dict(dtype=D)),
+    "stacked_copies": (lambda: _stacked_with_copies(), 5, dict(dtype=D, batch_first=True)),
+    "spiking_copies": (lambda: _spiking_with_copies(), 6, dict(dtype=D, positive=True)),
+}
+
+
+@pytest.mark.parametrize("selection", ["greedy", "pivoted"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_exact_linear_combinations_are_pruned_without_change(case, selection):
+    build, k, kw = CASES[case]
+    model = build()
+    data = _seq(4, **kw)
+    x = _seq(1, N=9, **kw)[0]                       # fresh inputs, not the calibration data
+    if case != "stacked_copies":                    # preconditions: rank k, every unit active
+        H = np.concatenate([_states_of(model, [d]) for d in data])
+        assert np.linalg.matrix_rank(H, tol=1e-9 * np.abs(H).max()) == k and (H.std(0) > 1e-3).all()
+        if case == "relu_linear_regime":
+            assert H.min() > 0                      # the ReLU is in its linear regime
+    y = _out(model, x)
+    errs = {}
+    for lam in (1e-2, 1e-6, 1e-12):
+        pruned, rep = spectral_prune(model, data, keep=k, lam=lam, selection=selection)
+        errs[lam] = float((_out(pruned, x) - y).abs().max())
+    assert errs[1e-12] < 1e-6, errs
+    assert errs[1e-2] > 10 * errs[1e-12]             # the exactness is the lambda -> 0 limit
+    assert rep.loss_input[0][-1] < 1e-8 * rep.loss_input[0][0]
+    if case == "spiking_copies":                     # kept units emit exactly their original spikes
+        sjf.reset_net(model)
+        with torch.no_grad():
+            s_full = model[0](x)
+            s_kept = pruned[0](x)
+        sjf.reset_net(model)
+        sjf.reset_net(pruned)
+        assert torch.equal(s_kept, s_full[..., rep.kept[0]]) and 0 < float(s_full.mean()) < 1
+
+
+# ---- the reconstruction is the ridge solution -------------------------------------------------------
+def _states_of(model, data):
+    """Hidden states produced by the layer itself (nn.RNN's output / the spikes), stacked as rows."""
+    hs = []
+    rnn = model.rnn if hasattr(model, "rnn") else model[0]
+    for x in data:
+        sjf.reset_net(model)
+        with torch.no_grad():
+            h = rnn(x)[0] if isinstance(rnn, nn.RNN) else rnn(x)
+        hs.append(h.reshape(-1, h.shape[-1]).double().numpy())
+    sjf.reset_net(model)
+    return np.concatenate(hs)
+
+
+@pytest.mark.parametrize("kind", ["irnn", "spiking"])
+@pytest.mark.parametrize("exact_kept", [False, True])
+def test_folded_reconstruction_is_the_ridge_least_squares_solution(kind, exact_kept):
+    if kind == "irnn":
+        model = IRNNClassifier(3, 10, 4, input_std=0.7).double()
+        data = _seq(4, dtype=D)
+    else:
+        model = SpikingRNNClassifier(3, 10, 4, v_threshold=0.5)
+        _drive(model.rnn)
+        model = model.double()
+        data = _seq(4, dtype=D, positive=True)
+    pruned, rep = spectral_prune(model, data, keep=6, lam=0.05, exact_kept=exact_kept)
+    J = rep.kept[0]
+    H = _states_of(model, data)
+    assert (H.std(0) > 0.1).sum() >= 8          # the states are not trivial (e.g. silent units)
+    A = np_ridge(H, J, rep.lam[0])
+    if exact_kept:
+        A[J] = np.eye(len(J))
+    W_o = model.readout.weight.detach().numpy()
+    np.testing.assert_allclose(pruned.readout.weight.detach().numpy(), W_o @ A, rtol=1e-7, atol=1e-9)
+    W_hh = (model.rnn.weight_hh_l0 if kind == "irnn" else model.rnn.hh.weight).detach().numpy()
+    got = (pruned.rnn.weight_hh_l0 if kind == "irnn" else pruned.rnn.hh.weight).detach().numpy()
+    np.testing.assert_allclose(got, W_hh[J] @ A, rtol=1e-7, atol=1e-9)
+    # the ridge matters here: the plain least-squares solution is different
+    assert np.abs(np_ridge(H, J, 1e-14) - A)[[i for i in range(10) if i not in J]].max() > 1e-4
+
+
+# ---- monotone losses along the path, on real data (scikit-learn digits, rows as a sequence) --------
+def _digits(n=300):
+    d = load_digits()
+    x = torch.tensor(d.images[:n] / 16.0, dtype=torch.float32)    # [n, 8, 8]
+    return [x[i:i + 100].permute(1, 0, 2).contiguous() for i in range(0, n, 100)]   # [8, 100, 8] rows
+
+
+@pytest.mark.parametrize("selection", ["greedy", "pivoted"])
+def test_input_loss_never_increases_along_the_selection_path(selection):
+    model = IRNNClassifier(8, 32, 10, input_std=0.3)
+    data = _digits()
+    pruned, rep = spectral_prune(model, data, keep=32, lam=1e-4, selection=selection)
+    la, lb = np.array(rep.loss_input[0]), np.array(rep.loss_output[0])
+    assert la[0] > 0 and np.all(np.diff(la) <= 1e-12 * la[0]) and np.all(np.diff(lb) <= 1e-12 * lb[0])
+    assert la[-1] < 1e-2 * la[0]
+    # the reported losses are the closed forms on the independently collected states
+    H = _states_of(model, data)
+    S = H.T @ H / len(H)
+    for i in (1, 8, 20):
+        J = rep.order[0][:i]
+        K = S[np.ix_(J, J)] + rep.lam[0] * np.eye(i)
+        ref = np.trace(S - S[:, J] @ np.linalg.solve(K, S[J, :]))
+        assert la[i] == pytest.approx(ref, rel=1e-8)
+    # baselines report their losses along their own order, and greedy is no worse at every size
+    for _, r in (random_prune(model, 32, data, seed=0), magnitude_prune(model, 32, data)):
+        assert np.all(np.diff(r.loss_input[0]) <= 1e-12 * la[0])
+    if selection == "greedy":
+        rr = random_prune(model, 16, data, seed=0)[1]
+        assert la[16] <= rr.loss_input[0][16]
+
+
+# ---- parameter counts ------------------------------------------------------------------------------
+def test_parameter_counts_of_the_pruned_module():
+    def n_params(m):
+        return sum(p.numel() for p in m.parameters())
+
+    I, m, k, out = 3, 9, 4, 4
+    cases = [
+        (Net(I, m, "relu"), lambda h: (h * I + h * h + 2 * h) + (out * h + out)),
+        (Net(I, m, "tanh", layers=2), lambda h: (h * I + h * h + 2 * h) + (h * h + h * h + 2 * h) + (out * h + out)),
+        (_spiking(m), lambda h: (h * I + h + h * h) + (out * h + out)),
+    ]
+    for model, formula in cases:
+        data = _seq(2, positive=True)
+        assert n_params(model) == formula(m)
+        for fn in (lambda mm: spectral_prune(mm, data, keep=k),
+                   lambda mm: spectral_prune(mm, data, keep=k, selection="pivoted"),
+                   lambda mm: magnitude_prune(mm, k), lambda mm: random_prune(mm, k)):
+            pruned, rep = fn(model)
+            assert n_params(pruned) == formula(k) == rep.params_after
+            assert rep.params_before == formula(m)
+    # a bare nn.RNN (no readout): the output itself shrinks to the kept units
+    bare = nn.RNN(I, m)
+    pruned, rep = spectral_prune(bare, _seq(2), keep=k)
+    assert isinstance(pruned, nn.RNN) and rep.readout is None
+    assert n_params(pruned) == k * I + k * k + 2 * k and pruned(_seq(1)[0])[0].shape[-1] == k
