@@ -5,6 +5,7 @@ from .lmu import LMU, LegendreMemory, LMUCell, LMUHiddenCell  # noqa: F401
 from .lowpass import Lowpass  # noqa: F401
 from .norm import LayerBatchNorm1d, LayerBatchNorm2d, PSPNorm1d, PSPNorm2d, fold  # noqa: F401
 from .ottt import OTTTSequential  # noqa: F401
+from .recurrent import SpikingRNN  # noqa: F401
 from .quant import QuantAct, QuantConv2d, QuantLinear  # noqa: F401
 from .residual import PreActBlock  # noqa: F401
 from .saf import (  # noqa: F401

@@ -16,9 +16,10 @@ import torch.nn as nn
 from .. import _sj
 from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
 from ..functional import neuron as F
+from ..neuron.base import Neuron
 
 
-class SpikingRNN(_sj.MemoryModule):
+class SpikingRNN(Neuron):
     r"""Recurrent layer of LIF neurons driven by the input and by the previous step's spikes.
 
     Per time step :math:`t = 1..T` (state :math:`V[0] = V_{reset}` (0 for soft reset),

@@ -26,7 +26,6 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 
-from .. import _sj
 from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
 from ..functional import hybrid as FH
 from .base import Neuron

@@ -868,7 +868,7 @@ def spectral_prune(model: nn.Module, data, keep, lam: float = 1e-3, theta: float
 
     Example::
 
-        >>> model = neuroq.models_rnn.IRNNClassifier(28, 128, 10)
+        >>> model = neuroq.models.rnn.IRNNClassifier(28, 128, 10)
         >>> pruned, report = spectral_prune(model, calib_loader, keep=0.5, max_batches=20)
         >>> report.params_before, report.params_after, report.dof
     """

@@ -22,7 +22,6 @@ from typing import Mapping, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .. import _sj
 
 _SYNAPSES = (nn.Linear, nn.modules.conv._ConvNd)
 

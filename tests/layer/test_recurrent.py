@@ -1,5 +1,5 @@
 """SpikingRNN against an explicit loop of its equations and SpikingJelly's LIFNode; the sequence
-classifiers of neuroq.models_rnn."""
+classifiers of neuroq.models.rnn."""
 import pytest
 import torch
 import torch.nn as nn
@@ -9,7 +9,7 @@ from spikingjelly.activation_based import surrogate
 
 from neuroq.energy import EnergyMeter
 from neuroq.layer.recurrent import SpikingRNN
-from neuroq.models_rnn import IRNNClassifier, SpikingRNNClassifier, image_to_sequence
+from neuroq.models.rnn import IRNNClassifier, SpikingRNNClassifier, image_to_sequence
 
 
 def _explicit(rnn: SpikingRNN, x_seq, sg):

@@ -13,7 +13,6 @@ import torch.nn as nn
 
 import neuroq
 from neuroq.energy import E_AC_PJ, E_MAC_PJ, EnergyMeter
-from neuroq.energy import EnergyMeter
 from neuroq.energy.rules import linear_count_ops, memory_count_ops
 from neuroq.layer.lmu import LMU, LegendreMemory, LMUCell
 from neuroq.models.lmu import hybrid_lmu_classifier, lmu_classifier

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from spikingjelly.activation_based import functional as sjf
 
 from neuroq.layer.recurrent import SpikingRNN
-from neuroq.models_rnn import IRNNClassifier, SpikingRNNClassifier
+from neuroq.models.rnn import IRNNClassifier, SpikingRNNClassifier
 from neuroq.prune import magnitude_prune, random_prune, spectral_prune
 
 D = torch.float64

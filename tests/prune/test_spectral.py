@@ -40,7 +40,7 @@ def np_losses(H, J, lam, Z):
 
 
 def np_closed(S, J, lam, Z):
-    m = S.shape[0]
+
     R = S.copy()
     if J:
         K = S[np.ix_(J, J)] + lam * np.eye(len(J))

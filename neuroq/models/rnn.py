@@ -21,8 +21,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ._validate import check_choice, check_int, check_real
-from .layer.recurrent import SpikingRNN
+from .._validate import check_choice, check_int, check_real
+from ..layer.recurrent import SpikingRNN
 
 
 def image_to_sequence(x: torch.Tensor, mode: str = "rows", permutation: Optional[torch.Tensor] = None) -> torch.Tensor:
