@@ -115,6 +115,7 @@ def _cmd_train(args):
     method, cfg = train_configs(args)
     data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, limit_train=cfg.limit_train,
                         limit_test=cfg.limit_test)
+    method.check(cfg, data)
     tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     tr.fit()
     if tr.is_main and not args.no_report:
@@ -149,7 +150,7 @@ def _cmd_energy(args):
 
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
-    meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, args.batch_size,
+    meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, args.batch_size, data.kind,
                       e_ac=E_AC_PJ if args.e_ac is None else args.e_ac,
                       e_mac=E_MAC_PJ if args.e_mac is None else args.e_mac, conv_fanout=args.conv_fanout)
     rep = meter.report()
@@ -183,7 +184,7 @@ def _cmd_viz(args):
     out.mkdir(parents=True, exist_ok=True)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
-    rec = viz.record(net, method.record_input(x, cfg.encoding), v="membrane" in kinds)
+    rec = viz.record(net, method.record_input(x, cfg.encoding, data.kind), v="membrane" in kinds)
     spikes = rec["spikes"] if "membrane" in kinds else rec
     names = rec["labels"] if "membrane" in kinds else rec.labels
     written = []
@@ -204,7 +205,7 @@ def _cmd_viz(args):
             save(viz.raster(spikes, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
-            batch = viz.record(net, method.record_input(xb.to(args.device), cfg.encoding))
+            batch = viz.record(net, method.record_input(xb.to(args.device), cfg.encoding, data.kind))
             save(viz.firing_rates(batch, title=f"{method.name} on {data.name}: firing rates over "
                                                f"{len(xb)} test samples"), "rates.png")
         elif kind == "membrane":
@@ -224,7 +225,7 @@ def _cmd_viz(args):
                                                                 f"per channel"),
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
-            meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples)
+            meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind)
             save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
                                               f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":

@@ -4,3 +4,4 @@ from .datasets import (  # noqa: F401
     ArrayDataset, TaskData, dataset_names, load_dataset, read_idx, register_dataset,
 )
 from .encode import ENCODINGS, encode  # noqa: F401
+from .sequences import image_to_sequence, permutation, sequential_mnist  # noqa: F401

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -48,15 +48,27 @@ class ArrayDataset(Dataset):
         return self if n is None else ArrayDataset(self.x[:n], self.y[:n])
 
 
+KINDS = ("image", "sequence", "frames")
+
+
 @dataclass
 class TaskData:
-    """A classification task: train/test splits, number of classes, per-sample input shape."""
+    """A classification task: train/test splits, number of classes, per-sample input shape.
+
+    ``kind`` says what a sample is: ``'image'`` (``[C, H, W]``, encoded over T steps by the method),
+    ``'sequence'`` (``[T, F]``) or ``'frames'`` (``[T, C, H, W]``, e.g. binned events); ``meta`` holds
+    what must be stored with a run to rebuild the data exactly (e.g. psMNIST's permutation)."""
 
     name: str
     train: Dataset
     test: Dataset
     num_classes: int
     in_shape: tuple
+    kind: str = "image"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, KINDS)
 
     # in-memory convenience (ArrayDataset splits)
     @property

@@ -22,42 +22,8 @@ import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_int, check_real
+from ..data.sequences import image_to_sequence
 from ..layer.recurrent import SpikingRNN
-
-
-def image_to_sequence(x: torch.Tensor, mode: str = "rows", permutation: Optional[torch.Tensor] = None) -> torch.Tensor:
-    r"""Images ``[N, C, H, W]`` (or ``[N, H, W]``) -> a sequence ``[T, N, F]``.
-
-    * ``'rows'``: :math:`T = H`, :math:`F = C W` (step :math:`t` is row :math:`t`, channels side by side);
-    * ``'pixels'``: :math:`T = H W`, :math:`F = C` (raster order; ``permutation`` ``[H W]`` reorders the steps).
-
-    Example::
-
-        >>> image_to_sequence(torch.rand(8, 1, 28, 28)).shape
-        torch.Size([28, 8, 28])
-        >>> image_to_sequence(torch.rand(8, 1, 28, 28), "pixels").shape
-        torch.Size([784, 8, 1])
-    """
-    check_choice("mode", mode, ("rows", "pixels"))
-    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
-        raise ValueError(f"image_to_sequence expects images [N, C, H, W] or [N, H, W], got "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    n, c, h, w = x.shape
-    if mode == "rows":
-        seq = x.permute(2, 0, 1, 3).reshape(h, n, c * w)
-    else:
-        seq = x.reshape(n, c, h * w).permute(2, 0, 1)
-    if permutation is not None:
-        if mode != "pixels":
-            raise ValueError("permutation is only used with mode='pixels'")
-        perm = torch.as_tensor(permutation, dtype=torch.long, device=seq.device)
-        steps = torch.arange(seq.shape[0], device=seq.device)
-        if perm.shape != steps.shape or not torch.equal(perm.sort().values, steps):
-            raise ValueError(f"permutation must be a permutation of range({seq.shape[0]})")
-        seq = seq[perm]
-    return seq
 
 
 class _SequenceClassifier(nn.Module):

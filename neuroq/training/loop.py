@@ -85,7 +85,7 @@ class Trainer:
             raise TypeError(f"method must be a neuroq.training.methods.Method, got {type(method).__name__}")
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-        method.check(cfg)
+        method.check(cfg, data)
         self.method, self.data, self.cfg = method, data, cfg
         self.rank, self.world, self.device = _dist_setup(cfg.device)
         self.is_main = self.rank == 0
@@ -124,7 +124,8 @@ class Trainer:
         st = dict(format=FORMAT, epoch=len(self.history), model=self.model.state_dict(),
                   optimizer=self.optimizer.state_dict(), history=self.history, train=to_dict(self.cfg),
                   method=self.method.name, method_config=to_dict(self.method.config),
-                  data=dict(name=self.data.name, in_shape=list(self.data.in_shape), num_classes=self.data.num_classes))
+                  data=dict(name=self.data.name, in_shape=list(self.data.in_shape), num_classes=self.data.num_classes,
+                            kind=self.data.kind, meta=self.data.meta))
         if self.scheduler is not None:
             st["scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
@@ -164,8 +165,9 @@ class Trainer:
         n = len(self.data.train)
         perm = torch.randperm(n, generator=g)
         usable = (n // self.world) * self.world
-        self.ctx = Context(encoding=cfg.encoding, generator=g, amp=cfg.amp, scaler=self.scaler,
+        self.ctx = Context(encoding=cfg.encoding, generator=g, kind=self.data.kind, amp=cfg.amp, scaler=self.scaler,
                            penalty=self.penalty, penalty_weight=cfg.energy_penalty)
+        self.method.on_epoch(self.model, epoch)
         self.model.train()
         self._epoch_stats = dict(loss=0.0, correct=0, seen=0, time=0.0, t0=time.time())
         return perm[:usable][self.rank::self.world]
@@ -250,7 +252,8 @@ class Trainer:
     def evaluate(self, dataset=None) -> float:
         """Accuracy on ``dataset`` (default: the test split)."""
         return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.cfg.encoding,
-                        self.device, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1))
+                        self.device, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1),
+                        kind=self.data.kind)
 
     def metrics(self, param_digests=None) -> dict:
         accs = [h["test_acc"] for h in self.history if h["test_acc"] is not None]
@@ -258,7 +261,7 @@ class Trainer:
                  final_test_acc=self.history[-1]["test_acc"] if self.history else None,
                  best_test_acc=max(accs, default=None),
                  train_time_s=sum(h["train_time_s"] for h in self.history), world_size=self.world,
-                 diverged=self.diverged, history=self.history, train=to_dict(self.cfg),
+                 diverged=self.diverged, history=self.history, train=to_dict(self.cfg), data_meta=self.data.meta,
                  method_config=to_dict(self.method.config), machine=machine_info(self.device))
         if param_digests is not None:
             m["param_sha256_per_rank"] = param_digests
@@ -297,11 +300,11 @@ def fit(method: Method, data, cfg: TrainConfig, **kw) -> tuple[torch.nn.Module, 
 
 @torch.no_grad()
 def evaluate(method: Method, model: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
-             batch_size: int = 512, generator: Optional[torch.Generator] = None) -> float:
-    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset``."""
+             batch_size: int = 512, generator: Optional[torch.Generator] = None, kind: str = "image") -> float:
+    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset`` (samples of ``kind``)."""
     model.eval()
     correct = 0
-    ctx = Context(encoding=encoding, generator=generator)
+    ctx = Context(encoding=encoding, generator=generator, kind=kind)
     for xb, yb in batches(dataset, torch.arange(len(dataset)), batch_size):
         xb, yb = xb.to(device), yb.to(device)
         correct += int((method.predict(model, xb, ctx).argmax(1) == yb).sum())
@@ -316,7 +319,7 @@ def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> tor
 
 @torch.no_grad()
 def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
-              samples: int = 512, batch_size: int = 256, **meter_kw):
+              samples: int = 512, batch_size: int = 256, kind: str = "image", **meter_kw):
     """Run ``net`` (the method's inference model) over the first ``samples`` samples of ``dataset``
     inside an :class:`neuroq.energy.EnergyMeter` and return the meter (samples are counted from the
     batches, so any model input layout works)."""
@@ -328,7 +331,7 @@ def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "di
         for xb, _ in batches(dataset, torch.arange(n), batch_size):
             xb = xb.to(device)
             _sj.reset_net(net)
-            net(method.record_input(xb, encoding))
+            net(method.record_input(xb, encoding, kind))
             meter.add_samples(len(xb))
     _sj.reset_net(net)
     return meter
@@ -340,13 +343,13 @@ def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out,
     from .. import viz
 
     net = inference_model(method, model, device)
-    meter = meter_run(method, net, data.test, encoding, device, samples=samples)
+    meter = meter_run(method, net, data.test, encoding, device, samples=samples, kind=data.kind)
     rep = meter.report()
     rep.update(method=method.name, dataset=data.name, machine=machine_info(device))
     atomic_write_json(Path(out) / "energy.json", rep)
     print(meter.table())
     x0, y0 = next(batches(data.test, torch.arange(1), 1))
-    rec = viz.record(net, method.record_input(x0.to(device), encoding))
+    rec = viz.record(net, method.record_input(x0.to(device), encoding, data.kind))
     ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
     viz.save(ax, Path(out) / "raster.png", dpi=150)
     _sj.reset_net(net)

@@ -9,7 +9,8 @@ from spikingjelly.activation_based import surrogate
 
 from neuroq.energy import EnergyMeter
 from neuroq.layer.recurrent import SpikingRNN
-from neuroq.models.rnn import IRNNClassifier, SpikingRNNClassifier, image_to_sequence
+from neuroq.data import image_to_sequence
+from neuroq.models.rnn import IRNNClassifier, SpikingRNNClassifier
 
 
 def _explicit(rnn: SpikingRNN, x_seq, sg):

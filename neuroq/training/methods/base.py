@@ -83,11 +83,14 @@ class TimeConfig(MethodConfig):
 
 @dataclass
 class Context:
-    """What a step needs besides the batch: the input encoding, the generator of its noise, mixed
-    precision, and the energy penalty the loop attached (added to the task loss by :meth:`extra_loss`)."""
+    """What a step needs besides the batch: the input encoding, the generator of its noise, what a
+    sample is (``kind``: ``'image'``, ``'sequence'`` or ``'frames'``, :class:`neuroq.data.TaskData`),
+    mixed precision, and the energy penalty the loop attached (added to the task loss by
+    :meth:`extra_loss`)."""
 
     encoding: str = "direct"
     generator: Optional[torch.Generator] = None
+    kind: str = "image"
     amp: bool = False
     scaler: Optional[object] = None
     penalty: Optional[object] = None
@@ -139,8 +142,12 @@ class Method:
         """Time steps the model is run for (1 for methods without a time dimension)."""
         return getattr(self.config, "T", 1)
 
-    def check(self, train) -> None:
-        """Refuse training options this method cannot honour (``train`` is a TrainConfig)."""
+    def check(self, train, data=None) -> None:
+        """Refuse training options this method cannot honour (``train`` is a TrainConfig) and data
+        it cannot read (``data`` a TaskData)."""
+        if data is not None and data.kind not in self.kinds:
+            raise ValueError(f"--method {self.name} takes {' or '.join(self.kinds)} data; --dataset {data.name} "
+                             f"holds {data.kind}s")
         if train.amp and not self.supports_amp:
             raise ValueError(f"--amp (mixed precision) is not supported by --method {self.name}: it trains with "
                              "its own step, which runs in full precision")
@@ -162,9 +169,15 @@ class Method:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
     # ---- steps ------------------------------------------------------------------------------
+    #: what samples the method takes (``TaskData.kind``)
+    kinds: ClassVar[tuple] = ("image",)
+
     def inputs(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        """``[N, C, H, W]`` -> model input (``[T, N, ...]`` by default)."""
-        return encode(x, self.T, ctx.encoding, ctx.generator)
+        """A batch -> the model input: images ``[N, C, H, W]`` are encoded over ``T`` steps
+        (``[T, N, C, H, W]``); sequences ``[N, T, F]`` and frames ``[N, T, C, H, W]`` are put time-first."""
+        if ctx.kind == "image":
+            return encode(x, self.T, ctx.encoding, ctx.generator)
+        return x.transpose(0, 1)
 
     def forward(self, model: nn.Module, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         """Logits ``[N, classes]`` for images ``x``; resets the network first."""
@@ -202,9 +215,13 @@ class Method:
         """The model to meter and visualize (e.g. SAF -> LIF); the trained model by default."""
         return model
 
-    def record_input(self, x: torch.Tensor, encoding: str = "direct") -> torch.Tensor:
-        """Input of :meth:`convert_for_inference`'s model for images ``x`` (rasters, energy reports)."""
-        return self.inputs(x, Context(encoding=encoding))
+    def record_input(self, x: torch.Tensor, encoding: str = "direct", kind: str = "image") -> torch.Tensor:
+        """Input of :meth:`convert_for_inference`'s model for a batch ``x`` (rasters, energy reports)."""
+        return self.inputs(x, Context(encoding=encoding, kind=kind))
+
+    def on_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Called by the loop at the start of every epoch (0-based), e.g. to move a schedule
+        (hybrid-spiking activations' ``dt``); nothing by default."""
 
     def describe(self) -> dict:
         return dict(name=self.name, config=to_dict(self.config))
