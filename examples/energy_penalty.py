@@ -85,7 +85,8 @@ def run(ds, a, device, kind=None, lam=0.0) -> dict:
     method = get("lif", T=a.T, tau=2.0)
     seed_everything(a.seed)
     model = build(ds, method)
-    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
+                      epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       encoding=a.encoding, energy_penalty=float(lam), penalty_kind=kind or "synaptic",
                       shuffle_seed_stride=1000, device=device)
     t_start = time.time()

@@ -44,7 +44,8 @@ def train_one(ds, w_states, a_states, norm, batch_size, a, device, edge="same", 
     its energy and the integer-export check (what the example adds)."""
     method = get("maqd", arch="cnn", w_states=w_states, a_states=a_states, channels=tuple(a.channels), norm=norm,
                  edge_w_states=edge, surrogate=surrogate)
-    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=batch_size, lr=a.lr, seed=a.seed,
+    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
+                      epochs=a.epochs, batch_size=batch_size, lr=a.lr, seed=a.seed,
                       schedule="cosine-step", shuffle="stream", eval_every=1 if a.eval_every else 0, device=device)
     t0 = time.time()
     tr = Trainer(method, ds, cfg, label=f"  [{norm} bs={batch_size} w={w_states} a={a_states}] ")

@@ -89,7 +89,8 @@ def run(depth, norm, ds, a, device) -> dict:
                                                  step_mode="m")).to(device)
     xr = ds.x_test[:a.rate_samples].to(device)
     init = firing_report(model, xr, batch_stats=True)
-    cfg = TrainConfig(dataset=ds.name, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
+                      epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       schedule="onecycle" if a.onecycle else "constant", shuffle_seed_stride=1000, device=device)
     tr = Trainer(method, ds, cfg, model=model, label=f"depth {depth:3d} {norm:5s} ")
     tr.fit()

@@ -64,7 +64,8 @@ def main(argv=None):
     methods = {m: get(m, T=args.T, arch=args.arch, hidden=tuple(args.hidden)) for m in args.methods}
     seed_everything(args.seed)
     lif0 = methods[args.methods[0]].lif_network(ds)  # one init shared by every method
-    cfg = TrainConfig(dataset=ds.name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       schedule="constant", shuffle_seed_stride=1000, device=args.device)
     trainers = {m: Trainer(meth, ds, cfg, model=meth.from_lif(copy.deepcopy(lif0)), label=None)
                 for m, meth in methods.items()}

@@ -105,8 +105,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled objects other than tensors/plain data
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read as a neuroq checkpoint "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        why = ("it holds Python objects other than tensors and plain data, which neuroq never writes"
+               if "weights_only" in str(e) and "Unsupported global" in str(e)
+               else "the file is truncated, corrupt or not written by torch.save")
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read as a neuroq checkpoint: {why} "
+                              f"({type(e).__name__})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a neuroq checkpoint")
     return state

@@ -143,11 +143,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzip-compressed) into a numpy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} cannot be read as a {'gzip-compressed ' if path.suffix == '.gz' else ''}IDX file "
+                         f"({type(e).__name__}: {e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[raw[2]]
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if raw[2] not in dtypes:
+        raise ValueError(f"{path} is not an IDX file: unknown data type byte 0x{raw[2]:02x} (expected one of "
+                         f"{', '.join(f'0x{k:02x}' for k in dtypes)})")
+    dtype = dtypes[raw[2]]
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
@@ -175,8 +185,13 @@ def _idx_dataset(name: str, data_dir: Optional[str], download: bool) -> TaskData
         import torchvision
 
         cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}[name]
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
+        try:
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
+        except Exception as e:  # no network, a proxy, a full disk ...
+            raise FileNotFoundError(f"dataset {name!r}: no IDX files in {str(root)!r} and the download failed "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); pass "
+                                    "--data-dir with the standard (.gz) IDX files") from None
         found = {k: (_find_idx(root, v) or _find_idx(root / sub, v)) for k, v in _IDX_FILES.items()}
     xtr = torch.from_numpy(read_idx(found["train_x"]).astype(np.float32) / 255.0)[:, None]
     xte = torch.from_numpy(read_idx(found["test_x"]).astype(np.float32) / 255.0)[:, None]

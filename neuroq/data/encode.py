@@ -21,6 +21,11 @@ def encode(x: torch.Tensor, T: int, encoding: str = "direct", generator: Optiona
     xs = x.unsqueeze(0).expand(T, *x.shape)
     if encoding == "direct":
         return xs
+    if x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"rate encoding needs intensities in [0, 1] (the firing probabilities), got values in "
+                             f"[{lo:g}, {hi:g}]" + ("; divide 8-bit images by 255" if hi > 1 else ""))
     if generator is not None and generator.device != x.device:
         u = torch.rand(xs.shape, generator=generator).to(x.device)
     else:

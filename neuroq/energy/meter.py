@@ -25,6 +25,7 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from .. import _sj
 from .._validate import check_choice, check_int, check_real
 from ..functional.hybrid import bit_length
 from ..layer.lmu import LegendreMemory
@@ -70,6 +71,49 @@ class _Activity:
                     _bits_sum=float(per.sum()))
 
 
+def _is_multi_step(model: nn.Module) -> bool:
+    """Does ``model`` take the multi-step layout ``[T, N, ...]``?  True when any of its modules runs in
+    step mode ``'m'`` (neurons, :class:`neuroq.layer.SeqOp`) or is one of SpikingJelly's multi-step
+    containers (``SeqToANNContainer``)."""
+    for m in model.modules():
+        if getattr(m, "step_mode", None) == "m" or isinstance(m, _sj.base.MultiStepModule):
+            return True
+    return False
+
+
+def _stateful(model: nn.Module) -> list:
+    return [m for m in model.modules() if isinstance(m, _sj.MemoryModule) and getattr(m, "_memories", None)]
+
+
+def _fresh(mods: list) -> bool:
+    """True when every stateful module holds its reset value (the first step after ``reset_net``)."""
+    for m in mods:
+        for k, v in m._memories.items():
+            rv = m._memories_rv.get(k)
+            if isinstance(v, torch.Tensor) and not (isinstance(rv, torch.Tensor) and v is not rv and v.shape == rv.shape
+                                                   and bool(torch.equal(v.detach().cpu(), rv.detach().cpu()))):
+                return False
+    return True
+
+
+def samples_in_call(model: nn.Module, x: torch.Tensor, batch_dim="auto") -> tuple[int, int, int]:
+    """``(new samples, T, N)`` of one call ``model(x)``.
+
+    ``batch_dim='auto'``: a multi-step model (:func:`_is_multi_step`) takes ``[T, N, ...]`` and every call
+    is a new batch of N sequences; a single-step model with state takes ``[N, ...]`` once per time step,
+    so only the first call after ``reset_net`` (all state at its reset value) brings N new samples; a model
+    without state (an ANN, a single-step spiking network) takes ``[N, ...]`` and every call is new.  An
+    integer ``batch_dim`` counts ``x.shape[batch_dim]`` at every call."""
+    if batch_dim != "auto":
+        n = int(x.shape[batch_dim]) if x.dim() > batch_dim else 0
+        return n, (int(x.shape[0]) if batch_dim == 1 else 1), n
+    if x.dim() >= 2 and _is_multi_step(model):
+        return int(x.shape[1]), int(x.shape[0]), int(x.shape[1])
+    n = int(x.shape[0]) if x.dim() >= 1 else 0
+    mods = _stateful(model)
+    return (n if not mods or _fresh(mods) else 0), 1, n
+
+
 class _Hooked:
     """Shared life cycle of objects that hook a model: ``start()`` registers, ``stop()`` removes,
     and the object is a context manager doing both."""
@@ -106,8 +150,10 @@ class EnergyMeter(_Hooked):
         e_ac / e_mac: energy per accumulate / multiply-accumulate in pJ.
         conv_fanout: ``'nominal'`` (the paper's rule) or ``'exact'`` (border-aware).
         graded: treat non-negative integer inputs as spike counts.
-        batch_dim: axis of the model's first input that indexes samples (1 for ``[T, N, ...]``,
-            0 for ``[N, ...]``); ``None`` disables sample counting (use :meth:`add_samples`).
+        batch_dim: ``'auto'`` (default: ``[T, N, ...]`` for multi-step models; ``[N, ...]`` once per
+            sequence for single-step models called T times between ``reset_net`` s, see
+            :func:`samples_in_call`), an axis of the model's first input counted at every call, or
+            ``None`` (no counting: use :meth:`add_samples`).
         dt: how synaptic layers read spike counts :math:`n/dt` of hybrid-spiking activations (module
             docstring): ``None`` (the common ``dt`` of the model's :class:`~neuroq.neuron.SpikingActivation`
             s, an error if they differ; the plain rules when it has none), a float (every synaptic
@@ -116,7 +162,7 @@ class EnergyMeter(_Hooked):
     """
 
     def __init__(self, model: nn.Module, e_ac: float = E_AC_PJ, e_mac: float = E_MAC_PJ,
-                 conv_fanout: str = "nominal", graded: bool = False, batch_dim: Optional[int] = 1,
+                 conv_fanout: str = "nominal", graded: bool = False, batch_dim: Union[str, int, None] = "auto",
                  dt: Union[None, float, dict] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -125,12 +171,15 @@ class EnergyMeter(_Hooked):
         self.e_mac = check_real("e_mac", e_mac, ge=0)
         self.conv_fanout = check_choice("conv_fanout", conv_fanout, CONV_FANOUTS)
         self.graded = bool(graded)
-        self.batch_dim = None if batch_dim is None else check_int("batch_dim", batch_dim, ge=0)
+        self.batch_dim = batch_dim if batch_dim in (None, "auto") else check_int("batch_dim", batch_dim, ge=0)
         if dt is not None and not isinstance(dt, dict):
             dt = check_real("dt", dt, gt=0)
         self._dt_arg = dt
         self._handles = []
         self.reset()
+        if not self.layers and not self.neurons:
+            raise ValueError(f"EnergyMeter: model {type(model).__name__} has nothing to count: no synaptic layer "
+                             "(Linear/Conv or a type registered with neuroq.energy.register_synaptic) and no neuron")
 
     def _resolve_dts(self) -> dict:
         """``{synaptic layer name: dt}`` of the layers that read spike counts ``n/dt``."""
@@ -197,8 +246,8 @@ class EnergyMeter(_Hooked):
         self.samples += int(n)
 
     def _count_samples(self, module, args):
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() > self.batch_dim:
-            self.samples += int(args[0].shape[self.batch_dim])
+        if args and isinstance(args[0], torch.Tensor):
+            self.samples += samples_in_call(self.model, args[0], self.batch_dim)[0]
 
     def _add(self, key: str, ops: dict) -> None:
         rec = self.layers[key]

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_int, check_real
-from .meter import _Hooked
-from .rules import CONV_FANOUTS, _CONVS, is_spike_tensor, synaptic_fns
+from .meter import _Hooked, samples_in_call
+from .rules import _CONVS, _TCONVS, CONV_FANOUTS, is_spike_tensor, synaptic_fns
 
 PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
 
@@ -51,8 +51,8 @@ class SpikePenalty(_Hooked):
         normalize: ``'sample'`` (divide by the number of samples seen, the meter's
             ``*_per_sample`` convention) or ``'none'`` (sum over the batch).
         graded: treat non-negative integer inputs as spike counts (as the meter's ``graded``).
-        batch_dim: axis of the model's first input that indexes samples (1 for ``[T, N, ...]``,
-            0 for ``[N, ...]``).
+        batch_dim: ``'auto'`` (default), or the axis of the model's first input that indexes samples,
+            as :class:`EnergyMeter`'s.
         skip_no_grad: do not collect during forward passes run under ``torch.no_grad()`` (so an
             evaluation between training steps never leaks into the next penalty).
         eps: smoothing of the power for ``p < 1`` (see above).
@@ -62,7 +62,7 @@ class SpikePenalty(_Hooked):
     fanout_weighted = True
 
     def __init__(self, model: nn.Module, p: float = 1.0, normalize: str = "sample", graded: bool = False,
-                 batch_dim: int = 1, skip_no_grad: bool = True, eps: float = 1e-3,
+                 batch_dim="auto", skip_no_grad: bool = True, eps: float = 1e-3,
                  conv_fanout: str = "nominal"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -72,7 +72,7 @@ class SpikePenalty(_Hooked):
         if not isinstance(graded, bool):
             raise TypeError(f"graded must be True or False, got {graded!r}")
         self.graded = graded
-        self.batch_dim = check_int("batch_dim", batch_dim, ge=0)
+        self.batch_dim = batch_dim if batch_dim == "auto" else check_int("batch_dim", batch_dim, ge=0)
         if not isinstance(skip_no_grad, bool):
             raise TypeError(f"skip_no_grad must be True or False, got {skip_no_grad!r}")
         self.skip_no_grad = skip_no_grad
@@ -109,12 +109,10 @@ class SpikePenalty(_Hooked):
     def _count_samples(self, module, args):
         if self.skip_no_grad and not torch.is_grad_enabled():
             return
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() > self.batch_dim:
-            x = args[0]
-            n = int(x.shape[self.batch_dim])
-            t = int(x.shape[0]) if self.batch_dim == 1 else 1
+        if args and isinstance(args[0], torch.Tensor):
+            new, t, n = samples_in_call(self.model, args[0], self.batch_dim)
             self._tn = (t, n)
-            self.samples += n
+            self.samples += new
 
     def _hook(self, key, sop_fn):
         def hook(m, args, out):
@@ -205,7 +203,7 @@ class SpikePenalty(_Hooked):
 
 def _conv_layout(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Fold a multi-step ``[T, N, C, ...]`` input of a SpikingJelly step-mode conv to ``[T*N, C, ...]``."""
-    if isinstance(m, _CONVS) and x.dim() == len(m.kernel_size) + 3:
+    if isinstance(m, _CONVS + _TCONVS) and x.dim() == len(m.kernel_size) + 3:
         return x.flatten(0, 1)
     return x
 

@@ -9,12 +9,15 @@ and anything registered with :func:`register_synaptic`) and counts, per layer:
   *fan-out* of the receiving layer, i.e. how many weights it is multiplied with:
 
   - linear: ``out_features``
-  - conv (``conv_fanout='nominal'``, the default): :math:`C_{out} k_h k_w / (s_h s_w)` per input
-    element (``/groups`` is already in ``C_out`` per group: :math:`C_{out}/g \cdot g` cancels) —
-    the rule of the spiking-synaptic-penalty paper (Suetake et al., arXiv 2302.01500);
+  - conv (``conv_fanout='nominal'``, the default): :math:`(C_{out}/g)\,k_h k_w / (s_h s_w)` per input
+    element (:math:`g` = groups) -- the rule of the spiking-synaptic-penalty paper (Suetake et al.,
+    arXiv 2302.01500) for :math:`g = 1`;
   - conv (``conv_fanout='exact'``): the number of weights an input spike actually meets, which
     differs from the nominal rule at padded borders and when the stride does not tile the input
-    (this is what SpikingJelly 2.0.0's ``op_counter.SynOpCounter`` counts).
+    (this is what SpikingJelly 2.0.0's ``op_counter.SynOpCounter`` counts; the layer's own padding --
+    circular, reflect, asymmetric ``'same'`` -- is applied);
+  - transposed conv: :math:`(C_{out}/g)\,k_h k_w` per input element (nominal), or the weights whose
+    output lands inside the cropped output (exact).
 
 * **MACs** for real-valued inputs (e.g. the first layer of a directly encoded image): linear
   ``N·in·out``, conv ``out.numel()·C_in/g·k_h·k_w``.
@@ -63,40 +66,63 @@ def _load_builtins() -> None:
     _builtin_rules()
 
 
+_TCONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def _conv_nominal_fanout(m: nn.Module) -> float:
+    r"""Nominal fan-out of one input element: :math:`(C_{out}/g)\,k_h k_w / (s_h s_w)` (each input channel
+    of a group meets the :math:`C_{out}/g` filters of its group)."""
     k = math.prod(m.kernel_size)
     s = math.prod(m.stride)
-    return m.out_channels * k / s
+    return (m.out_channels // m.groups) * k / s
+
+
+def _window_counts(m: nn.Module, x: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """For every output position and group, the number of input spikes in its receptive field, computed
+    by the layer's own convolution (its padding mode and ``'same'`` padding included) with all-ones
+    weights and one output channel per group (differentiable in ``x``)."""
+    dims = len(m.kernel_size)
+    g = m.groups
+    if transposed:
+        ones = torch.ones((m.in_channels, 1, *m.kernel_size), dtype=x.dtype, device=x.device)
+        fn = (tF.conv_transpose1d, tF.conv_transpose2d, tF.conv_transpose3d)[dims - 1]
+        return fn(x, ones, None, m.stride, m.padding, m.output_padding, g, m.dilation)
+    ones = torch.ones((g, m.in_channels // g, *m.kernel_size), dtype=x.dtype, device=x.device)
+    if isinstance(m, _CONVS):  # nn.Conv*d and subclasses: their padding mode (circular, reflect ...) applies
+        return m._conv_forward(x, ones, None)
+    fn = (tF.conv1d, tF.conv2d, tF.conv3d)[dims - 1]
+    return fn(x, ones, None, m.stride, m.padding, m.dilation, g)
+
+
+def _unfold_time(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == len(m.kernel_size) + 3:  # SpikingJelly step-mode conv in multi-step mode: [T, N, C, ...]
+        return x.flatten(0, 1)
+    return x
 
 
 def conv_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
-    """SOPs of spike tensor ``x`` entering conv ``m`` (differentiable in ``x``)."""
+    """SOPs of spike tensor ``x`` entering conv ``m`` (differentiable in ``x``): nominal fan-out per spike,
+    or (``'exact'``) the weights each spike actually meets, as SpikingJelly 2.0.0's ``op_counter`` counts."""
     if conv_fanout == "nominal":
         return x.sum() * _conv_nominal_fanout(m)
-    # exact: each output position sums the spikes in its window, for C_out/g output channels
-    dims = len(m.kernel_size)
-    if x.dim() == dims + 3:  # SpikingJelly step-mode conv in multi-step mode: [T, N, C, ...]
-        x = x.flatten(0, 1)
-    conv = (tF.conv1d, tF.conv2d, tF.conv3d)[dims - 1]
-    ones = torch.ones((1, m.in_channels // m.groups, *m.kernel_size), dtype=x.dtype, device=x.device)
-    if m.groups == 1:
-        counts = conv(x, ones, None, m.stride, _padding(m), m.dilation)
-        return counts.sum() * m.out_channels
-    xs = x.reshape(x.shape[0] * m.groups, m.in_channels // m.groups, *x.shape[2:])
-    counts = conv(xs, ones, None, m.stride, _padding(m), m.dilation)
-    return counts.sum() * (m.out_channels // m.groups)
-
-
-def _padding(m):
-    if isinstance(m.padding, str):  # 'same' / 'valid'
-        if m.padding == "valid":
-            return 0
-        return tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
-    return m.padding
+    return _window_counts(m, _unfold_time(m, x)).sum() * (m.out_channels // m.groups)
 
 
 def conv_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
     return int(out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size))
+
+
+def conv_transpose_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
+    r"""SOPs of spikes entering a transposed conv: each input element meets :math:`(C_{out}/g)\,k_h k_w`
+    weights (nominal), or (``'exact'``) only those whose output lands inside the (cropped) output."""
+    if conv_fanout == "nominal":
+        return x.sum() * ((m.out_channels // m.groups) * math.prod(m.kernel_size))
+    return _window_counts(m, _unfold_time(m, x), transposed=True).sum() * (m.out_channels // m.groups)
+
+
+def conv_transpose_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    x = _unfold_time(m, x)
+    return int(x.numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size))
 
 
 def linear_sops(m: nn.Linear, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
@@ -123,6 +149,8 @@ def synaptic_fns(module: nn.Module):
     for cls, fns in _REGISTRY.items():
         if isinstance(module, cls):
             return fns
+    if isinstance(module, _TCONVS):
+        return conv_transpose_sops, conv_transpose_macs
     if isinstance(module, _CONVS):
         return conv_sops, conv_macs
     if isinstance(module, nn.Linear):

@@ -222,9 +222,12 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
         self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"QuantConv2d expects input [N, C, H, W], got shape {tuple(x.shape)} "
-                             "(wrap it in SeqToANNContainer for [T, N, C, H, W])")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f"QuantConv2d expects input [N, C, H, W], got shape {tuple(getattr(x, 'shape', ()))} "
+                             "(wrap it in neuroq.layer.SeqOp for [T, N, C, H, W])")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"QuantConv2d(in_channels={self.in_channels}) got an input with {x.shape[1]} channels "
+                             f"(shape {tuple(x.shape)})")
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
@@ -246,6 +249,9 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"QuantLinear(in_features={self.in_features}) expects input [..., {self.in_features}], "
+                             f"got shape {tuple(getattr(x, 'shape', ()))}")
         return tF.linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):

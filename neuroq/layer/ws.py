@@ -53,6 +53,9 @@ class ScaledWSConv2d(nn.Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, gain: bool = True, eps: float = 1e-4):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        if self.weight[0].numel() < 2:
+            raise ValueError(f"ScaledWSConv2d: weight standardization needs a fan-in (in_channels/groups x kernel) of "
+                             f"at least 2, got {self.weight[0].numel()}")
         self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1)) if gain else None
         self.eps = check_real("eps", eps, gt=0)
 

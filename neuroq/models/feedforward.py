@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_int
@@ -39,9 +40,32 @@ def _neuron(factory: Callable[[], nn.Module]) -> nn.Module:
     return make_neuron(factory, "m")
 
 
+class FeedForward(nn.Sequential):
+    """``nn.Sequential`` of a reference network that checks its input ``[T, N, *sample_shape]`` first (a
+    wrong shape is a clear error, not a matrix-multiplication failure deep inside)."""
+
+    def __init__(self, sample_shape: Sequence[int], *layers: nn.Module, flat: bool = False):
+        super().__init__(*layers)
+        self.sample_shape = tuple(int(v) for v in sample_shape)
+        self.flat = flat
+
+    def forward(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() < 3:
+            raise ValueError(f"{type(self).__name__} expects multi-step input [T, N, *{list(self.sample_shape)}], got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        got = tuple(x.shape[2:])
+        ok = math.prod(got) == math.prod(self.sample_shape) if self.flat else got == self.sample_shape
+        if not ok:
+            want = f"{math.prod(self.sample_shape)} values" if self.flat else f"shape {list(self.sample_shape)}"
+            raise ValueError(f"{type(self).__name__} was built for samples of {want}, got input {tuple(x.shape)} "
+                             f"(samples {list(got)})")
+        return super().forward(x)
+
+
 def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
                 neuron: Callable[[], nn.Module], norm: bool = True) -> nn.Sequential:
-    """Flatten -> [Linear -> (BatchNorm1d) -> neuron] x len(hidden) -> Linear, multi-step.
+    """Flatten -> [Linear -> (BatchNorm1d) -> neuron] x len(hidden) -> Linear, multi-step
+    (``[T, N, *sample]`` with ``in_features`` values per sample -> ``[T, N, num_classes]``).
 
     BatchNorm statistics are shared over T and N (``SeqToANNContainer``) and fold into the
     linear layer at inference, so they cost no energy there."""
@@ -57,12 +81,13 @@ def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
             layers += [nn.Linear(prev, h), _neuron(neuron)]
         prev = h
     layers.append(nn.Linear(prev, num_classes))
-    return nn.Sequential(*layers)
+    return FeedForward((in_features,), *layers, flat=True)
 
 
 def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callable[[], nn.Module],
                 channels: tuple[int, int] = (32, 64), hidden: int = 256, norm: bool = True,
                 fc_norm: bool = False) -> nn.Sequential:
+    # [T, N, C, H, W] -> [T, N, num_classes]
     """[Conv(3x3)-(BN)-AvgPool(2) -> neuron] x2 -> Linear-(BN1d)-neuron -> Linear, multi-step.
 
     ``fc_norm`` adds BatchNorm to the hidden linear layer too (bias-free linear, statistics over T and N).
@@ -87,4 +112,4 @@ def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callab
     fc = (SeqOp(nn.Linear(feat, hidden, bias=False), nn.BatchNorm1d(hidden)) if fc_norm
           else nn.Linear(feat, hidden))
     layers += [nn.Flatten(start_dim=2), fc, _neuron(neuron), nn.Linear(hidden, num_classes)]
-    return nn.Sequential(*layers)
+    return FeedForward(in_shape, *layers)

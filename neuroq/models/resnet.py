@@ -58,6 +58,10 @@ class PreActResNet(nn.Module):
             x = x.unsqueeze(0).expand(self.T, *x.shape)
         elif x.dim() != 5:
             raise ValueError(f"PreActResNet expects [N, C, H, W] or [T, N, C, H, W], got shape {tuple(x.shape)}")
+        cin = self.stem[0].in_channels
+        if x.shape[2] != cin:
+            raise ValueError(f"PreActResNet(in_channels={cin}) got an input with {x.shape[2]} channels "
+                             f"(shape {tuple(x.shape)})")
         x = self.stem(x)
         x = self.layer3(self.layer2(self.layer1(x)))
         x = self.pool(self.head_neuron(self.head_norm(x)))

@@ -113,6 +113,11 @@ class TrainConfig:
     shuffle: str = option("epoch", "epoch order RNG (see TrainConfig)", choices=SHUFFLES, cli=False)
     shuffle_seed_stride: int = option(100003, "epoch e shuffles with seed * stride + e", cli=False)
     eval_every: int = option(1, "evaluate every N epochs (0: only after the last)", cli=False)
+    val_fraction: float = option(0.1, "fraction of the training set held out (seeded) to choose the best epoch; "
+                                 "0: no validation split (no best-epoch selection)")
+    recalibrate_batches: int = option(10, "before each evaluation, re-estimate BatchNorm/PSPN/LBN running "
+                                      "statistics over this many training batches (0: keep the moving averages)",
+                                      parse=int)
     device: str = option("cpu", "cpu, cuda, cuda:0 ...")
 
     #: fields that may differ when a run is resumed (they do not change what is computed)
@@ -131,6 +136,8 @@ class TrainConfig:
         check_choice("shuffle", self.shuffle, SHUFFLES)
         check_int("shuffle_seed_stride", self.shuffle_seed_stride, ge=1)
         check_int("eval_every", self.eval_every, ge=0)
+        check_real("val_fraction", self.val_fraction, ge=0, lt=1)
+        check_int("recalibrate_batches", self.recalibrate_batches, ge=0)
         for k in ("limit_train", "limit_test"):
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), ge=1)

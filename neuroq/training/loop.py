@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +29,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .. import _sj
-from ..data import batches, num_batches
+from ..data import ArrayDataset, batches, num_batches
 from ..io import atomic_write_json, machine_info, save_checkpoint, seed_everything
 from .config import TrainConfig, to_dict
 from .methods import Context, Method
@@ -96,12 +97,14 @@ class Trainer:
             model = method.build_model(data)
         self.model = model.to(self.device)
         self.optimizer = method.make_optimizer(self.model, cfg.lr)
+        self.train_set, self.val_set = split_validation(data.train, cfg.val_fraction, cfg.seed)
         self.per_rank_bs = max(1, cfg.batch_size // self.world)
-        usable = (len(data.train) // self.world) * self.world
+        usable = (len(self.train_set) // self.world) * self.world
         self.steps_per_epoch = num_batches(usable // self.world, self.per_rank_bs)
         self.scheduler = _make_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if (cfg.amp and self.device.startswith("cuda")) else None
         self.history: list[dict] = []
+        self.extensions: list[dict] = []
         self.start_epoch = 0
         self.diverged = False
         self._stream = torch.Generator().manual_seed(cfg.seed) if cfg.shuffle == "stream" else None
@@ -132,6 +135,8 @@ class Trainer:
             st["scaler"] = self.scaler.state_dict()
         if self._stream is not None:
             st["shuffle_rng"] = self._stream.get_state()
+        if self.extensions:
+            st["extensions"] = self.extensions
         return st
 
     def _resume(self, path: Path) -> None:
@@ -149,8 +154,33 @@ class Trainer:
             self._stream.set_state(ck["shuffle_rng"])
         self.history = list(ck["history"])
         self.start_epoch = int(ck["epoch"])
+        self.extensions = list(ck.get("extensions", []))
+        old_epochs = int(ck["train"]["epochs"])
+        if self.cfg.epochs < self.start_epoch:
+            raise ValueError(f"--resume: checkpoint {path} has {self.start_epoch} epochs done; --epochs "
+                             f"{self.cfg.epochs} asks for fewer (give at least {self.start_epoch})")
+        if self.cfg.epochs != old_epochs:
+            self._replan_schedule(old_epochs)
         if self.is_main:
-            print(f"resumed from {path} after epoch {self.start_epoch}")
+            print(f"resumed from {path} after epoch {self.start_epoch}"
+                  + (f" (schedule re-planned from {old_epochs} to {self.cfg.epochs} epochs)"
+                     if self.cfg.epochs != old_epochs else ""))
+
+    def _replan_schedule(self, old_epochs: int) -> None:
+        """A resumed run asks for another number of epochs: the learning-rate schedule is planned anew over
+        the new total and continues from where the run is (closed form at the current step), so the rate
+        neither wraps nor jumps back; the change is recorded in ``metrics.json`` (``extensions``)."""
+        done_steps = self.start_epoch * (self.steps_per_epoch if self.cfg.schedule in PER_STEP_SCHEDULES else 1)
+        for group in self.optimizer.param_groups:  # the new schedule starts from the base rate ...
+            group["lr"] = group.get("initial_lr", group["lr"])
+        self.scheduler = _make_scheduler(self.optimizer, self.cfg, self.steps_per_epoch)
+        if self.scheduler is not None:  # ... and is stepped to where the run is
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "step() before optimizer.step()": on purpose
+                for _ in range(done_steps):
+                    self.scheduler.step()
+        self.extensions.append(dict(after_epoch=self.start_epoch, epochs_before=old_epochs,
+                                    epochs_after=self.cfg.epochs, lr_now=self.optimizer.param_groups[0]["lr"]))
 
     # ---- one epoch ----------------------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> torch.Tensor:
@@ -162,7 +192,7 @@ class Trainer:
             g = torch.Generator().manual_seed(s)
         else:
             g = self._stream
-        n = len(self.data.train)
+        n = len(self.train_set)
         perm = torch.randperm(n, generator=g)
         usable = (n // self.world) * self.world
         self.ctx = Context(encoding=cfg.encoding, generator=g, kind=self.data.kind, amp=cfg.amp, scaler=self.scaler,
@@ -193,23 +223,38 @@ class Trainer:
         if self.scheduler is not None and self.cfg.schedule not in PER_STEP_SCHEDULES:
             self.scheduler.step()
         st = self._epoch_stats
+        if self.world > 1:  # every rank's shard, not rank 0's alone
+            tot = torch.tensor([st["loss"], st["correct"], st["seen"]], dtype=torch.float64)
+            dist.all_reduce(tot)
+            st["loss"], st["correct"], st["seen"] = float(tot[0]), int(tot[1]), int(tot[2])
         if evaluate is None:
             every = self.cfg.eval_every
             evaluate = (every and (epoch + 1) % every == 0) or epoch + 1 == self.cfg.epochs or self.diverged
-        test_acc = self.evaluate() if evaluate else None
+        val_acc = test_acc = None
+        if evaluate:
+            self.recalibrate()
+            if self.val_set is not None:
+                val_acc = self.evaluate(self.val_set)
+            test_acc = self.evaluate()
         seen = max(1, st["seen"])
-        rec = dict(epoch=epoch + 1, train_loss=st["loss"] / seen, train_acc=st["correct"] / seen, test_acc=test_acc,
-                   train_time_s=st["time"], epoch_time_s=time.time() - st["t0"],
+        rec = dict(epoch=epoch + 1, train_loss=st["loss"] / seen, train_acc=st["correct"] / seen, samples=st["seen"],
+                   val_acc=val_acc,
+                   test_acc=test_acc, train_time_s=st["time"], epoch_time_s=time.time() - st["t0"],
                    lr=self.optimizer.param_groups[0]["lr"])
         if self.diverged:
             rec["diverged"] = True
         self.history.append(rec)
         if self.is_main and self.label is not None:
             acc = "–" if test_acc is None else f"{test_acc:.4f}"
+            val = "" if val_acc is None else f"val_acc {val_acc:.4f}  "
             print(f"{self.label}epoch {epoch + 1:3d}/{self.cfg.epochs}  loss {rec['train_loss']:.4f}  "
-                  f"train_acc {rec['train_acc']:.4f}  test_acc {acc}  ({rec['epoch_time_s']:.1f}s)"
+                  f"train_acc {rec['train_acc']:.4f}  {val}test_acc {acc}  ({rec['epoch_time_s']:.1f}s)"
                   f"{'  DIVERGED (non-finite loss): stopping' if self.diverged else ''}", flush=True)
         if self.is_main and self.out is not None:
+            if val_acc is not None and val_acc > max((h["val_acc"] for h in self.history[:-1]
+                                                       if h.get("val_acc") is not None), default=-1.0):
+                save_checkpoint(self.out / "best.pt", dict(format="neuroq-weights-1", epoch=epoch + 1,
+                                                           val_acc=val_acc, model=self.model.state_dict()))
             save_checkpoint(self.out / CHECKPOINT, self.state())
             self.write_metrics()
         if self.world > 1:
@@ -220,7 +265,7 @@ class Trainer:
         order = self.begin_epoch(epoch)
         bar = tqdm(total=num_batches(len(order), self.per_rank_bs), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not (self.is_main and self.progress), leave=False, dynamic_ncols=True)
-        for xb, yb in batches(self.data.train, order, self.per_rank_bs):
+        for xb, yb in batches(self.train_set, order, self.per_rank_bs):
             self.train_batch(xb, yb)
             st = self._epoch_stats
             bar.update(1)
@@ -249,6 +294,24 @@ class Trainer:
         return metrics
 
     # ---- evaluation and records ---------------------------------------------------------------
+    def recalibrate(self) -> int:
+        """Re-estimate the normalization layers' running statistics with the current weights over the first
+        ``cfg.recalibrate_batches`` training batches (the same batches on every rank), so the eval-mode
+        network is meaningful after any number of epochs; returns the batches used (0: nothing to do)."""
+        from ..layer.norm import recalibrate
+        from ..layer.norm.stats import tracked_norms
+
+        k = self.cfg.recalibrate_batches
+        if k == 0 or not tracked_norms(self.model):
+            return 0
+        ctx = Context(encoding=self.cfg.encoding, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 2),
+                      kind=self.data.kind)
+        order = torch.arange(min(len(self.train_set), k * self.cfg.batch_size))
+        used = recalibrate(self.model, (xb.to(self.device) for xb, _ in batches(self.train_set, order,
+                                                                                 self.cfg.batch_size)),
+                           forward=lambda model, x: self.method.forward(model, x, ctx))
+        return used
+
     def evaluate(self, dataset=None) -> float:
         """Accuracy on ``dataset`` (default: the test split)."""
         return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.cfg.encoding,
@@ -256,11 +319,19 @@ class Trainer:
                         kind=self.data.kind)
 
     def metrics(self, param_digests=None) -> dict:
-        accs = [h["test_acc"] for h in self.history if h["test_acc"] is not None]
+        """The run's record: the final test accuracy and, with a validation split, the best epoch chosen on
+        it (never on the test set) with that epoch's test accuracy."""
+        vals = [(h["val_acc"], h["epoch"]) for h in self.history if h.get("val_acc") is not None]
+        best = max(vals, key=lambda v: (v[0], -v[1]), default=None)  # first epoch of the best val accuracy
+        best_rec = self.history[best[1] - 1] if best is not None else None
         m = dict(method=self.method.name, dataset=self.data.name, T=self.method.T, epochs_done=len(self.history),
                  final_test_acc=self.history[-1]["test_acc"] if self.history else None,
-                 best_test_acc=max(accs, default=None),
+                 final_val_acc=self.history[-1].get("val_acc") if self.history else None,
+                 best_epoch=best[1] if best else None, best_val_acc=best[0] if best else None,
+                 test_acc_at_best_epoch=best_rec["test_acc"] if best_rec else None,
+                 train_samples=len(self.train_set), val_samples=len(self.val_set) if self.val_set is not None else 0,
                  train_time_s=sum(h["train_time_s"] for h in self.history), world_size=self.world,
+                 extensions=self.extensions,
                  diverged=self.diverged, history=self.history, train=to_dict(self.cfg), data_meta=self.data.meta,
                  method_config=to_dict(self.method.config), machine=machine_info(self.device))
         if param_digests is not None:
@@ -273,9 +344,11 @@ class Trainer:
         return m
 
     def _param_digests(self) -> list[str]:
-        """SHA-256 of the parameters on every rank (all equal when data-parallel training stayed in sync)."""
-        flat = torch.cat([p.detach().double().reshape(-1).cpu() for p in self.model.parameters()]) \
-            if any(True for _ in self.model.parameters()) else torch.zeros(0, dtype=torch.float64)
+        """SHA-256 of the parameters and buffers (normalization statistics) on every rank (all equal when
+        data-parallel training stayed in sync)."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        flat = torch.cat([p.detach().double().reshape(-1).cpu() for p in tensors]) if tensors \
+            else torch.zeros(0, dtype=torch.float64)
         digest = hashlib.sha256(flat.numpy().tobytes()).hexdigest()
         if self.world <= 1:
             return [digest]
@@ -287,6 +360,23 @@ class Trainer:
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def split_validation(dataset, fraction: float, seed: int):
+    """``(train, val)``: ``fraction`` of ``dataset`` held out for validation, chosen by a generator seeded from
+    ``seed`` (``val`` is ``None`` when ``fraction`` is 0)."""
+    if fraction <= 0:
+        return dataset, None
+    n = len(dataset)
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise ValueError(f"val_fraction={fraction} leaves no training samples out of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 104729))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    if isinstance(dataset, ArrayDataset):
+        return ArrayDataset(dataset.x[train_idx], dataset.y[train_idx]), ArrayDataset(dataset.x[val_idx],
+                                                                                        dataset.y[val_idx])
+    return torch.utils.data.Subset(dataset, train_idx.tolist()), torch.utils.data.Subset(dataset, val_idx.tolist())
 
 
 def fit(method: Method, data, cfg: TrainConfig, **kw) -> tuple[torch.nn.Module, dict]:

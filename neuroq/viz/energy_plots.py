@@ -328,7 +328,7 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
             and ``accuracy`` (and optionally ``label`` and ``args``), e.g. from :func:`load_run_summary`.
         labels: one label per run (default: each run's ``"<method> T=<T>"``, made distinct by
             :func:`distinct_labels` where two are alike).
-        accuracy: the ``metrics.json`` key to use (``final_test_acc`` or ``best_test_acc``).
+        accuracy: the ``metrics.json`` key to use (``final_test_acc`` or ``test_acc_at_best_epoch``).
         logx: logarithmic energy axis.
         unit: energy unit (``"pJ"``, ``"nJ"``, ``"µJ"`` ...; default: chosen from the data).
     Returns:

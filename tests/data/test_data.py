@@ -81,3 +81,22 @@ def test_readme_result_blocks_are_generated_from_json():
     from visualizations.readme_tables import main as readme_main
 
     assert readme_main(["--check"]) == 0
+
+
+def test_bad_idx_files_are_clear_errors(tmp_path):
+    bad_type = tmp_path / "x-idx1-ubyte"
+    bad_type.write_bytes(bytes([0, 0, 0x07, 1, 0, 0, 0, 2, 1, 2]))
+    with pytest.raises(ValueError, match="unknown data type byte 0x07"):
+        read_idx(bad_type)
+    not_gz = tmp_path / "x-idx1-ubyte.gz"
+    not_gz.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 2, 1, 2]))
+    with pytest.raises(ValueError, match="cannot be read as a gzip-compressed IDX file"):
+        read_idx(not_gz)
+
+
+def test_rate_encoding_refuses_unnormalised_images():
+    with pytest.raises(ValueError, match=r"intensities in \[0, 1\].*divide 8-bit images by 255"):
+        encode(torch.randint(0, 256, (4, 1, 3, 3)).float(), 4, "rate")
+    with pytest.raises(ValueError, match=r"intensities in \[0, 1\]"):
+        encode(-torch.rand(2, 3), 4, "rate")
+    encode(torch.randint(0, 256, (4, 1, 3, 3)).float(), 4, "direct")  # direct encoding takes any value

@@ -121,3 +121,95 @@ def test_matches_spikingjelly_op_counter():
     r2 = meter2.report()
     assert r2["total"]["macs"] == mac2.get_total()
     assert r2["total"]["sops"] == pytest.approx(syn2.get_total())
+
+
+# ---- issue 15: the fan-out rules on a grid of convolutions ------------------------------------------
+CONV_GRID = [
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, padding=1)),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, padding=1, groups=2)),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=4)),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, padding=1, padding_mode="circular")),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, padding=1, padding_mode="reflect")),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=4, padding="same")),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=2, padding="same", dilation=2)),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1)),
+    dict(cls=nn.Conv2d, kw=dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 1), padding="valid")),
+    dict(cls=nn.Conv1d, kw=dict(in_channels=4, out_channels=6, kernel_size=5, padding=2, groups=2)),
+    dict(cls=nn.ConvTranspose2d, kw=dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1)),
+    dict(cls=nn.ConvTranspose2d, kw=dict(in_channels=4, out_channels=6, kernel_size=2, stride=2, groups=2)),
+]
+
+
+@pytest.mark.skipif(_sj.op_counter() is None, reason="SpikingJelly 2.0.0's op_counter not installed")
+@pytest.mark.parametrize("spec", CONV_GRID, ids=lambda s: f"{s['cls'].__name__}-{s['kw']}")
+def test_exact_rule_equals_op_counter_on_a_grid(spec):
+    oc = _sj.op_counter()
+    torch.manual_seed(3)
+    conv = spec["cls"](**spec["kw"])
+    shape = (2, 4, 9) if spec["cls"] is nn.Conv1d else (2, 4, 7, 9)
+    x = (torch.rand(shape) > 0.5).float()
+    syn = oc.SynOpCounter()
+    with torch.no_grad(), oc.DispatchCounterMode([syn]):
+        conv(x)
+    with torch.no_grad(), EnergyMeter(conv, conv_fanout="exact", batch_dim=0) as meter:
+        conv(x)
+    assert syn.get_total() > 0
+    assert meter.report()["total"]["sops"] == pytest.approx(syn.get_total())
+
+
+def test_nominal_rule_of_grouped_and_transposed_convs():
+    """Nominal fan-out (C_out/g) k^2 / s^2 for grouped convs (it counted g times too much), (C_out/g) k^2
+    for transposed ones (they counted nothing)."""
+    x = (torch.rand(2, 4, 6, 6) > 0.5).float()
+    for groups in (1, 2, 4):
+        conv = nn.Conv2d(4, 8, 3, stride=1, padding=1, groups=groups)
+        with torch.no_grad(), EnergyMeter(conv, batch_dim=0) as m:
+            conv(x)
+        assert m.report()["total"]["sops"] == pytest.approx(float(x.sum()) * (8 // groups) * 9)
+    tconv = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    with torch.no_grad(), EnergyMeter(tconv, batch_dim=0) as m:
+        tconv(x)
+    assert m.report()["total"]["sops"] == pytest.approx(float(x.sum()) * 3 * 9)
+    with torch.no_grad(), EnergyMeter(tconv, batch_dim=0) as m:
+        tconv(torch.rand(2, 4, 6, 6))
+    assert m.report()["total"]["macs"] == 2 * 4 * 36 * 3 * 9
+
+
+# ---- issue 15: samples in single-step and multi-step mode ---------------------------------------------
+def _mlp(step_mode):
+    return nn.Sequential(nn.Linear(64, 32), LIFNode(step_mode=step_mode), nn.Linear(32, 10))
+
+
+def test_single_step_loop_and_multi_step_report_the_same_energy_per_sample():
+    torch.manual_seed(0)
+    net_m = _mlp("m")
+    net_s = _mlp("s")
+    net_s.load_state_dict(net_m.state_dict())
+    x = torch.rand(4, 8, 64) * 3                        # T=4, N=8
+    with torch.no_grad(), EnergyMeter(net_m) as mm:
+        net_m(x)
+    with torch.no_grad(), EnergyMeter(net_s) as ms:    # how snnTorch / SpikingJelly users write loops
+        for t in range(4):
+            net_s(x[t])
+    assert mm.report()["samples"] == 8 and ms.report()["samples"] == 8
+    for k in ("sops", "macs", "energy_pj_per_sample", "sops_per_sample"):
+        assert ms.report()["total"][k] == pytest.approx(mm.report()["total"][k]), k
+    # a second batch after reset_net counts its samples once more
+    _sj.reset_net(net_s)
+    with torch.no_grad(), ms:
+        for t in range(4):
+            net_s(x[t, :3])
+    assert ms.report()["samples"] == 11
+
+
+def test_stateless_and_ann_models_count_every_call():
+    ann = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad(), EnergyMeter(ann) as m:
+        ann(torch.rand(5, 6))
+        ann(torch.rand(3, 6))
+    assert m.report()["samples"] == 8
+
+
+def test_meter_on_a_model_with_nothing_to_count_is_an_error():
+    with pytest.raises(ValueError, match="nothing to count"):
+        EnergyMeter(nn.Sequential(nn.ReLU(), nn.Flatten()))

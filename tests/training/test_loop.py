@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from neuroq import _sj
 from neuroq.cli import main
 from neuroq.io import atomic_write_text, load_checkpoint, save_checkpoint
 
@@ -104,8 +105,10 @@ def test_torchrun_two_ranks_stay_in_sync(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2
-    digests = m["param_sha256_per_rank"]
+    digests = m["param_sha256_per_rank"]  # parameters and normalization buffers
     assert len(digests) == 2 and digests[0] == digests[1]
+    # the epoch's training loss and accuracy cover every rank's shard
+    assert m["history"][0]["samples"] == m["train_samples"] == 256 - round(0.1 * 256)
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -130,3 +133,127 @@ def test_energy_penalty_refused_for_online_methods(capsys):
     code = main(["train", "--method", "saf-e", "--energy-penalty", "1e-3", "--epochs", "1", "--quiet"])
     assert code == 2
     assert "--energy-penalty is not supported by --method saf-e" in capsys.readouterr().err
+
+
+# ---- issue 15: errors that say what to do, resume extension, validation, DDP records ------------------
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "weights_only" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(BASE + ["--epochs", "1", "--limit-train", "120", "--limit-test", "40", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random", "empty", "foreign"])
+@pytest.mark.parametrize("verb", ["resume", "viz", "energy"])
+def test_bad_checkpoints_are_one_line_errors(kind, verb, tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    ck = run / "checkpoint.pt"
+    good = (tiny_run / "checkpoint.pt").read_bytes()
+    if kind == "truncated":
+        ck.write_bytes(good[: len(good) // 2])
+    elif kind == "random":
+        ck.write_bytes(os.urandom(4096))
+    elif kind == "empty":
+        ck.write_bytes(b"")
+    else:
+        torch.save(torch.nn.Linear(2, 2).state_dict(), ck)
+    if verb == "resume":
+        code = main(BASE + ["--epochs", "2", "--out", str(run), "--resume"])
+    elif verb == "viz":
+        code = main(["viz", str(ck), "--out", str(tmp_path / "v")])
+    else:
+        code = main(["energy", str(ck)])
+    assert code == 2
+    err = _one_line_error(capsys)
+    assert "checkpoint" in err
+
+
+@pytest.mark.parametrize("device,msg", [("cuda", "no CUDA GPU is available"), ("tpu", "--device must be")])
+def test_bad_device_is_a_one_line_error(device, msg, tmp_path, capsys):
+    assert main(BASE + ["--epochs", "1", "--device", device, "--out", str(tmp_path / "r")]) == 2
+    assert msg in _one_line_error(capsys)
+
+
+def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(BASE + ["--epochs", "1", "--out", str(f)]) == 2
+    _one_line_error(capsys)
+
+
+def test_download_without_network_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--quiet"]) == 2
+    err = _one_line_error(capsys)
+    assert "download failed" in err and "--data-dir" in err
+
+
+def test_resume_with_more_epochs_replans_the_schedule(tmp_path):
+    out = tmp_path / "r"
+    args = BASE + ["--limit-train", "128", "--no-report", "--lr", "0.01", "--out", str(out)]
+    assert main(args + ["--epochs", "2"]) == 0
+    assert main(args + ["--epochs", "4", "--resume"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    lrs = [h["lr"] for h in m["history"]]
+    import math
+    # epochs 1-2 on the 2-epoch cosine, epochs 3-4 on the 4-epoch cosine (closed form at each epoch)
+    assert lrs[:2] == pytest.approx([0.01 * (1 + math.cos(math.pi * e / 2)) / 2 for e in (1, 2)], abs=1e-12)
+    assert lrs[2:] == pytest.approx([0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in (3, 4)], abs=1e-12)
+    assert m["extensions"] == [dict(after_epoch=2, epochs_before=2, epochs_after=4,
+                                    lr_now=pytest.approx(0.01 * (1 + math.cos(math.pi / 2)) / 2))]
+    assert main(args + ["--epochs", "1", "--resume"]) == 2  # fewer epochs than done: refused
+
+
+def test_one_epoch_accuracy_is_meaningful_and_best_epoch_uses_validation(tmp_path):
+    """BatchNorm statistics are re-estimated before every evaluation (the eval network was dead after one
+    epoch: 10 % test accuracy); the best epoch is chosen on a held-out validation split."""
+    from neuroq.data import encode
+    from neuroq.training import load_run
+
+    out = tmp_path / "r"
+    assert main(["train", "--method", "lif", "--epochs", "1", "--quiet", "--no-report", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    method, model, data, _ = load_run(out / "checkpoint.pt")
+    model.train()  # the same weights with batch statistics over the whole test set
+    _sj.reset_net(model)
+    with torch.no_grad():
+        train_mode_acc = float((model(encode(data.x_test, method.T)).mean(0).argmax(1) == data.y_test).double().mean())
+    assert train_mode_acc > 0.5
+    assert abs(m["final_test_acc"] - train_mode_acc) < 0.1, (m["final_test_acc"], train_mode_acc)
+    assert m["val_samples"] == round(0.1 * 1437) and m["train_samples"] == 1437 - m["val_samples"]
+    assert "best_test_acc" not in m
+    assert m["best_epoch"] == 1 and m["test_acc_at_best_epoch"] == m["history"][0]["test_acc"]
+    assert (out / "best.pt").is_file()
+    out2 = tmp_path / "r2"
+    assert main(BASE + ["--epochs", "3", "--no-report", "--out", str(out2)]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    vals = [h["val_acc"] for h in m2["history"]]
+    assert m2["best_epoch"] == vals.index(max(vals)) + 1
+    assert m2["test_acc_at_best_epoch"] == m2["history"][m2["best_epoch"] - 1]["test_acc"]
+
+
+def test_checkpoint_files_and_permissions(tmp_path):
+    from neuroq.io import atomic_write_text
+
+    path = tmp_path / "c.json"
+    for i in range(3):  # writers killed mid-write leave temporaries behind ...
+        (tmp_path / f".c.json.{i}abc.tmp").write_bytes(b"x" * 100)
+    atomic_write_text(path, "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]  # ... the next write removes them
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)

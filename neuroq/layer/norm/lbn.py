@@ -43,7 +43,7 @@ class _LayerBatchNorm(nn.Module):
         super().__init__()
         self.num_features = check_int("num_features", num_features, ge=1)
         self.eps = check_real("eps", eps, gt=0)
-        self.momentum = check_real("momentum", momentum, gt=0, le=1)
+        self.momentum = check_real("momentum", momentum, gt=0, le=1, allow_none=True)
         self.affine = check_bool("affine", affine)
         self.reading = check_choice("reading", reading, READINGS)
         if affine:
@@ -84,6 +84,8 @@ class _LayerBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
+        if x.numel() == 0:  # an empty batch: nothing to normalize, and no statistic to update
+            return x
         if not self.training:
             a, b = self.inference_affine()
             return x * self._channel_view(a, x) + self._channel_view(b, x)
@@ -101,10 +103,10 @@ class _LayerBatchNorm(nn.Module):
             y = (x - mean) * torch.rsqrt(var + self.eps)
             batch_mean, batch_var = mean.mean(), (var * (n / max(n - 1, 1))).mean()
         with torch.no_grad():
-            m = self.momentum
+            self.num_batches_tracked += 1
+            m = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
             self.running_mean.mul_(1 - m).add_(m * batch_mean.detach())
             self.running_var.mul_(1 - m).add_(m * batch_var.detach())
-            self.num_batches_tracked += 1
         if self.affine:
             y = y * self._channel_view(self.weight, x) + self._channel_view(self.bias, x)
         return y
@@ -120,7 +122,7 @@ class LayerBatchNorm2d(_LayerBatchNorm):
     Args:
         num_features: channels :math:`C` (per-channel affine :math:`\gamma_c, \beta_c`).
         eps: :math:`\epsilon`.
-        momentum: running-estimate momentum :math:`m \in (0, 1]`.
+        momentum: running-estimate momentum :math:`m \in (0, 1]` (``None``: cumulative average).
         affine: learn :math:`\gamma, \beta`.
         reading: ``'a'`` (default; statistics over :math:`(N,C,H,W)`) or ``'b'`` (per sample over
             :math:`(C,H,W)`, batch-averaged running estimates).

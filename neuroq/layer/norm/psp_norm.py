@@ -92,6 +92,8 @@ class _PSPNormBase(nn.Module, _sj.base.StepModule):
         c_axis = self._check_input(x)
         shape = [1] * x.dim()
         shape[c_axis] = self.num_features
+        if x.numel() == 0:  # an empty batch: nothing to normalize, and no statistic to update
+            return x
         use_batch = self.training or not self.track_running_stats
         if use_batch:
             dims = tuple(d for d in range(x.dim()) if d != c_axis)

@@ -1,0 +1,47 @@
+"""Network builders: wrong input shapes are clear errors naming what was expected."""
+import pytest
+import torch
+
+from neuroq.models import maqd_cnn, preact_resnet, spiking_cnn, spiking_mlp
+from neuroq.neuron import LIFNode
+
+
+def _lif():
+    return LIFNode(step_mode="m")
+
+
+def test_mlp_feature_mismatch():
+    net = spiking_mlp(64, (16,), 10, _lif)
+    assert net(torch.rand(2, 3, 1, 8, 8)).shape == (2, 3, 10)
+    with pytest.raises(ValueError, match=r"built for samples of 64 values, got input \(2, 3, 1, 7, 7\)"):
+        net(torch.rand(2, 3, 1, 7, 7))
+    with pytest.raises(ValueError, match=r"multi-step input \[T, N"):
+        net(torch.rand(3, 64))
+
+
+def test_cnn_shape_checks():
+    with pytest.raises(ValueError, match=r"in_shape must be \(C, H, W\)"):
+        spiking_cnn((28, 28), 10, _lif)
+    net = spiking_cnn((1, 8, 8), 10, _lif, channels=(4, 4), hidden=16)
+    with pytest.raises(ValueError, match=r"samples of shape \[1, 8, 8\]"):
+        net(torch.rand(2, 3, 3, 8, 8))
+
+
+def test_resnet_channel_mismatch():
+    net = preact_resnet(8, in_channels=1, width=4, T=2)
+    with pytest.raises(ValueError, match=r"in_channels=1\) got an input with 3 channels"):
+        net(torch.rand(2, 3, 8, 8))
+
+
+def test_quant_layers_channel_mismatch():
+    from neuroq.layer import QuantConv2d, QuantLinear
+
+    with pytest.raises(ValueError, match=r"QuantConv2d\(in_channels=3\) got an input with 1 channels"):
+        QuantConv2d(3, 4, 3)(torch.rand(2, 1, 5, 5))
+    with pytest.raises(ValueError, match=r"QuantLinear\(in_features=5\) expects input \[\.\.\., 5\]"):
+        QuantLinear(5, 2)(torch.rand(2, 4))
+    with pytest.raises(ValueError, match="fan-in of at least 2"):
+        QuantLinear(1, 4)
+    model = maqd_cnn((1, 8, 8), 10, channels=(4, 4))
+    with pytest.raises(ValueError, match="channels"):
+        model(torch.rand(1, 2, 3, 8, 8))
