@@ -119,9 +119,15 @@ class TrainConfig:
                                       "statistics over this many training batches (0: keep the moving averages)",
                                       parse=int)
     device: str = option("cpu", "cpu, cuda, cuda:0 ...")
+    log: tuple = option((), "per-epoch logs in the output folder: csv (log.csv) and/or tensorboard (tensorboard/): "
+                        "loss, accuracies, lr, energy per sample and per-layer firing rates", nargs="+",
+                        choices=("csv", "tensorboard"))
+    log_samples: int = option(256, "samples metered for the per-epoch energy and firing rates of --log",
+                              parse=positive_int("--log-samples"))
+    num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory", parse=int)
 
     #: fields that may differ when a run is resumed (they do not change what is computed)
-    RESUMABLE = ("data_dir", "download", "device", "epochs")
+    RESUMABLE = ("data_dir", "download", "device", "epochs", "log", "log_samples", "num_workers")
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, _dataset_names())
@@ -138,6 +144,11 @@ class TrainConfig:
         check_int("eval_every", self.eval_every, ge=0)
         check_real("val_fraction", self.val_fraction, ge=0, lt=1)
         check_int("recalibrate_batches", self.recalibrate_batches, ge=0)
+        self.log = tuple(self.log)
+        for k in self.log:
+            check_choice("log", k, ("csv", "tensorboard"))
+        check_int("log_samples", self.log_samples, ge=1)
+        check_int("num_workers", self.num_workers, ge=0)
         for k in ("limit_train", "limit_test"):
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), ge=1)

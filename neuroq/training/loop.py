@@ -114,6 +114,9 @@ class Trainer:
         if self.world > 1:
             ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda") else None
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        from .log import make_loggers
+
+        self.loggers = make_loggers(cfg.log, self.out) if self.is_main else []
         self.penalty = None
         if cfg.energy_penalty > 0:
             from ..energy import make_penalty
@@ -244,6 +247,15 @@ class Trainer:
         if self.diverged:
             rec["diverged"] = True
         self.history.append(rec)
+        if self.loggers and evaluate:
+            from .log import epoch_scalars
+
+            ds = self.val_set if self.val_set is not None else self.data.test
+            energy = meter_run(self.method, inference_model(self.method, self.model, self.device), ds,
+                               self.cfg.encoding, self.device, samples=self.cfg.log_samples,
+                               kind=self.data.kind).report()
+            for lg in self.loggers:
+                lg.log(epoch + 1, epoch_scalars(rec, energy))
         if self.is_main and self.label is not None:
             acc = "–" if test_acc is None else f"{test_acc:.4f}"
             val = "" if val_acc is None else f"val_acc {val_acc:.4f}  "
@@ -265,7 +277,7 @@ class Trainer:
         order = self.begin_epoch(epoch)
         bar = tqdm(total=num_batches(len(order), self.per_rank_bs), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not (self.is_main and self.progress), leave=False, dynamic_ncols=True)
-        for xb, yb in batches(self.train_set, order, self.per_rank_bs):
+        for xb, yb in batches(self.train_set, order, self.per_rank_bs, self.cfg.num_workers):
             self.train_batch(xb, yb)
             st = self._epoch_stats
             bar.update(1)
@@ -291,6 +303,8 @@ class Trainer:
         metrics = self.write_metrics(digests) if (self.is_main and self.out is not None) else self.metrics(digests)
         if self.penalty is not None:
             self.penalty.stop()
+        for lg in self.loggers:
+            lg.close()
         return metrics
 
     # ---- evaluation and records ---------------------------------------------------------------
