@@ -1,6 +1,7 @@
-"""``neuroq`` command line: ``train``, ``energy``, ``viz``.
+"""``neuroq`` command line: ``train``, ``compare``, ``energy``, ``viz``.
 
-    neuroq train --method lif --dataset digits -T 4 --epochs 30 --out runs/demo
+    neuroq train --method lif --dataset digits -T 4 --epochs 30 --out runs/train
+    neuroq compare --dataset digits --methods lif,s2nn,saf-e,ottt-o,maqd,ann --out runs/compare
     torchrun --nproc_per_node=2 -m neuroq.cli train ...       # data-parallel
 
 The options of ``train`` are the fields of :class:`neuroq.training.TrainConfig` and of the methods'
@@ -38,6 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     C.add_options(t, {"train": C.TrainConfig}, title="training options")
     C.add_options(t, M.configs(), title="method options (which methods use each is in brackets)")
     t.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("compare", help="train several methods on the same data and budget; accuracy-energy frontier",
+                       description="Train every method on the same data, seeds and budget, meter each with one "
+                                   "energy model, and write compare.json and frontier.png to --out.")
+    c.add_argument("--methods", default=None, type=lambda s: [m for m in s.split(",") if m],
+                   help="comma-separated methods (default: every registered method that reads the dataset): "
+                        + ", ".join(M.available()))
+    c.add_argument("--seeds", type=C.positive_int("--seeds"), default=1,
+                   help="seeds per method (--seed, --seed+1, ...; default: 1)")
+    c.add_argument("--jobs", type=C.positive_int("--jobs"), default=1,
+                   help="trainings at once, one torch thread each (default: 1)")
+    c.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    c.add_argument("--samples", type=C.positive_int("--samples"), default=512,
+                   help="test samples every method is metered on (default: 512)")
+    c.add_argument("--e-ac", type=C.positive_float("--e-ac"), default=0.9, help="pJ per accumulate (default: 0.9)")
+    c.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=4.6, help="pJ per MAC (default: 4.6)")
+    c.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"),
+                   help="conv fan-out rule of the meter (default: nominal)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    C.add_options(c, {"train": C.TrainConfig}, title="training options (the same for every method)")
+    C.add_options(c, M.configs(), title="method options (applied to every compared method that has them)")
+    c.set_defaults(func=_cmd_compare)
 
     e = sub.add_parser("energy", help="per-layer energy report of a trained checkpoint (table + JSON)")
     e.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train` (or its run folder)")
@@ -121,6 +144,31 @@ def _cmd_train(args):
     if tr.is_main and not args.no_report:
         report_run(method, tr.model, data, cfg.encoding, args.out, tr.device)
     tr.close()
+
+
+def _cmd_compare(args):
+    from .training import methods as M
+    from .training.compare import applicable_methods, compare, markdown_table
+
+    train = C.from_namespace(C.TrainConfig, args)
+    check_device(train.device)
+    options = {}
+    for cfg in M.configs().values():
+        options.update(C.given(args, cfg))
+    names = args.methods
+    if names is None:
+        from .data import load_dataset
+
+        names = applicable_methods(load_dataset(train.dataset, train.data_dir, download=train.download,
+                                                limit_train=1, limit_test=1).kind)
+    for k in options:
+        if not any(k in C.field_names(M.method_class(m).Config) for m in names if m in M.available()):
+            raise ValueError(f"{C.cli_name(k)} applies to none of the compared methods ({', '.join(names)})")
+    summary = compare(names, train, args.out, seeds=args.seeds, options=options, jobs=args.jobs,
+                      meter=dict(samples=args.samples, e_ac=args.e_ac, e_mac=args.e_mac, conv_fanout=args.conv_fanout),
+                      progress=not args.quiet)
+    print(markdown_table(summary))
+    print(f"wrote {args.out}/compare.json and {args.out}/frontier.png")
 
 
 def _load(args):

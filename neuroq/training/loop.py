@@ -77,11 +77,12 @@ class Trainer:
             ``TrainConfig.RESUMABLE`` fields).
         progress: show a progress bar per epoch.
         label: prefix of the per-epoch log line (``None``: no log line).
+        callbacks: functions called with each epoch's history record (after it is written).
     """
 
     def __init__(self, method: Method, data, cfg: TrainConfig, model: Optional[torch.nn.Module] = None,
                  out: Optional[str] = None, resume: bool = False, progress: bool = False,
-                 label: Optional[str] = ""):
+                 label: Optional[str] = "", callbacks=()):
         if not isinstance(method, Method):
             raise TypeError(f"method must be a neuroq.training.methods.Method, got {type(method).__name__}")
         if not isinstance(cfg, TrainConfig):
@@ -92,6 +93,7 @@ class Trainer:
         self.is_main = self.rank == 0
         self.out = Path(out) if out is not None else None
         self.progress, self.label = progress, label
+        self.callbacks = list(callbacks)
         if model is None:
             seed_everything(cfg.seed)
             model = method.build_model(data)
@@ -271,6 +273,8 @@ class Trainer:
             self.write_metrics()
         if self.world > 1:
             dist.barrier()
+        for cb in self.callbacks:
+            cb(rec)
         return rec
 
     def run_epoch(self, epoch: int) -> dict:
@@ -442,16 +446,19 @@ def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "di
 
 
 def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out, device="cpu",
-               samples: int = 512) -> dict:
-    """Write ``energy.json`` (EnergyMeter over test samples) and ``raster.png`` (test sample 0) to ``out``."""
+               samples: int = 512, write_energy: bool = True) -> dict:
+    """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
+    (test sample 0) to ``out``."""
     from .. import viz
 
     net = inference_model(method, model, device)
-    meter = meter_run(method, net, data.test, encoding, device, samples=samples, kind=data.kind)
-    rep = meter.report()
-    rep.update(method=method.name, dataset=data.name, machine=machine_info(device))
-    atomic_write_json(Path(out) / "energy.json", rep)
-    print(meter.table())
+    rep = None
+    if write_energy:
+        meter = meter_run(method, net, data.test, encoding, device, samples=samples, kind=data.kind)
+        rep = meter.report()
+        rep.update(method=method.name, dataset=data.name, machine=machine_info(device))
+        atomic_write_json(Path(out) / "energy.json", rep)
+        print(meter.table())
     x0, y0 = next(batches(data.test, torch.arange(1), 1))
     rec = viz.record(net, method.record_input(x0.to(device), encoding, data.kind))
     ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")

@@ -325,7 +325,8 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
 
     Args:
         runs: ``neuroq train`` output folders (or their ``checkpoint.pt``), or dicts with ``energy_pj``
-            and ``accuracy`` (and optionally ``label`` and ``args``), e.g. from :func:`load_run_summary`.
+            and ``accuracy`` (and optionally ``label``, ``args``, and ``accuracy_std`` / ``energy_std``,
+            drawn as error bars), e.g. from :func:`load_run_summary` or ``neuroq compare``.
         labels: one label per run (default: each run's ``"<method> T=<T>"``, made distinct by
             :func:`distinct_labels` where two are alike).
         accuracy: the ``metrics.json`` key to use (``final_test_acc`` or ``test_acc_at_best_epoch``).
@@ -363,6 +364,10 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
         _, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     on_front = np.zeros(len(rows), dtype=bool)
     on_front[front] = True
+    a_err = np.array([r.get("accuracy_std") or 0.0 for r in rows], dtype=float)
+    e_err = np.array([r.get("energy_std") or 0.0 for r in rows], dtype=float)
+    if np.any(a_err > 0) or np.any(e_err > 0):  # spread over seeds (one std)
+        ax.errorbar(e, a, xerr=e_err, yerr=a_err, fmt="none", ecolor="0.35", elinewidth=1.0, capsize=3, zorder=2)
     ax.scatter(e, a, c=[PALETTE[1] if f else GREY for f in on_front], s=40, zorder=3,
                edgecolors="k", linewidths=0.5)
     ax.step(e[front], a[front], where="post", color=PALETTE[1], linestyle="--", linewidth=1.2,

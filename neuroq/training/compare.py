@@ -1,0 +1,287 @@
+"""``neuroq compare``: every method on the same data, the same seeds and the same budget, metered by one
+energy model, and the accuracy-energy frontier across them.
+
+For each method and seed a run trains in its own process (:class:`neuroq.training.Trainer`, so its peak
+memory is its own), writes its ``checkpoint.pt``, ``metrics.json``, ``energy.json`` and ``raster.png`` to
+``out/<method>/seed<k>/``, and is skipped when it already finished (an interrupted comparison resumes).
+Across methods ``compare.json`` holds, per method, the test accuracy (mean ± std over the seeds), the
+energy per inference split into its SOP and MAC parts, the time steps, the parameters, the training time
+and the peak memory; ``frontier.png`` draws accuracy against energy with the Pareto frontier and one
+marker per method with its seed spread as error bars.
+
+The rules that make the comparison fair:
+
+* one :class:`~neuroq.training.TrainConfig` for every run (dataset, epochs, batch size, learning rate,
+  schedule, validation split): the same budget of epochs and samples;
+* the method options given here apply to every method that has them (``T`` to the methods that simulate
+  time, ``arch``/``hidden`` to every reference MLP/CNN); the rest keep each method's defaults;
+* one :class:`neuroq.energy.EnergyMeter` setting (``samples``, ``e_ac``, ``e_mac``, ``conv_fanout``)
+  meters each method's inference network on the same test samples.
+
+Methods added later join by registering (:func:`neuroq.training.methods.register`): the default
+``methods`` are all registered methods that take the dataset's kind of samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..io import atomic_write_json, machine_info
+from .config import TrainConfig, from_dict, to_dict
+from .methods import available, method_class
+
+#: the meter setting every method is measured with
+METER_DEFAULTS = dict(samples=512, e_ac=0.9, e_mac=4.6, conv_fanout="nominal")
+
+
+def applicable_methods(kind: str) -> list[str]:
+    """Registered methods that take samples of ``kind`` (``TaskData.kind``)."""
+    return [m for m in available() if kind in method_class(m).kinds]
+
+
+def method_options(name: str, options: dict) -> dict:
+    """The subset of ``options`` that method ``name``'s Config has."""
+    fields = {f.name for f in dataclasses.fields(method_class(name).Config)}
+    return {k: v for k, v in options.items() if k in fields}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _run_one(job: dict, progress) -> dict:
+    """Train one (method, seed) in this (child) process; returns its summary."""
+    import torch
+
+    from ..data import load_dataset
+    from .loop import Trainer, inference_model, meter_run, report_run
+
+    torch.set_num_threads(job["threads"])
+    cfg = from_dict(TrainConfig, job["train"])
+    cls = method_class(job["method"])
+    method = cls(from_dict(cls.Config, job["options"]))
+    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, limit_train=cfg.limit_train,
+                        limit_test=cfg.limit_test)
+    rss0 = _rss_mib()
+    if cfg.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    report = None if progress is None else (lambda rec: progress.put((job["method"], job["seed"], rec)))
+    tr = Trainer(method, data, cfg, out=job["out"], resume=True, label=None,
+                 callbacks=[report] if report else ())
+    metrics = tr.fit()
+    train_wall = time.time() - t0
+    peak = max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cfg.device.startswith("cuda") else None
+    m = job["meter"]
+    net = inference_model(method, tr.model, tr.device)
+    meter = meter_run(method, net, data.test, cfg.encoding, tr.device, samples=m["samples"], kind=data.kind,
+                      e_ac=m["e_ac"], e_mac=m["e_mac"], conv_fanout=m["conv_fanout"])
+    rep = meter.report()
+    rep.update(method=method.name, dataset=data.name, machine=machine_info(tr.device))
+    atomic_write_json(Path(job["out"]) / "energy.json", rep)
+    report_run(method, tr.model, data, cfg.encoding, job["out"], tr.device, samples=min(64, m["samples"]),
+               write_energy=False)
+    tot = rep["total"]
+    return dict(method=method.name, seed=cfg.seed, T=method.T, final_test_acc=metrics["final_test_acc"],
+                best_epoch=metrics["best_epoch"], test_acc_at_best_epoch=metrics["test_acc_at_best_epoch"],
+                energy_pj=tot["energy_pj_per_sample"], sop_energy_pj=tot["sops_per_sample"] * rep["e_ac_pj"],
+                mac_energy_pj=tot["macs_per_sample"] * rep["e_mac_pj"], sops=tot["sops_per_sample"],
+                macs=tot["macs_per_sample"], firing_rate=tot.get("firing_rate"),
+                params=sum(p.numel() for p in tr.model.parameters()), train_time_s=metrics["train_time_s"],
+                wall_time_s=train_wall, peak_memory_mib=gpu_peak if gpu_peak is not None else peak,
+                peak_memory_kind="cuda max_memory_allocated" if gpu_peak is not None else "process RSS growth",
+                history=[dict(epoch=h["epoch"], train_loss=h["train_loss"], test_acc=h["test_acc"],
+                              val_acc=h.get("val_acc")) for h in metrics["history"]],
+                options=job["options"], out=job["out"])
+
+
+def _child(job, queue, progress):
+    try:
+        queue.put(("ok", _run_one(job, progress)))
+    except BaseException as e:  # report, never hang the parent
+        import traceback
+
+        queue.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}"))
+
+
+def _summary_path(out: Path) -> Path:
+    return out / "summary.json"
+
+
+def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: int = 1, options: Optional[dict] = None,
+            jobs: int = 1, meter: Optional[dict] = None, progress: bool = True) -> dict:
+    """Train every method of ``methods`` (default: all that take the dataset's samples) with ``seeds``
+    seeds (``train.seed``, ``train.seed + 1`` ...) and write ``compare.json`` and ``frontier.png`` to
+    ``out`` (see the module docstring).  ``jobs`` runs that many trainings at once (one torch thread
+    each); ``options`` are method options applied to every method that has them."""
+    from ..data import load_dataset
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the comparison")
+    options = dict(options or {})
+    meter = dict(METER_DEFAULTS, **(meter or {}))
+    kind = load_dataset(train.dataset, train.data_dir, download=train.download, limit_train=1, limit_test=1).kind
+    names = list(methods) if methods else applicable_methods(kind)
+    unknown = [m for m in names if m not in available()]
+    if unknown:
+        raise ValueError(f"--methods: unknown method(s) {unknown}; registered: {', '.join(available())}")
+    wrong = [m for m in names if kind not in method_class(m).kinds]
+    if wrong:
+        raise ValueError(f"--methods {','.join(wrong)} cannot read --dataset {train.dataset} ({kind} samples)")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
+    jobs_list = []
+    for name in names:
+        cls = method_class(name)
+        opts = to_dict(cls.Config(**method_options(name, options)))
+        for k in range(seeds):
+            cfg = dataclasses.replace(train, seed=train.seed + k)
+            cls(from_dict(cls.Config, opts)).check(cfg)
+            jobs_list.append(dict(method=name, seed=cfg.seed, train=to_dict(cfg), options=opts, meter=meter,
+                                  out=str(out / name / f"seed{cfg.seed}"), threads=1 if jobs > 1 else
+                                  max(1, (os.cpu_count() or 1))))
+    out.mkdir(parents=True, exist_ok=True)
+    results = _run_all(jobs_list, jobs, progress, train.epochs)
+    summary = _aggregate(names, results, train, options, meter, seeds)
+    atomic_write_json(out / "compare.json", summary)
+    draw_frontier(summary, out / "frontier.png")
+    return summary
+
+
+def _run_all(jobs_list: list, jobs: int, progress: bool, epochs: int) -> list:
+    from tqdm import tqdm
+
+    ctx = mp.get_context("spawn")
+    results, pending = [], []
+    for job in jobs_list:
+        done = _summary_path(Path(job["out"]))
+        if done.exists():
+            prev = json.loads(done.read_text())
+            if prev.get("options") == job["options"]:
+                results.append(prev)
+                continue
+        pending.append(job)
+    methods = list(dict.fromkeys(j["method"] for j in jobs_list))
+    per_method = {m: sum(1 for j in jobs_list if j["method"] == m) * epochs for m in methods}
+    bars = {m: tqdm(total=per_method[m], desc=f"{m:>10}", position=i, leave=True, disable=not progress,
+                    dynamic_ncols=True) for i, m in enumerate(methods)}
+    for r in results:
+        bars[r["method"]].update(epochs)
+    prog = ctx.Queue()
+    running = []
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                job = pending.pop(0)
+                q = ctx.Queue()
+                p = ctx.Process(target=_child, args=(job, q, prog), daemon=True)
+                p.start()
+                running.append((job, p, q))
+            time.sleep(0.2)
+            while not prog.empty():
+                m, seed, rec = prog.get()
+                bars[m].update(1)
+                if rec.get("test_acc") is not None:
+                    bars[m].set_postfix(seed=seed, test_acc=f"{rec['test_acc']:.3f}")
+            for item in list(running):
+                job, p, q = item
+                if not q.empty():
+                    status, payload = q.get()
+                    p.join()
+                    running.remove(item)
+                    if status != "ok":
+                        raise RuntimeError(f"compare: {job['method']} seed {job['seed']} failed: {payload}")
+                    atomic_write_json(_summary_path(Path(job["out"])), payload)
+                    results.append(payload)
+                elif not p.is_alive():
+                    running.remove(item)
+                    raise RuntimeError(f"compare: the process training {job['method']} seed {job['seed']} died "
+                                       f"(exit code {p.exitcode})")
+    finally:
+        for _, p, _ in running:
+            p.terminate()
+        for b in bars.values():
+            b.close()
+    return results
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _aggregate(names, results, train, options, meter, seeds) -> dict:
+    rows = {}
+    for name in names:
+        rs = sorted((r for r in results if r["method"] == name), key=lambda r: r["seed"])
+        acc, acc_sd = _mean_std([r["final_test_acc"] for r in rs])
+        best, best_sd = _mean_std([r["test_acc_at_best_epoch"] for r in rs])
+        e, e_sd = _mean_std([r["energy_pj"] for r in rs])
+        rows[name] = dict(
+            method=name, help=method_class(name).help, seeds=[r["seed"] for r in rs], T=rs[0]["T"],
+            accuracy=acc, accuracy_std=acc_sd, test_acc_at_best_epoch=best, test_acc_at_best_epoch_std=best_sd,
+            energy_pj=e, energy_std=e_sd, sop_energy_pj=_mean_std([r["sop_energy_pj"] for r in rs])[0],
+            mac_energy_pj=_mean_std([r["mac_energy_pj"] for r in rs])[0],
+            sops=_mean_std([r["sops"] for r in rs])[0], macs=_mean_std([r["macs"] for r in rs])[0],
+            firing_rate=_mean_std([r["firing_rate"] for r in rs])[0], params=rs[0]["params"],
+            train_time_s=_mean_std([r["train_time_s"] for r in rs])[0],
+            peak_memory_mib=max(r["peak_memory_mib"] for r in rs), peak_memory_kind=rs[0]["peak_memory_kind"],
+            runs=rs)
+    from ..viz.energy_plots import pareto_front
+
+    order = list(rows)
+    front = pareto_front([rows[m]["energy_pj"] for m in order], [rows[m]["accuracy"] for m in order])
+    return dict(kind="neuroq-compare-1", dataset=train.dataset, train=to_dict(train), seeds=seeds, options=options,
+                meter=meter, methods=rows, pareto_front=[order[i] for i in front], machine=machine_info(train.device))
+
+
+def draw_frontier(summary: dict, path) -> None:
+    """``frontier.png`` (and ``.pdf``) of a ``compare.json``: accuracy against energy per inference, one
+    marker per method with its seed spread, the Pareto frontier dashed."""
+    from .. import viz
+
+    rows = [dict(label=f"{m} (T={r['T']})", energy_pj=r["energy_pj"], accuracy=r["accuracy"],
+                 accuracy_std=r["accuracy_std"], energy_std=r["energy_std"]) for m, r in summary["methods"].items()]
+    n = len(summary["methods"][next(iter(summary["methods"]))]["seeds"])
+    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference "
+                                         f"({n} seed{'s' if n > 1 else ''} each, mean ± std)")
+    ax.set_ylabel("test accuracy")
+    viz.save(ax, path, formats=("png", "pdf"))
+
+
+def markdown_table(summary: dict) -> str:
+    """The comparison as a Markdown table (for the README and docs; never typed by hand)."""
+    front = set(summary["pareto_front"])
+    lines = ["| method | T | test accuracy (%) | energy / inference (nJ) | SOP part (nJ) | MAC part (nJ) | firing rate "
+             "| parameters | training time (s) | peak memory (MiB) | on the frontier |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for m, r in sorted(summary["methods"].items(), key=lambda kv: kv[1]["energy_pj"]):
+        sd = "" if not r["accuracy_std"] else f" ± {100 * r['accuracy_std']:.2f}"
+        fr = "–" if r["firing_rate"] is None else f"{r['firing_rate']:.3f}"
+        lines.append(f"| {m} | {r['T']} | {100 * r['accuracy']:.2f}{sd} | {r['energy_pj'] / 1e3:.1f} | "
+                     f"{r['sop_energy_pj'] / 1e3:.1f} | {r['mac_energy_pj'] / 1e3:.1f} | {fr} | {r['params']:,} | "
+                     f"{r['train_time_s']:.0f} | {r['peak_memory_mib']:.0f} | {'yes' if m in front else ''} |")
+    t = summary["train"]
+    mach = summary["machine"]
+    lines += ["", f"{summary['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']} ({t['schedule']}), "
+              f"{summary['seeds']} seed(s) per method, method options {summary['options'] or 'defaults'}; energy "
+              f"metered on {summary['meter']['samples']} test samples (E_AC {summary['meter']['e_ac']} pJ, E_MAC "
+              f"{summary['meter']['e_mac']} pJ, {summary['meter']['conv_fanout']} fan-out); machine: "
+              f"{mach.get('gpu') or mach.get('processor')}, {mach.get('cpu_count')} CPUs, torch {mach.get('torch')}, "
+              f"SpikingJelly {mach.get('spikingjelly')}."]
+    return "\n".join(lines)
+
+
+__all__ = ["compare", "applicable_methods", "draw_frontier", "markdown_table", "METER_DEFAULTS"]
