@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.neuroq-installed
+DEV    := $(VENV)/.neuroq-dev-installed
 SJ14   := .sj14
 
 .PHONY: demo test test-sj14 install clean bench
@@ -10,22 +11,27 @@ SJ14   := .sj14
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+$(DEV): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(DEV)
 
 install: $(STAMP)
 
-# Main job: train a LIF network on scikit-learn's digits (offline), write checkpoint,
-# metrics, energy report and spike raster to runs/demo/.
+# Main job: every method on scikit-learn's digits (offline), the same budget, one energy meter:
+# runs/demo/compare.json, frontier.png, and per method its checkpoint, metrics, energy report and raster.
+DEMO_METHODS := lif,s2nn,saf-e,ottt-o,maqd,ann
 demo: $(STAMP)
-	$(PY) -m neuroq.cli train --method lif --dataset digits -T 4 --epochs 30 --out runs/demo --resume
+	$(PY) -m neuroq.cli compare --dataset digits --methods $(DEMO_METHODS) --epochs 15 --jobs 2 --out runs/demo
 
 # The whole test suite against the installed SpikingJelly (2.0.0 by default).
-test: $(STAMP)
+test: $(DEV)
 	$(PY) -m pytest -q
 
 # The same suite with SpikingJelly 0.0.0.0.14 first on the path.
-$(SJ14)/.ok: $(STAMP)
+$(SJ14)/.ok: $(DEV)
 	$(PY) -m pip install -q --no-deps --target $(SJ14) spikingjelly==0.0.0.0.14
 	touch $@
 

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds per method (--seed, --seed+1, ...; default: 1)")
     c.add_argument("--jobs", type=C.positive_int("--jobs"), default=1,
                    help="trainings at once, one torch thread each (default: 1)")
+    c.add_argument("--threads", type=C.positive_int("--threads"), default=None,
+                   help="torch threads per training (default: 1 with --jobs > 1, else all cores)")
     c.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
     c.add_argument("--samples", type=C.positive_int("--samples"), default=512,
                    help="test samples every method is metered on (default: 512)")
@@ -164,7 +166,7 @@ def _cmd_compare(args):
     for k in options:
         if not any(k in C.field_names(M.method_class(m).Config) for m in names if m in M.available()):
             raise ValueError(f"{C.cli_name(k)} applies to none of the compared methods ({', '.join(names)})")
-    summary = compare(names, train, args.out, seeds=args.seeds, options=options, jobs=args.jobs,
+    summary = compare(names, train, args.out, seeds=args.seeds, options=options, jobs=args.jobs, threads=args.threads,
                       meter=dict(samples=args.samples, e_ac=args.e_ac, e_mac=args.e_mac, conv_fanout=args.conv_fanout),
                       progress=not args.quiet)
     print(markdown_table(summary))

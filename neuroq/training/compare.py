@@ -101,7 +101,7 @@ def _run_one(job: dict, progress) -> dict:
                 peak_memory_kind="cuda max_memory_allocated" if gpu_peak is not None else "process RSS growth",
                 history=[dict(epoch=h["epoch"], train_loss=h["train_loss"], test_acc=h["test_acc"],
                               val_acc=h.get("val_acc")) for h in metrics["history"]],
-                options=job["options"], out=job["out"])
+                options=job["options"], train=job["train"], out=job["out"])
 
 
 def _child(job, queue, progress):
@@ -118,11 +118,12 @@ def _summary_path(out: Path) -> Path:
 
 
 def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: int = 1, options: Optional[dict] = None,
-            jobs: int = 1, meter: Optional[dict] = None, progress: bool = True) -> dict:
+            jobs: int = 1, meter: Optional[dict] = None, progress: bool = True, threads: Optional[int] = None) -> dict:
     """Train every method of ``methods`` (default: all that take the dataset's samples) with ``seeds``
     seeds (``train.seed``, ``train.seed + 1`` ...) and write ``compare.json`` and ``frontier.png`` to
     ``out`` (see the module docstring).  ``jobs`` runs that many trainings at once (one torch thread
-    each); ``options`` are method options applied to every method that has them."""
+    each unless ``threads`` says otherwise); ``options`` are method options applied to every method that
+    has them."""
     from ..data import load_dataset
 
     out = Path(out)
@@ -148,8 +149,8 @@ def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: in
             cfg = dataclasses.replace(train, seed=train.seed + k)
             cls(from_dict(cls.Config, opts)).check(cfg)
             jobs_list.append(dict(method=name, seed=cfg.seed, train=to_dict(cfg), options=opts, meter=meter,
-                                  out=str(out / name / f"seed{cfg.seed}"), threads=1 if jobs > 1 else
-                                  max(1, (os.cpu_count() or 1))))
+                                  out=str(out / name / f"seed{cfg.seed}"),
+                                  threads=threads or (1 if jobs > 1 else max(1, os.cpu_count() or 1))))
     out.mkdir(parents=True, exist_ok=True)
     results = _run_all(jobs_list, jobs, progress, train.epochs)
     summary = _aggregate(names, results, train, options, meter, seeds)
@@ -167,7 +168,7 @@ def _run_all(jobs_list: list, jobs: int, progress: bool, epochs: int) -> list:
         done = _summary_path(Path(job["out"]))
         if done.exists():
             prev = json.loads(done.read_text())
-            if prev.get("options") == job["options"]:
+            if prev.get("options") == job["options"] and prev.get("train") == job["train"]:
                 results.append(prev)
                 continue
         pending.append(job)
