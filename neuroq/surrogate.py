@@ -92,7 +92,7 @@ def s2nn_gradient(u: torch.Tensor, t_ref: int, alpha: float, v_threshold: float 
         >>> from neuroq.surrogate import s2nn_gradient
         >>> g = s2nn_gradient(torch.tensor([0.5]), t_ref=1, alpha=4.0)   # T_ref = 1: sigmoid'(u - 1)
         >>> round(float(g), 4)
-        0.4200
+        0.42
     """
     check_int("t_ref", t_ref, ge=1)
     finite_real("v_threshold", v_threshold, gt=0)

@@ -39,10 +39,10 @@ class OnlineLIFNode(LIFNode):
         >>> import torch
         >>> from neuroq.neuron import OnlineLIFNode
         >>> node = OnlineLIFNode(tau=2.0).train()
-        >>> [node(torch.full((1,), 1.2)).item() for _ in range(3)]
-        [1.0, 0.0, 1.0]
-        >>> node.trace.tolist()       # 0.5 * (0.5 * 1 + 0) + 1
-        [1.25]
+        >>> [node(torch.full((1,), 0.8)).item() for _ in range(3)]   # u = 0.8, 1.2, 0.9
+        [0.0, 1.0, 0.0]
+        >>> node.trace.tolist()       # 0.5 * (0.5 * 0 + 1) + 0
+        [0.5]
     """
 
     # its own family member: the kernel runs it with the membrane detached and the trace (training)
