@@ -3,7 +3,9 @@ r"""The fused CPU backend (``backend='cpu'``): C++ build, cache and launchers.
 ``neuron_kernels_cpu.cpp`` + ``kernels.cuh`` (beside this file, the same per-neuron math the CUDA
 kernels run) are compiled once per storage dtype by the system C++ compiler with
 
-    -O3 -std=c++17 -fPIC -shared -ffp-contract=off -fopenmp -march=native -DNQ_STORAGE=<type>
+    -O3 -std=c++17 -fPIC -fopenmp -march=native -DNQ_STORAGE=<type>
+      -DNQ_PART=1 -ffp-contract=off    (forward, the backward's recompute: bit-exact)
+      -DNQ_PART=2 -ffp-contract=fast   (the reverse-time gradient loops: FMA allowed)
 
 into ``$NEUROQ_CACHE_DIR`` (default ``$XDG_CACHE_HOME/neuroq/ops`` or ``~/.cache/neuroq/ops``), under
 a name keyed by a hash of the inlined source, the flags, the compiler's version and the CPU
@@ -49,8 +51,11 @@ from .params import (NEURON_FIELDS, SAF_FIELDS, SURROGATE_FIELDS, exact_reciproc
                      require_storage, require_surrogate, saf_constants)
 
 SOURCE = "neuron_kernels_cpu.cpp"
-BASE_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-fopenmp")
+BASE_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-fopenmp")
 ARCH_FLAGS = ("-march=native",)
+#: the two translation units of SOURCE: exact forward/recompute, and the gradient loops with FMA
+UNITS = (("-DNQ_PART=1", "-ffp-contract=off"), ("-DNQ_PART=2", "-ffp-contract=fast"))
+LINK_FLAGS = ("-shared", "-fopenmp")
 _ENTRY_POINTS = ("nq_cpu_abi", "nq_cpu_if_forward", "nq_cpu_if_backward", "nq_cpu_saf_forward",
                  "nq_cpu_saf_backward", "nq_cpu_surrogate_backward", "nq_cpu_advise_huge")
 #: output buffers at least this large get the huge-page advice (see nq_cpu_advise_huge)
@@ -123,10 +128,12 @@ _BUILD_LOCK = threading.Lock()
 
 
 def build(source_text: str, flags: tuple, stem: str, cxx: Optional[str] = None,
-          directory: Optional[Path] = None) -> Path:
+          directory: Optional[Path] = None, units: Optional[tuple] = None, link_flags: tuple = ("-shared",)) -> Path:
     """Compile ``source_text`` into a shared library in the cache (or return the cached one).
 
-    The file name holds a hash of (source, flags, compiler version, CPU); the build writes a
+    ``units``: compile the source once per tuple of extra flags (``-c``) and link the objects with
+    ``link_flags`` (one library from several translation units); without it one ``flags`` compile.
+    The file name holds a hash of (source, flags, units, compiler version, CPU); the build writes a
     temporary file in the cache directory and renames it into place, under a thread lock and an
     ``fcntl`` lock file, so concurrent builders never see a partial library.  Raises
     ``RuntimeError`` with the compiler's message when the build fails."""
@@ -134,8 +141,8 @@ def build(source_text: str, flags: tuple, stem: str, cxx: Optional[str] = None,
     if cxx is None:
         raise RuntimeError("no C++ compiler found (looked for $CXX, g++, c++, clang++)")
     directory = Path(directory) if directory is not None else cache_dir()
-    key = hashlib.sha256("\0".join([source_text, " ".join(flags), cxx, _compiler_version(cxx),
-                                    _cpu_id()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join([source_text, " ".join(flags), repr(units), " ".join(link_flags), cxx,
+                                    _compiler_version(cxx), _cpu_id()]).encode()).hexdigest()[:20]
     out = directory / f"{stem}-{key}.so"
     if out.exists():
         return out
@@ -147,10 +154,17 @@ def build(source_text: str, flags: tuple, stem: str, cxx: Optional[str] = None,
             src = Path(tmp) / f"{stem}.cpp"
             src.write_text(source_text)
             tmp_so = Path(tmp) / f"{stem}.so"
-            cmd = [cxx, *flags, str(src), "-o", str(tmp_so)]
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            if res.returncode != 0:
-                raise RuntimeError(f"compiling the neuroq CPU kernels failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+            if units is None:
+                cmds = [[cxx, *flags, *link_flags, str(src), "-o", str(tmp_so)]]
+            else:
+                objs = [str(Path(tmp) / f"{stem}.{i}.o") for i in range(len(units))]
+                cmds = [[cxx, *flags, *u, "-c", str(src), "-o", o] for u, o in zip(units, objs)]
+                cmds.append([cxx, *link_flags, *objs, "-o", str(tmp_so)])
+            for cmd in cmds:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                if res.returncode != 0:
+                    raise RuntimeError(f"compiling the neuroq CPU kernels failed: {' '.join(cmd)}\n"
+                                       f"{res.stderr[-2000:]}")
             os.replace(tmp_so, out)  # atomic on POSIX: readers see no file or the whole file
     return out
 
@@ -204,11 +218,12 @@ def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         stem = f"neuroq_cpu_{require_storage(dtype)}"
         try:
             try:
-                path = build(text, compile_flags(dtype), stem)
+                path = build(text, compile_flags(dtype), stem, units=UNITS, link_flags=LINK_FLAGS)
             except RuntimeError as e:
                 if "no C++ compiler" in str(e):
                     raise
-                path = build(text, compile_flags(dtype, arch=False), stem)  # e.g. no -march=native
+                # e.g. a compiler without -march=native
+                path = build(text, compile_flags(dtype, arch=False), stem, units=UNITS, link_flags=LINK_FLAGS)
             lib = ctypes.CDLL(str(path))
             _declare(lib)
             _check_abi(lib, dtype)

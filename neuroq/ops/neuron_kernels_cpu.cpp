@@ -10,9 +10,13 @@
 // Traffic per step of one neuron: forward reads X and writes S; backward reads X and dL/dS and
 // writes dL/dX -- no H is written to or read from memory.
 //
-// Built by neuroq/ops/cpu.py once per (storage dtype, compiler, flags) with
-//   -O3 -ffp-contract=off -fopenmp -march=native -DNQ_STORAGE=float|nq_f16|nq_bf16
-// (no fast-math: the forward stays bit-identical to torch's true division by tau).
+// Built by neuroq/ops/cpu.py once per (storage dtype, compiler, flags) as two translation units of
+// this one file, linked into one library (-O3 -fopenmp -march=native -DNQ_STORAGE=float|nq_f16|nq_bf16):
+//   NQ_PART=1  -ffp-contract=off   everything a spike or a state depends on (forward, the backward's
+//                                  recompute, the entry points): bit-identical to torch's arithmetic;
+//   NQ_PART=2  -ffp-contract=fast  the reverse-time gradient loops only (FMA allowed: gradients are
+//                                  held to 1e-5, and the spikes they read come from part 1's H).
+// Without NQ_PART both parts are compiled in one unit (all exact), as the vectorisation test does.
 #include "kernels.cuh"
 
 #include <stdint.h>
@@ -26,8 +30,9 @@
 #endif
 typedef NQ_STORAGE S;
 
-#define NQ_BLOCK_MAX 4096        // neurons per block (state buffers on the stack: 16 KiB each)
-#define NQ_SCRATCH_BYTES 262144  // backward: steps * B * 4 bytes of H per block (fits L2)
+#define NQ_BLOCK_MAX 16384       // neurons per block (state buffers on the stack: 64 KiB each)
+#define NQ_SCRATCH_BYTES 524288  // backward: steps * B * 4 bytes of H per block (within L2)
+#define NQ_HIDDEN __attribute__((visibility("hidden")))
 #define NQ_MIN_PARALLEL 32768    // below this many elements (T*N) one thread does all
 
 #define NQ_RESTRICT __restrict__
@@ -49,6 +54,32 @@ static int nq_threads(nq_index_t elements, int nthreads) {
     if (nthreads < 1 || elements < NQ_MIN_PARALLEL) return 1;
     return nthreads;
 }
+
+#define NQ_SG_DISPATCH(CALL)                                                              \
+    switch (sg.kind) {                                                                    \
+        case NQ_SG_SIGMOID: CALL(NQ_SG_SIGMOID, 0); break;                                \
+        case NQ_SG_ATAN: CALL(NQ_SG_ATAN, 0); break;                                      \
+        case NQ_SG_PIECEWISE_QUADRATIC: CALL(NQ_SG_PIECEWISE_QUADRATIC, 0); break;        \
+        case NQ_SG_RECT: CALL(NQ_SG_RECT, 0); break;                                      \
+        case NQ_SG_S2NN:                                                                  \
+            switch (sg.inner) {                                                           \
+                case NQ_SG_SIGMOID: CALL(NQ_SG_S2NN, NQ_SG_SIGMOID); break;               \
+                case NQ_SG_ATAN: CALL(NQ_SG_S2NN, NQ_SG_ATAN); break;                     \
+                default: CALL(NQ_SG_S2NN, NQ_SG_RECT); break;                             \
+            }                                                                             \
+            break;                                                                        \
+        default: break;                                                                   \
+    }
+
+#if NQ_PART != 2  // ================= part 1: exact (-ffp-contract=off) ===================
+
+// defined in part 2
+NQ_HIDDEN void nq_if_reverse(const NQNeuron& p, const NQSurrogate& sg, const float* hs, const S* g_spike,
+                             const S* g_v_seq, const S* g_v_last, S* g_x, S* g_v0, nq_index_t n, int steps,
+                             nq_index_t i0, int len, int ld);
+NQ_HIDDEN void nq_saf_reverse(const NQSAF& p, const NQSurrogate& sg, const float* xs, const S* g_a_seq,
+                              const S* g_a_last, S* g_u, S* g_a0, nq_index_t n, int steps, nq_index_t i0,
+                              int len, int ld);
 
 // ---- integrate-and-fire family --------------------------------------------------------------
 template <int CHARGE, int RECIP, bool VSEQ, bool TRACE>
@@ -102,40 +133,6 @@ static void if_recompute_block(const NQNeuron p, const S* NQ_RESTRICT x, const S
     }
 }
 
-template <int KIND, int INNER, bool GVS>
-static void if_reverse_block(const NQNeuron p, const NQSurrogate sg, const float* NQ_RESTRICT hs,
-                             const S* NQ_RESTRICT g_spike, const S* NQ_RESTRICT g_v_seq,
-                             const S* NQ_RESTRICT g_v_last, S* NQ_RESTRICT g_x,
-                             S* NQ_RESTRICT g_v0, const nq_index_t n, const int steps,
-                             const nq_index_t i0, const int len, const int ld) {
-    alignas(64) float gv[NQ_BLOCK_MAX];
-    if (g_v_last)
-        for (int j = 0; j < len; ++j) gv[j] = nq_load(g_v_last + i0 + j);
-    else
-        for (int j = 0; j < len; ++j) gv[j] = 0.0f;
-    for (int t = steps - 1; t >= 0; --t) {
-        const nq_index_t off = (nq_index_t)t * n + i0;
-        const float* NQ_RESTRICT ht = hs + (nq_index_t)t * ld;
-        const S* NQ_RESTRICT gst = g_spike + off;
-        const S* NQ_RESTRICT gvt = GVS ? g_v_seq + off : 0;
-        S* NQ_RESTRICT gxt = g_x + off;
-#pragma omp simd
-        for (int j = 0; j < len; ++j) {
-            float h = ht[j];
-            float xs = h - p.v_th;
-            float s = xs >= 0.0f ? 1.0f : 0.0f;
-            float d = nq_surrogate_grad(KIND, INNER, sg, xs);
-            float g = gv[j];
-            if (GVS) g += nq_load(gvt + j);
-            float gh = nq_grad_h(p, h, s, d, g, nq_load(gst + j));
-            nq_store(gxt + j, gh * p.dh_dx);
-            gv[j] = gh * p.dh_dv;
-        }
-    }
-    if (g_v0)
-        for (int j = 0; j < len; ++j) nq_store(g_v0 + i0 + j, gv[j]);
-}
-
 // ---- SAF --------------------------------------------------------------------------------------
 template <bool DI, int RECIP>
 static void saf_forward_block(const NQSAF p, const S* NQ_RESTRICT u, const S* NQ_RESTRICT a0,
@@ -172,59 +169,7 @@ static void saf_forward_block(const NQSAF p, const S* NQ_RESTRICT u, const S* NQ
         for (int j = 0; j < len; ++j) nq_store(a_last + i0 + j, a[j]);
 }
 
-template <int KIND, int INNER>
-static void saf_reverse_block(const NQSAF p, const NQSurrogate sg, const float* NQ_RESTRICT xs,
-                              const S* NQ_RESTRICT g_a_seq, const S* NQ_RESTRICT g_a_last,
-                              S* NQ_RESTRICT g_u, S* NQ_RESTRICT g_a0, const nq_index_t n,
-                              const int steps, const nq_index_t i0, const int len, const int ld) {
-    alignas(64) float carry[NQ_BLOCK_MAX];
-    if (g_a_last)
-        for (int j = 0; j < len; ++j) carry[j] = nq_load(g_a_last + i0 + j);
-    else
-        for (int j = 0; j < len; ++j) carry[j] = 0.0f;
-    for (int t = steps - 1; t >= 0; --t) {
-        const nq_index_t off = (nq_index_t)t * n + i0;
-        const float* NQ_RESTRICT xt = xs + (nq_index_t)t * ld;
-        const S* NQ_RESTRICT gat = g_a_seq + off;
-        S* NQ_RESTRICT gut = g_u + off;
-#pragma omp simd
-        for (int j = 0; j < len; ++j) {
-            float g = carry[j] + nq_load(gat + j);
-            float d = nq_surrogate_grad(KIND, INNER, sg, xt[j]);
-            nq_store(gut + j, g * d * p.dd_du);
-            carry[j] = p.detach_state ? 0.0f : g * p.lam * (1.0f - p.v_th * d);
-        }
-    }
-    if (g_a0)
-        for (int j = 0; j < len; ++j) nq_store(g_a0 + i0 + j, carry[j]);
-}
-
-template <int KIND, int INNER>
-static void surrogate_backward_block(const NQSurrogate sg, const S* NQ_RESTRICT x,
-                                     const S* NQ_RESTRICT g, S* NQ_RESTRICT g_x,
-                                     const nq_index_t i0, const int len) {
-#pragma omp simd
-    for (int j = 0; j < len; ++j)
-        nq_store(g_x + i0 + j, nq_load(g + i0 + j) * nq_surrogate_grad(KIND, INNER, sg, nq_load(x + i0 + j)));
-}
-
 // ---- run-time -> compile-time dispatch ------------------------------------------------------
-#define NQ_SG_DISPATCH(CALL)                                                              \
-    switch (sg.kind) {                                                                    \
-        case NQ_SG_SIGMOID: CALL(NQ_SG_SIGMOID, 0); break;                                \
-        case NQ_SG_ATAN: CALL(NQ_SG_ATAN, 0); break;                                      \
-        case NQ_SG_PIECEWISE_QUADRATIC: CALL(NQ_SG_PIECEWISE_QUADRATIC, 0); break;        \
-        case NQ_SG_RECT: CALL(NQ_SG_RECT, 0); break;                                      \
-        case NQ_SG_S2NN:                                                                  \
-            switch (sg.inner) {                                                           \
-                case NQ_SG_SIGMOID: CALL(NQ_SG_S2NN, NQ_SG_SIGMOID); break;               \
-                case NQ_SG_ATAN: CALL(NQ_SG_S2NN, NQ_SG_ATAN); break;                     \
-                default: CALL(NQ_SG_S2NN, NQ_SG_RECT); break;                             \
-            }                                                                             \
-            break;                                                                        \
-        default: break;                                                                   \
-    }
-
 // recip_div on the CPU only for a power-of-two tau, where a * (1/tau) == a / tau exactly (the
 // reciprocal is exact), so the forward stays bit-identical to torch's true division, and cheaper.
 #define NQ_CHARGE_DISPATCH(CALL)                                                       \
@@ -323,11 +268,7 @@ void nq_cpu_if_backward(const NQNeuron* pp, const NQSurrogate* sgp, const S* x, 
 #define NQ_CALL(C, R) if_recompute_block<C, R>(p, x, v0, hs, n, steps, i0, len, B)
             NQ_CHARGE_DISPATCH(NQ_CALL)
 #undef NQ_CALL
-#define NQ_CALL(K, I)                                                                                          \
-    if (g_v_seq) if_reverse_block<K, I, true>(p, sg, hs, g_spike, g_v_seq, g_v_last, g_x, g_v0, n, steps, i0, len, B); \
-    else if_reverse_block<K, I, false>(p, sg, hs, g_spike, g_v_seq, g_v_last, g_x, g_v0, n, steps, i0, len, B)
-            NQ_SG_DISPATCH(NQ_CALL)
-#undef NQ_CALL
+            nq_if_reverse(p, sg, hs, g_spike, g_v_seq, g_v_last, g_x, g_v0, n, steps, i0, len, B);
         }
         free(hs);
     }
@@ -373,15 +314,106 @@ void nq_cpu_saf_backward(const NQSAF* pp, const NQSurrogate* sgp, const S* u, co
             if (!p.decay_input) saf_forward_block<false, 0>(p, u, a0, 0, 0, xs, n, steps, i0, len, B);
             else if (p.recip_div) saf_forward_block<true, 1>(p, u, a0, 0, 0, xs, n, steps, i0, len, B);
             else saf_forward_block<true, 0>(p, u, a0, 0, 0, xs, n, steps, i0, len, B);
-#define NQ_CALL(K, I) saf_reverse_block<K, I>(p, sg, xs, g_a_seq, g_a_last, g_u, g_a0, n, steps, i0, len, B)
-            NQ_SG_DISPATCH(NQ_CALL)
-#undef NQ_CALL
+            nq_saf_reverse(p, sg, xs, g_a_seq, g_a_last, g_u, g_a0, n, steps, i0, len, B);
         }
         free(xs);
     }
 }
 
-void nq_cpu_surrogate_backward(const NQSurrogate* sgp, const S* x, const S* g, S* g_x, long long n,
+}  // extern "C"
+
+#endif  // part 1
+
+#if NQ_PART != 1  // ================= part 2: gradients (-ffp-contract=fast) ==================
+template <int KIND, int INNER, bool GVS>
+static void if_reverse_block(const NQNeuron p, const NQSurrogate sg, const float* NQ_RESTRICT hs,
+                             const S* NQ_RESTRICT g_spike, const S* NQ_RESTRICT g_v_seq,
+                             const S* NQ_RESTRICT g_v_last, S* NQ_RESTRICT g_x,
+                             S* NQ_RESTRICT g_v0, const nq_index_t n, const int steps,
+                             const nq_index_t i0, const int len, const int ld) {
+    alignas(64) float gv[NQ_BLOCK_MAX];
+    if (g_v_last)
+        for (int j = 0; j < len; ++j) gv[j] = nq_load(g_v_last + i0 + j);
+    else
+        for (int j = 0; j < len; ++j) gv[j] = 0.0f;
+    for (int t = steps - 1; t >= 0; --t) {
+        const nq_index_t off = (nq_index_t)t * n + i0;
+        const float* NQ_RESTRICT ht = hs + (nq_index_t)t * ld;
+        const S* NQ_RESTRICT gst = g_spike + off;
+        const S* NQ_RESTRICT gvt = GVS ? g_v_seq + off : 0;
+        S* NQ_RESTRICT gxt = g_x + off;
+#pragma omp simd
+        for (int j = 0; j < len; ++j) {
+            float h = ht[j];
+            float xs = h - p.v_th;
+            float s = xs >= 0.0f ? 1.0f : 0.0f;
+            float d = nq_surrogate_grad(KIND, INNER, sg, xs);
+            float g = gv[j];
+            if (GVS) g += nq_load(gvt + j);
+            float gh = nq_grad_h(p, h, s, d, g, nq_load(gst + j));
+            nq_store(gxt + j, gh * p.dh_dx);
+            gv[j] = gh * p.dh_dv;
+        }
+    }
+    if (g_v0)
+        for (int j = 0; j < len; ++j) nq_store(g_v0 + i0 + j, gv[j]);
+}
+
+template <int KIND, int INNER>
+static void saf_reverse_block(const NQSAF p, const NQSurrogate sg, const float* NQ_RESTRICT xs,
+                              const S* NQ_RESTRICT g_a_seq, const S* NQ_RESTRICT g_a_last,
+                              S* NQ_RESTRICT g_u, S* NQ_RESTRICT g_a0, const nq_index_t n,
+                              const int steps, const nq_index_t i0, const int len, const int ld) {
+    alignas(64) float carry[NQ_BLOCK_MAX];
+    if (g_a_last)
+        for (int j = 0; j < len; ++j) carry[j] = nq_load(g_a_last + i0 + j);
+    else
+        for (int j = 0; j < len; ++j) carry[j] = 0.0f;
+    for (int t = steps - 1; t >= 0; --t) {
+        const nq_index_t off = (nq_index_t)t * n + i0;
+        const float* NQ_RESTRICT xt = xs + (nq_index_t)t * ld;
+        const S* NQ_RESTRICT gat = g_a_seq + off;
+        S* NQ_RESTRICT gut = g_u + off;
+#pragma omp simd
+        for (int j = 0; j < len; ++j) {
+            float g = carry[j] + nq_load(gat + j);
+            float d = nq_surrogate_grad(KIND, INNER, sg, xt[j]);
+            nq_store(gut + j, g * d * p.dd_du);
+            carry[j] = p.detach_state ? 0.0f : g * p.lam * (1.0f - p.v_th * d);
+        }
+    }
+    if (g_a0)
+        for (int j = 0; j < len; ++j) nq_store(g_a0 + i0 + j, carry[j]);
+}
+
+template <int KIND, int INNER>
+static void surrogate_backward_block(const NQSurrogate sg, const S* NQ_RESTRICT x,
+                                     const S* NQ_RESTRICT g, S* NQ_RESTRICT g_x,
+                                     const nq_index_t i0, const int len) {
+#pragma omp simd
+    for (int j = 0; j < len; ++j)
+        nq_store(g_x + i0 + j, nq_load(g + i0 + j) * nq_surrogate_grad(KIND, INNER, sg, nq_load(x + i0 + j)));
+}
+
+NQ_HIDDEN void nq_if_reverse(const NQNeuron& p, const NQSurrogate& sg, const float* hs, const S* g_spike,
+                             const S* g_v_seq, const S* g_v_last, S* g_x, S* g_v0, nq_index_t n, int steps,
+                             nq_index_t i0, int len, int ld) {
+#define NQ_CALL(K, I)                                                                                   \
+    if (g_v_seq) if_reverse_block<K, I, true>(p, sg, hs, g_spike, g_v_seq, g_v_last, g_x, g_v0, n, steps, i0, len, ld); \
+    else if_reverse_block<K, I, false>(p, sg, hs, g_spike, g_v_seq, g_v_last, g_x, g_v0, n, steps, i0, len, ld)
+    NQ_SG_DISPATCH(NQ_CALL)
+#undef NQ_CALL
+}
+
+NQ_HIDDEN void nq_saf_reverse(const NQSAF& p, const NQSurrogate& sg, const float* xs, const S* g_a_seq,
+                              const S* g_a_last, S* g_u, S* g_a0, nq_index_t n, int steps, nq_index_t i0,
+                              int len, int ld) {
+#define NQ_CALL(K, I) saf_reverse_block<K, I>(p, sg, xs, g_a_seq, g_a_last, g_u, g_a0, n, steps, i0, len, ld)
+    NQ_SG_DISPATCH(NQ_CALL)
+#undef NQ_CALL
+}
+
+extern "C" void nq_cpu_surrogate_backward(const NQSurrogate* sgp, const S* x, const S* g, S* g_x, long long n,
                                int nthreads) {
     const NQSurrogate sg = *sgp;
     const int nt = nq_threads(n, nthreads);
@@ -397,4 +429,5 @@ void nq_cpu_surrogate_backward(const NQSurrogate* sgp, const S* x, const S* g, S
     }
 }
 
-}  // extern "C"
+
+#endif  // part 2
