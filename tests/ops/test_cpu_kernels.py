@@ -13,10 +13,8 @@ reference of neuroq.functional (the definition of correct).
 """
 from __future__ import annotations
 
-import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
