@@ -251,7 +251,13 @@ class BaseNode(Neuron):
     def _kernel(self, x_seq: torch.Tensor, v0: torch.Tensor, store_v_seq: bool, **extra) -> Optional[ops.KernelOut]:
         """Run the fused kernel when the backend and the case allow it, else ``None`` (torch runs)."""
         if self.backend == "torch" or self.kernel_family is None:
-            return None
+            return None  # (checked here, outside the compiler-disabled part: no graph break for 'torch')
+        return self._launch_kernel(x_seq, v0, store_v_seq, **extra)
+
+    @torch.compiler.disable
+    def _launch_kernel(self, x_seq, v0, store_v_seq, **extra):
+        # Under torch.compile the launch is one opaque eager call (a graph break): the fused kernel
+        # runs as in eager mode, the layers around it compile as usual.
         ok, changed = _kernel_owner_check(type(self))
         if not ok:
             if self.backend != "auto":

@@ -199,8 +199,11 @@ _FAILED: dict = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def compile_flags(dtype: torch.dtype, arch: bool = True) -> tuple:
-    return BASE_FLAGS + (ARCH_FLAGS if arch else ()) + (f"-DNQ_STORAGE={require_storage(dtype)}",)
+def compile_flags(dtype: torch.dtype, arch: bool = True, openmp: bool = True) -> tuple:
+    """Compiler flags for storage ``dtype``; without ``openmp`` the kernels run on one thread and keep
+    their SIMD loops (``-fopenmp-simd``), for compilers without an OpenMP runtime (Apple clang)."""
+    base = BASE_FLAGS if openmp else tuple("-fopenmp-simd" if f == "-fopenmp" else f for f in BASE_FLAGS)
+    return base + (ARCH_FLAGS if arch else ()) + (f"-DNQ_STORAGE={require_storage(dtype)}",)
 
 
 def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
@@ -217,13 +220,18 @@ def library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         text = kernel_source(SOURCE)
         stem = f"neuroq_cpu_{require_storage(dtype)}"
         try:
-            try:
-                path = build(text, compile_flags(dtype), stem, units=UNITS, link_flags=LINK_FLAGS)
-            except RuntimeError as e:
-                if "no C++ compiler" in str(e):
-                    raise
-                # e.g. a compiler without -march=native
-                path = build(text, compile_flags(dtype, arch=False), stem, units=UNITS, link_flags=LINK_FLAGS)
+            path, errors = None, []
+            for arch, omp in ((True, True), (False, True), (False, False)):  # -march=native, OpenMP: optional
+                try:
+                    path = build(text, compile_flags(dtype, arch, omp), stem, units=UNITS,
+                                 link_flags=LINK_FLAGS if omp else ("-shared",))
+                    break
+                except RuntimeError as e:
+                    errors.append(str(e))
+                    if "no C++ compiler" in str(e):
+                        break
+            if path is None:
+                raise RuntimeError(errors[0])
             lib = ctypes.CDLL(str(path))
             _declare(lib)
             _check_abi(lib, dtype)

@@ -437,3 +437,24 @@ def test_without_a_compiler_auto_runs_torch_after_one_notice(monkeypatch, tmp_pa
         dispatch.resolve("cpu", x, "lif")
     monkeypatch.setenv("NEUROQ_CPU_KERNELS", "0")
     assert dispatch.cpu_status() == (False, "the CPU kernels are turned off (NEUROQ_CPU_KERNELS=0)")
+
+
+def test_torch_compile_runs_the_kernel_as_one_eager_call():
+    """Under torch.compile the fused launch is compiler-disabled (one opaque eager call, no tracing
+    of ctypes): a compiled network with a neuroq LIF gives the eager results, without dynamo's
+    warnings about untraceable calls."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), LIFNode(step_mode="m"))
+    x = torch.randn(4, 8, 32, requires_grad=True)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = torch.compile(net)(x)
+        g, = torch.autograd.grad(out.sum(), x)
+    assert not [w for w in rec if "ctypes" in str(w.message) or "does not know how to trace" in str(w.message)]
+    for m in net.modules():
+        if hasattr(m, "reset"):
+            m.reset()
+    ref = net(x)
+    g_ref, = torch.autograd.grad(ref.sum(), x)
+    assert torch.equal(out, ref)
+    torch.testing.assert_close(g, g_ref)
