@@ -18,8 +18,9 @@ block inside (GCC's ``-fopt-info-vec`` reports these loops vectorised with 64-by
 Forward writes only the outputs; backward recomputes the block's forward from the saved inputs
 (bit-identical) into an L2-sized scratch, so nothing but the inputs is kept for backward.  Threads:
 ``torch.get_num_threads()``.  fp32 forward is bit-identical to the torch reference (true division
-by :math:`\tau`, as torch on CPU; FMA contraction off); gradients agree to 1e-5 (the surrogate's
-exponential is a vectorisable polynomial, ~2 ulp).
+by :math:`\tau`, as torch on CPU -- a multiplication only for a power-of-two tau, where it is
+exact; FMA contraction off); gradients agree to 1e-5 (the surrogate's exponential is a
+vectorisable polynomial, ~2 ulp).
 
 Example::
 
