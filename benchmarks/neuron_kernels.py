@@ -1,25 +1,36 @@
-"""Multi-step LIF speed and memory: neuroq's CuPy kernels against the torch paths.
+"""Multi-step LIF speed: neuroq's fused kernels against its torch reference, SpikingJelly and the
+memory bound, measured side by side in one run.
 
-Rows (each: forward time, forward+backward time, peak extra memory of each, per (T, N, dtype)):
+Rows (forward and forward+backward time per (impl, T, N, threads)):
 
-* ``neuroq_cupy``   -- ``neuroq.neuron.LIFNode(backend='cupy')`` (fused kernels; CUDA + CuPy only)
-* ``neuroq_torch``  -- ``neuroq.neuron.LIFNode(backend='torch')`` (the reference)
-* ``sj2_default``   -- SpikingJelly 2.0.0's ``LIFNode(step_mode='m')`` as it comes (native kernel on GPU)
-* ``sj14_torch``    -- SpikingJelly 0.0.0.0.14's ``LIFNode(step_mode='m', backend='torch')``, run in a
-  subprocess with ``.sj14`` first on ``PYTHONPATH`` (both versions cannot share one process)
-* ``read_write``    -- bandwidth reference: one elementwise read + write of T*N values (``y.copy_(x)``)
+* ``neuroq_cpu``     -- ``neuroq.neuron.LIFNode(backend='cpu')`` (fused C++/OpenMP kernels; CPU)
+* ``neuroq_cupy``    -- ``neuroq.neuron.LIFNode(backend='cupy')`` (fused CUDA kernels; GPU + CuPy)
+* ``neuroq_torch``   -- ``neuroq.neuron.LIFNode(backend='torch')`` (the reference)
+* ``sj2_eager``      -- SpikingJelly 2.0.0's ``LIFNode(step_mode='m')`` as it comes
+* ``sj2_compiled``   -- the same module through ``torch.compile`` (compile time excluded, reported)
+* ``sj14_torch``     -- SpikingJelly 0.0.0.0.14's ``LIFNode(step_mode='m', backend='torch')``, in a
+  persistent child process with ``.sj14`` first on ``PYTHONPATH`` (both versions cannot share one
+  process), driven round by round like the others
+* ``read_write``     -- the memory bound: one read + one write of the T*N values into a buffer that
+  already exists (``y.copy_(x)``)
+* ``read_write_alloc`` -- the same into a fresh tensor (``x.clone()``: what any op returning a new
+  [T, N] tensor pays for the allocation's page faults)
 
-Forward is timed under ``torch.no_grad()``; forward+backward with ``x.requires_grad`` and
-``spikes.backward(g)``.  LIF: tau=2, decay_input, hard reset to 0, Sigmoid(alpha=4) surrogate.
-Timing: CUDA events (GPU) or ``perf_counter`` (CPU), median of ``--repeats`` after warm-up; peak
-memory: ``torch.cuda.max_memory_allocated`` above the inputs (GPU only; ``null`` on CPU).
+LIF: tau=2, decay_input, hard reset to 0, Sigmoid(alpha=4) surrogate, float32.  Forward is timed
+under ``torch.no_grad()``; forward+backward with ``x.requires_grad`` and ``spikes.backward(g)``.
+Timing: wall clock (``perf_counter``; CUDA events on GPU) and process CPU time, the median of
+``--repeats`` rounds; each round runs every row once, in turn, so a changing machine load hits all
+rows alike.  Peak memory (GPU only): ``torch.cuda.max_memory_allocated`` above the inputs.
 
-Targets (issue 5, GPU, T=16, N=4M, fp32): forward+backward <= 0.75x ``sj2_default``; forward <= 1.2x
-``read_write``; forward+backward at least 10x faster than ``sj14_torch``.  They are evaluated only
-from GPU rows; on a machine without a GPU the JSON says so and holds CPU rows of the torch paths.
+Targets (issue 16, CPU, T x N in {16 x 1M, 64 x 256k}, 1 and 2 threads): ``neuroq_cpu``
+forward+backward <= 0.1x ``sj2_eager`` and <= 0.5x ``sj2_compiled``; forward <= 2x and
+forward+backward <= 4x ``read_write``; time per step flat in T: T=64 within 15 % of T=16 per step
+(N = 64k, the issue's case) for ``neuroq_cpu`` and ``neuroq_torch``.  On a GPU the issue-5 targets (T=16, N=4M).
 
-    python benchmarks/neuron_kernels.py                      # sizes for the device found
-    python benchmarks/neuron_kernels.py --table results.json # markdown table from a JSON file
+    python benchmarks/neuron_kernels.py                       # sizes for the device found
+    python benchmarks/neuron_kernels.py --table               # markdown table of the recorded JSON
+    python benchmarks/neuron_kernels.py --table some.json
+    python benchmarks/neuron_kernels.py --render docs/cuda.md # refresh the generated blocks of a page
 """
 from __future__ import annotations
 
@@ -38,254 +49,395 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-GPU_SIZES = [(4, 4 * 2 ** 20), (16, 4 * 2 ** 20), (64, 2 ** 20)]
-CPU_SIZES = [(4, 2 ** 16), (16, 2 ** 16), (64, 2 ** 14)]
-IMPLS = ("neuroq_cupy", "neuroq_torch", "sj2_default", "sj14_torch", "read_write")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+M, K = 2 ** 20, 2 ** 10
+CPU_SIZES = [(16, M), (64, 256 * K), (16, 64 * K), (64, 64 * K)]
+GPU_SIZES = [(4, 4 * M), (16, 4 * M), (64, M)]
+CPU_IMPLS = ("neuroq_cpu", "neuroq_torch", "sj2_eager", "sj2_compiled", "sj14_torch", "read_write",
+             "read_write_alloc")
+GPU_IMPLS = ("neuroq_cupy", "neuroq_torch", "sj2_eager", "sj2_compiled", "sj14_torch", "read_write",
+             "read_write_alloc")
+TARGET_SIZES = [(16, M), (64, 256 * K)]
+#: per-step flatness (the issue's N = 64k: 1.9 ms/step at T=16 -> 4.7 at T=64 before); only the
+#: neuroq rows run at these sizes
+FLAT = ((16, 64 * K), (64, 64 * K))
+FLAT_IMPLS = ("neuroq_cpu", "neuroq_torch")
 
 
 class Unavailable(Exception):
     """An implementation that cannot run here (the reason goes into the JSON)."""
 
 
-def _make(name: str, device: torch.device):
-    """Return ``(module_factory, is_reference)``; the factory builds a fresh multi-step LIF."""
-    if name in ("neuroq_cupy", "neuroq_torch"):
-        from neuroq import backend
-        from neuroq.neuron import LIFNode
+def _sj_lif(device, compiled: bool):
+    from spikingjelly.activation_based import neuron, surrogate
 
-        be = name.split("_")[1]
-        if be == "cupy":
-            if device.type != "cuda":
-                raise Unavailable("needs a CUDA GPU (none here)")
-            ok, why = backend.cupy_status()
-            if not ok:
-                raise Unavailable(why)
-        return lambda: LIFNode(tau=2.0, step_mode="m", backend=be).to(device)
-    if name in ("sj2_default", "sj14_torch"):
-        import spikingjelly
-        from spikingjelly.activation_based import neuron, surrogate
+    from neuroq import _sj
 
+    kw = dict(tau=2.0, step_mode="m", surrogate_function=surrogate.Sigmoid(alpha=4.0))
+    if not _sj.IS_SJ2:
+        kw["backend"] = "torch"
+    m = neuron.LIFNode(**kw).to(device)
+    return torch.compile(m) if compiled else m, m
+
+
+class Row:
+    """One implementation at one size: ``fwd()`` and ``fb()`` closures on fixed inputs."""
+
+    def __init__(self, impl: str, T: int, N: int, device: torch.device):
+        self.impl, self.T, self.N, self.device = impl, T, N, device
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        self.x = (torch.randn(T, N, generator=gen) * 1.5 + 0.5).to(device)
+        self.g = torch.randn(T, N, generator=gen).to(device)
+        self.xg = self.x.clone().requires_grad_(True)
+        self.compile_s = None
         from neuroq import _sj
 
-        want_sj2 = name == "sj2_default"
-        if want_sj2 != _sj.IS_SJ2:
-            raise Unavailable(f"SpikingJelly {_sj.VERSION} is installed in this process")
-        kw = dict(tau=2.0, step_mode="m", surrogate_function=surrogate.Sigmoid(alpha=4.0))
-        if not want_sj2:
-            kw["backend"] = "torch"
-        del spikingjelly
-        return lambda: neuron.LIFNode(**kw).to(device)
-    raise ValueError(name)
+        if impl == "read_write":
+            y = torch.empty_like(self.x)
+            self.fwd = lambda: y.copy_(self.x)
+            self.fb = None
+            return
+        if impl == "read_write_alloc":
+            self.fwd = lambda: self.x.clone()
+            self.fb = None
+            return
+        if impl in ("neuroq_cpu", "neuroq_cupy", "neuroq_torch"):
+            from neuroq.neuron import LIFNode
+            from neuroq.ops import dispatch
 
+            be = impl.split("_")[1]
+            if be == "cupy" and (device.type != "cuda" or not dispatch.cupy_status()[0]):
+                raise Unavailable("needs a CUDA GPU and CuPy" if device.type != "cuda" else dispatch.cupy_status()[1])
+            if be == "cpu":
+                if device.type != "cpu":
+                    raise Unavailable("CPU kernels need CPU tensors")
+                ok, why = dispatch.cpu_status()
+                if not ok:
+                    raise Unavailable(why)
+            self.module = m = LIFNode(tau=2.0, step_mode="m", backend=be).to(device)
+            self.call = m
+        elif impl in ("sj2_eager", "sj2_compiled", "sj14_torch"):
+            want_sj2 = impl != "sj14_torch"
+            if want_sj2 != _sj.IS_SJ2:
+                raise Unavailable(f"SpikingJelly {_sj.VERSION} is installed in this process")
+            self.call, self.module = _sj_lif(device, impl == "sj2_compiled")
+        else:
+            raise ValueError(impl)
+        m = self.module
 
-def _timer(device: torch.device):
-    if device.type == "cuda":
-        def run(fn):
+        def fwd():
+            m.reset()
+            with torch.no_grad():
+                self.call(self.x)
+
+        def fb():
+            m.reset()
+            self.xg.grad = None
+            self.call(self.xg).backward(self.g)
+
+        self.fwd, self.fb = fwd, fb
+        if impl == "sj2_compiled":  # compile both graphs now, outside the timed runs
+            t0 = time.perf_counter()
+            fwd()
+            fb()
+            self.compile_s = time.perf_counter() - t0
+
+    def time(self, mode: str) -> tuple[float, float]:
+        """(wall ms, process CPU ms) of one call."""
+        fn = self.fwd if mode == "fwd" else self.fb
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            c0 = time.process_time()
             start.record()
             fn()
             end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end)
-    else:
-        def run(fn):
-            t0 = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t0) * 1e3
-    return run
-
-
-def _measure(fn, device, repeats: int, warmup: int) -> tuple[float, float | None]:
-    """Median time (ms) of ``fn()`` and its peak extra memory (MiB, CUDA only)."""
-    timer = _timer(device)
-    for _ in range(warmup):
+            torch.cuda.synchronize(self.device)
+            return start.elapsed_time(end), (time.process_time() - c0) * 1e3
+        c0, w0 = time.process_time(), time.perf_counter()
         fn()
-    peak = None
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+        return (time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3
+
+    def peak_mib(self, mode: str):
+        if self.device.type != "cuda":
+            return None
+        fn = self.fwd if mode == "fwd" else self.fb
+        torch.cuda.synchronize(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
         fn()
-        torch.cuda.synchronize(device)
-        peak = (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
-    return statistics.median(timer(fn) for _ in range(repeats)), peak
+        torch.cuda.synchronize(self.device)
+        return (torch.cuda.max_memory_allocated(self.device) - base) / 2 ** 20
 
 
-def bench_one(name: str, T: int, N: int, dtype: torch.dtype, device: torch.device, repeats: int, warmup: int) -> dict:
-    row = dict(impl=name, T=T, N=N, dtype=str(dtype).replace("torch.", ""))
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = (torch.randn(T, N, generator=gen) * 1.5 + 0.5).to(device=device, dtype=dtype)
-    if name == "read_write":
-        y = torch.empty_like(x)
-        row["forward_ms"], row["forward_peak_mib"] = _measure(lambda: y.copy_(x), device, repeats, warmup)
-        row["forward_backward_ms"] = row["forward_backward_peak_mib"] = None
-        return row
-    make = _make(name, device)
-    if name.startswith("sj"):
-        from neuroq import _sj
+# ---- SpikingJelly 0.0.0.0.14 in a persistent child process -----------------------------------
+class RemoteRow:
+    """A :class:`Row` living in a child process (``--serve``), timed on request."""
 
-        row["spikingjelly"] = _sj.VERSION
-    m = make()
-    if dtype != torch.float32:
-        m = m.to(dtype)
+    def __init__(self, proc, impl, T, N, device):
+        self.proc, self.impl, self.T, self.N = proc, impl, T, N
+        self.compile_s = None
+        reply = self._ask(dict(op="setup", impl=impl, T=T, N=N, device=str(device)))
+        if "unavailable" in reply:
+            raise Unavailable(reply["unavailable"])
+        self.has_fb = reply["has_fb"]
+        self.fb = True if self.has_fb else None
 
-    def fwd():
-        m.reset()
-        with torch.no_grad():
-            m(x)
+    def _ask(self, msg):
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Unavailable(f"worker died: {self.proc.stderr.read()[-500:]}")
+        return json.loads(line)
 
-    xg = x.clone().requires_grad_(True)
-    g = torch.randn(T, N, generator=gen).to(device=device, dtype=dtype)
+    def time(self, mode):
+        r = self._ask(dict(op="time", impl=self.impl, T=self.T, N=self.N, mode=mode))
+        return r["wall_ms"], r["cpu_ms"]
 
-    def fwd_bwd():
-        m.reset()
-        xg.grad = None
-        m(xg).backward(g)
-
-    row["forward_ms"], row["forward_peak_mib"] = _measure(fwd, device, repeats, warmup)
-    row["forward_backward_ms"], row["forward_backward_peak_mib"] = _measure(fwd_bwd, device, repeats, warmup)
-    return row
+    def peak_mib(self, mode):
+        return self._ask(dict(op="peak", impl=self.impl, T=self.T, N=self.N, mode=mode))["mib"]
 
 
-def run_impl(name, sizes, dtypes, device, repeats, warmup) -> list[dict]:
-    rows = []
-    for T, N in sizes:
-        for dt in dtypes:
-            try:
-                rows.append(bench_one(name, T, N, DTYPES[dt], device, repeats, warmup))
-            except Unavailable as e:
-                rows.append(dict(impl=name, T=T, N=N, dtype=str(DTYPES[dt]).replace("torch.", ""), unavailable=str(e)))
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    return rows
-
-
-def run_sj14_subprocess(args, sizes) -> list[dict]:
-    """SpikingJelly 0.0.0.0.14 rows from a child process with ``--sj14-path`` first on the path."""
-    path = Path(args.sj14_path)
+def start_sj14(path: Path, threads: int):
     if not (path / "spikingjelly").is_dir():
-        return [dict(impl="sj14_torch", unavailable=f"SpikingJelly 0.0.0.0.14 not found in {path} (make test-sj14 installs it)")]
+        raise Unavailable(f"SpikingJelly 0.0.0.0.14 not found in {path} (make test-sj14 installs it)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(path.resolve()), str(ROOT)]))
-    cmd = [sys.executable, __file__, "--worker", "sj14_torch", "--device", args.device, "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup), "--dtypes", *args.dtypes, "--sizes", *[f"{T}x{N}" for T, N in sizes]]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        return [dict(impl="sj14_torch", unavailable=f"worker failed: {res.stderr.strip()[-500:]}")]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, __file__, "--serve", "--threads", str(threads)], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def evaluate_targets(rows: list[dict], on_gpu: bool) -> dict:
-    """The issue's three targets at T=16, N=4M, fp32, from GPU rows only."""
-    if not on_gpu:
-        return dict(evaluated=False, reason="no GPU rows in this file: the targets are about GPU times")
+def serve(threads: int) -> int:
+    torch.set_num_threads(threads)
+    rows = {}
+    for line in sys.stdin:
+        msg = json.loads(line)
+        key = (msg["impl"], msg["T"], msg["N"])
+        if msg["op"] == "setup":
+            try:
+                rows[key] = Row(msg["impl"], msg["T"], msg["N"], torch.device(msg["device"]))
+                reply = dict(has_fb=rows[key].fb is not None)
+            except Unavailable as e:
+                reply = dict(unavailable=str(e))
+        elif msg["op"] == "time":
+            w, c = rows[key].time(msg["mode"])
+            reply = dict(wall_ms=w, cpu_ms=c)
+        else:
+            reply = dict(mib=rows[key].peak_mib(msg["mode"]))
+        print(json.dumps(reply), flush=True)
+    return 0
 
-    def get(impl, key):
+
+# ---- the run -------------------------------------------------------------------------------
+def run(impls, sizes, threads_list, device, repeats, warmup, sj14_path) -> list[dict]:
+    out = []
+    for threads in threads_list:
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
+        proc = None
+        rows, dead = [], []
+        for T, N in sizes:
+            for impl in impls:
+                if (T, N) in FLAT and (T, N) not in TARGET_SIZES and impl not in FLAT_IMPLS and device.type == "cpu":
+                    continue  # the flatness sizes are about neuroq's own rows
+                try:
+                    if impl == "sj14_torch":
+                        if proc is None:
+                            proc = start_sj14(sj14_path, threads)
+                        rows.append(RemoteRow(proc, impl, T, N, device))
+                    else:
+                        rows.append(Row(impl, T, N, device))
+                except Unavailable as e:
+                    dead.append(dict(impl=impl, T=T, N=N, threads=threads, unavailable=str(e)))
+                print(f"  set up {impl} {T}x{N} ({threads} thread(s))", file=sys.stderr, flush=True)
+        modes = {id(r): ["fwd"] + (["fb"] if r.fb is not None else []) for r in rows}
+        times = {(id(r), m): [] for r in rows for m in modes[id(r)]}
+        for _ in range(warmup):
+            for r in rows:
+                for m in modes[id(r)]:
+                    r.time(m)
+        for k in range(repeats):  # interleaved: every row once per round
+            for r in rows:
+                for m in modes[id(r)]:
+                    times[(id(r), m)].append(r.time(m))
+            print(f"  round {k + 1}/{repeats} done ({threads} thread(s))", file=sys.stderr, flush=True)
         for r in rows:
-            if r["impl"] == impl and r.get("T") == 16 and r.get("N") == 4 * 2 ** 20 and r.get("dtype") == "float32":
-                return r.get(key)
-        return None
+            rec = dict(impl=r.impl, T=r.T, N=r.N, dtype="float32", threads=threads)
+            for m, key in (("fwd", "forward"), ("fb", "forward_backward")):
+                if m in modes[id(r)]:
+                    ts = times[(id(r), m)]
+                    rec[f"{key}_ms"] = statistics.median(t[0] for t in ts)
+                    rec[f"{key}_cpu_ms"] = statistics.median(t[1] for t in ts)
+                    rec[f"{key}_ms_all"] = [round(t[0], 3) for t in ts]
+                    rec[f"{key}_peak_mib"] = r.peak_mib(m)
+                else:
+                    rec[f"{key}_ms"] = rec[f"{key}_cpu_ms"] = rec[f"{key}_peak_mib"] = None
+            if r.compile_s is not None:
+                rec["compile_s"] = r.compile_s
+            out.append(rec)
+        out += dead
+        del rows
+        if proc is not None:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
 
-    cupy_f, cupy_fb = get("neuroq_cupy", "forward_ms"), get("neuroq_cupy", "forward_backward_ms")
-    sj2_fb, rw_f, sj14_fb = get("sj2_default", "forward_backward_ms"), get("read_write", "forward_ms"), get("sj14_torch", "forward_backward_ms")
-    out = dict(evaluated=True)
 
-    def target(name, value, limit, ok):
-        out[name] = dict(value=value, limit=limit, met=(None if value is None or limit is None else bool(ok(value, limit))))
+def _get(rows, impl, T, N, threads, key):
+    for r in rows:
+        if r["impl"] == impl and r.get("T") == T and r.get("N") == N and r.get("threads") == threads:
+            return r.get(key)
+    return None
 
-    target("fwd_bwd_vs_sj2_default", None if None in (cupy_fb, sj2_fb) else cupy_fb / sj2_fb, 0.75, lambda v, lim: v <= lim)
-    target("fwd_vs_read_write", None if None in (cupy_f, rw_f) else cupy_f / rw_f, 1.2, lambda v, lim: v <= lim)
-    target("speedup_vs_sj14_torch_fwd_bwd", None if None in (cupy_fb, sj14_fb) else sj14_fb / cupy_fb, 10.0, lambda v, lim: v >= lim)
+
+def evaluate_targets(rows: list[dict], on_gpu: bool, threads_list) -> dict:
+    out = dict(evaluated=True, device="cuda" if on_gpu else "cpu", items=[])
+
+    def target(name, value, limit, le=True, **where):
+        met = None if value is None else bool(value <= limit if le else value >= limit)
+        out["items"].append(dict(target=name, value=value, limit=limit, met=met, **where))
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    if on_gpu:  # issue 5 (T=16, N=4M)
+        T, N, th = 16, 4 * M, threads_list[0]
+        f, fb = _get(rows, "neuroq_cupy", T, N, th, "forward_ms"), _get(rows, "neuroq_cupy", T, N, th, "forward_backward_ms")
+        target("fwd_bwd / sj2_eager fwd_bwd", ratio(fb, _get(rows, "sj2_eager", T, N, th, "forward_backward_ms")), 0.75, T=T, N=N)
+        target("fwd / read_write", ratio(f, _get(rows, "read_write", T, N, th, "forward_ms")), 1.2, T=T, N=N)
+        target("sj14_torch fwd_bwd / fwd_bwd", ratio(_get(rows, "sj14_torch", T, N, th, "forward_backward_ms"), fb), 10.0,
+               le=False, T=T, N=N)
+        return out
+    for th in threads_list:
+        for T, N in TARGET_SIZES:
+            f = _get(rows, "neuroq_cpu", T, N, th, "forward_ms")
+            fb = _get(rows, "neuroq_cpu", T, N, th, "forward_backward_ms")
+            rw = _get(rows, "read_write", T, N, th, "forward_ms")
+            target("fwd_bwd / sj2_eager fwd_bwd", ratio(fb, _get(rows, "sj2_eager", T, N, th, "forward_backward_ms")), 0.1,
+                   T=T, N=N, threads=th)
+            target("fwd_bwd / sj2_compiled fwd_bwd",
+                   ratio(fb, _get(rows, "sj2_compiled", T, N, th, "forward_backward_ms")), 0.5, T=T, N=N, threads=th)
+            target("fwd / read_write", ratio(f, rw), 2.0, T=T, N=N, threads=th)
+            target("fwd_bwd / read_write", ratio(fb, rw), 4.0, T=T, N=N, threads=th)
+        (T0, N0), (T1, N1) = FLAT
+        for impl in ("neuroq_cpu", "neuroq_torch"):
+            a = _get(rows, impl, T0, N0, th, "forward_backward_ms")
+            b = _get(rows, impl, T1, N1, th, "forward_backward_ms")
+            target(f"{impl} fwd_bwd per step T={T1} / T={T0}", None if None in (a, b) else (b / T1) / (a / T0), 1.15,
+                   T=f"{T0},{T1}", N=N0, threads=th)
     return out
 
 
 def markdown_table(data: dict) -> str:
-    """Markdown table of a result file (forward / forward+backward ms and peak MiB)."""
+    """Markdown tables of a result file: times, ratios to neuroq's kernel, targets."""
     m = data["machine"]
-    where = m.get("gpu") or f"CPU ({m.get('processor')}, {m.get('torch_threads')} torch threads)"
-    lines = [f"Measured on {where}, torch {m.get('torch')}, SpikingJelly {m.get('spikingjelly')}"
-             + (f", CuPy {m['cupy']}" if "cupy" in m else "") + ".", ""]
-    if data.get("gpu_rows_absent"):
-        lines += [f"**No GPU rows:** {data['gpu_rows_absent']}", ""]
-    lines += ["| impl | T | N | dtype | forward ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB |",
-              "|---|---:|---:|---|---:|---:|---:|---:|"]
+    where = m.get("gpu") or f"CPU {m.get('processor')} ({m.get('cpu_count')} cores)"
+    lines = [f"Measured on {where}, {m.get('platform')}, torch {m.get('torch')}, SpikingJelly "
+             f"{m.get('spikingjelly')}" + (f", CuPy {m['cupy']}" if "cupy" in m else "")
+             + f"; median of {data['settings']['repeats']} interleaved rounds (wall clock).", ""]
+    if data.get("note"):
+        lines += [data["note"], ""]
+    lines += ["| impl | T | N | threads | forward ms | fwd+bwd ms | fwd+bwd peak MiB |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
 
-    def f(v, nd=3):
+    def f(v, nd=1):
         return "–" if v is None else f"{v:.{nd}f}"
 
     for r in data["rows"]:
         if "unavailable" in r:
             continue
-        lines.append(f"| {r['impl']} | {r['T']} | {r['N']} | {r['dtype']} | {f(r['forward_ms'])} | "
-                     f"{f(r['forward_backward_ms'])} | {f(r['forward_peak_mib'], 1)} | {f(r['forward_backward_peak_mib'], 1)} |")
+        extra = f" (compile {r['compile_s']:.0f} s)" if r.get("compile_s") else ""
+        lines.append(f"| {r['impl']}{extra} | {r['T']} | {r['N']} | {r['threads']} | {f(r['forward_ms'])} | "
+                     f"{f(r['forward_backward_ms'])} | {f(r.get('forward_backward_peak_mib'))} |")
     skipped = sorted({(r["impl"], r["unavailable"]) for r in data["rows"] if "unavailable" in r})
     if skipped:
         lines += ["", "Not run here: " + "; ".join(f"`{i}` ({why})" for i, why in skipped) + "."]
     t = data.get("targets", {})
     if t.get("evaluated"):
-        lines += ["", "| target (T=16, N=4M, fp32) | value | limit | met |", "|---|---:|---:|---|"]
-        for k, v in t.items():
-            if isinstance(v, dict):
-                lines.append(f"| {k} | {f(v['value'], 2)} | {v['limit']} | {v['met']} |")
-    else:
-        lines += ["", f"Targets not evaluated: {t.get('reason', 'no data')}."]
+        lines += ["", "| target | T | N | threads | value | limit | met |", "|---|---:|---:|---:|---:|---:|---|"]
+        for it in t["items"]:
+            met = {True: "yes", False: "**no**", None: "–"}[it["met"]]
+            lines.append(f"| {it['target']} | {it.get('T')} | {it.get('N')} | {it.get('threads', '')} | "
+                         f"{f(it['value'], 3)} | {it['limit']} | {met} |")
     return "\n".join(lines)
+
+
+def render(path: Path) -> bool:
+    """Fill ``<!-- begin:neuron_kernels_<device> -->`` ... ``<!-- end:... -->`` blocks of ``path`` with the
+    tables of ``benchmarks/results/neuron_kernels_<device>.json`` (or a line saying it is not recorded).
+    Returns whether the file changed."""
+    import re
+
+    text = path.read_text()
+
+    def block(m):
+        dev = m.group(2)
+        res = ROOT / "benchmarks" / "results" / f"neuron_kernels_{dev}.json"
+        body = (markdown_table(json.loads(res.read_text())) if res.exists() else
+                f"No `{res.relative_to(ROOT)}` recorded yet (run `python benchmarks/"
+                + ("gpu_check.py` on a GPU machine)." if dev == "cuda" else "neuron_kernels.py`)."))
+        return f"{m.group(1)}{body}\n{m.group(3)}"
+
+    new = re.sub(r"(<!-- begin:neuron_kernels_(\w+) -->\n)(?:.*?\n)?(<!-- end:neuron_kernels_\2 -->)", block, text,
+                 flags=re.S)
+    if new != text:
+        path.write_text(new)
+    return new != text
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sizes", nargs="*", default=None, help="TxN pairs, e.g. 16x4194304 (default: per device)")
-    ap.add_argument("--dtypes", nargs="*", default=None, choices=list(DTYPES), help="default: fp32 fp16 on GPU, fp32 on CPU")
-    ap.add_argument("--impls", nargs="*", default=list(IMPLS), choices=list(IMPLS))
+    ap.add_argument("--sizes", nargs="*", default=None, help="TxN pairs, e.g. 16x1048576 (default: per device)")
+    ap.add_argument("--impls", nargs="*", default=None, help="default: all for the device")
+    ap.add_argument("--threads", nargs="*", type=int, default=None, help="torch CPU threads (default 1 2 on CPU)")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--sj14-path", default=str(ROOT / ".sj14"))
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/neuron_kernels_<device>.json)")
-    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--table", default=None, help="print the markdown table of a result JSON and exit")
+    ap.add_argument("--table", nargs="?", const="", default=None, help="print the markdown table of a result JSON")
+    ap.add_argument("--render", default=None, help="refresh the generated benchmark blocks of a markdown file")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads(Path(args.table).read_text())))
-        return 0
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else (GPU_SIZES if on_gpu else CPU_SIZES)
-    args.dtypes = args.dtypes or (["fp32", "fp16"] if on_gpu else ["fp32"])
-    args.repeats = args.repeats or (20 if on_gpu else 3)
-    args.warmup = args.warmup or (3 if on_gpu else 1)
-    if not on_gpu:
-        torch.set_num_threads(1)
-    if args.worker:
-        print(json.dumps(run_impl(args.worker, sizes, args.dtypes, device, args.repeats, args.warmup)))
+    if args.serve:
+        return serve(args.threads[0] if args.threads else 1)
+    default_out = ROOT / "benchmarks" / "results" / f"neuron_kernels_{device.type}.json"
+    if args.render:
+        print(f"{args.render}: {'updated' if render(Path(args.render)) else 'unchanged'}")
         return 0
-
+    if args.table is not None:
+        print(markdown_table(json.loads(Path(args.table or default_out).read_text())))
+        return 0
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else (GPU_SIZES if on_gpu else CPU_SIZES)
+    impls = args.impls or list(GPU_IMPLS if on_gpu else CPU_IMPLS)
+    threads = args.threads or ([torch.get_num_threads()] if on_gpu else [1, 2])
+    repeats = args.repeats or (20 if on_gpu else 5)
     from neuroq.utils import machine_info
 
-    rows = []
-    for name in args.impls:
-        if name == "sj14_torch":
-            rows += run_sj14_subprocess(args, sizes)
-        else:
-            rows += run_impl(name, sizes, args.dtypes, device, args.repeats, args.warmup)
-        print(f"{name}: done", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows = run(impls, sizes, threads, device, repeats, args.warmup, Path(args.sj14_path))
     data = dict(
         benchmark="neuron_kernels",
         machine=machine_info(device),
         device=str(device),
-        settings=dict(sizes=sizes, dtypes=args.dtypes, repeats=args.repeats, warmup=args.warmup,
-                      lif=dict(tau=2.0, decay_input=True, v_reset=0.0, surrogate="Sigmoid(alpha=4)")),
-        gpu_rows_absent=None if on_gpu else ("this run had no GPU: only CPU timings of the torch paths; the CuPy "
-                                             "kernels, SpikingJelly 2.0.0's native GPU kernel and the issue's "
-                                             "GPU targets are not measured here"),
+        settings=dict(sizes=sizes, threads=threads, repeats=repeats, warmup=args.warmup, impls=impls,
+                      lif=dict(tau=2.0, decay_input=True, v_reset=0.0, surrogate="Sigmoid(alpha=4)", dtype="float32"),
+                      timing="wall clock median of interleaved rounds (cpu_ms: process CPU time)"),
+        wall_s=time.perf_counter() - t0,
         rows=rows,
-        targets=evaluate_targets(rows, on_gpu),
+        targets=evaluate_targets(rows, on_gpu, threads),
     )
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"neuron_kernels_{device.type}.json"
+    if not on_gpu:
+        data["note"] = ("CPU run: the CuPy kernels and the GPU targets are measured by "
+                        "`python benchmarks/gpu_check.py` on a GPU machine.")
+    out = Path(args.out) if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2))
     print(markdown_table(data))
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {out} in {data['wall_s']:.0f} s", file=sys.stderr)
     return 0
 
 

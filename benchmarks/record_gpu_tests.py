@@ -2,6 +2,8 @@
 
     python benchmarks/record_gpu_tests.py      # -> benchmarks/results/cuda_tests_<device>.json
 
+(``benchmarks/gpu_check.py`` runs this first, then the checks and benchmarks the suite lacks.)
+
 Writes the pytest command, its exit code, summary line and per-outcome counts, the list of
 skipped tests with reasons, and ``neuroq.utils.machine_info()``.  A run where the ``cuda`` tests
 were skipped (no GPU or no CuPy) is recorded as such (``gpu_tests_ran: false``), never as a pass.
@@ -23,7 +25,7 @@ def main() -> int:
 
     from neuroq.utils import machine_info
 
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/ops/test_cuda_kernels.py"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     lines = res.stdout.strip().splitlines()
     summary = next((ln for ln in reversed(lines) if re.search(r"\d+ (passed|failed|skipped|error)", ln)), "")

@@ -157,7 +157,7 @@ def cfg_for(config: str, width_div: int):
 
 
 #: neuroq's methods measured here, as ``neuroq.training.get(name, **options)``
-NEUROQ_METHODS = {"saf-e": ("saf-e", {}), "saf-f": ("saf-f", {}), "saf-f-step": ("saf-f", dict(chunk=1)),
+NEUROQ_METHODS = {"saf-e": ("saf-e", {}), "saf-f": ("saf-f", dict(chunk=None)), "saf-f-step": ("saf-f", dict(chunk=1)),
                   "ottt-o": ("ottt-o", {}), "ottt-a": ("ottt-a", {})}
 
 

@@ -30,7 +30,10 @@ class AdaptiveLIFNode(BaseNode):
         A[t] &= \rho A[t-1] + S[t],\quad V[t] = H[t](1 - S[t])
 
     The adaptation ``A`` is a second state registered with ``register_memory``, so
-    ``functional.reset_net`` clears it too.
+    ``functional.reset_net`` clears it too.  As every neuroq step, :meth:`adaptive_step` is pure: it
+    takes both states and returns the new ones; only the two ``*_step_forward`` methods store them.
+
+    Inputs: ``[N, ...]`` (``step_mode='s'``) or ``[T, N, ...]`` (``'m'``).  Outputs: spikes, same shape.
     """
 
     def __init__(self, tau=2.0, beta=0.5, rho=0.8, **kw):
@@ -41,12 +44,27 @@ class AdaptiveLIFNode(BaseNode):
     def neuronal_charge(self, x, v):
         return v + (x - v) / self.tau
 
-    def step(self, x, v):
-        a = self.a if isinstance(self.a, torch.Tensor) else torch.zeros_like(x)
+    def adaptive_step(self, x, v, a):
+        """One step, pure: ``(x, v, a) -> (spike, v_next, a_next)``."""
         h = self.neuronal_charge(x, v)
         s = self.surrogate_function(h - self.v_threshold - self.beta * a)
-        self.a = self.rho * a + s
-        return s, self.neuronal_reset(h, s)
+        return s, self.neuronal_reset(h, s), self.rho * a + s
+
+    def _initial_a(self, x):
+        return self.a if isinstance(self.a, torch.Tensor) else torch.full_like(x, float(self.a))
+
+    def single_step_forward(self, x):
+        s, self.v, self.a = self.adaptive_step(x, self._initial_v(x), self._initial_a(x))
+        return s
+
+    def multi_step_forward(self, x_seq):
+        v, a = self._initial_v(x_seq[0]), self._initial_a(x_seq[0])
+        spikes = []
+        for x in x_seq.unbind(0):  # O(T): x_seq[t] would make backward O(T^2)
+            s, v, a = self.adaptive_step(x, v, a)
+            spikes.append(s)
+        self.v, self.a = v, a
+        return torch.stack(spikes)
 
 
 def build(hidden=128):

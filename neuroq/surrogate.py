@@ -21,10 +21,9 @@ import torch
 import torch.nn as nn
 
 from . import _sj
-from ._validate import check_int, check_real
-
-#: per-step surrogate derivatives :math:`\sigma'_\alpha(x)` known in closed form
-PER_STEP = ("sigmoid", "atan", "rect")
+from ._validate import check_int
+from .functional._records import finite_real
+from .functional.s2nn import PER_STEP, S2NNParameters  # noqa: F401  (PER_STEP: re-exported)
 
 
 def per_step_derivative(x: torch.Tensor, alpha: float, per_step: Union[str, nn.Module] = "sigmoid") -> torch.Tensor:
@@ -80,7 +79,25 @@ def s2nn_gradient(u: torch.Tensor, t_ref: int, alpha: float, v_threshold: float 
         \frac{dr}{du} = \frac{1}{T_{ref}}\sum_{t=1}^{T_{ref}} \sigma'_t\, g_t,
         \quad \sigma'_t = \sigma'_\alpha(h_t - V_{th}),
 
-    along the forward trajectory :math:`h_t` of the IF neuron (cost: ``t_ref`` elementwise steps)."""
+    along the forward trajectory :math:`h_t` of the IF neuron (cost: ``t_ref`` elementwise steps).
+
+    ``t_ref`` must be an integer >= 1, ``v_threshold`` finite and > 0, ``alpha`` finite and > 0
+    (unless ``per_step`` is a module, whose own parameters apply).
+
+    Inputs: ``u`` of any shape.  Outputs: :math:`dr/du`, same shape and dtype.
+
+    Example::
+
+        >>> import torch
+        >>> from neuroq.surrogate import s2nn_gradient
+        >>> g = s2nn_gradient(torch.tensor([0.5]), t_ref=1, alpha=4.0)   # T_ref = 1: sigmoid'(u - 1)
+        >>> round(float(g), 4)
+        0.42
+    """
+    check_int("t_ref", t_ref, ge=1)
+    finite_real("v_threshold", v_threshold, gt=0)
+    if not isinstance(per_step, nn.Module):
+        finite_real("alpha", alpha, gt=0)
     v = torch.zeros_like(u)
     g = torch.ones_like(u)
     acc = torch.zeros_like(u)
@@ -109,6 +126,13 @@ class _S2NNSpike(torch.autograd.Function):
             return None, None, None, None, None
         t_ref, alpha, v_threshold, per_step = ctx.params
         with torch.no_grad():
+            if isinstance(per_step, str) and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+                from .ops.dispatch import surrogate_backward
+                from .ops.params import s2nn_constants
+
+                fused = surrogate_backward(x, grad_output, s2nn_constants(t_ref, alpha, v_threshold, per_step))
+                if fused is not None:  # one fused pass instead of t_ref elementwise torch steps
+                    return fused, None, None, None, None
             g = s2nn_gradient(x.detach() + v_threshold, t_ref, alpha, v_threshold, per_step)
         return grad_output * g.to(grad_output.dtype), None, None, None, None
 
@@ -171,20 +195,39 @@ class S2NN(_sj.SurrogateFunctionBase):
             ``alpha`` is ignored and the module's own parameters apply).
         spiking: SpikingJelly's flag; ``False`` (primitive mode) is not defined for this surrogate.
 
+    The four parameters form a :class:`~neuroq.functional.S2NNParameters` record (:attr:`params`).
+    Backward of fp32/fp16/bf16 tensors with a string ``per_step`` runs as one fused pass of the
+    ``'cpu'``/``'cupy'`` kernel where available (the recursion below, per element).
+
+    Inputs: ``x = u - V_th`` of any shape.  Outputs: :math:`\Theta(x)`, same shape and dtype.
+
+    Example::
+
+        >>> import torch
+        >>> from neuroq.surrogate import S2NN
+        >>> sg = S2NN(t_ref=4, alpha=4.0)
+        >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
+        >>> sg(x).tolist()
+        [0.0, 1.0, 1.0]
+
     SpikingJelly's own CuPy neuron backends need a ``cuda_code`` this class does not provide: with
     SpikingJelly neurons use ``backend='torch'``; neuroq's neurons have a device version of it.
     """
 
     def __init__(self, t_ref: int = 4, alpha: float = 4.0, v_threshold: float = 1.0,
                  per_step: Union[str, nn.Module] = "sigmoid", spiking: bool = True):
-        super().__init__(alpha=check_real("alpha", alpha, gt=0))
+        p = S2NNParameters(t_ref=t_ref, alpha=alpha, v_threshold=v_threshold, per_step=per_step)
+        super().__init__(alpha=p.alpha)
         self.spiking = spiking
-        self.t_ref = check_int("t_ref", t_ref, ge=1)
-        self.v_threshold = check_real("v_threshold", v_threshold, gt=0)
-        if not isinstance(per_step, nn.Module) and per_step not in PER_STEP:
-            raise ValueError(f"per_step must be one of {PER_STEP} or a SpikingJelly surrogate module, "
-                             f"got {per_step!r}")
-        self.per_step = per_step
+        self.t_ref = p.t_ref
+        self.v_threshold = p.v_threshold
+        self.per_step = p.per_step
+
+    @property
+    def params(self) -> S2NNParameters:
+        """The surrogate's parameters as a (validated) :class:`~neuroq.functional.S2NNParameters`."""
+        return S2NNParameters(t_ref=self.t_ref, alpha=self.alpha, v_threshold=self.v_threshold,
+                              per_step=self.per_step)
 
     @staticmethod
     def spiking_function(x, alpha, t_ref: int = 4, v_threshold: float = 1.0, per_step="sigmoid"):

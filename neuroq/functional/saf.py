@@ -28,9 +28,12 @@ Backward (SAF's online convention): :math:`\hat a[t-1]` is detached, so
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import torch
+
+from ._records import check_record_bool, finite_real, param, set_field
 
 
 def decay(tau: float) -> float:
@@ -70,34 +73,76 @@ class _SRBoxSpike(torch.autograd.Function):
         return grad * box, None, None
 
 
-def saf_step(u_hat: torch.Tensor, a_prev: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0,
-             surrogate_function: Optional[Callable] = None, decay_input: bool = False,
-             detach_state: bool = True, sr_ct: Optional[float] = None) -> torch.Tensor:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SAFParameters:
+    r"""Parameters of the SAF neuron (Saiin et al., TMLR 2024): the soft-reset LIF it unrolls.
+
+    :math:`\lambda = 1 - 1/\tau`; ``decay_input`` divides the drive by :math:`\tau` (SpikingJelly's
+    ``LIFNode(decay_input=True)``); ``detach_state`` treats :math:`\hat a[t-1]` as a constant in
+    backward (SAF's and OTTT's online convention); ``sr_box`` swaps the spike's backward for the
+    Spike-Representation indicator (SAF-F's Theorem 2; torch only).  The reset is always soft, so
+    ``v_reset`` is ``None`` and ``detach_reset`` is ``False`` (read-only, for code that treats every
+    neuron alike).
+
+    Example: ``SAFParameters(tau=2.0, v_threshold=1.0)``.
+    """
+
+    tau: float = param(2.0, "membrane time constant tau (> 1); lambda = 1 - 1/tau")
+    decay_input: bool = param(False, "divide the accumulated input by tau (SpikingJelly's decay_input)")
+    v_threshold: float = param(1.0, "firing threshold V_th (> 0)")
+    detach_state: bool = param(True, "detach the accumulation a[t-1] in backward (SAF/OTTT online convention)")
+    sr_box: bool = param(False, "Spike-Representation indicator 1[0 < U/c_t < V_th] as the spike's backward")
+
+    def __post_init__(self):
+        set_field(self, "tau", finite_real("tau", self.tau, gt=1.0))
+        set_field(self, "v_threshold", finite_real("v_threshold", self.v_threshold, gt=0.0))
+        for name in ("decay_input", "detach_state", "sr_box"):
+            check_record_bool(self, name)
+
+    @property
+    def v_reset(self):
+        """Always ``None``: SAF unrolls the soft-reset neuron."""
+        return None
+
+    @property
+    def detach_reset(self) -> bool:
+        """Always ``False``."""
+        return False
+
+    @property
+    def lam(self) -> float:
+        r""":math:`\lambda = 1 - 1/\tau`."""
+        return decay(self.tau)
+
+
+def saf_step(u_hat: torch.Tensor, a_prev: torch.Tensor, p: SAFParameters,
+             surrogate_function: Optional[Callable] = None, sr_ct: Optional[float] = None) -> torch.Tensor:
     r"""One SAF step: :math:`(\hat U[t], \hat a[t-1]) \mapsto \hat a[t]` (see module docstring).
 
     Args:
-        u_hat: accumulated input :math:`\hat U[t]`.
-        a_prev: accumulation :math:`\hat a[t-1]` (zeros at the first step).
-        detach_state: treat :math:`\hat a[t-1]` as a constant in backward (SAF/OTTT online convention).
+        u_hat: accumulated input :math:`\hat U[t]`, ``[N, ...]``.
+        a_prev: accumulation :math:`\hat a[t-1]` (zeros at the first step), ``[N, ...]``.
+        p: :class:`SAFParameters` (``detach_state``: :math:`\hat a[t-1]` constant in backward).
         sr_ct: when given (the step's :math:`c_t`), the spike's backward is the Spike-Representation
             indicator :math:`\partial s/\partial\hat U = \mathbb 1[0 < \hat U/c_t < V_{th}]`
             instead of the surrogate (the condition under which SAF-F's gradient is
             :math:`V_{th}` times the SR gradient; see :mod:`neuroq.training.online`).
+
+    Returns :math:`\hat a[t]`, ``[N, ...]``.
     """
-    lam = decay(tau)
-    a = a_prev.detach() if detach_state else a_prev
-    drive = u_hat / tau if decay_input else u_hat
-    x = drive - v_threshold * (lam * a + 1.0)
+    lam = decay(p.tau)
+    a = a_prev.detach() if p.detach_state else a_prev
+    drive = u_hat / p.tau if p.decay_input else u_hat
+    x = drive - p.v_threshold * (lam * a + 1.0)
     if sr_ct is not None:
-        s = _SRBoxSpike.apply(x, drive / sr_ct, v_threshold)
+        s = _SRBoxSpike.apply(x, drive / sr_ct, p.v_threshold)
     else:
         s = surrogate_function(x)
     return lam * a + s
 
 
-def saf_multi_step(u_hat_seq: torch.Tensor, a0: torch.Tensor, tau: float = 2.0, v_threshold: float = 1.0,
-                   surrogate_function: Optional[Callable] = None, decay_input: bool = False,
-                   detach_state: bool = True, t0: int = 0, sr_box: bool = False):
+def saf_multi_step(u_hat_seq: torch.Tensor, a0: torch.Tensor, p: SAFParameters,
+                   surrogate_function: Optional[Callable] = None, t0: int = 0):
     r"""SAF neuron over T steps: ``u_hat_seq [T, N, ...]``, ``a0 [N, ...]`` -> ``(a_seq [T, N, ...], a_last)``.
 
     Per step (:math:`\lambda = 1-1/\tau`, :math:`D[t] = \hat U[t]` or :math:`\hat U[t]/\tau` with
@@ -108,8 +153,8 @@ def saf_multi_step(u_hat_seq: torch.Tensor, a0: torch.Tensor, tau: float = 2.0, 
         \hat a[t] = \lambda\hat a[t-1] + s[t]
 
     backward through ``surrogate_function`` (``SG'(D[t] - V_{th}(\lambda\hat a[t-1]+1))``) with
-    :math:`\hat a[t-1]` detached when ``detach_state`` (the default).  ``t0`` is the number of steps
-    already done before ``u_hat_seq[0]`` (only used by ``sr_box``, which swaps the surrogate for the
+    :math:`\hat a[t-1]` detached when ``p.detach_state`` (the default).  ``t0`` is the number of steps
+    already done before ``u_hat_seq[0]`` (only used by ``p.sr_box``, which swaps the surrogate for the
     Spike-Representation indicator :math:`\mathbb 1[0 < D[t]/c_t < V_{th}]`).
 
     A kernel must return the same ``a_seq`` exactly (spikes are 0/1, so :math:`\hat a` is a sum of
@@ -119,20 +164,23 @@ def saf_multi_step(u_hat_seq: torch.Tensor, a0: torch.Tensor, tau: float = 2.0, 
         raise ValueError(f"saf_multi_step expects u_hat_seq of shape [T, N, ...], got {tuple(u_hat_seq.shape)}")
     a = a0
     out = []
-    for t in range(u_hat_seq.shape[0]):
-        ct = bias_scale(t0 + t + 1, tau) if sr_box else None
-        a = saf_step(u_hat_seq[t], a, tau, v_threshold, surrogate_function, decay_input, detach_state, ct)
+    for t, u in enumerate(u_hat_seq.unbind(0)):
+        ct = bias_scale(t0 + t + 1, p.tau) if p.sr_box else None
+        a = saf_step(u, a, p, surrogate_function, ct)
         out.append(a)
+    if not out:
+        raise ValueError("saf_multi_step needs at least one time step (T >= 1), got u_hat_seq of shape "
+                         f"{tuple(u_hat_seq.shape)}")
     return torch.stack(out), a
 
 
 def accumulate(x_seq: torch.Tensor, tau: float, a0: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Leaky accumulation over the first axis: :math:`\hat x[t] = \lambda\hat x[t-1] + x[t]`."""
     lam = decay(tau)
-    acc = torch.zeros_like(x_seq[0]) if a0 is None else a0
+    acc = None if a0 is None else a0
     out = []
-    for t in range(x_seq.shape[0]):
-        acc = lam * acc + x_seq[t]
+    for x in x_seq.unbind(0):
+        acc = lam * (torch.zeros_like(x) if acc is None else acc) + x
         out.append(acc)
     return torch.stack(out)
 

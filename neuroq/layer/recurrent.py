@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from .. import _sj
-from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
+from .._validate import check_bool, check_callable, check_choice, check_int, check_step_input
 from ..functional import neuron as F
 from ..neuron.base import Neuron
 
@@ -76,14 +76,12 @@ class SpikingRNN(Neuron):
         self.input_size = check_int("input_size", input_size, ge=1)
         self.hidden_size = check_int("hidden_size", hidden_size, ge=1)
         check_bool("bias", bias)
-        self.tau = check_real("tau", tau, gt=1.0)
-        self.decay_input = check_bool("decay_input", decay_input)
-        self.v_threshold = check_real("v_threshold", v_threshold)
-        self.v_reset = check_real("v_reset", v_reset, allow_none=True)
+        #: the neuron's one parameter record (validated: tau > 1, finite values, v_threshold > v_reset)
+        self.params = F.LIFParameters(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
+                                      detach_reset=detach_reset)
         if surrogate_function is None:
             surrogate_function = _sj.default_surrogate()
         self.surrogate_function = check_callable("surrogate_function", surrogate_function)
-        self.detach_reset = check_bool("detach_reset", detach_reset)
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
         self.store_v_seq = check_bool("store_v_seq", store_v_seq)
         self.ih = nn.Linear(input_size, hidden_size, bias=bias)
@@ -114,9 +112,13 @@ class SpikingRNN(Neuron):
 
     def step(self, current: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""One step, pure: input-projected current :math:`W_x x_t + b`, state ``(v, s_{t-1})`` -> ``(s_t, v_t)``."""
-        h = F.lif_charge(current + self.hh(s), v, self.tau, self.decay_input, self.v_reset)
-        spike = F.fire(h, self.v_threshold, self.surrogate_function)
-        return spike, F.hard_or_soft_reset(h, spike, self.v_threshold, self.v_reset, self.detach_reset)
+        return F.lif_step(current + self.hh(s), v, self.params, self.surrogate_function)
+
+    tau = property(lambda self: self.params.tau)
+    decay_input = property(lambda self: self.params.decay_input)
+    v_threshold = property(lambda self: self.params.v_threshold)
+    v_reset = property(lambda self: self.params.v_reset)
+    detach_reset = property(lambda self: self.params.detach_reset)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, "s")

@@ -12,7 +12,15 @@ Per time step (SpikingJelly's three-stage convention):
     V[t] &= \begin{cases} H[t](1-S[t]) + V_{reset}S[t] & \text{hard reset}\\
                           H[t] - V_{th}S[t] & \text{soft reset } (V_{reset}=\text{None})\end{cases}
 
-Example — a quadratic integrate-and-fire neuron::
+Rules for a subclass: :meth:`BaseNode.step` (and the ``neuronal_*`` methods it calls) must be
+**pure** -- take the state as an argument and return the new one, never assign ``self.v`` or another
+state inside it (the base class stores what ``step`` returns; a second state such as an adaptation
+goes through the return value, see ``examples/custom_neuron.py``).  A subclass of a neuron with a
+fused kernel (``IFNode``, ``LIFNode``, ``SAFNode``) that overrides ``neuronal_charge``,
+``neuronal_fire``, ``neuronal_reset``, ``step`` or ``multi_step_torch`` runs the generic loop over
+its own :meth:`~BaseNode.step` (the kernel implements the parent's equations, not the override).
+
+Example -- a quadratic integrate-and-fire neuron::
 
     class QIFNode(neuroq.neuron.BaseNode):
         def __init__(self, tau=2.0, **kw):
@@ -23,14 +31,19 @@ Example — a quadratic integrate-and-fire neuron::
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import warnings
 from typing import Optional
 
 import torch
 
 from .. import _sj
-from .._validate import check_bool, check_callable, check_choice, check_real, check_step_input
-from ..backend import BACKENDS, resolve
+from .. import ops
+from .._validate import check_bool, check_callable, check_choice, check_step_input
 from ..functional import neuron as F
+from ..functional.neuron import IFParameters
+from ..ops.dispatch import BACKENDS, resolve
 
 
 class Neuron(_sj.MemoryModule):
@@ -50,37 +63,143 @@ def is_neuron(m) -> bool:
     return isinstance(m, _sj.MemoryModule) and type(m).__module__.startswith("spikingjelly.activation_based.neuron")
 
 
-class BaseNode(Neuron):
-    """Spiking neuron with membrane state ``v``; subclasses implement :meth:`neuronal_charge`.
+def check_time_steps(module_name: str, x_seq: torch.Tensor) -> None:
+    """Multi-step input needs at least one step: ``T = x_seq.shape[0] >= 1``."""
+    if x_seq.shape[0] < 1:
+        raise ValueError(f"{module_name}: multi-step input [T, N, ...] needs at least one time step (T >= 1), "
+                         f"got shape {tuple(x_seq.shape)}")
+
+
+def record_property(name: str, doc: str = "") -> property:
+    """A module attribute that reads and writes field ``name`` of the module's parameter record
+    (``node.tau = 3.0`` builds a new, validated record)."""
+
+    def fget(self):
+        return getattr(self.params, name)
+
+    def fset(self, value):
+        p = self.params
+        if name not in {f.name for f in dataclasses.fields(p)}:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed to {getattr(p, name)!r} "
+                                 f"({type(p).__name__} has no field {name!r})")
+        self.params = dataclasses.replace(p, **{name: value})
+
+    return property(fget, fset, doc=doc or f"``params.{name}`` (settable; validated by the record)")
+
+
+#: methods a fused kernel implements: a subclass that overrides one runs the generic loop instead
+KERNEL_METHODS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "step", "multi_step_torch")
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_owner_check(cls) -> tuple[bool, tuple]:
+    """(kernel may run, overridden method names) for neuron class ``cls``."""
+    if getattr(cls, "kernel_family", None) is None:
+        return False, ()
+    owner = next(c for c in cls.__mro__ if "kernel_family" in c.__dict__)
+    changed = tuple(m for m in KERNEL_METHODS if getattr(cls, m, None) is not getattr(owner, m, None))
+    return not changed, changed
+
+
+_WARNED: set = set()
+
+
+def _warn_once(key, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
+    r"""Spiking neuron with membrane state ``v``; subclasses implement :meth:`neuronal_charge`.
+
+    Per step: charge :math:`H[t] = f(V[t-1], X[t])` (subclass), fire
+    :math:`S[t] = \Theta(H[t] - V_{th})`, reset hard :math:`V[t] = H[t](1-S[t]) + V_{reset}S[t]` or
+    soft :math:`V[t] = H[t] - V_{th}S[t]` (SpikingJelly's convention, Fang et al. 2023).
 
     Args:
-        v_threshold: firing threshold :math:`V_{th}`.
+        v_threshold: firing threshold :math:`V_{th}` (finite; > ``v_reset`` with a hard reset).
         v_reset: reset potential for hard reset, or ``None`` for soft reset (subtract :math:`V_{th}`).
         surrogate_function: any SpikingJelly surrogate (default ``surrogate.Sigmoid(alpha=4.)``).
         detach_reset: detach the spike in the reset path.
         step_mode: ``'s'`` (input ``[N, ...]``) or ``'m'`` (input ``[T, N, ...]``).
-        backend: ``'auto'`` | ``'torch'`` | ``'cupy'`` for multi-step mode.
+        backend: ``'auto'`` | ``'torch'`` | ``'cpu'`` | ``'cupy'`` (see :mod:`neuroq.ops.dispatch`).
         store_v_seq: in multi-step mode keep ``v_seq`` (``[T, N, ...]``, after reset).
+        params: the parameter record instead of ``v_threshold``/``v_reset``/``detach_reset``
+            (an instance of :attr:`params_type`).
+
+    The parameters live in one frozen record, :attr:`params` (:class:`~neuroq.functional.IFParameters`
+    here, :class:`~neuroq.functional.LIFParameters` for ``LIFNode`` ...); ``node.v_threshold`` etc.
+    read and write its fields (a write builds a new, validated record).
+
+    Inputs: ``x`` ``[N, ...]`` (step mode ``'s'``) or ``x_seq`` ``[T, N, ...]`` (``'m'``, T >= 1).
+
+    Outputs: spikes of the same shape and dtype; the state ``v`` ``[N, ...]`` stays on the module
+    (``v_seq`` ``[T, N, ...]`` with ``store_v_seq``).
+
+    Example::
+
+        >>> import torch
+        >>> from neuroq.neuron import BaseNode
+        >>> class MyIF(BaseNode):
+        ...     def neuronal_charge(self, x, v):
+        ...         return v + x
+        >>> MyIF(step_mode="m")(torch.full((3, 2), 0.6)).tolist()
+        [[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
     """
 
-    #: name of the CuPy kernel family, or None when the neuron has no kernel.
+    #: kernel family in :mod:`neuroq.ops` (None: no fused kernel, the torch loop always runs)
     kernel_family: Optional[str] = None
+    #: read by SpikingJelly 2.0's BaseNode machinery (its __init__, which sets it, is not called)
+    _neuron_precision = None
+    #: the parameter record class of this neuron
+    params_type = IFParameters
+
+    v_threshold = record_property("v_threshold", "firing threshold ``params.v_threshold`` (settable)")
+    v_reset = record_property("v_reset", "reset potential ``params.v_reset``; None = soft reset (settable)")
+    detach_reset = record_property("detach_reset", "``params.detach_reset`` (settable)")
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, surrogate_function=None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "auto",
-                 store_v_seq: bool = False):
-        super().__init__()
-        self.v_threshold = check_real("v_threshold", v_threshold)
-        self.v_reset = check_real("v_reset", v_reset, allow_none=True)
+                 store_v_seq: bool = False, params=None):
+        # SpikingJelly's BaseNode is a base class so that its tools (monitors, op_counter) see neuroq's
+        # neurons; its __init__ is skipped: it would register `v` itself (a second registration asserts)
+        _sj.MemoryModule.__init__(self)
+        self.params = params if params is not None else IFParameters(
+            v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset)
         if surrogate_function is None:
             surrogate_function = _sj.default_surrogate()
         self.surrogate_function = check_callable("surrogate_function", surrogate_function)
-        self.detach_reset = check_bool("detach_reset", detach_reset)
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
         self.backend = backend
         self.store_v_seq = check_bool("store_v_seq", store_v_seq)
-        self.register_memory("v", 0.0 if v_reset is None else float(v_reset))
+        self.register_memory("v", self._v_init())
         self.v_seq = None
+
+    # ---- the parameter record -----------------------------------------------------------
+    @property
+    def params(self):
+        """The neuron's frozen parameter record (assign a new record to change several at once)."""
+        return self._neuroq_params
+
+    @params.setter
+    def params(self, p):
+        if not isinstance(p, self.params_type):
+            raise TypeError(f"{type(self).__name__}.params must be a {self.params_type.__name__}, "
+                            f"got {type(p).__name__}")
+        self._neuroq_params = p
+        if "v" in self.__dict__.get("_memories", {}):
+            self.set_reset_value("v", self._v_init())
+
+    def _v_init(self) -> float:
+        v_reset = getattr(self.params, "v_reset", None)
+        return 0.0 if v_reset is None else float(v_reset)
+
+    @classmethod
+    def from_params(cls, params, **kwargs):
+        """Build the neuron from a parameter record, e.g. ``LIFNode.from_params(LIFParameters(tau=3.))``;
+        ``kwargs``: the module's other arguments (``surrogate_function``, ``step_mode``, ``backend`` ...)."""
+        return cls(params=params, **kwargs)
 
     @property
     def supported_backends(self):
@@ -101,14 +220,17 @@ class BaseNode(Neuron):
         raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge(x, v)")
 
     def neuronal_fire(self, h: torch.Tensor) -> torch.Tensor:
-        return F.fire(h, self.v_threshold, self.surrogate_function)
+        r""":math:`S = \Theta(H - V_{th})` (surrogate gradient in backward)."""
+        return F.fire(h, self.params.v_threshold, self.surrogate_function)
 
     def neuronal_reset(self, h: torch.Tensor, spike: torch.Tensor) -> torch.Tensor:
-        return F.hard_or_soft_reset(h, spike, self.v_threshold, self.v_reset, self.detach_reset)
+        """Hard or soft reset of :math:`H` after ``spike``."""
+        p = self.params
+        return F.hard_or_soft_reset(h, spike, p.v_threshold, p.v_reset, p.detach_reset)
 
     # ---- machinery ----------------------------------------------------------------------
     def step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step, pure: ``(x, v) -> (spike, v_next)``."""
+        """One time step, pure: ``(x, v) -> (spike, v_next)`` (must not assign module state)."""
         h = self.neuronal_charge(x, v)
         s = self.neuronal_fire(h)
         return s, self.neuronal_reset(h, s)
@@ -125,35 +247,68 @@ class BaseNode(Neuron):
             return v
         return torch.full_like(x, float(v))
 
+    def kernel_allowed(self) -> bool:
+        """Whether the fused kernel of :attr:`kernel_family` implements this neuron: the class (or the
+        parent that declares the family) does not override any of ``KERNEL_METHODS``."""
+        return _kernel_owner_check(type(self))[0]
+
+    def _kernel(self, x_seq: torch.Tensor, v0: torch.Tensor, store_v_seq: bool, **extra) -> Optional[ops.KernelOut]:
+        """Run the fused kernel when the backend and the case allow it, else ``None`` (torch runs)."""
+        if self.backend == "torch" or self.kernel_family is None:
+            return None  # (checked here, outside the compiler-disabled part: no graph break for 'torch')
+        return self._launch_kernel(x_seq, v0, store_v_seq, **extra)
+
+    @torch.compiler.disable
+    def _launch_kernel(self, x_seq, v0, store_v_seq, **extra):
+        # Under torch.compile the launch is one opaque eager call (a graph break): the fused kernel
+        # runs as in eager mode, the layers around it compile as usual.
+        ok, changed = _kernel_owner_check(type(self))
+        if not ok:
+            if self.backend != "auto":
+                _warn_once(("override", type(self), self.backend),
+                           f"{type(self).__name__} overrides {', '.join(changed)}: the fused {self.backend!r} kernel "
+                           f"implements the parent's equations, so it runs the torch loop over its own step()")
+            return None
+        backend = resolve(self.backend, x_seq, self.kernel_family)
+        if backend == "torch":
+            return None
+        try:
+            out = ops.lookup(backend, self.kernel_family)(x_seq, v0, self.params, self.surrogate_function,
+                                                          store_v_seq, **extra)
+        except ops.Unsupported as e:
+            if self.backend != "auto":
+                _warn_once(("unsupported", type(self), backend, str(e)),
+                           f"neuroq {backend} kernel: {e}; {type(self).__name__} neurons run the torch reference")
+            return None
+        if out is NotImplemented:  # a third-party launcher declining
+            return None
+        return out if isinstance(out, ops.KernelOut) else ops.KernelOut(*out)
+
     def single_step_forward(self, x: torch.Tensor):
         check_step_input(type(self).__name__, x, "s")
-        s, v = self.step(x, self._initial_v(x))
+        v0 = self._initial_v(x)
+        out = self._kernel(x.unsqueeze(0), v0, False)
+        if out is None:
+            s, v = self.step(x, v0)
+        else:  # fused single step (T = 1)
+            s, v = out.out[0], out.state
         self.v = v
         return s
 
     def multi_step_torch(self, x_seq: torch.Tensor, v: torch.Tensor):
-        """Torch reference over T steps: ``-> (spike_seq, v_last, v_seq | None)``."""
+        """Torch reference over T steps, the generic O(T) loop over :meth:`step`:
+        ``-> (spike_seq, v_last, v_seq | None)``."""
         return F.multi_step(self.step, x_seq, v, self.store_v_seq)
-
-    def kernel_params(self) -> dict:
-        """Scalar parameters passed to the CuPy kernel of :attr:`kernel_family`."""
-        return {}
 
     def multi_step_forward(self, x_seq: torch.Tensor):
         check_step_input(type(self).__name__, x_seq, "m")
+        check_time_steps(type(self).__name__, x_seq)
         v0 = self._initial_v(x_seq[0])
-        backend = resolve(self.backend, x_seq, self.kernel_family or type(self).__name__)
-        if backend == "cupy":
-            from .. import cuda
-
-            out = cuda.lookup(self.kernel_family)(
-                x_seq, v0, surrogate_function=self.surrogate_function, store_v_seq=self.store_v_seq,
-                **self.kernel_params())
-            if out is NotImplemented:  # the kernel declines (e.g. a surrogate with no device version)
-                out = self.multi_step_torch(x_seq, v0)
-            spikes, v, v_seq = out
-        else:
+        out = self._kernel(x_seq, v0, self.store_v_seq)
+        if out is None:
             spikes, v, v_seq = self.multi_step_torch(x_seq, v0)
+        else:
+            spikes, v, v_seq = out.out, out.state, out.state_seq
         self.v = v
         if self.store_v_seq:
             self.v_seq = v_seq
@@ -164,5 +319,6 @@ class BaseNode(Neuron):
         self.v_seq = None
 
     def extra_repr(self):
-        return (f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, detach_reset={self.detach_reset}, "
+        p = self.params
+        return (f"v_threshold={p.v_threshold}, v_reset={p.v_reset}, detach_reset={p.detach_reset}, "
                 f"step_mode={self.step_mode}, backend={self.backend}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import check_callable, check_choice, check_real, check_step_input
+from .._validate import check_callable, check_choice, check_step_input
+from ..functional._records import finite_real
 from ..surrogate import S2NN
 from .base import Neuron
 
@@ -27,16 +28,28 @@ class S2NNNode(Neuron):
     calling it T times in ``'s'``).  ``functional.reset_net`` is a no-op on it.
 
     Args:
-        v_threshold: :math:`V_{th}` (> 0).
+        v_threshold: :math:`V_{th}` (> 0, finite).
         surrogate_function: any SpikingJelly surrogate; default
             ``neuroq.surrogate.S2NN(v_threshold=v_threshold)``.  An :class:`~neuroq.surrogate.S2NN`
-            must be built for the same ``v_threshold``.
+            must be built for the same ``v_threshold``.  The reduced gradient of ``S2NN`` runs as one
+            fused pass (``'cpu'``/``'cupy'`` kernel) for fp32/fp16/bf16 tensors where one is available.
         step_mode: ``'s'`` or ``'m'``.
+
+    Inputs: :math:`u` ``[N, ...]`` (``'s'``) or ``[T, N, ...]`` (``'m'``).
+
+    Outputs: binary spikes :math:`\Theta(u - V_{th})` of the same shape and dtype.
+
+    Example::
+
+        >>> import torch
+        >>> from neuroq.neuron import S2NNNode
+        >>> S2NNNode(v_threshold=1.0)(torch.tensor([0.5, 1.0, 2.0])).tolist()
+        [0.0, 1.0, 1.0]
     """
 
     def __init__(self, v_threshold: float = 1.0, surrogate_function=None, step_mode: str = "s"):
         super().__init__()
-        self.v_threshold = check_real("v_threshold", v_threshold, gt=0)
+        self.v_threshold = finite_real("v_threshold", v_threshold, gt=0)
         if surrogate_function is None:
             surrogate_function = S2NN(v_threshold=self.v_threshold)
         self.surrogate_function = check_callable("surrogate_function", surrogate_function)

@@ -22,22 +22,24 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import check_bool, check_real, check_step_input
-from ..backend import resolve
 from ..functional import saf as FS
-from .base import BaseNode
+from ..functional.saf import SAFParameters
+from .base import BaseNode, check_time_steps, record_property
+from .._validate import check_step_input
 
 
 class SAFNode(BaseNode):
     r"""Spike-accumulation neuron: takes :math:`\hat U[t]`, emits :math:`\hat a[t]` (module docstring).
 
-    The state is stored in ``v`` (as in every :class:`~neuroq.neuron.BaseNode`, so SpikingJelly's
-    ``reset_net``, ``detach`` and the CuPy dispatch work unchanged) and is also readable as
-    :attr:`a_hat`.  The kernel family is ``"saf"``: a kernel registered with
-    ``neuroq.cuda.register("saf", fn)`` is called as
-    ``fn(u_hat_seq, a0, surrogate_function=..., store_v_seq=..., tau=, decay_input=, v_threshold=,
-    detach_state=)`` and must return ``(a_seq, a_last, a_seq | None)`` equal to
-    :func:`neuroq.functional.saf.saf_multi_step`.
+    .. math::
+        s[t] = \Theta\big(D[t] - V_{th}(\lambda\hat a[t-1] + 1)\big),\quad
+        \hat a[t] = \lambda\hat a[t-1] + s[t],\quad \lambda = 1 - 1/\tau
+
+    with :math:`D[t] = \hat U[t]` (or :math:`\hat U[t]/\tau` with ``decay_input``).  The state is
+    stored in ``v`` (as in every :class:`~neuroq.neuron.BaseNode`, so SpikingJelly's ``reset_net``,
+    ``detach`` and the backend dispatch work unchanged) and is also readable as :attr:`a_hat`.
+    Kernel family ``"saf"`` (fused ``'cpu'`` / ``'cupy'`` kernels for multi-step mode and the fused
+    single step of SAF-E; ``sr_box`` runs the torch reference).
 
     Args:
         tau: membrane time constant (> 1); :math:`\lambda = 1 - 1/\tau`.
@@ -50,27 +52,45 @@ class SAFNode(BaseNode):
             :math:`\partial s[t]/\partial\hat U[t] = \mathbb 1[0 < \hat U[t]/c_t < V_{th}]` as the spike's
             backward instead of the surrogate (the condition of SAF-F's Theorem 2; torch backend only).
         step_mode: ``'s'`` (``[N, ...]``) or ``'m'`` (``[T, N, ...]``).
-        backend: ``'auto'`` | ``'torch'`` | ``'cupy'``.
+        backend: ``'auto'`` | ``'torch'`` | ``'cpu'`` | ``'cupy'``.
         store_v_seq: keep the accumulations of the last multi-step call in ``v_seq``.
+        params: a :class:`~neuroq.functional.SAFParameters` instead of the five parameters above.
+
+    Inputs: :math:`\hat U` ``[N, ...]`` (``'s'``) or ``[T, N, ...]`` (``'m'``, T >= 1).
+
+    Outputs: :math:`\hat a` of the same shape; the step counter ``t`` advances by the steps run.
+
+    Example::
+
+        >>> import torch
+        >>> from neuroq.neuron import SAFNode
+        >>> node = SAFNode(tau=2.0, step_mode="m")
+        >>> node(torch.tensor([[0.4], [1.3], [0.6], [2.0]])).flatten().tolist()
+        [0.0, 1.0, 0.5, 1.25]
     """
 
     kernel_family = "saf"
+    params_type = SAFParameters
+
+    tau = record_property("tau", "``params.tau`` (> 1, settable)")
+    decay_input = record_property("decay_input", "``params.decay_input`` (settable)")
+    detach_state = record_property("detach_state", "``params.detach_state`` (settable)")
+    sr_box = record_property("sr_box", "``params.sr_box`` (settable)")
 
     def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
                  surrogate_function=None, detach_state: bool = True, sr_box: bool = False,
-                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False):
-        check_real("v_threshold", v_threshold, gt=0)
-        super().__init__(v_threshold, None, surrogate_function, False, step_mode, backend, store_v_seq)
-        self.tau = check_real("tau", tau, gt=1.0)
-        self.decay_input = check_bool("decay_input", decay_input)
-        self.detach_state = check_bool("detach_state", detach_state)
-        self.sr_box = check_bool("sr_box", sr_box)
+                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, params=None):
+        if params is None:
+            params = SAFParameters(tau=tau, decay_input=decay_input, v_threshold=v_threshold,
+                                   detach_state=detach_state, sr_box=sr_box)
+        super().__init__(surrogate_function=surrogate_function, step_mode=step_mode, backend=backend,
+                         store_v_seq=store_v_seq, params=params)
         self.register_memory("t", 0)
 
     @property
     def lam(self) -> float:
         r""":math:`\lambda = 1 - 1/\tau`."""
-        return FS.decay(self.tau)
+        return FS.decay(self.params.tau)
 
     @property
     def a_hat(self):
@@ -79,51 +99,54 @@ class SAFNode(BaseNode):
 
     def neuronal_charge(self, x, v):
         r"""Membrane potential before firing: :math:`u[t] = D[t] - V_{th}\lambda\hat a[t-1]`."""
-        drive = x / self.tau if self.decay_input else x
-        return drive - self.v_threshold * self.lam * v
+        p = self.params
+        drive = x / p.tau if p.decay_input else x
+        return drive - p.v_threshold * self.lam * v
 
     def step(self, x: torch.Tensor, v: torch.Tensor):
         """One step, pure: ``(u_hat, a_prev) -> (a, a)`` (output and new state are both :math:`\\hat a`)."""
-        ct = FS.bias_scale(int(self.t) + 1, self.tau) if self.sr_box else None
-        a = FS.saf_step(x, v, self.tau, self.v_threshold, self.surrogate_function, self.decay_input,
-                        self.detach_state, ct)
+        p = self.params
+        ct = FS.bias_scale(int(self.t) + 1, p.tau) if p.sr_box else None
+        a = FS.saf_step(x, v, p, self.surrogate_function, ct)
         return a, a
+
+    def _check_backend(self) -> None:
+        if self.params.sr_box and self.backend in ("cpu", "cupy"):
+            raise RuntimeError(f"SAFNode(sr_box=True) has no {self.backend!r} kernel (its backward is the torch "
+                               "Spike-Representation indicator); use backend='torch' or 'auto'")
 
     def single_step_forward(self, x: torch.Tensor):
         check_step_input(type(self).__name__, x, "s")
-        a, _ = self.step(x, self._initial_v(x))
+        self._check_backend()
+        a0 = self._initial_v(x)
+        out = None if self.params.sr_box else self._kernel(x.unsqueeze(0), a0, False)
+        a = self.step(x, a0)[0] if out is None else out.state
         self.v = a
         self.t = int(self.t) + 1
         return a
 
     def multi_step_torch(self, x_seq, v):
-        a_seq, a_last = FS.saf_multi_step(x_seq, v, self.tau, self.v_threshold, self.surrogate_function,
-                                          self.decay_input, self.detach_state, int(self.t), self.sr_box)
+        a_seq, a_last = FS.saf_multi_step(x_seq, v, self.params, self.surrogate_function, int(self.t))
         return a_seq, a_last, (a_seq if self.store_v_seq else None)
 
     def multi_step_forward(self, x_seq: torch.Tensor):
         check_step_input(type(self).__name__, x_seq, "m")
-        if self.sr_box:
-            backend = "torch"
-            if self.backend == "cupy":
-                raise RuntimeError("SAFNode(sr_box=True) has no CuPy kernel; use backend='torch' or 'auto'")
+        check_time_steps(type(self).__name__, x_seq)
+        self._check_backend()
+        a0 = self._initial_v(x_seq[0])
+        out = None if self.params.sr_box else self._kernel(x_seq, a0, self.store_v_seq)
+        if out is None:
+            a_seq, a, a_seq_store = self.multi_step_torch(x_seq, a0)
         else:
-            backend = resolve(self.backend, x_seq, self.kernel_family)
-        if backend == "torch":
-            a_seq, a, a_seq_store = self.multi_step_torch(x_seq, self._initial_v(x_seq[0]))
-            self.v = a
-            if self.store_v_seq:
-                self.v_seq = a_seq_store
-        else:
-            a_seq = super().multi_step_forward(x_seq)
+            a_seq, a, a_seq_store = out.out, out.state, out.state_seq
+        self.v = a
+        if self.store_v_seq:
+            self.v_seq = a_seq_store
         self.t = int(self.t) + x_seq.shape[0]
         return a_seq
 
-    def kernel_params(self) -> dict:
-        return dict(tau=self.tau, decay_input=self.decay_input, v_threshold=self.v_threshold,
-                    detach_state=self.detach_state)
-
     def extra_repr(self):
-        return (f"tau={self.tau}, v_threshold={self.v_threshold}, decay_input={self.decay_input}, "
-                f"detach_state={self.detach_state}, sr_box={self.sr_box}, step_mode={self.step_mode}, "
+        p = self.params
+        return (f"tau={p.tau}, v_threshold={p.v_threshold}, decay_input={p.decay_input}, "
+                f"detach_state={p.detach_state}, sr_box={p.sr_box}, step_mode={self.step_mode}, "
                 f"backend={self.backend}")

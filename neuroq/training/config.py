@@ -33,6 +33,13 @@ def option(default=_MISSING, help: str = "", *, choices: Optional[Sequence] = No
     return field(default=default, metadata=meta)
 
 
+def record_option(record_type, name: str, **kw):
+    """An option for field ``name`` of a neuron's parameter record (``neuroq.functional.LIFParameters``
+    ...): the record's own default and help text, so the record is the one description of the parameter."""
+    f = {g.name: g for g in dataclasses.fields(record_type)}[name]
+    return option(f.default, f.metadata.get("help", ""), **kw)
+
+
 def cli_name(name: str) -> str:
     """The command-line spelling of field ``name`` (``-T`` for the one-letter field ``T``)."""
     return "-" + name if len(name) == 1 else "--" + name.replace("_", "-")

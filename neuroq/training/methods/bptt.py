@@ -7,18 +7,19 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ...neuron import IFNode, LIFNode
-from ..config import option
+from ...functional import IFParameters, LIFParameters
+from ..config import record_option
 from .base import FeedForwardConfig, Method, TimeConfig, register
 
 
 @dataclass
 class IFConfig(TimeConfig, FeedForwardConfig):
-    v_threshold: float = option(1.0, "firing threshold V_th")
+    v_threshold: float = record_option(IFParameters, "v_threshold")
 
 
 @dataclass
 class LIFConfig(IFConfig):
-    tau: float = option(2.0, "membrane time constant tau (> 1)")
+    tau: float = record_option(LIFParameters, "tau")
 
 
 @register("lif")

@@ -76,7 +76,8 @@ from ...layer.container import run_steps, set_step_mode
 from ...layer.saf import SAFReadout
 from ...models import classifier
 from ...neuron.lif import LIFNode
-from ..config import option
+from ...functional import LIFParameters
+from ..config import option, record_option
 from .base import FeedForwardConfig, Method, TimeConfig, register
 
 
@@ -101,7 +102,7 @@ def online_train_step(model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor, op
     _sj.reset_net(model)
     if not online:
         optimizer.zero_grad(set_to_none=True)
-    total = 0.0
+    total = None
     outs = []
     for x_t in x_seq.unbind(0):
         if online:
@@ -114,11 +115,11 @@ def online_train_step(model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor, op
         if online:
             optimizer.step()
         _sj.detach_net(model)
-        total += float(loss.detach())
+        total = loss.detach() if total is None else total + loss.detach()  # no host sync per step
         outs.append(o.detach())
     if not online:
         optimizer.step()
-    return total, torch.stack(outs)
+    return (float(total) if total is not None else 0.0), torch.stack(outs)
 
 
 def saf_e_train_step(model: nn.Module, x_seq, y, optimizer, loss_fn: Callable = ottt_loss, online: bool = True):
@@ -230,7 +231,7 @@ def bptt_train_step(model: nn.Module, x_seq, y, optimizer, loss_fn: Callable = o
     _sj.reset_net(model)
     optimizer.zero_grad(set_to_none=True)
     out = model(x_seq)
-    loss = sum(loss_fn(out[t], y) for t in range(out.shape[0])) / out.shape[0]
+    loss = sum(loss_fn(o, y) for o in out.unbind(0)) / out.shape[0]
     loss.backward()
     optimizer.step()
     return float(loss.detach()), out.detach()
@@ -241,8 +242,8 @@ def bptt_train_step(model: nn.Module, x_seq, y, optimizer, loss_fn: Callable = o
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class OnlineConfig(TimeConfig, FeedForwardConfig):
-    tau: float = option(2.0, "membrane time constant tau (> 1)")
-    v_threshold: float = option(1.0, "firing threshold V_th")
+    tau: float = record_option(LIFParameters, "tau")
+    v_threshold: float = record_option(LIFParameters, "v_threshold")
     mse_weight: float = option(0.05, "weight w of OTTT's per-step loss (1-w) CE + w MSE(onehot)")
 
 
@@ -304,8 +305,9 @@ class SAFEMethod(_SAF):
 
 @dataclass
 class SAFFConfig(OnlineConfig):
-    chunk: Optional[int] = option(None, "SAF-F: run the graph-free steps 1..T-1 this many at a time (default: all "
-                                  "at once; 1 keeps the memory flat in T)", parse=int)
+    chunk: Optional[int] = option(1, "SAF-F: run the graph-free steps 1..T-1 this many at a time (default 1: "
+                                  "memory flat in T; 0 or none: all T-1 at once, fewer calls, memory grows with T)",
+                                  parse=lambda s: None if s.lower() in ("0", "none", "all") else int(s))
 
 
 @register("saf-f")
@@ -315,7 +317,7 @@ class SAFFMethod(_SAF):
     Config = SAFFConfig
 
     def train_step(self, model, x, y, optimizer, ctx):
-        return saf_f_train_step(model, self.inputs(x, ctx), y, optimizer, self.loss_fn(), self.config.chunk)
+        return saf_f_train_step(model, self.inputs(x, ctx), y, optimizer, self.loss_fn(), self.config.chunk or None)
 
 
 class _OTTT(_Online):

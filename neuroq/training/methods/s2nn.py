@@ -11,17 +11,17 @@ from dataclasses import dataclass
 
 from ...neuron import S2NNNode
 from ...surrogate import PER_STEP, S2NN
-from ..config import option, positive_int
+from ...functional import S2NNParameters
+from ..config import record_option, positive_int
 from .base import FeedForwardConfig, Method, register
 
 
 @dataclass
 class S2NNConfig(FeedForwardConfig):
-    t_ref: int = option(4, "T_ref: steps of the multi-step IF neuron whose surrogate gradient is reduced",
-                        parse=positive_int("--t-ref"))
-    alpha: float = option(4.0, "sharpness alpha of the per-step surrogate")
-    per_step: str = option("sigmoid", "per-step surrogate being reduced", choices=PER_STEP)
-    v_threshold: float = option(1.0, "firing threshold V_th")
+    t_ref: int = record_option(S2NNParameters, "t_ref", parse=positive_int("--t-ref"))
+    alpha: float = record_option(S2NNParameters, "alpha")
+    per_step: str = record_option(S2NNParameters, "per_step", choices=PER_STEP)
+    v_threshold: float = record_option(S2NNParameters, "v_threshold")
 
 
 @register("s2nn")

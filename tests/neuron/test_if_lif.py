@@ -98,7 +98,7 @@ def test_backend_dispatch_on_cpu():
 
 
 def test_cupy_missing_message(monkeypatch):
-    from neuroq import backend
+    from neuroq.ops import dispatch as backend
 
     backend.cupy_status.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "cupy", None)  # import fails

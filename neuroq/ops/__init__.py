@@ -1,0 +1,95 @@
+r"""neuroq's fused multi-step kernels and their dispatch.
+
+* :mod:`neuroq.ops.dispatch` -- ``backend='auto' | 'torch' | 'cpu' | 'cupy'``: which one runs for a
+  tensor, install hints, clear errors;
+* ``kernels.cuh`` -- the per-neuron math, device-agnostic, compiled by NVRTC (``neuron_kernels.cu``)
+  and by the C++ compiler (``neuron_kernels_cpu.cpp``);
+* :mod:`neuroq.ops.params` -- kernel constants from the parameter records of :mod:`neuroq.functional`;
+* :mod:`neuroq.ops.cpu` (C++ build, cache, launchers) and :mod:`neuroq.ops.cuda` (CuPy launchers);
+* this module -- the registry of launchers keyed by ``(backend, family)``.
+
+A launcher for family ``"if"``/``"lif"`` is called as
+``fn(x_seq, v0, params, surrogate_function, store_v_seq=False, trace=None) -> KernelOut`` (``params``
+an :class:`~neuroq.functional.IFParameters` / :class:`~neuroq.functional.LIFParameters`; ``trace`` an
+optional ``(trace0, decay)`` for OTTT's presynaptic trace); for ``"saf"`` as
+``fn(u_hat_seq, a0, params, surrogate_function, store_v_seq=False) -> KernelOut``.  A launcher that
+cannot run a case (a surrogate without a device version, a dtype) raises :class:`Unsupported`;
+the neuron then runs its torch reference.  Built in: ``("cpu" | "cupy", "if" | "lif" | "saf")``.
+Importing this package needs neither a compiler, CuPy nor a GPU.
+
+Example -- a third-party kernel for a new family::
+
+    from neuroq import ops
+    ops.register("cpu", "my_family", my_launcher)
+    class MyNode(neuroq.neuron.BaseNode):
+        kernel_family = "my_family"
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+KERNEL_DIR = Path(__file__).resolve().parent
+_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
+
+
+class Unsupported(Exception):
+    """Raised by a launcher for a case its kernel does not cover; the message says why."""
+
+
+class KernelOut(NamedTuple):
+    """What a launcher returns: ``out`` [T, N, ...] (spikes, or SAF's accumulations), the last state
+    [N, ...], the state sequence [T, N, ...] when asked for (``store_v_seq``) and OTTT's trace."""
+
+    out: torch.Tensor
+    state: torch.Tensor
+    state_seq: Optional[torch.Tensor] = None
+    trace: Optional[torch.Tensor] = None
+
+
+def kernel_source(name: str) -> str:
+    """Full text of kernel file ``name`` with neuroq's local ``#include "..."`` inlined, so a cache
+    key (a hash of the text) changes whenever a header changes."""
+    text = (KERNEL_DIR / name).read_text()
+    return _INCLUDE.sub(lambda m: kernel_source(m.group(1)), text)
+
+
+_KERNELS: dict = {}
+_loaded: set = set()
+_BUILTIN = {"cpu": "neuroq.ops.cpu", "cupy": "neuroq.ops.cuda"}
+
+
+def register(backend: str, family: str, fn: Callable) -> None:
+    """Register launcher ``fn`` for ``(backend, family)`` (replaces an existing one)."""
+    _KERNELS[(backend, family)] = fn
+
+
+def _load_builtin(backend: str) -> None:
+    if backend in _loaded or backend not in _BUILTIN:
+        return
+    _loaded.add(backend)
+    import importlib
+
+    importlib.import_module(_BUILTIN[backend])  # registers its launchers; needs no compiler/CuPy
+
+
+def has_kernel(backend: str, family: Optional[str]) -> bool:
+    """Whether a launcher is registered for ``(backend, family)``."""
+    if family is None:
+        return False
+    _load_builtin(backend)
+    return (backend, family) in _KERNELS
+
+
+def lookup(backend: str, family: str) -> Callable:
+    """The launcher of ``(backend, family)``; a clear error when there is none."""
+    _load_builtin(backend)
+    try:
+        return _KERNELS[(backend, family)]
+    except KeyError:
+        have = sorted(f for b, f in _KERNELS if b == backend)
+        raise RuntimeError(f"no {backend!r} kernel registered for neuron family {family!r} "
+                           f"(registered: {have}); use backend='torch'") from None
