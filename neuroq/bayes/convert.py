@@ -39,7 +39,8 @@ def _is_stateful(model: nn.Module) -> bool:
 
 
 def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3, mean_jitter: float = 1.0,
-             mixing: str = "fixed", resample: str = "auto", shared: bool = True, inplace: bool = False) -> nn.Module:
+             mixing: str = "fixed", resample: str = "auto", shared: bool = True, inplace: bool = False,
+             weight_grad: str = "pathwise") -> nn.Module:
     r"""Replace the Linear/Conv2d layers of ``model`` by Gaussian-mixture layers around their weights.
 
     Args:
@@ -56,6 +57,8 @@ def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3,
             else ``'forward'``.
         shared: one mixture over the whole network (default) or one per layer.
         inplace: convert ``model`` itself instead of a deep copy.
+        weight_grad: gradient to learned mixing weights, ``'pathwise'`` or ``'score'`` (see
+            :class:`~neuroq.bayes.MixtureGroup`).
 
     Returns: the converted model.  Other subclasses of ``nn.Linear``/``nn.Conv2d`` (e.g. quantised or
     weight-standardised layers, whose forward transforms the weight) are left as they are, with a warning.
@@ -77,17 +80,20 @@ def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3,
     check_choice("resample", resample, ("auto", "forward", "reset"))
     check_bool("shared", shared)
     check_bool("inplace", inplace)
+    check_choice("weight_grad", weight_grad, ("pathwise", "score"))
     if resample == "auto":
         resample = "reset" if _is_stateful(model) else "forward"
     if not inplace:
         model = copy.deepcopy(model)
-    group = MixtureGroup(K, mixing, resample) if shared else None
+    group = MixtureGroup(K, mixing, resample, weight_grad) if shared else None
     if group is not None:
         dev = next((p.device for p in model.parameters()), None)
         if dev is not None:
             group.to(dev)
     skipped = []
-    n = _replace(model, K, prior, init_scale, mean_jitter, mixing, resample, group, skipped, prefix="")
+    kw = dict(K=K, prior=prior, init_scale=init_scale, mean_jitter=mean_jitter, mixing=mixing,
+              resample=resample, group=group, weight_grad=weight_grad)
+    n = _replace(model, kw, skipped, prefix="")
     if skipped:
         warnings.warn("bayesify left these layers unchanged (subclasses of nn.Linear/nn.Conv2d with their own "
                       f"forward): {', '.join(skipped)}", stacklevel=2)
@@ -99,13 +105,11 @@ def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3,
     return model
 
 
-def _replace(module, K, prior, init_scale, mean_jitter, mixing, resample, group, skipped, prefix) -> int:
+def _replace(module, kw, skipped, prefix) -> int:
     n = 0
     for name, child in list(module.named_children()):
         path = f"{prefix}{name}"
         new = None
-        kw = dict(K=K, prior=prior, init_scale=init_scale, mean_jitter=mean_jitter, mixing=mixing,
-                  resample=resample, group=group)
         if type(child) in _LINEAR_TYPES:
             new = GaussianMixtureLinear.from_linear(child, **kw)
         elif type(child) in _CONV_TYPES:
@@ -118,5 +122,5 @@ def _replace(module, K, prior, init_scale, mean_jitter, mixing, resample, group,
             setattr(module, name, new)
             n += 1
         else:
-            n += _replace(child, K, prior, init_scale, mean_jitter, mixing, resample, group, skipped, path + ".")
+            n += _replace(child, kw, skipped, path + ".")
     return n

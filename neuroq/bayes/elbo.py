@@ -31,7 +31,9 @@ Terms (all summed over the network's mixture groups / layers):
   else :math:`\log p(\theta)` at the held sample; ``'analytic'`` / ``'mc'`` to force one.
 
 The MC terms use the weight sample of the last forward pass: call :func:`elbo` after the forward
-pass and before ``reset_net``.
+pass and before ``reset_net``.  For mixture groups with learned mixing weights and
+``weight_grad='score'``, :func:`elbo` adds a zero-valued term whose gradient to the mixing logits is the
+Rao-Blackwellised score-function estimator (see :mod:`neuroq.bayes.mixture`).
 """
 from __future__ import annotations
 
@@ -157,4 +159,10 @@ def elbo(model: nn.Module, log_likelihood: torch.Tensor, batch_size: int, n_data
         ll, lp, h = log_likelihood / B, lp / N, h / N
     else:
         ll = log_likelihood * (N / B)
-    return ELBOTerms(ll + lp + h, ll, lp, h, per_datapoint)
+    value = ll + lp + h
+    # groups with weight_grad='score': a zero-valued term carrying the score-function gradient to the
+    # mixing logits, with f = this sample's objective (its theta-independent parts only shift f by a
+    # constant, which E[r - w] = 0 makes harmless)
+    for g in mixture_groups(model):
+        value = value + g.score_surrogate(value.detach())
+    return ELBOTerms(value, ll, lp, h, per_datapoint)

@@ -71,12 +71,12 @@ class GaussianMixtureLayer(nn.Module):
     Subclasses call :meth:`_add_block` for each parameter tensor and use :meth:`sampled` in forward.
     """
 
-    def __init__(self, K: int, prior, init_scale: float, mixing: str, resample: str,
-                 group: Optional[MixtureGroup]):
+    def __init__(self, K: Optional[int], prior, init_scale: float, mixing: str, resample: str,
+                 group: Optional[MixtureGroup], weight_grad: str = "pathwise"):
         super().__init__()
         self.init_scale = check_real("init_scale", init_scale, gt=0)
         if group is None:
-            group = MixtureGroup(2 if K is None else K, mixing, resample)
+            group = MixtureGroup(2 if K is None else K, mixing, resample, weight_grad)
             group.attach(self)
         elif not isinstance(group, MixtureGroup):
             raise TypeError(f"group must be a neuroq.bayes.MixtureGroup or None, got {type(group).__name__}")
@@ -151,10 +151,13 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         prior: weight prior (default :class:`~neuroq.bayes.GaussianPrior` ``(0, 1)``).
         init_scale: initial posterior std :math:`\sigma` of every weight (0.05 ≈ bayesian-torch's
             ``softplus(-3)``).
-        mixing: ``'fixed'`` (uniform weights) or ``'learned'`` (pathwise gradient).
+        mixing: ``'fixed'`` (uniform weights) or ``'learned'``.
         resample: ``'forward'`` (new weight sample per call) or ``'reset'`` (held until ``reset_net``).
-        group: share an existing :class:`~neuroq.bayes.MixtureGroup` (then ``K``/``mixing``/``resample``
-            come from it): one component index for all layers of the group.
+        group: share an existing :class:`~neuroq.bayes.MixtureGroup` (then ``K``/``mixing``/``resample``/
+            ``weight_grad`` come from it): one component index for all layers of the group.
+        weight_grad: gradient to learned mixing weights, ``'pathwise'`` (overlapping components) or
+            ``'score'`` (well-separated ones; applied by :func:`~neuroq.bayes.elbo`), see
+            :class:`~neuroq.bayes.MixtureGroup`.
 
     Component means start from ``nn.Linear``'s initialisation, drawn independently per component.
 
@@ -169,8 +172,9 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, K: Optional[int] = None, prior=None,
                  init_scale: float = 0.05, mixing: str = "fixed", resample: str = "forward",
-                 group: Optional[MixtureGroup] = None, _means: Optional[tuple] = None):
-        super().__init__(K, prior, init_scale, mixing, resample, group)
+                 group: Optional[MixtureGroup] = None, weight_grad: str = "pathwise",
+                 _means: Optional[tuple] = None):
+        super().__init__(K, prior, init_scale, mixing, resample, group, weight_grad)
         self.in_features = check_int("in_features", in_features, ge=1)
         self.out_features = check_int("out_features", out_features, ge=1)
         K = self.group.K
@@ -188,7 +192,7 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
     @classmethod
     def from_linear(cls, linear: nn.Linear, K: Optional[int] = None, prior=None, init_scale: float = 1e-3,
                     mean_jitter: float = 1.0, mixing: str = "fixed", resample: str = "forward",
-                    group: Optional[MixtureGroup] = None) -> "GaussianMixtureLinear":
+                    group: Optional[MixtureGroup] = None, weight_grad: str = "pathwise") -> "GaussianMixtureLinear":
         r"""Mixture layer around a trained ``nn.Linear``: every component mean is its weight (and bias)
         plus ``init_scale · mean_jitter · N(0, 1)`` (the jitter breaks the symmetry between components,
         which identical components would never break: they receive identical expected gradients)."""
@@ -198,7 +202,7 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         wm = _jittered_means(linear.weight, Kc, init_scale, mean_jitter)
         bm = None if linear.bias is None else _jittered_means(linear.bias, Kc, init_scale, mean_jitter)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, K, prior, init_scale,
-                    mixing, resample, group, _means=(wm, bm))
+                    mixing, resample, group, weight_grad, _means=(wm, bm))
         return layer.to(linear.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +231,7 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode:
             as ``nn.Conv2d``.
-        K, prior, init_scale, mixing, resample, group: as :class:`GaussianMixtureLinear`.
+        K, prior, init_scale, mixing, resample, group, weight_grad: as :class:`GaussianMixtureLinear`.
 
     Inputs: ``[N, C_in, H, W]`` or multi-step ``[T, N, C_in, H, W]``.
     Output: ``[N, C_out, H', W']`` or ``[T, N, C_out, H', W']``.
@@ -243,8 +247,8 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
                  padding: Union[int, tuple, str] = 0, dilation=1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", K: Optional[int] = None, prior=None, init_scale: float = 0.05,
                  mixing: str = "fixed", resample: str = "forward", group: Optional[MixtureGroup] = None,
-                 _means: Optional[tuple] = None):
-        super().__init__(K, prior, init_scale, mixing, resample, group)
+                 weight_grad: str = "pathwise", _means: Optional[tuple] = None):
+        super().__init__(K, prior, init_scale, mixing, resample, group, weight_grad)
         self.in_channels = check_int("in_channels", in_channels, ge=1)
         self.out_channels = check_int("out_channels", out_channels, ge=1)
         self.groups = check_int("groups", groups, ge=1)
@@ -279,7 +283,7 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, K: Optional[int] = None, prior=None, init_scale: float = 1e-3,
                   mean_jitter: float = 1.0, mixing: str = "fixed", resample: str = "forward",
-                  group: Optional[MixtureGroup] = None) -> "GaussianMixtureConv2d":
+                  group: Optional[MixtureGroup] = None, weight_grad: str = "pathwise") -> "GaussianMixtureConv2d":
         """Mixture layer around a trained ``nn.Conv2d`` (means = its kernel and bias, jittered as in
         :meth:`GaussianMixtureLinear.from_linear`)."""
         if not isinstance(conv, nn.Conv2d):
@@ -289,7 +293,7 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
         bm = None if conv.bias is None else _jittered_means(conv.bias, Kc, init_scale, mean_jitter)
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, K, prior, init_scale,
-                    mixing, resample, group, _means=(wm, bm))
+                    mixing, resample, group, weight_grad, _means=(wm, bm))
         return layer.to(conv.weight.device)
 
     def _conv(self, x, w, b):

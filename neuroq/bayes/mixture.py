@@ -47,7 +47,15 @@ gives an unbiased single-sample gradient :math:`\nabla f(\theta)\cdot v^\phi(\th
   every per-coordinate scale ratio satisfies :math:`\sigma_{j,i}/\sigma_{0,i}\in(1/\sqrt2,\sqrt2)`
   (bounding :math:`q\ge w_0\mathcal N_0`) and may have heavy tails beyond; (ii) for well-separated
   components the flux must cross regions where :math:`q` is tiny, so the variance grows with the
-  separation.  This is why the mixing weights are fixed-uniform by default.
+  separation (like :math:`e^{s^2/2}` in the separation ratio :math:`s`).  This is why the mixing
+  weights are fixed-uniform by default.
+
+  For well-separated components use ``weight_grad='score'`` instead: the Rao-Blackwellised
+  score-function estimator :math:`\partial_{\ell_j}\mathbb E_q[f] = \mathbb E_q\big[(r_j(\theta) - w_j)
+  (f(\theta) - b)\big]` (the conditional expectation, given :math:`\theta`, of the score of the drawn
+  component; :math:`b` a running-mean baseline, allowed because :math:`\mathbb E_q[r_j - w_j] = 0`).  It needs
+  the value of :math:`f`, so :func:`neuroq.bayes.elbo` applies it; its variance is bounded by that of
+  :math:`f` and it is lowest exactly when the components separate.
 
 The mixture may span several weight tensors ("blocks", e.g. all the weights and biases of a
 network): :class:`MixtureGroup` draws **one** component index for all of them, so
@@ -305,8 +313,12 @@ class MixtureGroup(_sj.MemoryModule):
     Args:
         K: number of components (``K = 1`` is mean-field Gaussian VI).
         mixing: ``'fixed'`` (uniform :math:`w_k = 1/K`, a buffer) or ``'learned'`` (logits
-            :math:`\ell` are a parameter, trained with the pathwise gradient).
+            :math:`\ell` are a parameter).
         resample: ``'forward'`` or ``'reset'`` (see above).
+        weight_grad: gradient to learned mixing logits: ``'pathwise'`` (implicit reparameterisation,
+            in the backward pass; for overlapping components) or ``'score'`` (Rao-Blackwellised score
+            function, added by :func:`neuroq.bayes.elbo`; for well-separated components).  See the
+            module docstring.
 
     Example::
 
@@ -315,11 +327,16 @@ class MixtureGroup(_sj.MemoryModule):
         tensor([0.3333, 0.3333, 0.3333], grad_fn=<SoftmaxBackward0>)
     """
 
-    def __init__(self, K: int = 2, mixing: str = "fixed", resample: str = "forward"):
+    def __init__(self, K: int = 2, mixing: str = "fixed", resample: str = "forward",
+                 weight_grad: str = "pathwise"):
         super().__init__()
         self.K = check_int("K", K, ge=1)
         self.mixing = check_choice("mixing", mixing, ("fixed", "learned"))
         self.resample_mode = check_choice("resample", resample, ("forward", "reset"))
+        self.weight_grad = check_choice("weight_grad", weight_grad, ("pathwise", "score"))
+        self.baseline_decay = 0.9
+        self.register_buffer("score_baseline", torch.zeros(()))
+        self.register_buffer("score_baseline_set", torch.zeros((), dtype=torch.bool))
         if mixing == "learned":
             self.logits = nn.Parameter(torch.zeros(self.K))
         else:
@@ -448,7 +465,30 @@ class MixtureGroup(_sj.MemoryModule):
         means = getattr(layer, f"{name}_means")
         scales = layer.scales(name)
         eps = d.eps[index].to(device=means.device, dtype=means.dtype)
-        return _rsample_block(means, scales, self.logits, eps, d.k, d.stats[index])[0]
+        logits = self.logits.detach() if self.weight_grad == "score" else self.logits
+        return _rsample_block(means, scales, logits, eps, d.k, d.stats[index])[0]
+
+    def score_surrogate(self, value: torch.Tensor) -> torch.Tensor:
+        r"""Zero-valued term whose gradient to the logits is the score estimator :math:`(r - w)(f - b)`.
+
+        ``value`` is :math:`f(\theta)` at the held draw (its gradient is not used); the running-mean
+        baseline :math:`b` is updated afterwards.  Zero (no gradient) unless ``mixing='learned'`` and
+        ``weight_grad='score'``.
+        """
+        if self.mixing != "learned" or self.weight_grad != "score" or self.K == 1:
+            return self.logits.sum() * 0.0
+        d = self._ensure_draw()
+        r = d.stats[0].resp[0].to(self.logits.dtype)              # [K], responsibilities of the draw
+        f = value.detach().to(self.logits.dtype).reshape(())
+        b = self.score_baseline if bool(self.score_baseline_set) else torch.zeros_like(f)
+        s = (f - b) * (r * torch.log_softmax(self.logits, 0)).sum()
+        with torch.no_grad():
+            if bool(self.score_baseline_set):
+                self.score_baseline.mul_(self.baseline_decay).add_((1 - self.baseline_decay) * f)
+            else:
+                self.score_baseline.copy_(f)
+                self.score_baseline_set.fill_(True)
+        return s - s.detach()
 
     def samples(self) -> list:
         """The held weight samples of all blocks, in block order."""
@@ -472,7 +512,8 @@ class MixtureGroup(_sj.MemoryModule):
         return h
 
     def extra_repr(self):
-        return (f"K={self.K}, mixing={self.mixing}, resample={self.resample_mode}, "
+        grad = f", weight_grad={self.weight_grad}" if self.mixing == "learned" else ""
+        return (f"K={self.K}, mixing={self.mixing}{grad}, resample={self.resample_mode}, "
                 f"blocks={len(self._blocks)}")
 
     def forward(self, *args, **kwargs):  # pragma: no cover - a group is not called
