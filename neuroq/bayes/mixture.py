@@ -72,7 +72,6 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
 
 from .. import _sj
 from .._validate import check_choice, check_int
