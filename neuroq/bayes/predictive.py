@@ -1,0 +1,177 @@
+r"""Posterior-predictive quantities from :math:`S` weight samples, and the metrics that score them.
+
+With :math:`\theta_s\sim q` (:math:`s = 1..S`) and class probabilities :math:`p_s = p(y\mid x,\theta_s)`:
+
+.. math::
+    \bar p &= \frac1S\sum_s p_s                          &&\text{predictive mean}\\
+    \mathcal H[\bar p] &= -\sum_c\bar p_c\log\bar p_c      &&\text{predictive entropy (total uncertainty)}\\
+    \mathcal I &= \mathcal H[\bar p] - \frac1S\sum_s\mathcal H[p_s] &&\text{mutual information (epistemic; BALD)}\\
+    \mathrm{NLL} &= -\frac1N\sum_n\log\bar p_{n,y_n}\\
+    \mathrm{ECE} &= \sum_b\frac{|B_b|}{N}\,\big|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)\big|
+        &&\text{equal-width confidence bins (Guo et al., ICML 2017)}
+
+AUROC for out-of-distribution detection uses scikit-learn's ``roc_auc_score`` (OOD examples are
+the positives, ranked by an uncertainty score such as :math:`\mathcal H[\bar p]` or :math:`\mathcal I`).
+For regression with Gaussian noise of std :math:`\sigma`, :func:`gaussian_predictive_nll` scores the
+mixture predictive :math:`\frac1S\sum_s\mathcal N(y; f_{\theta_s}(x), \sigma^2)`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+from .. import _sj
+from .._validate import check_bool, check_callable, check_int, check_real
+
+
+@torch.no_grad()
+def predictive_samples(model: nn.Module, x: torch.Tensor, n_samples: int = 32,
+                       readout: Optional[Callable] = None, reset: bool = True) -> torch.Tensor:
+    r"""Run ``model`` on ``x`` once per weight sample: ``[S, *readout(model(x)).shape]``.
+
+    Before each run the network is reset with SpikingJelly's ``reset_net`` (``reset=True``), which
+    clears the neurons' state and draws new weights for ``resample='reset'`` groups; ``'forward'``
+    groups draw at every call anyway.  One weight sample is shared by the whole batch ``x`` (and all
+    its time steps).  The model's train/eval mode is left as it is.
+
+    Args:
+        readout: applied to each output, e.g. ``lambda out: out.mean(0)`` for a spiking network's
+            ``[T, N, C]`` output (default: identity).
+
+    Example::
+
+        >>> net = torch.nn.Sequential(GaussianMixtureLinear(4, 3, K=2))
+        >>> predictive_samples(net, torch.randn(5, 4), n_samples=8).shape
+        torch.Size([8, 5, 3])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    S = check_int("n_samples", n_samples, ge=1)
+    check_bool("reset", reset)
+    if readout is not None:
+        check_callable("readout", readout)
+    outs = []
+    for _ in range(S):
+        if reset:
+            _sj.reset_net(model)
+        out = model(x)
+        outs.append(readout(out) if readout is not None else out)
+    if reset:
+        _sj.reset_net(model)
+    return torch.stack(outs)
+
+
+def predictive_probs(model: nn.Module, x: torch.Tensor, n_samples: int = 32,
+                     readout: Optional[Callable] = None) -> torch.Tensor:
+    """Softmax class probabilities of each weight sample: ``[S, N, C]`` (see :func:`predictive_samples`)."""
+    return torch.softmax(predictive_samples(model, x, n_samples, readout), dim=-1)
+
+
+def _check_probs(probs, name="probs", rank=3):
+    if not isinstance(probs, torch.Tensor) or probs.dim() != rank:
+        layout = "[S, N, C]" if rank == 3 else "[N, C]"
+        raise ValueError(f"{name} must be a tensor of shape {layout}, got {getattr(probs, 'shape', probs)!r}")
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(p, p).sum(-1)
+
+
+def predictive_mean(probs: torch.Tensor) -> torch.Tensor:
+    r""":math:`\bar p = \frac1S\sum_s p_s`: ``[S, N, C] -> [N, C]``."""
+    _check_probs(probs)
+    return probs.mean(0)
+
+
+def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathcal H[\bar p]` per example: ``[S, N, C] -> [N]`` (nats)."""
+    return _entropy(predictive_mean(probs))
+
+
+def expected_entropy(probs: torch.Tensor) -> torch.Tensor:
+    r""":math:`\frac1S\sum_s\mathcal H[p_s]` per example (aleatoric part): ``[S, N, C] -> [N]``."""
+    _check_probs(probs)
+    return _entropy(probs).mean(0)
+
+
+def mutual_information(probs: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathcal I = \mathcal H[\bar p] - \frac1S\sum_s\mathcal H[p_s]\ge 0` per example: ``[S, N, C] -> [N]``."""
+    return (predictive_entropy(probs) - expected_entropy(probs)).clamp_min(0.0)
+
+
+def _check_targets(probs_mean, target):
+    _check_probs(probs_mean, "probs_mean", rank=2)
+    if not isinstance(target, torch.Tensor) or target.shape != probs_mean.shape[:1]:
+        raise ValueError(f"target must be a tensor of shape [{probs_mean.shape[0]}] (class indices), "
+                         f"got {getattr(target, 'shape', target)!r}")
+
+
+def nll(probs_mean: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    r"""Mean negative log predictive probability of the targets, :math:`-\frac1N\sum_n\log\bar p_{n,y_n}`.
+
+    Inputs: ``probs_mean [N, C]``, ``target [N]`` (class indices).  Output: scalar (nats).
+    ``eps`` floors the probabilities.
+    """
+    _check_targets(probs_mean, target)
+    p = probs_mean.gather(1, target.long().unsqueeze(1)).squeeze(1)
+    return -torch.log(p.clamp_min(check_real("eps", eps, ge=0))).mean()
+
+
+def ece(probs_mean: torch.Tensor, target: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
+    r"""Expected calibration error with ``n_bins`` equal-width bins of the top-class confidence (L1).
+
+    Bins are :math:`(\frac{b-1}{M}, \frac bM]` (the first also holds 0).  Inputs: ``probs_mean [N, C]``,
+    ``target [N]``.  Output: scalar in ``[0, 1]``.
+    """
+    _check_targets(probs_mean, target)
+    M = check_int("n_bins", n_bins, ge=1)
+    conf, pred = probs_mean.max(1)
+    correct = (pred == target.long()).to(probs_mean.dtype)
+    idx = torch.clamp(torch.ceil(conf * M).long() - 1, 0, M - 1)
+    n = conf.numel()
+    total = probs_mean.new_zeros(())
+    for b in range(M):
+        sel = idx == b
+        cnt = int(sel.sum())
+        if cnt:
+            total = total + cnt / n * (correct[sel].mean() - conf[sel].mean()).abs()
+    return total
+
+
+def auroc(score_in: torch.Tensor, score_out: torch.Tensor) -> float:
+    """Area under the ROC curve for telling out-of-distribution inputs (positives, ``score_out``) from
+    in-distribution ones (``score_in``) by an uncertainty score (higher = more likely OOD).
+
+    Uses ``sklearn.metrics.roc_auc_score``.  Inputs: 1-D tensors or arrays.  Output: float in ``[0, 1]``.
+    """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    a = np.asarray(torch.as_tensor(score_in).detach().cpu(), dtype=np.float64).ravel()
+    b = np.asarray(torch.as_tensor(score_out).detach().cpu(), dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("auroc needs at least one in-distribution and one out-of-distribution score")
+    labels = np.concatenate([np.zeros(a.size), np.ones(b.size)])
+    return float(roc_auc_score(labels, np.concatenate([a, b])))
+
+
+def gaussian_predictive_nll(mean_samples: torch.Tensor, target: torch.Tensor, noise_std: float) -> torch.Tensor:
+    r"""Regression NLL of the mixture predictive :math:`\frac1S\sum_s\mathcal N(y; f_s, \sigma^2)`, averaged over points.
+
+    .. math::
+        -\frac1N\sum_n\log\frac1S\sum_s\mathcal N(y_n; f_{s,n}, \sigma^2)
+
+    Inputs: ``mean_samples [S, N]`` (network outputs per weight sample), ``target [N]``, ``noise_std`` σ.
+    Output: scalar (nats).
+    """
+    if not isinstance(mean_samples, torch.Tensor) or mean_samples.dim() != 2:
+        raise ValueError(f"mean_samples must have shape [S, N], got {getattr(mean_samples, 'shape', None)!r}")
+    if not isinstance(target, torch.Tensor) or target.shape != mean_samples.shape[1:]:
+        raise ValueError(f"target must have shape [{mean_samples.shape[1]}], got {getattr(target, 'shape', None)!r}")
+    s = check_real("noise_std", noise_std, gt=0)
+    S = mean_samples.shape[0]
+    lp = -0.5 * ((target.unsqueeze(0) - mean_samples) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+    return -(torch.logsumexp(lp, dim=0) - math.log(S)).mean()

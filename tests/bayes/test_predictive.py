@@ -1,0 +1,110 @@
+"""Predictive helpers against independent references: scipy's entropy and normal density, torch's
+nll_loss, torchmetrics' calibration error (a peer library; skipped where it is not installed) and the
+Mann-Whitney U statistic (AUROC = U / (n_in · n_out))."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as tF
+from scipy import stats
+
+from neuroq.bayes import (
+    GaussianMixtureLinear, auroc, bayesify, ece, expected_entropy, gaussian_predictive_nll, mutual_information,
+    nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
+)
+from neuroq.neuron import LIFNode
+
+
+def _probs(S=6, N=50, C=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(2 * torch.randn(S, N, C, generator=g, dtype=torch.float64), -1)
+
+
+def test_entropies_and_mutual_information_match_scipy():
+    p = _probs()
+    pm = p.mean(0).numpy()
+    np.testing.assert_allclose(predictive_mean(p).numpy(), pm)
+    np.testing.assert_allclose(predictive_entropy(p).numpy(), stats.entropy(pm, axis=1), rtol=1e-12)
+    ee = np.mean([stats.entropy(ps, axis=1) for ps in p.numpy()], axis=0)
+    np.testing.assert_allclose(expected_entropy(p).numpy(), ee, rtol=1e-12)
+    np.testing.assert_allclose(mutual_information(p).numpy(), stats.entropy(pm, axis=1) - ee, atol=1e-12)
+    # identical samples carry no epistemic uncertainty
+    same = p[:1].expand(5, -1, -1)
+    assert float(mutual_information(same).max()) < 1e-12
+
+
+def test_nll_matches_torch_nll_loss():
+    pm = _probs().mean(0)
+    y = torch.randint(0, 4, (50,))
+    torch.testing.assert_close(nll(pm, y), tF.nll_loss(torch.log(pm), y))
+
+
+def test_ece_matches_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.functional.classification")
+    for seed in range(3):
+        pm = _probs(N=400, seed=seed).mean(0).float()
+        y = torch.randint(0, 4, (400,), generator=torch.Generator().manual_seed(seed))
+        ref = tm.multiclass_calibration_error(pm, y, num_classes=4, n_bins=15, norm="l1")
+        torch.testing.assert_close(ece(pm, y, n_bins=15), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_ece_of_a_calibrated_predictor_is_small_and_of_an_overconfident_one_large():
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    conf = 0.5 + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
+    correct = torch.rand(n, generator=g, dtype=torch.float64) < conf  # calibrated by construction
+    y = torch.where(correct, 0, 1)
+    pm = torch.stack([conf, 1 - conf], 1)
+    assert float(ece(pm, y)) < 0.02
+    sharp = torch.stack([torch.full((n,), 0.99, dtype=torch.float64), torch.full((n,), 0.01, dtype=torch.float64)], 1)
+    assert float(ece(sharp, y)) == pytest.approx(0.99 - float(correct.double().mean()), abs=1e-9)
+
+
+def test_auroc_equals_the_mann_whitney_statistic():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(300, generator=g)
+    b = torch.randn(200, generator=g) + 0.7
+    u = stats.mannwhitneyu(b.numpy(), a.numpy(), alternative="two-sided").statistic
+    assert auroc(a, b) == pytest.approx(u / (300 * 200), rel=1e-12)
+    with pytest.raises(ValueError, match="at least one"):
+        auroc(a, torch.tensor([]))
+
+
+def test_gaussian_predictive_nll_matches_scipy():
+    g = torch.Generator().manual_seed(2)
+    f = torch.randn(7, 30, generator=g, dtype=torch.float64)
+    y = torch.randn(30, generator=g, dtype=torch.float64)
+    ref = -np.mean(np.log(stats.norm.pdf(y.numpy()[None], f.numpy(), 0.3).mean(0)))
+    assert float(gaussian_predictive_nll(f, y, 0.3)) == pytest.approx(ref, rel=1e-12)
+
+
+def test_predictive_samples_draw_new_weights_and_reset_neurons():
+    layer = GaussianMixtureLinear(3, 4, K=3, init_scale=0.3)
+    x = torch.randn(5, 3)
+    out = predictive_samples(nn.Sequential(layer), x, n_samples=6)
+    assert out.shape == (6, 5, 4)
+    assert (out[1:] - out[:1]).abs().amax(dim=(1, 2)).min() > 1e-4  # every sample differs
+    probs = predictive_probs(nn.Sequential(layer), x, n_samples=4)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4, 5))
+    # a spiking network with a held ('reset') sample: reset between samples, readout over T
+    snn = bayesify(nn.Sequential(nn.Linear(3, 8), LIFNode(step_mode="m"), nn.Linear(8, 2)), K=2, init_scale=0.2)
+    assert snn[0].group.resample_mode == "reset"
+    xs = torch.rand(4, 5, 3) * 3  # [T, N, in]
+    out = predictive_samples(snn, xs, n_samples=3, readout=lambda o: o.mean(0))
+    assert out.shape == (3, 5, 2)
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match=r"\[S, N, C\]"):
+        predictive_entropy(torch.rand(3, 4))
+    with pytest.raises(ValueError, match="target must be"):
+        nll(torch.rand(3, 4), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_bins"):
+        ece(torch.rand(3, 4), torch.zeros(3, dtype=torch.long), n_bins=0)
+    with pytest.raises(ValueError, match="noise_std"):
+        gaussian_predictive_nll(torch.rand(3, 4), torch.rand(4), 0.0)
+    with pytest.raises(TypeError, match="readout must be callable"):
+        predictive_samples(nn.Sequential(GaussianMixtureLinear(2, 2)), torch.rand(1, 2), readout=3)
