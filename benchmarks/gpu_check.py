@@ -16,7 +16,7 @@
    and the SAF/OTTT benchmark (``benchmarks/saf_vs_ottt.py --config gpu``, ``saf_vs_ottt_gpu.json``).
 
 Every phase runs in a child process with a time limit (a phase that overruns is recorded as such and
-the next one starts); the summary JSON holds each phase's outcome and ``neuroq.utils.machine_info()``.
+the next one starts); the summary JSON holds each phase's outcome and ``neuroq.io.machine_info()``.
 Without a GPU the script says so and writes nothing.
 """
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU on this machine -- nothing run, nothing written", file=sys.stderr)
         return 2
-    from neuroq.utils import machine_info
+    from neuroq.io import machine_info
 
     t0 = time.perf_counter()
     py = sys.executable

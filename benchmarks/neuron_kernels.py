@@ -415,7 +415,7 @@ def main(argv=None):
     impls = args.impls or list(GPU_IMPLS if on_gpu else CPU_IMPLS)
     threads = args.threads or ([torch.get_num_threads()] if on_gpu else [1, 2])
     repeats = args.repeats or (20 if on_gpu else 5)
-    from neuroq.utils import machine_info
+    from neuroq.io import machine_info
 
     t0 = time.perf_counter()
     rows = run(impls, sizes, threads, device, repeats, args.warmup, Path(args.sj14_path))

@@ -5,7 +5,7 @@
 (``benchmarks/gpu_check.py`` runs this first, then the checks and benchmarks the suite lacks.)
 
 Writes the pytest command, its exit code, summary line and per-outcome counts, the list of
-skipped tests with reasons, and ``neuroq.utils.machine_info()``.  A run where the ``cuda`` tests
+skipped tests with reasons, and ``neuroq.io.machine_info()``.  A run where the ``cuda`` tests
 were skipped (no GPU or no CuPy) is recorded as such (``gpu_tests_ran: false``), never as a pass.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     import torch
 
-    from neuroq.utils import machine_info
+    from neuroq.io import machine_info
 
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/ops/test_cuda_kernels.py"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

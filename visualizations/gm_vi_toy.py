@@ -49,7 +49,7 @@ from neuroq.bayes import (  # noqa: E402
     GaussianPrior, bayesify, elbo, entropy_error_bound, gaussian_predictive_nll, mixture_entropy_approx,
     mixture_entropy_mc, mixture_rsample, separation_ratio,
 )
-from neuroq.utils import machine_info  # noqa: E402
+from neuroq.io import machine_info  # noqa: E402
 
 try:  # the project's atomic JSON writer (moving to neuroq.io in the restructuring)
     from neuroq.io import atomic_write_json  # type: ignore
