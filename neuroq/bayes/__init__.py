@@ -7,16 +7,19 @@ Furuya et al., "Variational Inference with Gaussian Mixture by Entropy Approxima
 * :mod:`~neuroq.bayes.layers`   :class:`GaussianMixtureLinear`, :class:`GaussianMixtureConv2d`
 * :mod:`~neuroq.bayes.elbo`     the ELBO with its data-set-size scaling
 * :mod:`~neuroq.bayes.predictive`  S-sample predictive, entropy / mutual information, NLL, ECE, AUROC
-* :mod:`~neuroq.bayes.convert`  :func:`bayesify` for existing (spiking) networks
+* :mod:`~neuroq.bayes.convert`  :func:`bayesify` for existing (spiking) networks, :func:`component_network` back
 """
-from .convert import bayesify  # noqa: F401
+from .convert import bayesify, component_network, load_component  # noqa: F401
 from .elbo import ELBOTerms, elbo, entropy, kl_divergence, log_prior  # noqa: F401
 from .entropy import (  # noqa: F401
-    bhattacharyya_coefficients, entropy_error_bound, gaussian_entropy, mixture_entropy_approx,
+    bhattacharyya_coefficients, entropy_approx_error, entropy_error_bound, gaussian_entropy, mixture_entropy_approx,
     mixture_entropy_lower, mixture_entropy_mc, separation_ratio, weight_entropy,
 )
 from .layers import GaussianMixtureConv2d, GaussianMixtureLayer, GaussianMixtureLinear, mixture_layers  # noqa: F401
-from .mixture import MixtureGroup, component_log_prob, mixture_groups, mixture_log_prob, mixture_rsample  # noqa: F401
+from .mixture import (  # noqa: F401
+    MixtureGroup, component_log_prob, mixture_groups, mixture_log_prob, mixture_rsample, systematic_components,
+    use_component,
+)
 from .predictive import (  # noqa: F401
     auroc, ece, expected_entropy, gaussian_predictive_nll, mutual_information, nll, predictive_entropy,
     predictive_mean, predictive_probs, predictive_samples,

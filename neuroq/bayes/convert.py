@@ -16,6 +16,12 @@ the original network's outputs (the "zero-variance limit").
 With ``shared=True`` (default) the whole network is *one* mixture over all its weights (one component
 index per draw, as in Furuya et al., arXiv 2202.13059); ``shared=False`` gives each layer its own
 mixture (a product of per-layer mixtures: :math:`K^L` joint modes, entropy the sum of the layers').
+
+The way back: :func:`component_network` gives the deterministic network whose weights are the means
+of one component (for ``K = 1`` the posterior-mean network), with the layer types bayesify replaced
+(``nn.Linear`` or SpikingJelly's ``layer.Linear`` with its step mode ...), so the energy meter and the
+plots see an ordinary network; :func:`load_component` sets one component's means from a deterministic
+network of the same architecture (e.g. independently initialised components).
 """
 from __future__ import annotations
 
@@ -26,8 +32,10 @@ from spikingjelly.activation_based import layer as sj_layer
 
 from .. import _sj
 from .._validate import check_bool, check_choice, check_int, check_real
-from .layers import GaussianMixtureConv2d, GaussianMixtureLinear
-from .mixture import MixtureGroup
+import torch
+
+from .layers import GaussianMixtureConv2d, GaussianMixtureLayer, GaussianMixtureLinear
+from .mixture import MixtureGroup, _ClearDraw, mixture_groups
 from .priors import check_prior
 
 _LINEAR_TYPES = (nn.Linear, sj_layer.Linear)
@@ -117,6 +125,8 @@ def _replace(module, kw, skipped, prefix) -> int:
         elif isinstance(child, (nn.Linear, nn.Conv2d)):
             skipped.append(f"{path} ({type(child).__name__})")
         if new is not None:
+            new.source_type = type(child)          # what component_network rebuilds
+            new.source_step_mode = getattr(child, "step_mode", None)
             # SpikingJelly's step-mode layers in step_mode='m' get [T, N, ...]: the mixture layers
             # take both layouts (linear: any leading dims; conv: rank 4 or 5)
             setattr(module, name, new)
@@ -124,3 +134,110 @@ def _replace(module, kw, skipped, prefix) -> int:
         else:
             n += _replace(child, kw, skipped, path + ".")
     return n
+
+
+def _resolve_component(model: nn.Module, component) -> int:
+    groups = mixture_groups(model)
+    if not groups:
+        raise ValueError("model has no Gaussian-mixture layers (use neuroq.bayes.bayesify)")
+    if component is None:
+        if len(groups) > 1:
+            raise ValueError("model has one mixture per layer (shared=False): give component= explicitly")
+        return int(torch.argmax(groups[0].weights.detach()))
+    K = groups[0].K
+    return check_int("component", component, ge=0, le=K - 1)
+
+
+def _deterministic_layer(layer: GaussianMixtureLayer, k: int) -> nn.Module:
+    kind = getattr(layer, "source_type", None)
+    step_mode = getattr(layer, "source_step_mode", None)
+    if isinstance(layer, GaussianMixtureLinear):
+        cls = kind if kind in _LINEAR_TYPES else nn.Linear
+        new = cls(layer.in_features, layer.out_features, bias=layer.has_bias)
+    else:
+        cls = kind if kind in _CONV_TYPES else nn.Conv2d
+        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                  padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=layer.has_bias,
+                  padding_mode=layer.padding_mode)
+    if step_mode is not None and hasattr(new, "step_mode"):
+        new.step_mode = step_mode
+    with torch.no_grad():
+        new.weight.copy_(layer.weight_means[k])
+        if layer.has_bias:
+            new.bias.copy_(layer.bias_means[k])
+    return new.to(layer.weight_means.device, layer.weight_means.dtype)
+
+
+def component_network(model: nn.Module, component=None) -> nn.Module:
+    r"""The deterministic network whose weights are the means :math:`\mu_k` of component ``component``.
+
+    Every Gaussian-mixture layer of (a copy of) ``model`` becomes the layer :func:`bayesify` replaced
+    (``nn.Linear``/``nn.Conv2d``, or SpikingJelly's ``layer.Linear``/``layer.Conv2d`` in their step mode;
+    layers built directly become ``nn.Linear``/``nn.Conv2d``) with weight :math:`\mu_{k}` and bias;
+    everything else (neurons, normalization) is copied as it is.  ``component=None`` takes the heaviest
+    component (:math:`\arg\max_k w_k`, the first for uniform weights).  For ``K = 1`` this is the
+    posterior-mean network; for :math:`K > 1` it is one mode's mean (the mean of the whole mixture is
+    not a network worth running: components may sit in different, permuted modes).
+
+    Example::
+
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> det = component_network(bayesify(net, K=3, init_scale=1e-6))
+        >>> type(det[0]).__name__, bool((det(torch.ones(1, 4)) - net(torch.ones(1, 4))).abs().max() < 1e-4)
+        ('Linear', True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    k = _resolve_component(model, component)
+    _sj.reset_net(model)
+    out = copy.deepcopy(model)
+    _swap_back(out, k)
+    for m in out.modules():  # the groups' forward pre-hooks (resample='forward') went with the layers
+        for key, hook in list(m._forward_pre_hooks.items()):
+            if isinstance(hook, _ClearDraw):
+                del m._forward_pre_hooks[key]
+    _sj.invalidate_reset_cache(out)
+    return out
+
+
+def _swap_back(module: nn.Module, k: int) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, GaussianMixtureLayer):
+            setattr(module, name, _deterministic_layer(child, k))
+        elif not isinstance(child, MixtureGroup):
+            _swap_back(child, k)
+
+
+def load_component(model: nn.Module, component: int, source: nn.Module) -> nn.Module:
+    r"""Set the means of component ``component`` to the weights of ``source``, in place: :math:`\mu_k \leftarrow W`.
+
+    ``source`` is a deterministic network of the architecture ``model`` was made from by :func:`bayesify`
+    (its Linear/Conv2d layers in the same module order and of the same shapes).  Scales are left as they
+    are.  Used to give each component its own initialisation (independent draws of the network's
+    initialiser), which bayesify's jitter around one network does not.  Returns ``model``.
+
+    Example::
+
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 2))
+        >>> bnet = bayesify(net, K=2)
+        >>> other = torch.nn.Sequential(torch.nn.Linear(4, 2))
+        >>> torch.equal(load_component(bnet, 1, other)[0].weight_means[1], other[0].weight)
+        True
+    """
+    layers = [m for m in model.modules() if isinstance(m, GaussianMixtureLayer)]
+    if not layers:
+        raise ValueError("model has no Gaussian-mixture layers (use neuroq.bayes.bayesify)")
+    k = check_int("component", component, ge=0, le=layers[0].K - 1)
+    src = [m for m in source.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if len(src) != len(layers):
+        raise ValueError(f"source has {len(src)} Linear/Conv2d layers, model has {len(layers)} mixture layers")
+    with torch.no_grad():
+        for i, (dst, s_) in enumerate(zip(layers, src)):
+            if tuple(dst.weight_means.shape[1:]) != tuple(s_.weight.shape) or dst.has_bias != (s_.bias is not None):
+                raise ValueError(f"layer {i}: source weight {tuple(s_.weight.shape)} (bias {s_.bias is not None}) "
+                                 f"does not fit the mixture layer's {tuple(dst.weight_means.shape[1:])} "
+                                 f"(bias {dst.has_bias})")
+            dst.weight_means[k].copy_(s_.weight)
+            if dst.has_bias:
+                dst.bias_means[k].copy_(s_.bias)
+    return model

@@ -65,6 +65,7 @@ responsibilities, :math:`\log q`, and the log densities of the blocks before and
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from dataclasses import dataclass
@@ -309,6 +310,13 @@ class MixtureGroup(_sj.MemoryModule):
     The weights are recomputed from the held noise at every call (:math:`\theta=\mu_k+\sigma_k\varepsilon`),
     so each call has its own graph and the parameters may change between calls.
 
+    **Forcing the component.**  While :attr:`fixed_component` is an index (see :func:`use_component`),
+    every new draw takes that component instead of :math:`k\sim\mathrm{Cat}(w)` (the noise is still
+    drawn afresh).  This is what stratified estimators use: :math:`\mathbb E_q[h] = \sum_k w_k\,
+    \mathbb E_{\mathcal N_k}[h]` for *any* function :math:`h` of :math:`\theta`, so one draw per component,
+    weighted by :math:`w_k`, is unbiased for the value and for the pathwise gradient (whose single-sample
+    form is a function of :math:`\theta`), with lower variance than :math:`K` independent draws.
+
     Args:
         K: number of components (``K = 1`` is mean-field Gaussian VI).
         mixing: ``'fixed'`` (uniform :math:`w_k = 1/K`, a buffer) or ``'learned'`` (logits
@@ -342,6 +350,8 @@ class MixtureGroup(_sj.MemoryModule):
             self.register_buffer("logits", torch.zeros(self.K))
         self._blocks: list = []          # (weakref to layer, name)
         self._hook = None
+        #: component index every new draw takes (``None``: drawn from the mixing weights)
+        self.fixed_component: Optional[int] = None
         self.register_memory("_draw", None)
 
     # ---- blocks -------------------------------------------------------------------------
@@ -432,8 +442,12 @@ class MixtureGroup(_sj.MemoryModule):
         blocks = self.blocks()
         if d is None or len(d.eps) != len(blocks):
             with torch.no_grad():
-                w = torch.softmax(self.logits.detach().double(), 0)
-                k = torch.multinomial(w, 1).to(self.logits.device)
+                if self.fixed_component is not None:
+                    k = torch.tensor([check_int("fixed_component", self.fixed_component, ge=0, le=self.K - 1)],
+                                     device=self.logits.device)
+                else:
+                    w = torch.softmax(self.logits.detach().double(), 0)
+                    k = torch.multinomial(w, 1).to(self.logits.device)
                 eps = []
                 for layer, name in blocks:
                     m = getattr(layer, f"{name}_means")
@@ -533,3 +547,60 @@ class _ClearDraw:
 def mixture_groups(model: nn.Module) -> list:
     """The distinct :class:`MixtureGroup` modules of ``model`` (each once)."""
     return [m for m in model.modules() if isinstance(m, MixtureGroup)]
+
+
+@contextlib.contextmanager
+def use_component(model: nn.Module, component: int):
+    """Context manager: every mixture group of ``model`` draws component ``component`` (with fresh noise).
+
+    The held draws are cleared on entry and on exit, so the next forward pass inside (outside) the block
+    uses the forced (a freely drawn) component.  See :class:`MixtureGroup` ("Forcing the component").
+
+    Example::
+
+        >>> net = bayesify(torch.nn.Sequential(torch.nn.Linear(3, 2)), K=3)
+        >>> with use_component(net, 2):
+        ...     _ = net(torch.randn(4, 3)); net[0].group.component
+        2
+    """
+    groups = mixture_groups(model)
+    if not groups:
+        raise ValueError("use_component: model has no Gaussian-mixture layers")
+    for g in groups:
+        check_int("component", component, ge=0, le=g.K - 1)
+    before = [g.fixed_component for g in groups]
+    try:
+        for g in groups:
+            g.fixed_component = int(component)
+            g.clear()
+        yield model
+    finally:
+        for g, b in zip(groups, before):
+            g.fixed_component = b
+            g.clear()
+
+
+def systematic_components(weights: torch.Tensor, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    r"""``n`` component indices by systematic sampling: :math:`k_s = F_w^{-1}\big((s + u)/n\big)`, :math:`u\sim U[0,1)`.
+
+    Every component appears :math:`\lfloor n w_k\rfloor` or :math:`\lceil n w_k\rceil` times and
+    :math:`\mathbb E[\#\{s: k_s = k\}] = n w_k`, so the plain mean over the ``n`` draws stays unbiased for
+    :math:`\mathbb E_q[\cdot]` with less variance than ``n`` independent draws (for uniform weights and
+    ``n`` a multiple of ``K``: exactly ``n/K`` draws per component).
+
+    Inputs: ``weights [K]``.  Output: ``[n]`` (long, in increasing order).
+
+    Example::
+
+        >>> systematic_components(torch.full((3,), 1 / 3), 6).tolist()
+        [0, 0, 1, 1, 2, 2]
+    """
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 1:
+        raise ValueError(f"weights must be a tensor of shape [K], got {getattr(weights, 'shape', weights)!r}")
+    n = check_int("n", n, ge=1)
+    w = weights.detach().double().cpu()
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    cdf = torch.cumsum(w, 0)
+    cdf[-1] = 1.0
+    pos = (torch.arange(n, dtype=torch.float64) + u) / n
+    return torch.searchsorted(cdf, pos, right=True).clamp_max(w.numel() - 1)

@@ -201,7 +201,7 @@ class Trainer:
         perm = torch.randperm(n, generator=g)
         usable = (n // self.world) * self.world
         self.ctx = Context(encoding=cfg.encoding, generator=g, kind=self.data.kind, amp=cfg.amp, scaler=self.scaler,
-                           penalty=self.penalty, penalty_weight=cfg.energy_penalty)
+                           penalty=self.penalty, penalty_weight=cfg.energy_penalty, n_train=n)
         self.method.on_epoch(self.model, epoch)
         self.model.train()
         self._epoch_stats = dict(loss=0.0, correct=0, seen=0, time=0.0, t0=time.time())

@@ -338,3 +338,86 @@ def test_bayesify_leaves_weight_transforming_subclasses_alone():
         bnet = bayesify(net, K=2)
     assert isinstance(bnet[0], WSLinear) and isinstance(bnet[1], GaussianMixtureLinear)
     assert any("WSLinear" in str(r.message) for r in rec)
+
+
+# ---------------------------------------------------------------------------------------------
+# forcing components, systematic allocation, and the way back to a deterministic network
+# ---------------------------------------------------------------------------------------------
+def test_use_component_forces_every_draw_and_restores_free_draws():
+    from neuroq.bayes import use_component
+
+    torch.manual_seed(0)
+    # components 50 posterior stds apart: the component a weight sample came from is unambiguous
+    net = bayesify(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), K=3, init_scale=0.1, mean_jitter=50)
+    g = net[0].group
+    x = torch.randn(2, 3)
+    for k in range(3):
+        with use_component(net, k):
+            for _ in range(5):
+                net(x)
+                assert g.component == k
+                with torch.no_grad():
+                    w = net[0].sampled("weight")
+                    nearest = int(((w.unsqueeze(0) - net[0].weight_means) ** 2).flatten(1).sum(1).argmin())
+                assert nearest == k
+    seen = set()
+    for _ in range(60):
+        net(x)
+        seen.add(g.component)
+    assert seen == {0, 1, 2} and g.fixed_component is None
+    with pytest.raises(ValueError, match="component"):
+        with use_component(net, 3):
+            pass
+
+
+def test_systematic_components_allocate_floor_or_ceil_and_are_unbiased():
+    from neuroq.bayes import systematic_components
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.tensor([0.55, 0.05, 0.3, 0.1], dtype=DT)
+    n = 7
+    counts = []
+    for _ in range(4000):
+        ks = systematic_components(w, n, generator=g)
+        c = torch.bincount(ks, minlength=4).double()
+        assert bool(((c >= torch.floor(n * w)) & (c <= torch.ceil(n * w))).all()), c
+        assert torch.equal(ks, ks.sort().values)
+        counts.append(c)
+    C = torch.stack(counts)
+    se = C.std(0) / math.sqrt(C.shape[0])
+    assert float(((C.mean(0) - n * w).abs() / se.clamp_min(1e-12)).max()) < 4.5
+    assert systematic_components(torch.full((3,), 1 / 3), 6).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_component_network_is_bayesify_inverted(spiking):
+    from neuroq.bayes import component_network, load_component
+
+    torch.manual_seed(1)
+    if spiking:  # SpikingJelly's step-mode layers come back as themselves, in their step mode
+        net = nn.Sequential(sjl.Conv2d(1, 3, 3, padding=1, step_mode="m"), LIFNode(step_mode="m"),
+                            sjl.Flatten(step_mode="m"), sjl.Linear(3 * 36, 4, step_mode="m"))
+        x = torch.rand(3, 2, 1, 6, 6) * 4
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
+        x = torch.rand(2, 1, 6, 6)
+    bnet = bayesify(net, K=3, init_scale=0.2)
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.normal_()
+    load_component(bnet, 2, other)
+    det = component_network(bnet, component=2)
+    assert [type(m) for m in det.modules()] == [type(m) for m in net.modules()]
+    if spiking:
+        assert det[0].step_mode == "m" and det[3].step_mode == "m"
+    assert not mixture_groups(det) and all(not m._forward_pre_hooks for m in det.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(det(x), other(x))
+    sjf.reset_net(det)
+    sjf.reset_net(other)
+    # the default is the heaviest component (the first for uniform weights): here component 0's means
+    first = component_network(bnet)
+    torch.testing.assert_close(first[-1].weight, bnet[-1].weight_means[0])
+    with pytest.raises(ValueError, match="Linear/Conv2d layers"):
+        load_component(bnet, 0, nn.Sequential(nn.Linear(2, 2)))

@@ -11,11 +11,16 @@ arXiv 2202.13059; METHODS.md section 7 and 10.4).
   conjugate model (so prior and entropy are summed over the weights, not averaged);
 * the KL agrees with bayesian-torch's LinearReparameterization (which averages it per element);
 * bayesify keeps a model's outputs (and a spiking model's spikes and energy) in the zero-variance limit;
-* a Bayesian SNN holds one weight sample over the T steps of an input, in single- and multi-step mode.
+* a Bayesian SNN holds one weight sample over the T steps of an input, in single- and multi-step mode;
+* the method ``gm-vi``: its step is unbiased for the negative ELBO (written out by hand: with the
+  approximation and fixed weights it decouples into per-component mean-field terms) and lowers it; its
+  prediction is the log of the mean probability over the components; the loop gives it the training-split
+  size; it trains, reloads and meters from the CLI, refuses foreign options, and joins ``neuroq compare``.
 """
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -435,3 +440,188 @@ def test_gaussian_entropy_helper_is_the_per_component_sum():
     sd = torch.tensor([[0.5, 2.0]], dtype=DT)
     assert float(gaussian_entropy(sd)) == pytest.approx(
         sum(stats.norm(0, float(s)).entropy() for s in sd[0]), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training method `gm-vi` (neuroq.training.methods.gmvi)
+# ---------------------------------------------------------------------------------------------
+def _toy_task(n=64, seed=0):
+    from neuroq.data import ArrayDataset, TaskData
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 2, 2, generator=g)
+    y = (x.flatten(1) @ torch.tensor([2.0, -1.0, 0.5, 1.0]) > 1.0).long() + (x[:, 0, 0, 0] > 0.8).long()
+    ds = ArrayDataset(x, y)
+    return TaskData("toy", ds, ds, 3, (1, 2, 2))
+
+
+def _reference_negative_elbo(model, x, y, n_data, prior_std, M, seed):
+    """-ELBO / N with the entropy approximation, written out independently of neuroq.bayes: with fixed
+    uniform weights it decouples into sum_k w_k [E_{N_k} CE + KL(N_k || p) / N] - H(w) / N (each
+    component a mean-field posterior); the forward pass is the 4-8-3 ReLU MLP done by hand, the KL is
+    torch.distributions' closed form, the expectation a mean over M samples per component."""
+    l1, l2 = mixture_layers(model)
+    K = l1.K
+    g = torch.Generator().manual_seed(seed)
+    prior = torch.distributions.Normal(0.0, prior_std)
+    total, var = 0.0, 0.0
+    with torch.no_grad():
+        for k in range(K):
+            ms = [(l.weight_means[k], l.scales("weight")[k], l.bias_means[k], l.scales("bias")[k]) for l in (l1, l2)]
+            ce = []
+            for _ in range(M):
+                (w1, s1, b1, t1), (w2, s2, b2, t2) = ms
+                W1 = w1 + s1 * torch.randn(w1.shape, generator=g)
+                B1 = b1 + t1 * torch.randn(b1.shape, generator=g)
+                W2 = w2 + s2 * torch.randn(w2.shape, generator=g)
+                B2 = b2 + t2 * torch.randn(b2.shape, generator=g)
+                out = torch.relu(x.flatten(1) @ W1.T + B1) @ W2.T + B2
+                ce.append(float(tF.cross_entropy(out, y)))
+            kl = sum(float(torch.distributions.kl_divergence(torch.distributions.Normal(m, s), prior).sum())
+                     for mm in ms for m, s in ((mm[0], mm[1]), (mm[2], mm[3])))
+            total += (np.mean(ce) + kl / n_data) / K
+            var += np.var(ce, ddof=1) / M / K ** 2
+    return total - math.log(K) / n_data, math.sqrt(var)
+
+
+def _method(**kw):
+    from neuroq.training import get
+
+    opts = dict(base="ann", arch="mlp", hidden=(8,), components=3, init_scale=0.05, mc_samples=6)
+    opts.update(kw)
+    return get("gm-vi", **opts)
+
+
+def test_gm_vi_step_is_unbiased_for_and_decreases_the_negative_elbo():
+    from neuroq.training import Context
+
+    torch.manual_seed(0)
+    data = _toy_task()
+    method = _method()
+    model = method.build_model(data)
+    x, y = data.train.x, data.train.y
+    N = 500
+    ctx = Context(n_train=N)
+    ref0, se0 = _reference_negative_elbo(model, x, y, N, 1.0, 300, seed=1)
+    # the step's loss is an unbiased single-sample estimate of the reference (lr 0: no update)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+    losses = np.array([method.train_step(model, x, y, frozen, ctx)[0] for _ in range(600)])
+    se = math.hypot(losses.std(ddof=1) / math.sqrt(losses.size), se0)
+    assert abs(losses.mean() - ref0) < 4 * se, (losses.mean(), ref0, se)
+    # ... and the steps lower it
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    for _ in range(60):
+        loss, logits = method.train_step(model, x, y, opt, ctx)
+        assert math.isfinite(loss) and logits.shape == (64, 3)
+    ref1, se1 = _reference_negative_elbo(model, x, y, N, 1.0, 300, seed=2)
+    assert ref1 < ref0 - 10 * math.hypot(se0, se1), (ref0, ref1)
+    # draw='all' (one weight sample per component, weighted) estimates the same objective
+    allm = _method(draw="all")
+    losses_all = np.array([allm.train_step(model, x, y, frozen, ctx)[0] for _ in range(200)])
+    se_all = math.hypot(losses_all.std(ddof=1) / math.sqrt(losses_all.size), se1)
+    assert abs(losses_all.mean() - ref1) < 4 * se_all
+    with pytest.raises(ValueError, match="n_train"):
+        method.train_step(model, x, y, frozen, Context())
+
+
+@pytest.mark.parametrize("base,S", [("ann", 6), ("ann", 3), ("lif", 6)])
+def test_gm_vi_predict_is_the_log_of_the_mean_probability_over_components(base, S):
+    """With posterior stds of 1e-7 every weight sample is its component's mean network, so the S-sample
+    predictive is exactly (1/K) sum_k softmax(f_k(x)) with the systematic allocation (S/K samples per
+    component); the reference runs the K deterministic networks (component_network) separately."""
+    from neuroq.bayes import component_network
+    from neuroq.training import Context
+
+    torch.manual_seed(1)
+    data = _toy_task()
+    method = _method(base=base, init_scale=1e-7, mc_samples=S, T=3, v_threshold=0.3)
+    model = method.build_model(data).eval()
+    x = data.test.x
+    ctx = Context()
+    got = method.predict(model, x, ctx)
+    ref = 0.0
+    inputs = method.inputs(x, ctx)
+    with torch.no_grad():
+        for k in range(3):
+            net = component_network(model, k).eval()
+            _sj_reset(net)
+            out = net(inputs)
+            ref = ref + torch.softmax(out.mean(0), -1) / 3
+    torch.testing.assert_close(got, torch.log(ref), rtol=1e-4, atol=1e-4)
+    assert got.shape == (64, 3) and torch.allclose(got.exp().sum(1), torch.ones(64), atol=1e-5)
+    # components start from independent initialisations: their predictions differ
+    with torch.no_grad():
+        p = [torch.softmax(component_network(model, k)(inputs).mean(0), -1) for k in range(3)]
+    assert float((p[0] - p[1]).abs().max().detach()) > 1e-2
+    assert method.T == (1 if base == "ann" else 3)
+
+
+def _sj_reset(net):
+    from neuroq import _sj
+
+    _sj.reset_net(net)
+
+
+def test_gm_vi_trainer_gives_the_training_split_size_and_converts_for_inference():
+    from neuroq.training import TrainConfig, Trainer
+
+    seen = []
+
+    class Spy(type(_method())):
+        def train_step(self, model, x, y, optimizer, ctx):
+            seen.append(ctx.n_train)
+            return super().train_step(model, x, y, optimizer, ctx)
+
+    data = _toy_task(n=100)
+    tr = Trainer(Spy(base="lif", arch="mlp", hidden=(8,), components=2, T=2), data,
+                 TrainConfig(epochs=1, batch_size=32, val_fraction=0.2), label=None)
+    tr.fit()
+    assert set(seen) == {80} and len(tr.train_set) == 80
+    det = tr.method.convert_for_inference(tr.model)
+    assert not mixture_layers(det) and sum(isinstance(m, nn.Linear) for m in det.modules()) == 2
+    with EnergyMeter(det) as meter, torch.no_grad():
+        det(tr.method.record_input(data.test.x[:4]))
+    assert meter.report()["total"]["macs"] > 0
+
+
+def test_gm_vi_cli_trains_reloads_and_refuses_foreign_options(tmp_path, capsys):
+    from neuroq.cli import main
+    from neuroq.training import load_run
+
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "digits", "--epochs", "1", "--limit-train", "200", "--limit-test", "50",
+            "--hidden", "16", "-T", "2", "--quiet"]
+    assert main(base + ["--method", "gm-vi", "--components", "2", "--mc-samples", "4", "--init-scale", "0.02",
+                        "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "gm-vi" and m["method_config"]["components"] == 2 and m["method_config"]["mc_samples"] == 4
+    assert 0 <= m["final_test_acc"] <= 1 and (out / "energy.json").is_file() and (out / "raster.png").is_file()
+    method, model, ds, cfg = load_run(out / "checkpoint.pt")
+    assert method.config.components == 2 and len(mixture_layers(model)) == 2  # 64-16-10
+    assert mixture_layers(model)[0].weight_means.shape == (2, 16, 64)
+    # options of another method are refused, and gm-vi's options for other methods
+    for argv, msg in ((["--method", "lif", "--components", "3"], "--components does not apply to --method lif"),
+                      (["--method", "lif", "--mc-samples", "3"], "--mc-samples does not apply to --method lif"),
+                      (["--method", "gm-vi", "--w-states", "3"], "--w-states does not apply to --method gm-vi"),
+                      (["--method", "gm-vi", "--amp"], "--amp")):
+        assert main(base + argv + ["--out", str(tmp_path / "x")]) == 2
+        assert msg in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--method", "gm-vi", "--components", "0"])
+    assert "--components must be >= 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="base must be one of"):
+        _method(base="relu")
+
+
+def test_gm_vi_joins_neuroq_compare(tmp_path):
+    from neuroq.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "digits", "--methods", "lif,gm-vi", "--epochs", "1", "--limit-train", "100",
+                 "--limit-test", "30", "--hidden", "16", "-T", "2", "--components", "2", "--mc-samples", "2",
+                 "--samples", "10", "--jobs", "2", "--quiet", "--out", str(out)]) == 0
+    s = json.loads((out / "compare.json").read_text())
+    assert set(s["methods"]) == {"lif", "gm-vi"}
+    assert s["methods"]["gm-vi"]["runs"][0]["options"]["components"] == 2
+    assert "components" not in s["methods"]["lif"]["runs"][0]["options"]
+    assert s["methods"]["gm-vi"]["T"] == 2 and s["methods"]["gm-vi"]["energy_pj"] > 0

@@ -9,6 +9,7 @@ s2nn       single-step S²NN network, reduced multi-step surrogate              
 saf-e/f    Spike Accumulation Forwarding (per-step / final loss)              :mod:`.online`
 ottt-o/a   Online Training Through Time (online / accumulated update)         :mod:`.online`
 maqd       MaQD quantization-aware training (M_w, M_a states, LBN)             :mod:`.maqd`
+gm-vi      Gaussian-mixture VI (entropy approximation) of the LIF/ReLU network :mod:`.gmvi`
 =========  ==================================================================  ===========================
 """
 from .base import (  # noqa: F401

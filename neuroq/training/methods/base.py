@@ -43,6 +43,7 @@ BUILTIN_MODULES = [
     "neuroq.training.methods.s2nn",
     "neuroq.training.methods.online",
     "neuroq.training.methods.maqd",
+    "neuroq.training.methods.gmvi",
 ]
 
 
@@ -85,8 +86,9 @@ class TimeConfig(MethodConfig):
 class Context:
     """What a step needs besides the batch: the input encoding, the generator of its noise, what a
     sample is (``kind``: ``'image'``, ``'sequence'`` or ``'frames'``, :class:`neuroq.data.TaskData`),
-    mixed precision, and the energy penalty the loop attached (added to the task loss by
-    :meth:`extra_loss`)."""
+    mixed precision, the energy penalty the loop attached (added to the task loss by
+    :meth:`extra_loss`), and ``n_train``, the number of training samples the epoch draws from (the
+    training split after the validation hold-out: the data-set size of a Bayesian method's ELBO)."""
 
     encoding: str = "direct"
     generator: Optional[torch.Generator] = None
@@ -95,6 +97,7 @@ class Context:
     scaler: Optional[object] = None
     penalty: Optional[object] = None
     penalty_weight: float = 0.0
+    n_train: Optional[int] = None
 
     def extra_loss(self):
         """``penalty_weight * penalty()`` (per sample), or 0 without a penalty."""
