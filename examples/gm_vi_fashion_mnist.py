@@ -170,6 +170,35 @@ def scores(probs: torch.Tensor) -> dict:
     return dict(entropy=predictive_entropy(probs), mi=mutual_information(probs))
 
 
+def reliability(pm: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict:
+    """Per equal-width confidence bin (the bins of :func:`neuroq.bayes.ece`): count, accuracy, mean confidence."""
+    conf, pred = pm.max(1)
+    idx = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
+    out = dict(count=[], acc=[], conf=[])
+    for b in range(n_bins):
+        sel = idx == b
+        n = int(sel.sum())
+        out["count"].append(n)
+        out["acc"].append(float((pred[sel] == y[sel]).double().mean()) if n else None)
+        out["conf"].append(float(conf[sel].mean()) if n else None)
+    return out
+
+
+def roc_points(score_in, score_out, n: int = 101) -> dict:
+    """The ROC curve (OOD = positive) on a grid of false-positive rates (sklearn's ``roc_curve``)."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    labels = np.concatenate([np.zeros(len(score_in)), np.ones(len(score_out))])
+    fpr, tpr, _ = roc_curve(labels, np.concatenate([score_in.double().numpy(), score_out.double().numpy()]))
+    grid = np.linspace(0.0, 1.0, n)
+    return dict(fpr=grid.tolist(), tpr=np.interp(grid, fpr, tpr).tolist())
+
+
+def _hist(v: torch.Tensor, edges: torch.Tensor) -> list:
+    return torch.histogram(v.double().clamp(float(edges[0]), float(edges[-1])), edges.double())[0].tolist()
+
+
 def evaluate_run(method, model, ds, ood, a, seed: int) -> dict:
     t0 = time.time()
     p_in, comp = predictive(method, model, ds.test, a, 7919 * seed + 1)
@@ -183,6 +212,11 @@ def evaluate_run(method, model, ds, ood, a, seed: int) -> dict:
                mc_samples=int(p_in.shape[0]))
     if p_in.shape[0] > 1:
         rec["auroc_mutual_information"] = auroc(s_in["mi"], s_out["mi"])
+    rec["reliability"] = reliability(pm.double(), y)
+    rec["roc_entropy"] = roc_points(s_in["entropy"], s_out["entropy"])
+    edges = torch.linspace(0.0, math.log(pm.shape[1]), 41)
+    rec["entropy_hist"] = dict(edges=edges.tolist(), fmnist=_hist(s_in["entropy"], edges),
+                               mnist=_hist(s_out["entropy"], edges))
     if comp is not None:  # per component: accuracy and NLL of its own predictive mean; disagreement
         pred = comp.argmax(-1)
         rec["component_acc"] = [float((pred[k] == y).double().mean()) for k in range(comp.shape[0])]
@@ -234,9 +268,9 @@ def entropy_study(model, a, seed: int) -> dict:
     center = (w.view(K, 1) * mu).sum(0, keepdim=True)
     s1 = float(separation_ratio(mu, sd))
     shrink = []
-    for target in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0):
+    for target in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0):
         alpha = target / s1
-        shrink.append(dict(_point(w, center + alpha * (mu - center), sd, a.entropy_samples, gen, chunk=8),
+        shrink.append(dict(_point(w, center + alpha * (mu - center), sd, a.entropy_samples, gen, chunk=16),
                            alpha=alpha))
     out["shrink"] = shrink
     return out
@@ -462,9 +496,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files (default: download with torchvision)")
     p.add_argument("--ood-dir", default=None, help="MNIST IDX files (the out-of-distribution test set)")
-    p.add_argument("--limit-train", type=int, default=10000)
+    p.add_argument("--limit-train", type=int, default=60000)
     p.add_argument("--limit-test", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     p.add_argument("-T", type=int, default=4, help="time steps of the spiking MLP")
     p.add_argument("--tau", type=float, default=2.0)
@@ -475,10 +509,10 @@ def main(argv=None):
     p.add_argument("--mc-samples", type=int, default=12, help="S weight samples per prediction (a multiple of 3)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=NETS)
-    p.add_argument("--variants", nargs="+", default=["det", "mf", "mf-bt", "gm3"], choices=VARIANTS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--eval-batch", type=int, default=1000)
     p.add_argument("--energy-samples", type=int, default=256)
-    p.add_argument("--entropy-samples", type=int, default=512, help="Monte-Carlo samples per entropy-error point")
+    p.add_argument("--entropy-samples", type=int, default=384, help="Monte-Carlo samples per entropy-error point")
     p.add_argument("--subset-reps", type=int, default=3, help="random coordinate subsets per size d")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
