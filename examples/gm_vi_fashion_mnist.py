@@ -130,7 +130,9 @@ def gm_method(net: str, components: int, a, draw: str = "sample", cls=GMVIMethod
 
 def make_method(net: str, variant: str, a):
     if variant == "det":
-        return get("ann") if net == "mlp" else get("lif", T=a.T, tau=a.tau, arch="mlp", hidden=tuple(a.hidden))
+        if net == "mlp":
+            return get("ann", arch="mlp", hidden=tuple(a.hidden))
+        return get("lif", T=a.T, tau=a.tau, arch="mlp", hidden=tuple(a.hidden))
     if variant == "mf":
         return gm_method(net, 1, a)
     if variant == "mf-bt":

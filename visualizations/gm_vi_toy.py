@@ -379,10 +379,12 @@ def render_markdown(result: dict) -> str:
     ex = result["exact"]
     best = {r["K"]: r for r in result["best"]}
     summ = {r["K"]: r for r in result["summary"]}
-    lines = [f"One sine neuron, {len(st['x_train'])} observations (noise {st['noise']}), prior N(0, {st['prior_std']}^2) "
+    lines = [f"One sine neuron, {len(st['x_train'])} observations (noise {st['noise']}), "
+             f"prior N(0, {st['prior_std']}^2) "
              f"on (w, b); exact log evidence {ex['log_evidence']:.3f} and exact posterior-predictive test NLL "
              f"{ex['test_nll']:.3f} from a grid.  {st['steps']} Adam steps per fit, {st['restarts']} restarts per K "
-             f"(mean-field: {summ[1]['restarts'] if 1 in summ else '–'}); the fit shown per K is the restart with the "
+             f"(mean-field: {summ[1]['restarts'] if 1 in summ else '–'}); the fit shown per K is the restart "
+             f"with the "
              f"best ELBO computed with a Monte-Carlo entropy.  Machine: {result['machine'].get('processor')}, "
              f"torch {result['machine'].get('torch')}, {result['runtime_s']:.0f} s.", "",
              "| K | KL(q ‖ posterior) (nats) | median over restarts | KL(exact ‖ q) predictive | test NLL "

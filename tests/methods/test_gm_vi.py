@@ -34,7 +34,7 @@ from spikingjelly.activation_based import layer as sjl
 
 from neuroq.bayes import (
     GaussianMixtureLinear, GaussianPrior, bayesify, elbo, entropy_error_bound, gaussian_entropy,
-    kl_divergence, mixture_entropy_approx, mixture_entropy_lower, mixture_entropy_mc, mixture_layers,
+    kl_divergence, mixture_entropy_approx, mixture_entropy_lower, mixture_entropy_mc, mixture_groups, mixture_layers,
     separation_ratio,
 )
 from neuroq.bayes.mixture import inverse_softplus
@@ -625,3 +625,24 @@ def test_gm_vi_joins_neuroq_compare(tmp_path):
     assert s["methods"]["gm-vi"]["runs"][0]["options"]["components"] == 2
     assert "components" not in s["methods"]["lif"]["runs"][0]["options"]
     assert s["methods"]["gm-vi"]["T"] == 2 and s["methods"]["gm-vi"]["energy_pj"] > 0
+
+
+def test_gm_vi_learned_mixing_weights_stay_uniform_while_frozen_then_move():
+    from neuroq.training import TrainConfig, Trainer
+
+    data = _toy_task(n=96)
+    method = _method(mixing="learned", weight_grad="score", freeze_mixing_epochs=1, init_scale=0.05)
+    tr = Trainer(method, data, TrainConfig(epochs=1, batch_size=16, val_fraction=0.0, lr=0.05), label=None)
+    tr.fit()
+    group = mixture_groups(tr.model)[0]
+    assert torch.equal(group.logits.detach(), torch.zeros(3))         # frozen during epoch 0
+    tr2 = Trainer(method, data, TrainConfig(epochs=3, batch_size=16, val_fraction=0.0, lr=0.05), model=tr.model,
+                  label=None)
+    tr2.start_epoch = 1
+    for epoch in (1, 2):
+        order = tr2.begin_epoch(epoch)
+        from neuroq.data import batches
+        for xb, yb in batches(tr2.train_set, order, 16):
+            tr2.train_batch(xb, yb)
+    assert group.logits.requires_grad and float(group.logits.detach().abs().max()) > 1e-3
+    assert torch.allclose(group.weights.sum(), torch.tensor(1.0))
