@@ -329,8 +329,39 @@ def _posterior_std(model) -> float:
     if groups:
         _, _, sd = groups[0].flat_parameters()
         return float(sd.mean())
-    vals = [tF.softplus(p).mean() for n, p in model.named_parameters() if n.endswith("rho_weight")]
-    return float(torch.stack(vals).mean())
+    # bayesian-torch: every weight's and bias's std, averaged over all of them (as for the mixture)
+    vals = [tF.softplus(p).flatten() for n, p in model.named_parameters() if n.endswith(("rho_weight", "rho_bias"))]
+    return float(torch.cat(vals).mean())
+
+
+def posterior_pass(runs: dict, ds, ood, a, run_root: Path, sample_counts, save) -> None:
+    """For every finished Bayesian run: the metrics at other numbers of weight samples S (from its
+    checkpoint), and the mean posterior std over all weights and biases."""
+    from neuroq.io import load_checkpoint
+
+    for key, rec in runs.items():
+        if rec["variant"] == "det":
+            continue
+        todo = [S for S in sample_counts if str(S) not in rec.get("by_samples", {})]
+        if not todo and "posterior_std_all" in rec:
+            continue
+        ck = load_checkpoint(run_root / rec["net"] / rec["variant"] / f"seed{rec['seed']}" / "checkpoint.pt")
+        seed_everything(rec["seed"])
+        model = make_method(rec["net"], rec["variant"], a).build_model(ds)
+        model.load_state_dict(ck["model"])
+        rec["posterior_std_all"] = _posterior_std(model)
+        by = rec.setdefault("by_samples", {})
+        for S in todo:
+            b = argparse.Namespace(**dict(vars(a), mc_samples=S))
+            method = make_method(rec["net"], rec["variant"], b)
+            p_in, _ = predictive(method, model, ds.test, b, 7919 * rec["seed"] + 1)
+            p_out, _ = predictive(method, model, ood.test, b, 7919 * rec["seed"] + 2)
+            pm, y = p_in.mean(0), ds.test.y
+            by[str(S)] = dict(test_acc=float((pm.argmax(1) == y).double().mean()), nll=float(nll(pm.double(), y)),
+                              ece=float(ece(pm.double(), y)),
+                              auroc_entropy=auroc(predictive_entropy(p_in), predictive_entropy(p_out)))
+        print(f"{key}: " + ", ".join(f"S={S} nll {by[str(S)]['nll']:.4f}" for S in sorted(map(int, by))), flush=True)
+        save()
 
 
 def _mean_sd(xs):
@@ -421,13 +452,16 @@ def _pm(m, sd, scale=1.0, digits=2):
 def render_markdown(doc: dict) -> str:
     c = doc["config"]
     s = doc["summary"]
-    lines = [f"Fashion-MNIST, {doc['n_train']} training images (the first ones), the full test set "
-             f"({doc['n_test']}); MNIST test set ({doc['n_ood']}) as out-of-distribution data.  "
+    part = " (the first ones)" if doc["n_train"] < 60000 else " (all)"
+    lines = [f"Fashion-MNIST, {doc['n_train']} training images{part}, {doc['n_test']} test images; "
+             f"{doc['n_ood']} MNIST test images as out-of-distribution data.  "
              f"Networks 784-{'-'.join(map(str, c['hidden']))}-10 without BatchNorm; the spiking MLP has LIF "
              f"neurons (tau {c['tau']}, T = {c['T']}, direct encoding).  {c['epochs']} epochs, batch "
              f"{c['batch_size']}, Adam lr {c['lr']} (cosine), prior N(0, {c['prior_std']}^2), initial posterior "
              f"std {c['init_scale']}, S = {c['mc_samples']} weight samples per prediction; mean ± std over seeds "
-             f"{sorted({r['seed'] for r in doc['runs'].values()})}.  Machine: {_machine(doc['machine'])}.", "",
+             f"{sorted({r['seed'] for r in doc['runs'].values()})}.  Machine: {_machine(doc['machine'])}; "
+             f"{len(doc['runs'])} runs, {sum(r.get('wall_s', 0.0) for r in doc['runs'].values()) / 3600:.1f} h in all "
+             f"(training, evaluation and the entropy study).", "",
              "| network | variant | test accuracy (%) | NLL | ECE (%) | OOD AUROC, entropy (%) | OOD AUROC, MI (%) "
              "| training time (s) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -441,6 +475,26 @@ def render_markdown(doc: dict) -> str:
                          f"| {_pm(r['auroc_entropy'], r['auroc_entropy_std'], 100, 1)} "
                          f"| {_pm(r['auroc_mutual_information'], r['auroc_mutual_information_std'], 100, 1)} "
                          f"| {_pm(r['train_time_s'], r['train_time_s_std'], 1, 0)} |")
+    # metrics against the number of weight samples S (from the checkpoints)
+    counts = sorted({int(S) for r in doc["runs"].values() for S in r.get("by_samples", {})})
+    if counts:
+        lines += ["", "The same runs evaluated again with S weight samples per prediction (mean over seeds; NLL, "
+                  "then ECE in %, then test accuracy in %):", "",
+                  "| network | variant | " + " | ".join(f"NLL, S = {S}" for S in counts) + " | "
+                  + " | ".join(f"ECE, S = {S}" for S in counts) + " | "
+                  + " | ".join(f"acc., S = {S}" for S in counts) + " |",
+                  "|---|---|" + "---:|" * (3 * len(counts))]
+        for net in NETS:
+            for v in VARIANTS:
+                rs = [r for r in doc["runs"].values() if r["net"] == net and r["variant"] == v and "by_samples" in r]
+                if not rs:
+                    continue
+                cells = []
+                for m, scale, dg in (("nll", 1, 4), ("ece", 100, 2), ("test_acc", 100, 2)):
+                    for S in counts:
+                        vals = [r["by_samples"][str(S)][m] for r in rs if str(S) in r["by_samples"]]
+                        cells.append(f"{scale * statistics.fmean(vals):.{dg}f}" if vals else "–")
+                lines.append(f"| {NET_LABELS[net]} | {LABELS[v]} | " + " | ".join(cells) + " |")
     # mixtures: per component
     comp = [r for r in doc["runs"].values() if "component_acc" in r]
     if comp:
@@ -521,6 +575,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/examples/gm_vi_fashion_mnist.json",
                    help="result JSON (the committed result is examples/results/gm_vi_fashion_mnist.json)")
     p.add_argument("--run-dir", default=None, help="checkpoints of the runs (default: beside --out)")
+    p.add_argument("--post-samples", type=int, nargs="*", default=[3, 12, 48],
+                   help="after training: evaluate every Bayesian run again with these numbers of weight samples")
     p.add_argument("--render", default=None, metavar="JSON", help="only print the markdown of this result file")
     p.add_argument("--write-doc", default=None, metavar="MD", help="with --render: replace the generated block")
     a = p.parse_args(argv)
@@ -570,6 +626,8 @@ def main(argv=None):
                 print(f"{key}: acc {rec['test_acc']:.4f} nll {rec['nll']:.4f} ece {rec['ece']:.4f} "
                       f"auroc {rec['auroc_entropy']:.4f}  ({rec['wall_s']:.0f} s, total {time.time() - t_all:.0f} s)",
                       flush=True)
+    if a.post_samples:
+        posterior_pass(runs, ds, ood, a, run_root, [S for S in a.post_samples if S % 3 == 0], save)
     save()
     print(json.dumps(doc["targets"], indent=1))
     return doc

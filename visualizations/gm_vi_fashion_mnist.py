@@ -93,15 +93,18 @@ def calibration_figure(doc, path):
                     h = np.sum([r["entropy_hist"][ds_] for r in rs], axis=0)
                     dens = h / h.sum() / width
                     ax_h.step(edges[:-1], dens, where="post", ls=ls, color=COLORS[v], lw=1.3)
-            ax_r.set(xlim=(0.1, 1.0), ylim=(0.0, 1.0), xlabel="confidence (max predictive probability)",
-                     ylabel="accuracy", title=f"{name}: reliability (Fashion-MNIST test)")
+            ax_r.set(xlim=(0.1, 1.0), ylim=(0.0, 1.0), xlabel="confidence (max predictive probability)")
+            ax_r.set_ylabel(f"$\\bf{{{name.replace(' ', '~')}}}$\naccuracy")
             ax_r.legend(loc="upper left", fontsize=7)
-            ax_roc.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-positive rate (Fashion-MNIST)",
-                       ylabel="true-positive rate (MNIST)", title=f"{name}: OOD detection by predictive entropy")
+            ax_roc.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-positive rate (Fashion-MNIST flagged)",
+                       ylabel="true-positive rate (MNIST flagged)")
             ax_roc.legend(loc="lower right", fontsize=7, title="AUROC")
             ax_h.set_yscale("log")
-            ax_h.set(xlim=(0, math.log(10)), xlabel="predictive entropy (nats)", ylabel="density",
-                     title=f"{name}: predictive entropy")
+            ax_h.set(xlim=(0, math.log(10)), xlabel="predictive entropy (nats)", ylabel="density")
+            if i == 0:
+                ax_r.set_title("reliability on the Fashion-MNIST test set")
+                ax_roc.set_title("OOD detection of MNIST (ROC, entropy score)")
+                ax_h.set_title("distribution of the predictive entropy")
             handles = [Line2D([], [], color=COLORS[v], lw=1.5, label=LABELS[v]) for v in ("det", "mf", "gm3")
                        if _runs(doc, net, v)]
             handles += [Line2D([], [], color="k", ls="-", lw=1.2, label="Fashion-MNIST test (in)"),
