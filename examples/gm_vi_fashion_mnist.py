@@ -267,15 +267,43 @@ def entropy_study(model, a, seed: int) -> dict:
             idx = torch.randperm(D, generator=gen)[:d]
             subsets.append(dict(_point(w, mu[:, idx], sd[:, idx], a.entropy_samples, gen, chunk=256), rep=r))
     out["subsets"] = subsets
-    center = (w.view(K, 1) * mu).sum(0, keepdim=True)
-    s1 = float(separation_ratio(mu, sd))
-    shrink = []
-    for target in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0):
-        alpha = target / s1
-        shrink.append(dict(_point(w, center + alpha * (mu - center), sd, a.entropy_samples, gen, chunk=16),
-                           alpha=alpha))
-    out["shrink"] = shrink
+    # two paths from coincident components (s = 0) to the trained posterior: (a) means and scales pulled
+    # together towards their weighted average by the same fraction (at 0 the components coincide:
+    # error H(w)); (b) only the means pulled together (the trained scales keep differing)
+    mu_c = (w.view(K, 1) * mu).sum(0, keepdim=True)
+    sd_c = (w.view(K, 1) * sd).sum(0, keepdim=True)
+
+    def both(f):
+        return mu_c + f * (mu - mu_c), sd_c + f * (sd - sd_c)
+
+    def means_only(f):
+        return mu_c + f * (mu - mu_c), sd
+
+    paths = {}
+    for name, path, n in (("shrink", both, a.entropy_samples), ("shrink_means", means_only, 128)):
+        pts = []
+        for target in SHRINK_TARGETS:
+            f = _fraction_for(lambda f: float(separation_ratio(*path(f))), target)
+            pts.append(dict(_point(w, *path(f), n, gen, chunk=16), fraction=f))
+        paths[name] = pts
+    out.update(paths, version=2)
     return out
+
+
+SHRINK_TARGETS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+def _fraction_for(sep, target: float, iters: int = 40) -> float:
+    """The fraction f in [0, 1] of the path with separation ratio ``target`` (bisection; s grows with f)."""
+    if target <= 0:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    if sep(hi) <= target:
+        return 1.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if sep(mid) < target else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +341,7 @@ def run_one(net, variant, seed, ds, ood, a, run_dir: Path) -> dict:
         rec["entropy_study"] = entropy_study(tr.model, a, seed)
         rec["entropy_study_time_s"] = time.time() - t1
     if variant != "det":
-        rec["posterior_std_mean"] = _posterior_std(tr.model)
+        rec["posterior_std_all"] = _posterior_std(tr.model)
     return rec
 
 
@@ -343,13 +371,19 @@ def posterior_pass(runs: dict, ds, ood, a, run_root: Path, sample_counts, save) 
         if rec["variant"] == "det":
             continue
         todo = [S for S in sample_counts if str(S) not in rec.get("by_samples", {})]
-        if not todo and "posterior_std_all" in rec:
+        stale = "entropy_study" in rec and rec["entropy_study"].get("version") != 2
+        if not todo and "posterior_std_all" in rec and not stale:
             continue
         ck = load_checkpoint(run_root / rec["net"] / rec["variant"] / f"seed{rec['seed']}" / "checkpoint.pt")
         seed_everything(rec["seed"])
         model = make_method(rec["net"], rec["variant"], a).build_model(ds)
         model.load_state_dict(ck["model"])
         rec["posterior_std_all"] = _posterior_std(model)
+        rec.pop("posterior_std_mean", None)  # an earlier script's layer-averaged form, replaced by the above
+        if stale:  # the study of an earlier version of this script: redone on the same posterior
+            t1 = time.time()
+            rec["entropy_study"] = entropy_study(model, a, rec["seed"])
+            rec["entropy_study_time_s"] = time.time() - t1
         by = rec.setdefault("by_samples", {})
         for S in todo:
             b = argparse.Namespace(**dict(vars(a), mc_samples=S))

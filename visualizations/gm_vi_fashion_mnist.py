@@ -33,7 +33,7 @@ NETS = ("mlp", "smlp")
 NET_LABELS = {"mlp": "MLP (ReLU)", "smlp": "spiking MLP (LIF, T = {T})"}
 VARIANTS = ("det", "mf", "mf-bt", "gm3", "gm3-all")
 LABELS = {"det": "deterministic", "mf": "mean-field (neuroq)", "mf-bt": "mean-field (bayesian-torch)",
-          "gm3": "mixture K = 3", "gm3-all": "mixture K = 3, all comp./step"}
+          "gm3": "mixture K = 3", "gm3-all": "mixture K = 3 (all comp. per step)"}
 COLORS = {"det": "#555555", "mf": viz.color(0), "mf-bt": viz.color(5),
           "gm3": viz.color(1), "gm3-all": viz.color(3)}
 STYLES = {"det": ":", "mf": "-", "mf-bt": "--", "gm3": "-", "gm3-all": "-."}
@@ -55,34 +55,39 @@ def _pooled_reliability(runs):
         cnt += c
         acc += c * np.array([a or 0.0 for a in rel["acc"]])
         conf += c * np.array([a or 0.0 for a in rel["conf"]])
-    ok = cnt >= 20  # bins with too few predictions carry no accuracy worth drawing
-    return conf[ok] / cnt[ok], acc[ok] / cnt[ok]
+    ok = cnt >= 200  # bins with fewer predictions carry no accuracy worth drawing
+    return conf[ok] / cnt[ok], acc[ok] / cnt[ok], cnt[ok] / cnt.sum()
 
 
 def calibration_figure(doc, path):
     T = doc["config"]["T"]
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in doc["runs"].values())]
     nets = [n for n in NETS if any(r["net"] == n for r in doc["runs"].values())]
+    counts = sorted({int(S) for r in doc["runs"].values() for S in r.get("by_samples", {})})
+    ncol = 4 if counts else 3
     with viz.style():
-        fig, axes = plt.subplots(len(nets), 3, figsize=(11.0, 3.5 * len(nets)), squeeze=False,
-                                 gridspec_kw=dict(width_ratios=[1, 1, 1.25]), constrained_layout=True)
+        fig, axes = plt.subplots(len(nets), ncol, figsize=(3.6 * ncol, 3.3 * len(nets) + 0.5), squeeze=False,
+                                 constrained_layout=True)
         for i, net in enumerate(nets):
             name = NET_LABELS[net].format(T=T)
-            ax_r, ax_roc, ax_h = axes[i]
-            ax_r.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0)
+            ax_r, ax_roc, ax_h = axes[i][:3]
+            ax_r.axhline(0, color="0.75", lw=1, zorder=0)
             ax_roc.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0)
+            lo, hi = 0.0, 0.0
             for v in variants:
                 rs = _runs(doc, net, v)
                 if not rs:
                     continue
-                conf, acc = _pooled_reliability(rs)
+                conf, acc, frac = _pooled_reliability(rs)
+                gap = acc - conf
+                lo, hi = min(lo, gap.min()), max(hi, gap.max())
                 ece = 100 * np.mean([r["ece"] for r in rs])
-                ax_r.plot(conf, acc, STYLES[v], marker=MARKERS[v], color=COLORS[v], ms=3.5,
-                          label=f"{LABELS[v]}: ECE {ece:.1f} %")
+                ax_r.plot(conf, gap, STYLES[v], color=COLORS[v], lw=1.2, label=f"{ece:.2f} %")
+                ax_r.scatter(conf, gap, s=3 + 120 * frac, marker=MARKERS[v], color=COLORS[v], zorder=3, lw=0)
                 tpr = np.mean([r["roc_entropy"]["tpr"] for r in rs], axis=0)
                 fpr = rs[0]["roc_entropy"]["fpr"]
                 au = 100 * np.mean([r["auroc_entropy"] for r in rs])
-                ax_roc.plot(fpr, tpr, STYLES[v], color=COLORS[v], label=f"{LABELS[v]}: {au:.1f} %")
+                ax_roc.plot(fpr, tpr, STYLES[v], color=COLORS[v], label=f"{au:.1f} %")
             for v in ("det", "mf", "gm3"):
                 rs = _runs(doc, net, v)
                 if not rs:
@@ -91,28 +96,49 @@ def calibration_figure(doc, path):
                 width = np.diff(edges)
                 for ds_, ls in (("fmnist", "-"), ("mnist", "--")):
                     h = np.sum([r["entropy_hist"][ds_] for r in rs], axis=0)
-                    dens = h / h.sum() / width
-                    ax_h.step(edges[:-1], dens, where="post", ls=ls, color=COLORS[v], lw=1.3)
-            ax_r.set(xlim=(0.1, 1.0), ylim=(0.0, 1.0), xlabel="confidence (max predictive probability)")
-            ax_r.set_ylabel(f"$\\bf{{{name.replace(' ', '~')}}}$\naccuracy")
-            ax_r.legend(loc="upper left", fontsize=7)
-            ax_roc.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-positive rate (Fashion-MNIST flagged)",
-                       ylabel="true-positive rate (MNIST flagged)")
+                    ax_h.step(edges[:-1], h / h.sum() / width, where="post", ls=ls, color=COLORS[v], lw=1.3)
+            span = max(hi - lo, 0.02)
+            ax_r.set(xlim=(0.3, 1.02), ylim=(lo - 0.1 * span, hi + 0.7 * span),
+                     xlabel="confidence (bins with ≥ 200 predictions)")
+            ax_r.set_ylabel(f"$\\bf{{{name.replace(' ', '~')}}}$\naccuracy $-$ confidence")
+            ax_r.legend(loc="upper center", ncol=3, fontsize=7, title="ECE", columnspacing=1.0, handlelength=1.8)
+            ax_roc.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false-positive rate (Fashion-MNIST test)",
+                       ylabel="true-positive rate (MNIST test)")
             ax_roc.legend(loc="lower right", fontsize=7, title="AUROC")
             ax_h.set_yscale("log")
             ax_h.set(xlim=(0, math.log(10)), xlabel="predictive entropy (nats)", ylabel="density")
+            handles = [Line2D([], [], color="k", ls="-", lw=1.2, label="Fashion-MNIST (in)"),
+                       Line2D([], [], color="k", ls="--", lw=1.2, label="MNIST (out)")]
+            ax_h.legend(handles=handles, loc="upper right", fontsize=7)
             if i == 0:
-                ax_r.set_title("reliability on the Fashion-MNIST test set")
-                ax_roc.set_title("OOD detection of MNIST (ROC, entropy score)")
-                ax_h.set_title("distribution of the predictive entropy")
-            handles = [Line2D([], [], color=COLORS[v], lw=1.5, label=LABELS[v]) for v in ("det", "mf", "gm3")
-                       if _runs(doc, net, v)]
-            handles += [Line2D([], [], color="k", ls="-", lw=1.2, label="Fashion-MNIST test (in)"),
-                        Line2D([], [], color="k", ls="--", lw=1.2, label="MNIST test (out)")]
-            ax_h.legend(handles=handles, loc="upper center", fontsize=7, ncol=2)
+                ax_r.set_title("calibration gap, Fashion-MNIST test set")
+                ax_roc.set_title("OOD detection of MNIST by the entropy")
+                ax_h.set_title("predictive entropy (det., MF, mixture)")
+            if counts:
+                ax_s = axes[i][3]
+                for v in variants:
+                    rs = [r for r in _runs(doc, net, v) if r.get("by_samples")]
+                    if not rs:
+                        continue
+                    Ss = [S for S in counts if all(str(S) in r["by_samples"] for r in rs)]
+                    ys = [np.mean([r["by_samples"][str(S)]["nll"] for r in rs]) for S in Ss]
+                    ax_s.plot(Ss, ys, STYLES[v], marker=MARKERS[v], color=COLORS[v], ms=4)
+                det = _runs(doc, net, "det")
+                if det:
+                    ax_s.axhline(np.mean([r["nll"] for r in det]), color=COLORS["det"], ls=":", lw=1.2)
+                ax_s.set_xscale("log")
+                ax_s.set_xticks(counts)
+                ax_s.set_xticklabels([str(S) for S in counts])
+                ax_s.minorticks_off()
+                ax_s.set(xlabel="weight samples S per prediction", ylabel="test NLL (nats)")
+                if i == 0:
+                    ax_s.set_title("NLL against the samples S")
+        handles = [Line2D([], [], color=COLORS[v], ls=STYLES[v], marker=MARKERS[v], ms=4, lw=1.4, label=LABELS[v])
+                   for v in variants]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
         seeds = sorted({r["seed"] for r in doc["runs"].values()})
-        fig.suptitle(f"Fashion-MNIST ({doc['n_train']} training images, {len(seeds)} seeds): calibration and "
-                     f"out-of-distribution detection of MNIST, S = {doc['config']['mc_samples']} weight samples")
+        fig.suptitle(f"Fashion-MNIST ({doc['n_train']} training images, mean over {len(seeds)} seeds): calibration "
+                     f"and out-of-distribution detection of MNIST, S = {doc['config']['mc_samples']} weight samples")
         viz.save(fig, path, formats=("png",), dpi=200)
 
 
@@ -131,10 +157,14 @@ def entropy_figure(doc, path):
         cb = fig.colorbar(sc, ax=ax, pad=0.01)
         cb.set_label("coordinates d of the marginal mixture")
         for net, seed, variant, st in studies:
+            color = COLORS["gm3"] if net == "mlp" else viz.color(2)
             sh = st["shrink"]
             ax.errorbar([p["separation"] for p in sh], [p["error"] for p in sh],
-                        yerr=[2 * p["error_se"] for p in sh], color=COLORS["gm3"] if net == "mlp" else viz.color(2),
-                        lw=1.0, alpha=0.7, capsize=0, zorder=2, ls=STYLES.get(variant, "-"))
+                        yerr=[2 * p["error_se"] for p in sh], color=color, lw=1.0, alpha=0.75, capsize=0, zorder=2)
+            if "shrink_means" in st:
+                sm = st["shrink_means"]
+                ax.plot([p["separation"] for p in sm], [p["error"] for p in sm], color=color, lw=0.8, alpha=0.6,
+                        ls=(0, (1, 1.5)), marker="x", ms=3, zorder=2)
         grid = np.linspace(0, 9, 300)
         K = studies[0][3]["K"] if studies else 3
         ax.plot(grid, np.minimum((K - 1) * np.exp(-grid ** 2 / 4), 10), "k--", lw=1.2, zorder=4)
@@ -146,8 +176,10 @@ def entropy_figure(doc, path):
         ax.set_ylabel(r"approximation error $\tilde H - H$ (nats; linear below $10^{-4}$)")
         handles = [Line2D([], [], marker="o", ls="", color=viz.color(2), ms=4,
                           label="marginal over d random coordinates"),
-                   Line2D([], [], color=COLORS["gm3"], lw=1.2, label="shrink path, MLP (±2 SE)"),
-                   Line2D([], [], color=viz.color(2), lw=1.2, label="shrink path, spiking MLP"),
+                   Line2D([], [], color=COLORS["gm3"], lw=1.2, label="means and scales pulled together: MLP (±2 SE)"),
+                   Line2D([], [], color=viz.color(2), lw=1.2, label="... spiking MLP"),
+                   Line2D([], [], color="0.3", lw=0.8, ls=(0, (1, 1.5)), marker="x", ms=3,
+                          label="only the means pulled together"),
                    Line2D([], [], color="k", ls="--", lw=1.2, label=r"bound $(K-1)e^{-s^2/4}$"),
                    Line2D([], [], color="0.4", ls=":", lw=1, label=r"$H(w) = \log K$ (coincident components)")]
         ax.legend(handles=handles, loc="upper right", fontsize=7.5)
