@@ -256,8 +256,8 @@ def draw_frontier(summary: dict, path) -> None:
     rows = [dict(label=f"{m} (T={r['T']})", energy_pj=r["energy_pj"], accuracy=r["accuracy"],
                  accuracy_std=r["accuracy_std"], energy_std=r["energy_std"]) for m, r in summary["methods"].items()]
     n = len(summary["methods"][next(iter(summary["methods"]))]["seeds"])
-    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference "
-                                         f"({n} seed{'s' if n > 1 else ''} each, mean ± std)")
+    spread = f"{n} seeds each, mean ± std" if n > 1 else "1 seed each"
+    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference ({spread})")
     ax.set_ylabel("test accuracy")
     viz.save(ax, path, formats=("png", "pdf"))
 
