@@ -17,11 +17,11 @@ def shared_data(*parts) -> Path:
     return p
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def nmnist_archive():
     return shared_data("nmnist-small", "nmnist-small.tar.gz")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fsdd_archive():
     return shared_data("fsdd", "fsdd-recordings.tar.gz")
