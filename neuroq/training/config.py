@@ -147,7 +147,8 @@ class TrainConfig:
                         choices=("csv", "tensorboard"))
     log_samples: int = option(256, "samples metered for the per-epoch energy and firing rates of --log",
                               parse=positive_int("--log-samples"))
-    num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory", parse=int)
+    num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory (cifar10, "
+                              "nmnist, your own; batches are pinned for a CUDA device)", parse=int)
 
     #: fields that may differ when a run is resumed (they do not change what is computed)
     RESUMABLE = ("data_dir", "download", "device", "epochs", "log", "log_samples", "num_workers")
