@@ -101,7 +101,12 @@ class NMNISTSmall(Dataset):
         if self.path.is_dir():
             text = (self.path / listing).read_text()
         else:
-            with tarfile.open(self.path, "r:gz") as tar:
+            try:
+                tar = tarfile.open(self.path, "r:*")
+            except tarfile.TarError as e:
+                raise ValueError(f"{_WHAT}: {str(self.path)!r} is not a tar archive of the N-MNIST small subset "
+                                 f"({e}); pass its .tar.gz, the NMNISTsmall folder, or tonic's NMNIST folder") from None
+            with tar:
                 members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
                 if listing not in members:
                     raise FileNotFoundError(f"{_WHAT}: archive {str(self.path)!r} holds no {listing} (expected the "

@@ -153,3 +153,10 @@ def test_cli_trains_lif_on_100_nmnist_samples(nmnist_archive, tmp_path, capsys):
     assert main(["train", "--method", "lif", "--dataset", "nmnist?T=4", "--data-dir", str(nmnist_archive), "-T", "8",
                  "--limit-train", "10", "--epochs", "1", "--quiet", "--out", str(tmp_path / "bad")]) == 2
     assert "give -T 4 or make the data 8 steps long" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_the_archive_is_a_clear_error(tmp_path):
+    bad = tmp_path / "train.zip"
+    bad.write_bytes(b"PK\x03\x04 not the small subset")
+    with pytest.raises(ValueError, match="is not a tar archive of the N-MNIST small subset"):
+        load_dataset("nmnist", str(bad), download=False)

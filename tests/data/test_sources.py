@@ -202,3 +202,13 @@ def test_cli_refuses_a_bad_spec(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "nmnist?T"])
     assert "must be key=value" in capsys.readouterr().err
+
+
+def test_a_missing_package_is_named_with_its_install_command():
+    from neuroq.data import MissingPackageError
+    from neuroq.data.datasets import require
+
+    with pytest.raises(MissingPackageError, match=r"dataset 'x' needs the no_such_pkg_xyz package.*pip install "
+                                                  r"no-such-pkg") as e:
+        require("no_such_pkg_xyz", "dataset 'x'", pip="no-such-pkg")
+    assert isinstance(e.value, ImportError) and isinstance(e.value, ValueError)  # the CLI reports ValueErrors
