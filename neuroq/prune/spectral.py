@@ -56,7 +56,6 @@ agree as :math:`\lambda\to 0`; only the first gives an unchanged network when ev
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -802,7 +801,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
 
     params_before = _count_params(model)
     _sj.reset_net(model)
-    pruned = model if inplace else copy.deepcopy(model)
+    pruned = model if inplace else _sj.clone_net(model)
     p_mod = pruned.get_submodule(name) if name else pruned
     new_layer = adapter.shrink(p_mod, folds)
     if ro_name is not None:

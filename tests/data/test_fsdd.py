@@ -1,6 +1,5 @@
 """FSDD audio: log-mel sequences equal an independent numpy/scipy computation, the official split
 (index 0-4 test: 2700/300), archive and folder give the same data, and a CLI run with a sequence method."""
-import importlib.util
 import io
 import json
 import tarfile

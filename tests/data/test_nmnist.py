@@ -137,6 +137,28 @@ def test_the_method_runs_the_frames_steps(nmnist_archive):
     assert m.forward(net, x, Context(kind="frames")).shape == (4, 10)
 
 
+@pytest.mark.parametrize("name", ["saf-e", "saf-f", "ottt-o", "ottt-a"])
+def test_online_methods_train_on_frames(nmnist_archive, name):
+    """The online methods read frame t at step t (their per-step equivalences are checked on
+    time-varying inputs in tests/methods/test_saf.py): one training step on N-MNIST changes the
+    weights and the prediction has one row per sample."""
+    from neuroq.data import batches
+    from neuroq.training.methods import Context
+
+    d = load_dataset("nmnist?T=3", str(nmnist_archive), limit_train=8, limit_test=8)
+    m = get(name, T=3, hidden=(16,))
+    m.check(TrainConfig(), d)
+    torch.manual_seed(0)
+    net = m.build_model(d)
+    before = [p.detach().clone() for p in net.parameters()]
+    x, y = next(batches(d.train, torch.arange(8), 8))
+    ctx = Context(kind="frames")
+    loss, logits = m.train_step(net, x, y, m.make_optimizer(net, 1e-2), ctx)
+    assert torch.isfinite(torch.as_tensor(loss)) and logits.shape == (8, 10)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert m.predict(net, x, ctx).shape == (8, 10)
+
+
 def test_cli_trains_lif_on_100_nmnist_samples(nmnist_archive, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--method", "lif", "--dataset", "nmnist?T=4", "--data-dir", str(nmnist_archive), "-T", "4",
