@@ -27,6 +27,10 @@ def test_the_docs_have_snippets():
 
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)], ids=lambda p: p.name)
 def test_snippets_run(page, tmp_path, monkeypatch, capsys):
+    from neuroq.training.methods import base
+
+    base._load_builtins()
+    monkeypatch.setattr(base, "_METHODS", dict(base._METHODS))  # a page may register a method: not for later tests
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # pages may write a module and import it
     ns = {"__name__": f"docs_{page.stem}"}

@@ -39,8 +39,8 @@ def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
 
 
 def load_run(path, device: str = "cpu", data_dir=None, data=None):
-    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint; the model is
-    in eval mode on ``device``.
+    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint (its file or
+    the run folder); the model is in eval mode on ``device``.
 
     The data is rebuilt from the stored ``--dataset`` spec (``data_dir`` overrides the stored folder)
     unless ``data`` (a :class:`neuroq.data.TaskData`) is given. A run trained on data given in Python
@@ -48,6 +48,7 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
     ``data``, never a silent evaluation on other data."""
     from ..data import TaskData, load_dataset
 
+    path = checkpoint_path(path)
     ck = read_run(path)
     cls = method_class(ck["method"])
     method = cls(from_dict(cls.Config, ck["method_config"]))
