@@ -34,8 +34,25 @@ def demo_block() -> str:
     return _compare_table(RES / "demo_compare.json")
 
 
+def _flattening(path: Path, last: int = 3) -> str:
+    """How much each method's mean test accuracy still rose over the last ``last`` epochs."""
+    import numpy as np
+
+    if not path.exists():
+        return ""
+    d = json.loads(path.read_text())
+    parts = []
+    for name, r in d["methods"].items():
+        curves = np.array([[h["test_acc"] for h in run["history"]] for run in r["runs"]], dtype=float).mean(0)
+        if len(curves) > last:
+            parts.append(f"{name} {100 * (curves[-1] - curves[-1 - last]):+.2f}")
+    return (f"Mean test accuracy gained over the last {last} epochs (points): " + ", ".join(parts) +
+            "; the per-epoch curves are in [docs/training.md](docs/training.md#comparing-methods).")
+
+
 def compare_block() -> str:
-    return _compare_table(RES / "compare_fashion_mnist.json")
+    path = RES / "compare_fashion_mnist.json"
+    return _compare_table(path) + "\n\n" + _flattening(path)
 
 
 def performance_block() -> str:
