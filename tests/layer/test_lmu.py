@@ -394,3 +394,31 @@ def test_lowpass_final_equals_the_loop_value_and_gradient():
     assert torch.equal(lp.y, cont)
     lp.reset()
     assert torch.allclose(cont, lp(xd)[-1], atol=1e-12)
+
+
+@pytest.mark.parametrize("inp,d,bias", [(1, 1, False), (1, 2, True), (2, 3, True)])
+def test_memory_from_its_linear_source_equals_loop_and_gradients(inp, d, bias):
+    """Data x (no gradient): the FFT form computes m = (H * x) W^T + b sum H, whose backward needs no FFT."""
+    torch.manual_seed(2)
+    lmu = LMU(inp, 5, d, order=6, theta=15.0, use_bias=bias, input_to_hidden=True).double()
+    with torch.no_grad():
+        if bias:
+            lmu.cell.u_bias.normal_()
+    x = torch.randn(40, 3, inp, dtype=torch.float64)
+    calls = []
+    orig = lmu.cell.memory._fft_from_source
+    lmu.cell.memory._fft_from_source = lambda *a: calls.append(1) or orig(*a)
+    ref = _numpy_lmu(lmu.cell, x.numpy())
+    grads = []
+    for mode in ("fft", "recurrent"):
+        lmu.mode = mode
+        lmu.zero_grad()
+        h = lmu(x)
+        np.testing.assert_allclose(h.detach().numpy(), ref, rtol=0, atol=1e-10)
+        (h ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in lmu.parameters()])
+    assert calls == [1]                                   # the fft form took the source path
+    for g1, g2 in zip(*grads):
+        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="source"):
+        lmu.cell.memory(torch.zeros(40, 3, d), mode="recurrent", source=(x, lmu.cell.input_encoder.weight, None))
