@@ -56,7 +56,7 @@ from neuroq.training.methods import Context
 TARGET_LMU_ACC = 0.96          # keras-lmu's psMNIST example
 TARGET_GAP = 0.01              # hybrid within 1 point of the LMU
 TARGET_BITS = 3.74             # "at most 3.74 bits on average" (the paper's abstract)
-START, END = "<!-- hybrid-lmu-results:start -->", "<!-- hybrid-lmu-results:end -->"
+START, END = "<!-- hybrid-lmu-results:start -->", "<!-- hybrid-lmu-results:end -->"   # = markers("results")
 
 
 # ---- configuration -----------------------------------------------------------------------------
@@ -175,19 +175,33 @@ def epoch_times(history) -> dict:
                 test_acc_per_epoch=[h["test_acc"] for h in history])
 
 
+def hybrid_keys(results: dict) -> list:
+    """The hybrid runs of a result dict: ``hybrid`` (the main one) and any ``hybrid-*`` variant."""
+    return [k for k in results if k == "hybrid" or k.startswith("hybrid-")]
+
+
 def targets(results: dict) -> dict:
+    """Issue 12's targets, evaluated for the LMU and every hybrid run (``_<variant>`` suffixes)."""
     t = {}
-    lmu, hyb = results.get("lmu"), results.get("hybrid")
+    lmu = results.get("lmu")
     if lmu:
         t["lmu_test_acc_at_least_96"] = dict(target=TARGET_LMU_ACC, value=lmu["test_acc"],
                                               met=lmu["test_acc"] >= TARGET_LMU_ACC)
-    if lmu and hyb:
-        gap = lmu["test_acc"] - hyb["test_acc"]
-        t["hybrid_within_1_point"] = dict(target=TARGET_GAP, value=gap, met=gap <= TARGET_GAP)
-    if hyb:
+    for key in hybrid_keys(results):
+        hyb, sfx = results[key], key[len("hybrid"):].replace("-", "_")
+        if lmu:
+            gap = lmu["test_acc"] - hyb["test_acc"]
+            t["hybrid_within_1_point" + sfx] = dict(target=TARGET_GAP, value=gap, met=gap <= TARGET_GAP, run=key)
         b = hyb["bits_of_activity"]
-        t["hybrid_bits_at_most_3_74"] = dict(target=TARGET_BITS, value=b, met=b is not None and b <= TARGET_BITS)
+        t["hybrid_bits_at_most_3_74" + sfx] = dict(target=TARGET_BITS, value=b, met=b is not None and b <= TARGET_BITS,
+                                                 run=key)
     return t
+
+
+def describe(cfg: dict) -> str:
+    """What spikes in a hybrid run, from its method config."""
+    parts = ["h"] + (["u"] if cfg.get("spiking_u") else []) + (["m"] if cfg.get("spiking_m") else [])
+    return f"{', '.join(parts)} spiking, readout {cfg.get('readout')}"
 
 
 # ---- the markdown tables (docs/hybrid_lmu.md is written from the JSON) -------------------------
@@ -212,7 +226,9 @@ def render_markdown(doc: dict) -> str:
                   "| model | epochs | test acc | dt (end) | mean bits of activity | significant bits | energy / sequence "
                   "| SOPs / sequence | MACs / sequence | train time / epoch (parallel form) | recurrent / parallel time per batch (CPU) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for key, name in (("lmu", "LMU (non-spiking)"), ("hybrid", "hybrid LMU (end of schedule)")):
+        rows = [("lmu", "LMU (non-spiking)")] + [
+            (k, f"hybrid LMU ({describe(cfg.get(k, {}))}; end of schedule)") for k in hybrid_keys(res)]
+        for key, name in rows:
             r = res.get(key)
             if not r:
                 continue
@@ -231,17 +247,28 @@ def render_markdown(doc: dict) -> str:
                      hybrid_bits_at_most_3_74="hybrid LMU mean bits of activity ≤ 3.74")
         for k, t in doc.get("targets", {}).items():
             v = t["value"]
-            val = (f"{100 * v:.2f} points" if k == "hybrid_within_1_point" else
-                   _pct(v) if k.startswith("lmu_test") else _num(v))
-            lines.append(f"| {names.get(k, k)} | {val} | {'**met**' if t['met'] else '**not met**'} |")
-        lines += ["", f"Hybrid schedule `{cfg.get('hybrid', {}).get('dt_schedule')}`, dt per epoch "
-                      f"{res.get('hybrid', {}).get('dt_per_epoch')}; test accuracy per epoch: LMU "
-                      f"{[round(100 * x, 2) for x in res.get('lmu', {}).get('epochs', {}).get('test_acc_per_epoch', []) if x is not None]}, "
-                      f"hybrid {[round(100 * x, 2) for x in res.get('hybrid', {}).get('epochs', {}).get('test_acc_per_epoch', []) if x is not None]}."]
+            base = next((b for b in names if k.startswith(b)), k)
+            run = f" — `{t['run']}` ({describe(cfg.get(t['run'], {}))})" if "run" in t else ""
+            val = (f"{100 * v:.2f} points" if base == "hybrid_within_1_point" else
+                   _pct(v) if base.startswith("lmu_test") else _num(v))
+            lines.append(f"| {names.get(base, k)}{run} | {val} | {'**met**' if t['met'] else '**not met**'} |")
+
+        def accs(key):
+            return [round(100 * x, 2) for x in res.get(key, {}).get("epochs", {}).get("test_acc_per_epoch", [])
+                    if x is not None]
+
+        lines += ["", f"Test accuracy per epoch (from the training history, random initial states): LMU {accs('lmu')}."]
+        for k in hybrid_keys(res):
+            lines.append(f"`{k}`: schedule `{cfg.get(k, {}).get('dt_schedule')}`, dt per epoch "
+                         f"{res[k].get('dt_per_epoch')}, test accuracy per epoch {accs(k)}, started from "
+                         f"{'the trained LMU' if res[k].get('init') == 'lmu' else 'scratch'}.")
     pil = doc.get("pilots", {})
     if pil:
+        ref = doc.get("lmu_reference")
         lines += ["", "Pilot runs (the hybrid fine-tuned from the trained LMU on the first N training sequences for "
-                      "the epochs shown, evaluated on the first test sequences; **pilots, not results**):", "",
+                      "the epochs shown, evaluated on the first test sequences; **pilots, not results**)"
+                  + (f". The trained LMU scores {_pct(ref['test_acc'])} on the same {ref['test_sequences']} test "
+                     "sequences" if ref else "") + ":", "",
                   "| pilot | hybrid options | train seq. × epochs | test seq. | test acc before fine-tuning | test acc after "
                   "| mean bits | significant bits | energy / sequence | train time / batch |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -259,9 +286,15 @@ def render_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(path: Path, md: str) -> None:
+def markers(block: str) -> tuple:
+    """The comment lines around a generated block of the docs page (``results`` or ``pilots``)."""
+    return f"<!-- hybrid-lmu-{block}:start -->", f"<!-- hybrid-lmu-{block}:end -->"
+
+
+def write_doc(path: Path, md: str, block: str = "results") -> None:
+    start, end = markers(block)
     text = path.read_text()
-    i, j = text.index(START) + len(START), text.index(END)
+    i, j = text.index(start) + len(start), text.index(end)
     path.write_text(text[:i] + "\n" + md + "\n" + text[j:])
 
 
@@ -294,6 +327,8 @@ def parse_args(argv=None):
     p.add_argument("--ratio-par-reps", type=int, default=None,
                    help="parallel batches per round (default: 20 for the LMU's last-step form, 1 otherwise)")
     p.add_argument("--pilot", default=None, metavar="KEY", help="a pilot: store the hybrid under pilots[KEY] of --out")
+    p.add_argument("--key", default="hybrid",
+                   help="store the hybrid under results[KEY] (hybrid, or hybrid-<variant> for another configuration)")
     p.add_argument("--only", default="all", choices=("all", "lmu", "hybrid"), help="which stage(s) to run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -303,7 +338,8 @@ def parse_args(argv=None):
                    help="result JSON (the committed results are examples/results/hybrid_lmu_psmnist*.json)")
     p.add_argument("--render", default=None, metavar="JSON", help="only print the markdown tables of this JSON")
     p.add_argument("--write-doc", default=None, metavar="MD",
-                   help="with --render: replace the text between the hybrid-lmu-results markers of this file")
+                   help="with --render: replace the text between the hybrid-lmu-results markers of this file "
+                        "(hybrid-lmu-pilots for a JSON holding only pilots)")
     return p.parse_args(argv)
 
 
@@ -314,16 +350,28 @@ def main(argv=None):
         doc.setdefault("path", a.render)
         md = render_markdown(doc)
         if a.write_doc:
-            write_doc(Path(a.write_doc), md)
+            write_doc(Path(a.write_doc), md, "results" if doc.get("results") else "pilots")
         print(md)
         return None
+    if not (a.key == "hybrid" or a.key.startswith("hybrid-")):
+        raise SystemExit(f"--key must be 'hybrid' or 'hybrid-<variant>', got {a.key!r}")
     torch.set_num_threads(a.threads)
     data = load_dataset("psmnist", a.data_dir, download=a.data_dir is None)
     out = Path(a.out)
     doc = json.loads(out.read_text()) if out.exists() else {}
     runs = Path(a.runs)
+    mine: dict = {}          # the entries this process wrote (kept when save() merges with the file)
+
+    def put(part, key, value):
+        doc.setdefault(part, {})[key] = value
+        mine.setdefault(part, {})[key] = value
 
     def save():
+        if out.exists():   # merge: another run (e.g. a hybrid variant) may have written its keys meanwhile
+            disk = json.loads(out.read_text())
+            for part in ("results", "config", "pilots"):
+                if part in disk or part in doc:
+                    doc[part] = {**disk.get(part, {}), **mine.get(part, {})}
         doc.update(example="hybrid_lmu_psmnist", dataset=data.name, n_train=len(data.train), n_test=len(data.test),
                    permutation_seed=data.meta.get("permutation_seed"), machine=machine_info(a.device))
         if "results" in doc:
@@ -342,8 +390,8 @@ def main(argv=None):
         if a.ratio_rounds:
             r["timing"] = time_forms(lmu, lmu_model, data, a, tr.steps_per_epoch)
         r["train"] = to_dict(cfg_lmu)
-        doc.setdefault("results", {})["lmu"] = r
-        doc.setdefault("config", {})["lmu"] = to_dict(lmu.config)
+        put("results", "lmu", r)
+        put("config", "lmu", to_dict(lmu.config))
         save()
         print(json.dumps({k: v for k, v in r.items() if k not in ("layers", "activity")}, indent=1), flush=True)
     if a.only == "lmu":
@@ -353,7 +401,7 @@ def main(argv=None):
     hyb = hybrid_method(a)
     hdata = head(data, a.hybrid_train, a.limit_test)
     cfg_h = train_config(a, a.hybrid_epochs, a.hybrid_lr, a.hybrid_train, a.limit_test)
-    hdir = runs / ("hybrid" if a.pilot is None else f"pilot-{a.pilot}")
+    hdir = runs / (a.key if a.pilot is None else f"pilot-{a.pilot}")
     torch.manual_seed(a.seed)
     model = hyb.build_model(hdata)
     kept = init_from(model, lmu_model) if a.init == "lmu" else None
@@ -370,20 +418,22 @@ def main(argv=None):
     r["init_kept_keys"] = kept
     r["train"] = to_dict(cfg_h)
     if a.pilot is not None:
+        doc["lmu_reference"] = dict(test_sequences=len(hdata.test), test_acc=evaluate(
+            lmu, lmu_model.eval(), hdata.test, device=a.device, batch_size=a.eval_batch, kind=data.kind))
         steps = sum(math.ceil(len(hdata.train) / a.batch_size) for _ in tr_h.history)
         prev = doc.get("pilots", {}).get(a.pilot, {})
-        doc.setdefault("pilots", {})[a.pilot] = dict(
+        put("pilots", a.pilot, dict(
             options=dict(readout=a.readout, readout_tau=a.readout_tau, dt_schedule=a.dt_schedule,
                          spiking_m=a.spiking_m, spiking_u=a.spiking_u, init=a.init, lr=a.hybrid_lr),
             n_train=len(hdata.train), epochs=len(tr_h.history),
             test_acc_before=before if before is not None else prev.get("test_acc_before"),
             train_time_s_per_batch=r["epochs"]["mean_train_time_s_per_epoch"] * len(tr_h.history) / max(1, steps),
-            hybrid=r, config=to_dict(hyb.config))
+            hybrid=r, config=to_dict(hyb.config)))
     else:
         if a.ratio_rounds:
             r["timing"] = time_forms(hyb, tr_h.model, hdata, a, tr_h.steps_per_epoch)
-        doc.setdefault("results", {})["hybrid"] = r
-        doc.setdefault("config", {})["hybrid"] = to_dict(hyb.config)
+        put("results", a.key, r)
+        put("config", a.key, to_dict(hyb.config))
     save()
     print(json.dumps({k: v for k, v in r.items() if k not in ("layers", "activity")}, indent=1), flush=True)
     return doc

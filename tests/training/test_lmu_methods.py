@@ -62,6 +62,8 @@ def test_lmu_cli_run_and_energy_verb(mnist_dir, tmp_path):
     assert main(["viz", str(run), "--kind", "energy", "--samples", "20"]) == 0
     assert (run / "energy.png").exists()
     assert main(["viz", str(run), "--kind", "raster"]) == 2              # no spiking neurons: a clear error
+    assert main(["viz", str(run), "--kind", "all", "--samples", "16", "--out", str(tmp_path / "v")]) == 0
+    assert not (tmp_path / "v" / "raster_0.png").exists()
 
 
 def test_hybrid_cli_schedule_is_stored_and_reloaded(mnist_dir, tmp_path):
@@ -78,7 +80,8 @@ def test_hybrid_cli_schedule_is_stored_and_reloaded(mnist_dir, tmp_path):
     assert act["dt"] == 2.0 and act["max_count"] <= 2                    # |n| <= ceil(|tanh| dt) = 2
     assert rep["total"]["bits_of_activity"] <= 3.0                       # 2 magnitude bits + sign
     assert rep["layers"]["readout"]["input"] == "spikes"                 # the readout reads counts n/dt
-    assert main(["viz", str(run), "--kind", "raster"]) == 0
+    assert main(["viz", str(run), "--kind", "all", "--samples", "16", "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "raster_0.png").is_file() and (tmp_path / "v" / "energy.png").is_file()
 
 
 def test_schedule_applied_at_every_epoch(mnist_dir):
