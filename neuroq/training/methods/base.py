@@ -43,6 +43,7 @@ BUILTIN_MODULES = [
     "neuroq.training.methods.s2nn",
     "neuroq.training.methods.online",
     "neuroq.training.methods.maqd",
+    "neuroq.training.methods.rnn",
 ]
 
 
