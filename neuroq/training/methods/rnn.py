@@ -13,9 +13,9 @@ Both take sequence data (``TaskData.kind == 'sequence'``: ``smnist``, ``psmnist`
 time mean (``readout``).
 
 **Gradient clipping** (``grad_clip``, both methods).  Backpropagation through a long ReLU
-recurrence with :math:`W_{hh} \approx I` produces occasional very large gradients (norms of several
-hundred on 196-step pixel MNIST), so ``irnn`` rescales the gradient before every optimizer step to
-a global norm of at most ``grad_clip`` (Pascanu, Mikolov, Bengio 2013):
+recurrence with :math:`W_{hh} \approx I` produces occasional very large gradients, so ``irnn``
+rescales the gradient before every optimizer step to a global norm of at most ``grad_clip``
+(Pascanu, Mikolov, Bengio 2013):
 :math:`g \leftarrow g \cdot \min(1, c / \|g\|_2)`.  It is installed as a step pre-hook of the
 optimizer that :meth:`Method.make_optimizer` returns (:func:`clip_gradients_on_step`), so the
 loop's train step, mixed precision (the scaler unscales before the step) and resuming are
