@@ -63,10 +63,10 @@ def load_task(a) -> TaskData:
         name = "smnist-rows"
     elif a.sequence == "pixels" and a.pool == 1:
         name = "smnist"
-    else:
-        name = f"smnist-{a.sequence}-pool{a.pool}"
-        register_dataset(name, lambda data_dir=None, download=True: sequential_mnist(
-            data_dir, download, order=a.sequence, pool=a.pool))
+    else:   # register the pooled variant under the name sequential_mnist gives it (e.g. smnist-pool2)
+        data = sequential_mnist(a.data_dir, a.data_dir is None, order=a.sequence, pool=a.pool)
+        name = data.name
+        register_dataset(name, lambda data_dir=None, download=True: data)
     return load_dataset(name, a.data_dir, download=a.data_dir is None, limit_train=a.limit_train,
                         limit_test=a.limit_test)
 
