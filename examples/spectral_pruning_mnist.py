@@ -15,7 +15,8 @@ recurrent LIF network, spikes as the hidden state) and each seed the example
 3. prunes to every ``--keep`` fraction with ``spectral`` (greedy selection + reconstruction),
    ``magnitude`` (largest outgoing-weight norm, plain deletion), ``random`` (plain deletion) and the
    ablation ``magnitude+rec`` (magnitude-chosen units with the spectral reconstruction),
-4. evaluates each pruned network on the test set, then fine-tunes a copy briefly with the same loop
+4. evaluates each pruned network on the test set (and records how far its hidden states drift from
+   the kept units' original ones over the steps, on the first calibration batch), then fine-tunes a copy briefly with the same loop
    (``fit(method, data_ft, TrainConfig(epochs=--finetune-epochs, lr=--finetune-lr), model=pruned)``)
    and evaluates again,
 
@@ -40,12 +41,14 @@ from pathlib import Path
 
 import torch
 
+from neuroq import reset_net
 from neuroq.data import ArrayDataset, TaskData, load_dataset, register_dataset, sequential_mnist
 from neuroq.io import atomic_write_json, machine_info
 from neuroq.prune import (
     collect_hidden_covariance, degrees_of_freedom, magnitude_prune, magnitude_reconstruct_prune, random_prune,
     spectral_prune,
 )
+from neuroq.prune.surgery import adapter_for
 from neuroq.training import TrainConfig, evaluate, fit, get
 
 #: the networks and their method options (``neuroq.training.methods.rnn``); --hidden overrides the width
@@ -97,6 +100,33 @@ def prune(kind: str, model, keep: float, stats, a, seed: int):
     raise ValueError(kind)
 
 
+@torch.no_grad()
+def hidden_states(model, layer: str, x: torch.Tensor) -> torch.Tensor:
+    """The hidden states ``[T, N, m]`` the recurrent layer ``layer`` produces for ``x`` (its pruning adapter's hook)."""
+    mod = model.get_submodule(layer) if layer else model
+    out = []
+    handles = adapter_for(mod).attach(mod, lambda k, h: out.append(h.detach()))
+    try:
+        model.eval()
+        reset_net(model)
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        reset_net(model)
+    return out[-1]
+
+
+def state_drift(model, pruned, report, x: torch.Tensor) -> dict:
+    """How far the pruned layer's states drift from the kept units' original states, step by step:
+    ``d_t = sum_n ||h♯_t - h_{t,J}|| / sum_n ||h_{t,J}||`` over the sequences ``x``; its mean over t and
+    its value at the last step (the step the IRNN's readout reads)."""
+    h = hidden_states(model, report.layer, x)[..., report.kept[0]].double()
+    hp = hidden_states(pruned, report.layer, x).double()
+    d = (hp - h).norm(dim=-1).sum(1) / h.norm(dim=-1).sum(1).clamp_min(1e-12)
+    return dict(drift_mean=float(d.mean()), drift_last=float(d[-1]))
+
+
 def mean_std(xs: list) -> dict:
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -129,6 +159,8 @@ def summarize(res: dict, a) -> dict:
                     keep_units=e0["keep_units"], params=e0["params_after"], seeds=len(pairs),
                     acc=mean_std([e["acc"] for _, e in pairs]),
                     acc_finetuned=mean_std([e.get("acc_finetuned") for _, e in pairs]),
+                    loss_input=mean_std([e["loss_input"] for _, e in pairs]),
+                    drift_last=mean_std([e.get("drift_last") for _, e in pairs]),
                     drop_points=mean_std([100 * (r["base"]["test_acc"] - e["acc"]) for r, e in pairs]))
         out[net] = s
     return out
@@ -197,7 +229,8 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
                            method_config=metrics["method_config"], train=metrics["train"])
         write(res, a)
     t_cal = time.time()
-    stats = collect_hidden_covariance(model, calibration(data, a.calib_samples, seed))
+    calib = calibration(data, a.calib_samples, seed)
+    stats = collect_hidden_covariance(model, calib)
     sigma = stats[0].second_moment
     lam_abs = a.lam * float(torch.trace(sigma)) / sigma.shape[0]
     rec["calibration"] = dict(samples=a.calib_samples, states=stats[0].count, lam_relative=a.lam, lam=lam_abs,
@@ -217,7 +250,8 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
             acc = evaluate(method, pruned, data.test, device=a.device, kind=data.kind)
             e = dict(keep_units=rep.keep, params_after=rep.params_after, params_before=rep.params_before,
                      acc=acc, loss_input=rep.loss_input[0][-1], loss_output=rep.loss_output[0][-1],
-                     loss_input_all=rep.loss_input[0][0], kept=rep.kept[0], prune_eval_s=time.time() - t1)
+                     loss_input_all=rep.loss_input[0][0], **state_drift(model, pruned, rep, calib[0]),
+                     kept=rep.kept[0], prune_eval_s=time.time() - t1)
             if a.finetune_epochs > 0:
                 t2 = time.time()
                 ft_cfg = TrainConfig(dataset=data.name, epochs=a.finetune_epochs, batch_size=a.batch_size,

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from neuroq import viz  # noqa: E402
 from neuroq.viz.style import GREY  # noqa: E402
 
-NET_TITLES = {"irnn": "IRNN (ReLU, identity-initialised)", "srnn": "spiking RNN (LIF, recurrent spikes)"}
+NET_TITLES = {"irnn": "IRNN", "srnn": "spiking RNN"}
 METHODS = {
     "spectral": dict(label="spectral (greedy + reconstruction)", color=viz.color(0), marker="o", ls="-", zorder=5),
     "magnitude": dict(label="magnitude (deletion)", color=viz.color(1), marker="s", ls="-", zorder=4),
@@ -53,7 +53,9 @@ def plot(res: dict, path: Path) -> list:
             s = summary[net]
             base, base_sd = 100 * s["base_acc"]["mean"], 100 * s["base_acc"]["std"]
             dof = s["dof_fraction"]["mean"]
-            for c, (field, title) in enumerate((("acc", "no fine-tuning"), ("acc_finetuned", "after a short fine-tune"))):
+            ft = res["config"].get("finetune_epochs", 0)
+            ft_title = f"after a {ft}-epoch fine-tune" if ft else "fine-tuned"
+            for c, (field, title) in enumerate((("acc", "no fine-tuning"), ("acc_finetuned", ft_title))):
                 ax = axes[r][c]
                 ax.axhspan(base - base_sd, base + base_sd, color=GREY, alpha=0.18, lw=0)
                 ax.axhline(base, color=GREY, lw=1.0, label="unpruned (mean ± std)")
@@ -64,19 +66,22 @@ def plot(res: dict, path: Path) -> list:
                         continue
                     ax.errorbar(x + [1.0], y + [base], yerr=e + [base_sd], color=st["color"], marker=st["marker"],
                                 ls=st["ls"], label=st["label"], capsize=2.5, zorder=st["zorder"], lw=1.3, ms=4)
+                ax.axhline(10.0, color=GREY, lw=0.7, ls=(0, (1, 3)), label="chance (10 %)")
                 if dof is not None:
+                    right = dof < 0.8
                     ax.axvline(dof, color="k", lw=0.9, ls="-.", zorder=1)
-                    ax.annotate(r"$\hat N(\lambda)/m$" + f" = {dof:.2f}", (dof, 0.02), xycoords=("data", "axes fraction"),
-                                xytext=(4, 0), textcoords="offset points", fontsize=7.5, ha="left", va="bottom")
+                    ax.annotate(r"$\hat N(\lambda)/m$" + f" = {dof:.2f}", (dof, 0.03), xycoords=("data", "axes fraction"),
+                                xytext=(4 if right else -4, 0), textcoords="offset points", fontsize=7.5,
+                                ha="left" if right else "right", va="bottom")
                 ax.set_xscale("log")
                 ticks = sorted({float(k) for k in s["prune"].get("spectral", {})} | {1.0})
                 ax.set_xticks(ticks)
                 ax.set_xticks([], minor=True)
                 ax.set_xticklabels([f"{100 * t:g}" for t in ticks])
                 ax.set_xlim(min(ticks) * 0.85, 1.12)
-                ax.set_ylim(0, 100)
+                ax.set_ylim(0, 101)
                 ax.grid(alpha=0.25, lw=0.5)
-                ax.set_title(f"{NET_TITLES.get(net, net)}: {title}", fontsize=9)
+                ax.set_title(f"{NET_TITLES.get(net, net)}, {title}", fontsize=9)
                 if r == len(nets) - 1:
                     ax.set_xlabel("hidden units kept (%)")
                 if c == 0:
