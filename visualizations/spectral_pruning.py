@@ -104,28 +104,32 @@ def _pm(v: dict, scale: float = 100.0) -> str:
 
 def table(res: dict) -> str:
     rows = ["| network | method | kept | units | parameters | accuracy, no fine-tune (%) | drop (points) | "
-            "accuracy, fine-tuned (%) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "accuracy, fine-tuned (%) | L_A / L_A(∅) | state drift at T |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for net, s in res["summary"].items():
-        rows.append(f"| {net} | unpruned | 100 % | {s['hidden']} | {s['params']} | {_pm(s['base_acc'])} | – | – |")
+        runs = res["runs"][net]
+        rows.append(f"| {net} | unpruned | 100 % | {s['hidden']} | {s['params']} | {_pm(s['base_acc'])} | – | – | 0 | 0 |")
         for kind in METHODS:
             for key, v in sorted(s["prune"].get(kind, {}).items(), key=lambda kv: -float(kv[0])):
+                rel = [r["prune"][kind][key]["loss_input"] / r["prune"][kind][key]["loss_input_all"]
+                       for r in runs.values() if key in r.get("prune", {}).get(kind, {})]
+                drift = v.get("drift_last")
                 rows.append(f"| {net} | {kind} | {100 * float(key):g} % | {v['keep_units']} | {v['params']} | "
-                            f"{_pm(v['acc'])} | {_pm(v['drop_points'], 1.0)} | {_pm(v['acc_finetuned'])} |")
+                            f"{_pm(v['acc'])} | {_pm(v['drop_points'], 1.0)} | {_pm(v['acc_finetuned'])} | "
+                            f"{sum(rel) / len(rel):.3f} | "
+                            f"{'–' if not drift or drift['mean'] is None else format(drift['mean'], '.3f')} |")
     return "\n".join(rows)
 
 
 def targets_text(res: dict) -> str:
-    """The issue-13 targets as evaluated by ``examples.spectral_pruning_mnist.targets`` (stored in the JSON)."""
-    lines = []
+    """The issue-13 targets as evaluated by ``examples.spectral_pruning_mnist.targets`` (stored in the JSON), as a table."""
+    rows = ["| network | target | result | evidence (mean over seeds; gap and spread in points) |", "|---|---|---|---|"]
     for net, t in res.get("targets", {}).items():
         s = res["summary"][net]
-        dof = s["dof"]["mean"]
-        lines.append(f"- **{net}** (unpruned {_pm(s['base_acc'])} %, m = {s['hidden']}, "
-                     f"N̂(λ) = {dof:.1f} ± {s['dof']['std']:.1f} = {100 * s['dof_fraction']['mean']:.0f} % of m):")
         w = t.get("within_1pt_at_50")
         if w:
-            lines.append(f"  - spectral at 50 % kept, no fine-tune, within 1 point of the unpruned network: "
-                         f"**{'met' if w['met'] else 'not met'}** (drop {w['drop_points']:.2f} points).")
+            rows.append(f"| {net} | spectral, 50 % kept, no fine-tune: within 1 point of the unpruned network | "
+                        f"**{'met' if w['met'] else 'not met'}** | drop {w['drop_points']:.2f} points "
+                        f"(unpruned {_pm(s['base_acc'])} %) |")
         for key, what in (("ahead_at_le_50", "no fine-tune"), ("ahead_at_le_50_finetuned", "after the fine-tune")):
             a = t.get(key)
             if not a:
@@ -135,11 +139,15 @@ def targets_text(res: dict) -> str:
                 for base in ("magnitude", "random"):
                     if base in row:
                         b = row[base]
-                        parts.append(f"{100 * row['keep']:g} % vs {base}: {b['gap_points']:+.2f} pt "
-                                     f"(spread {b['spread_points']:.2f}){'' if b['met'] else ' ✗'}")
-            lines.append(f"  - spectral ahead of magnitude and random beyond their seed spread at every kept fraction "
-                         f"≤ 50 % ({what}): **{'met' if a['met'] else 'not met'}** ({'; '.join(parts)}).")
-    return "\n".join(lines) if lines else "_targets not evaluated yet (run unfinished)_"
+                        parts.append(f"{100 * row['keep']:g} % vs {base}: {b['gap_points']:+.2f} "
+                                     f"(spread {b['spread_points']:.2f}) {'✓' if b['met'] else '✗'}")
+            rows.append(f"| {net} | spectral ahead of magnitude and random beyond their seed spread at every kept "
+                        f"fraction ≤ 50 % ({what}) | **{'met' if a['met'] else 'not met'}** | {'; '.join(parts)} |")
+    if len(rows) == 2:
+        return "_targets not evaluated yet (run unfinished)_"
+    dofs = "; ".join(f"{net}: N̂(λ) = {s['dof']['mean']:.1f} ± {s['dof']['std']:.1f} of m = {s['hidden']} "
+                     f"({100 * s['dof_fraction']['mean']:.0f} %)" for net, s in res["summary"].items())
+    return "\n".join(rows) + f"\n\nDegrees of freedom at the pruning's λ: {dofs}."
 
 
 def _epoch_cost(base: dict) -> tuple:
