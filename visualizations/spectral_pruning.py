@@ -59,7 +59,7 @@ def plot(res: dict, path: Path) -> list:
                 ax = axes[r][c]
                 ax.axhspan(base - base_sd, base + base_sd, color=GREY, alpha=0.18, lw=0)
                 ax.axhline(base, color=GREY, lw=1.0, label="unpruned (mean ± std)")
-                ax.axhline(base - 1, color=GREY, lw=0.8, ls=":", label="unpruned − 1 point")
+                ax.axhline(base - 1, color=GREY, lw=0.8, ls=(0, (4, 2)), label="unpruned − 1 point")
                 for kind, st in METHODS.items():
                     x, y, e = _series(s, kind, field)
                     if not x:

@@ -10,7 +10,8 @@
 * the LMU's hidden state (neuroq.layer.lmu) prunes the same way: keep = all is the identity and units
   that copy kept units are removed without change (feed-forward and recurrent hidden cells, the
   hidden-to-memory encoder, a hybrid-spiking hidden activation); a per-unit Lowpass is refused;
-* the sequence methods ``irnn`` / ``srnn`` train through the library loop, their gradient clipping
+* the sequence methods ``irnn`` / ``srnn`` train through the library loop (images are read row by
+  row), their gradient clipping
   equals the closed form g * min(1, c / ||g||), and a pruned network fine-tunes through the same loop.
 """
 import dataclasses
@@ -421,7 +422,7 @@ def test_gradient_clipping_equals_the_closed_form(max_norm):
     assert (max_norm < norm) == (max_norm == 0.05)
 
 
-def test_irnn_and_srnn_methods_train_through_the_loop_and_refuse_images():
+def test_irnn_and_srnn_methods_train_through_the_loop_and_read_images_by_rows():
     data = _digit_rows(600, 300)
     cfg = TrainConfig(dataset="digits", epochs=3, lr=3e-3, batch_size=32, seed=0)
     m, metrics = fit(get("irnn", hidden=(32,), input_std=0.1), data, cfg, label=None)
@@ -430,9 +431,17 @@ def test_irnn_and_srnn_methods_train_through_the_loop_and_refuse_images():
     s, metrics = fit(get("srnn", hidden=(32,), v_threshold=0.5), data, dataclasses.replace(cfg, lr=1e-2), label=None)
     assert isinstance(s.rnn, SpikingRNN) and s.readout_from == "mean"
     assert metrics["final_test_acc"] > 0.3                           # 10 classes: chance is 0.1
-    from neuroq.data import load_dataset
-    with pytest.raises(ValueError, match="takes sequence data"):
-        fit(get("irnn"), load_dataset("digits"), TrainConfig(epochs=1))
+    # images are read row by row: the same model input as the row sequences
+    from neuroq.training import Context
+    imgs = data.train.x[:5].unsqueeze(1)                                     # [5, 1, 8, 8]
+    method = get("irnn")
+    assert torch.equal(method.inputs(imgs, Context(kind="image")),
+                       method.inputs(data.train.x[:5], Context(kind="sequence")))
+    frames = TaskData("f", ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)),
+                      ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)), 2, (3, 1, 2, 2),
+                      kind="frames")
+    with pytest.raises(ValueError, match="takes sequence or image data"):
+        fit(method, frames, TrainConfig(epochs=1))
     with pytest.raises(ValueError, match="one hidden size"):
         get("irnn", hidden=(8, 16))
     with pytest.raises(ValueError, match="one recurrent layer"):

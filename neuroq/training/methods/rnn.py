@@ -10,7 +10,8 @@ spiking network), the networks of the spectral-pruning experiments (Furuya et al
 Both take sequence data (``TaskData.kind == 'sequence'``: ``smnist``, ``psmnist``, ``smnist-rows``,
 :func:`neuroq.data.sequential_mnist`); a batch ``[N, T, F]`` enters the model time-first
 ``[T, N, F]`` and the model returns logits ``[N, classes]`` read from the last hidden state or the
-time mean (``readout``).
+time mean (``readout``).  Image data ``[N, C, H, W]`` is read row by row: ``H`` steps of ``C W``
+pixels (sequential MNIST by rows; ``neuroq train --method irnn --dataset mnist`` works).
 
 **Gradient clipping** (``grad_clip``, both methods).  Backpropagation through a long ReLU
 recurrence with :math:`W_{hh} \approx I` produces occasional very large gradients, so ``irnn``
@@ -40,9 +41,10 @@ import torch
 import torch.nn as nn
 
 from ..._validate import check_real
+from ...data import image_to_sequence
 from ...models.rnn import IRNNClassifier, SpikingRNNClassifier
 from ..config import nonneg_float, option, positive_float, positive_int
-from .base import Method, MethodConfig, register
+from .base import Context, Method, MethodConfig, register
 
 READOUTS = ("last", "mean")
 
@@ -124,14 +126,25 @@ class SRNNConfig(RNNConfig):
 
 
 class _SequenceMethod(Method):
-    kinds = ("sequence",)
+    #: sequences ``[T, F]``; images ``[C, H, W]`` are read row by row (``T = H`` steps of ``C W`` pixels)
+    kinds = ("sequence", "image")
 
     @staticmethod
     def _input_size(data) -> int:
         shape = tuple(data.in_shape)
-        if len(shape) != 2:
-            raise ValueError(f"method needs sequence samples [T, F]; dataset {data.name} has samples {shape}")
-        return shape[1]
+        if data.kind == "image" and len(shape) == 3:
+            return shape[0] * shape[2]
+        if data.kind == "sequence" and len(shape) == 2:
+            return shape[1]
+        raise ValueError(f"method needs sequence samples [T, F] or images [C, H, W]; dataset {data.name} has "
+                         f"{data.kind} samples {shape}")
+
+    def inputs(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """Sequences ``[N, T, F]`` -> ``[T, N, F]``; images ``[N, C, H, W]`` -> their rows ``[H, N, C W]``
+        (:func:`neuroq.data.image_to_sequence`, sequential MNIST by rows)."""
+        if ctx.kind == "image":
+            return image_to_sequence(x, "rows")
+        return super().inputs(x, ctx)
 
     def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         return clip_gradients_on_step(super().make_optimizer(model, lr), self.config.grad_clip)
