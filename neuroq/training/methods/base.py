@@ -44,6 +44,7 @@ BUILTIN_MODULES = [
     "neuroq.training.methods.online",
     "neuroq.training.methods.maqd",
     "neuroq.training.methods.lmu",
+    "neuroq.training.methods.rnn",
 ]
 
 
