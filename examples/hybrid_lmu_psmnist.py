@@ -21,7 +21,7 @@ batch, measured side by side (interleaved batches of the same model in both form
 wall and CPU time) and scaled to an epoch.  One JSON (``--out``) holds everything, with the machine
 and the targets of issue 12 evaluated::
 
-    python -m examples.hybrid_lmu_psmnist --data-dir /work/shared/data/mnist \\
+    python -m examples.hybrid_lmu_psmnist --data-dir DATA/mnist \\
         --out examples/results/hybrid_lmu_psmnist.json
     python -m examples.hybrid_lmu_psmnist --render examples/results/hybrid_lmu_psmnist.json \\
         --write-doc docs/hybrid_lmu.md
@@ -43,7 +43,6 @@ from pathlib import Path
 
 import torch
 
-from neuroq import _sj
 from neuroq.data import batches, load_dataset
 from neuroq.data.datasets import TaskData
 from neuroq.io import atomic_write_json, machine_info
