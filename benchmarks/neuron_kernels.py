@@ -30,7 +30,7 @@ forward+backward <= 4x ``read_write``; time per step flat in T: T=64 within 15 %
     python benchmarks/neuron_kernels.py                       # sizes for the device found
     python benchmarks/neuron_kernels.py --table               # markdown table of the recorded JSON
     python benchmarks/neuron_kernels.py --table some.json
-    python benchmarks/neuron_kernels.py --render docs/cuda.md # refresh the generated blocks of a page
+    python benchmarks/neuron_kernels.py --render docs/kernels.md # refresh the generated blocks of a page
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ from neuroq.models import OTTT_VGG11, lif_vgg_bn, lif_vgg_ws  # noqa: E402
 from neuroq.training import Context, get  # noqa: E402
 from neuroq.training.methods import online as O  # noqa: E402
 
-METHODS = ("saf-e", "saf-f", "saf-f-step", "ottt-o", "ottt-a", "sj-ottt-o", "sj-ottt-a", "bptt")
+METHODS = ("saf-e", "saf-f", "saf-f-step", "ottt-o", "ottt-a", "sj-ottt-o", "sj-ottt-a", "bptt", "sj-bptt")
 
 # numbers this script does NOT measure, kept beside the measurements for comparison
 REFERENCE = {
@@ -165,6 +165,10 @@ def build(method: str, cfg, full_width: bool, T: int, num_classes=10):
     sg = _sj.default_surrogate()
     if method == "bptt":
         return lif_vgg_bn(cfg, 3, num_classes, 2.0, sg)
+    if method == "sj-bptt":  # the same network with SpikingJelly's own LIF neuron (its default backend)
+        sjn = _sj.sj_neuron_module()
+        return lif_vgg_bn(cfg, 3, num_classes, 2.0, sg, neuron=lambda: sjn.LIFNode(
+            tau=2.0, decay_input=False, v_reset=None, detach_reset=True, surrogate_function=sg, step_mode="m"))
     lif = lif_vgg_ws(cfg, 3, num_classes, 2.0, sg)
     if method in NEUROQ_METHODS:
         name, opts = NEUROQ_METHODS[method]
@@ -206,7 +210,7 @@ def count_synaptic_calls(model, method, x, y, T):
     if method in ("saf-f", "saf-f-step"):  # graph-free multi-step calls, then step T
         per_step = None
     else:
-        per_step = calls["n"] / (1 if method == "bptt" else T)
+        per_step = calls["n"] / (1 if method in ("bptt", "sj-bptt") else T)
     for h in hs:
         h.remove()
     return dict(synapse_layers=len(syn), calls_per_minibatch=calls["n"], calls_per_step=per_step)
@@ -293,6 +297,8 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=None, help="timed minibatches (default 20 gpu / 5 cpu)")
     p.add_argument("--warmup", type=int, default=None, help="untimed minibatches (default 5 gpu / 1 cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--saf-f-memory-T", type=int, nargs="*", default=[6, 64],
+                   help="also measure SAF-F's memory (default chunk) at these T (flat-in-T target; none to skip)")
     p.add_argument("--out", default=None)
     p.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method, print JSON
     args = p.parse_args(argv)
@@ -325,6 +331,15 @@ def main(argv=None):
             results[m] = json.loads(line[-1][7:])
             runnable.append(m)
         print(f"memory {m:10s} {json.dumps(results[m])[:300]}  ({time.time() - t0:.0f}s)", flush=True)
+    sweep = {}
+    for T in (args.saf_f_memory_T or []):
+        cmd = [sys.executable, __file__, "--method", "saf-f", "--config", args.config, "--device", args.device,
+               "-T", str(T), "--batch", str(args.batch), "--size", str(args.size), "--width-div", str(args.width_div),
+               "--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        sweep[str(T)] = json.loads(line[-1][7:]) if line else dict(error=(proc.stderr or proc.stdout)[-2000:])
+        print(f"memory saf-f T={T}: {json.dumps(sweep[str(T)])[:200]}", flush=True)
     t0 = time.time()
     for m, r in time_all(runnable, args).items():
         results[m].update(r)
@@ -341,7 +356,8 @@ def main(argv=None):
     mem_key = "gpu_peak_gib" if on_gpu else "live_tensor_peak_mib"
     ratios = {}
     for a, b in (("saf-e", "ottt-o"), ("saf-e", "sj-ottt-o"), ("saf-f", "ottt-a"), ("saf-f", "sj-ottt-a"),
-                 ("saf-f", "bptt"), ("saf-f-step", "bptt"), ("saf-f-step", "sj-ottt-a"), ("ottt-o", "sj-ottt-o")):
+                 ("saf-f", "bptt"), ("saf-f-step", "bptt"), ("saf-f-step", "sj-ottt-a"), ("ottt-o", "sj-ottt-o"),
+                 ("bptt", "sj-bptt")):
         ratios[f"{a}/{b}"] = dict(time=ratio(a, b, "time_s"), memory=ratio(a, b, mem_key))
     targets = REFERENCE["targets"]
     met = {}
@@ -353,6 +369,20 @@ def main(argv=None):
     if r["time"] is not None and r["memory"] is not None:
         met["saf-f_time<=bptt"] = r["time"] <= targets["saf-f_time_vs_bptt"]
         met["saf-f_memory<=0.35x_bptt"] = r["memory"] <= targets["saf-f_memory_vs_bptt"]
+    # the CPU targets of issue 16 (time and memory side by side in this run)
+    cpu_met = {}
+    r = ratios["bptt/sj-bptt"]
+    if r["time"] is not None:
+        cpu_met["bptt_time<=0.8x_sj-bptt"] = dict(value=r["time"], limit=0.8, met=r["time"] <= 0.8)
+    r = ratios["saf-e/sj-ottt-o"]
+    if r["time"] is not None and r["memory"] is not None:
+        cpu_met["saf-e_time<=0.5x_sj-ottt-o"] = dict(value=r["time"], limit=0.5, met=r["time"] <= 0.5)
+        cpu_met["saf-e_memory<=0.7x_sj-ottt-o"] = dict(value=r["memory"], limit=0.7, met=r["memory"] <= 0.7)
+    mems = [v.get(mem_key) for v in sweep.values()]
+    if len(mems) >= 2 and all(m is not None for m in mems):
+        growth = max(mems) / min(mems) - 1
+        cpu_met["saf-f_memory_within_10%_over_T"] = dict(value=growth, limit=0.10, met=growth <= 0.10,
+                                                         T=list(sweep), memory=mems)
     load = os.getloadavg()
     out = dict(benchmark="saf_vs_ottt", config=args.config, device=args.device, T=args.T, batch=args.batch,
                input=[3, args.size, args.size], cfg=list(cfg_for(args.config, args.width_div)),
@@ -361,7 +391,8 @@ def main(argv=None):
                                "live_tensor_peak_mib: peak bytes of tensor storages alive at once during one "
                                "minibatch (TorchDispatchMode + finalizers); autograd_saved_peak_mib: peak of "
                                "tensors saved for backward; rss_* from getrusage (allocator-dependent)"),
-               results=results, ratios=ratios, targets_met=met if (gpu and on_gpu) else None,
+               results=results, saf_f_memory_by_T=sweep, ratios=ratios,
+               targets_met=met if (gpu and on_gpu) else None, cpu_targets=cpu_met,
                targets_note=None if (gpu and on_gpu) else
                "the issue's targets are GPU targets (full-size setup on a GPU); this run does not decide them",
                reference=REFERENCE, load_average=load, machine=machine_info(args.device))

@@ -233,7 +233,7 @@ def render_markdown(docs: list) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist", "digits"))
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (e.g. /work/shared/data/fashion-mnist)")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (e.g. DATA/fashion-mnist)")
     p.add_argument("--limit-train", type=int, default=10000)
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--epochs", type=int, default=5)

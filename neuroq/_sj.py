@@ -29,6 +29,25 @@ def reset_net(net) -> None:
     functional.reset_net(net)
 
 
+def clone_net(net):
+    """A deep copy of ``net`` that also works after a forward pass with autograd on.
+
+    ``copy.deepcopy`` refuses tensors that are not graph leaves, and a neuron's state after a
+    training-mode step is one (``v`` holds the graph of the step). Such state is copied detached;
+    ``net`` itself is not touched (it is neither reset nor detached)."""
+    import copy
+
+    import torch
+
+    memo = {}
+    for m in net.modules():
+        for store in (m.__dict__, m.__dict__.get("_memories", {})):
+            for value in list(store.values()):
+                if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                    memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(net, memo)
+
+
 def invalidate_reset_cache(net) -> None:
     """Forget SpikingJelly 2.0.0's cached list of resettable modules (no-op on 0.14).
 

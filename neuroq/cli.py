@@ -196,6 +196,7 @@ def _cmd_energy(args):
 
     from .energy import E_AC_PJ, E_MAC_PJ
     from .io import atomic_write_json, machine_info
+    from .training.checkpoint import checkpoint_path
     from .training.loop import inference_model, meter_run
 
     method, model, data, cfg = _load(args)
@@ -206,7 +207,7 @@ def _cmd_energy(args):
     rep = meter.report()
     rep.update(method=method.name, dataset=data.name, T=method.T, checkpoint=str(args.checkpoint),
                machine=machine_info(args.device))
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "energy.json"
+    out = Path(args.out) if args.out else checkpoint_path(args.checkpoint).parent / "energy.json"
     atomic_write_json(out, rep)
     print(f"{method.name} on {data.name}, {rep['samples']} test samples, T={method.T}")
     print(meter.table())
@@ -221,6 +222,7 @@ def _cmd_viz(args):
     import matplotlib.pyplot as plt
 
     from . import viz
+    from .training.checkpoint import checkpoint_path
     from .training.loop import inference_model, meter_run
 
     method, model, data, cfg = _load(args)
@@ -228,7 +230,7 @@ def _cmd_viz(args):
     K = args.sample
     x, y = _test_slice(data, K, 1, "--sample")
     x = x.to(args.device)
-    out = Path(args.out or Path(args.checkpoint).parent)
+    out = Path(args.out or checkpoint_path(args.checkpoint).parent)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the plots")
     out.mkdir(parents=True, exist_ok=True)

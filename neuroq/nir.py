@@ -593,7 +593,7 @@ def to_spikingjelly(model: nn.Module) -> nn.Module:
 
     if type(model) in (IFNode, LIFNode):
         return convert(model)
-    out = copy.deepcopy(model)
+    out = _sj.clone_net(model)
     for name, m in list(out.named_modules()):
         for child_name, child in list(m.named_children()):
             if type(child) in (IFNode, LIFNode):

@@ -229,6 +229,17 @@ class S2NN(_sj.SurrogateFunctionBase):
         return S2NNParameters(t_ref=self.t_ref, alpha=self.alpha, v_threshold=self.v_threshold,
                               per_step=self.per_step)
 
+    def kernel_constants(self):
+        """The fused kernels' arguments for this surrogate (``neuroq.ops.params.SURROGATE_FIELDS``), or
+        ``None`` where the kernels have no version of it (a callable ``per_step``, a subclass that may
+        change the gradient). The kernels find it by this method: they never import this module."""
+        if type(self) is not S2NN or not isinstance(self.per_step, str) or \
+                self.per_step not in ("sigmoid", "atan", "rect"):
+            return None
+        from .ops.params import s2nn_constants
+
+        return s2nn_constants(self.t_ref, self.alpha, self.v_threshold, self.per_step)
+
     @staticmethod
     def spiking_function(x, alpha, t_ref: int = 4, v_threshold: float = 1.0, per_step="sigmoid"):
         """Heaviside forward, reduced-gradient backward (see the class docstring)."""

@@ -713,6 +713,8 @@ def test_accuracy_energy_from_run_folders(lif_run, tmp_path):
 
 @pytest.mark.parametrize("method", M.available())
 def test_cli_verbs_work_for_every_method(method, tmp_path):
+    if "image" not in M.method_class(method).kinds:   # needs MNIST sequences: tests/training/test_lmu_methods.py
+        pytest.skip(f"{method} takes sequence data, not digits")
     run = tmp_path / method
     tiny = TINY if "T" in M.configs()[method].__dataclass_fields__ else [a for a in TINY if a not in ("-T", "3")]
     assert main(["train", "--method", method, *tiny, "--no-report", "--out", str(run)]) == 0
@@ -732,3 +734,16 @@ def _inference_net_and_input(ck):
     from neuroq.training import load_run
     method, model, ds, cfg = load_run(ck)
     return method.convert_for_inference(model), method.record_input(ds.x_test[:1], cfg.encoding)
+
+
+def test_learning_curves_draw_the_seed_mean_and_std():
+    h = lambda *accs: [dict(epoch=i + 1, test_acc=a) for i, a in enumerate(accs)]  # noqa: E731
+    ax = viz.learning_curves({"a": [h(0.5, 0.7, 0.8), h(0.7, 0.9)], "b": [h(0.2, 0.4)]})
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [1, 2, 3] and np.allclose(y, [0.6, 0.8, 0.8])     # epoch 3: the one run that has it
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.max(), 0.8 + np.std([0.7, 0.9], ddof=1))
+    assert len(ax.collections) == 1                                        # one seed: no band
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(ValueError, match="no epoch record has 'val_acc'"):
+        viz.learning_curves({"a": [h(0.5)]}, key="val_acc")

@@ -4,7 +4,7 @@
     python visualizations/gallery.py --no-train     # render from existing runs only
     python visualizations/gallery.py --formats png pdf svg   # vector copies for a paper or slides
 
-The demo checkpoint is the one of ``neuroq train --method lif --dataset digits -T 4 --epochs 30
+The run shown is the one of ``neuroq train --method lif --dataset digits -T 4 --epochs 30
 --out runs/gallery/demo``; a small sweep (LIF at T = 1, 2, 8, IF, the ReLU ANN and a convolutional LIF,
 same options otherwise) gives the points of the accuracy-energy plot, the feature maps and the
 convolutional raster. Every figure is written to ``--out`` by :func:`neuroq.viz.save` (PNG, and
@@ -159,7 +159,7 @@ def main(argv=None):
 
     runs = [demo, *sweep.values()]
     summaries = [viz.load_run_summary(r) for r in runs]
-    for s, name in zip(summaries, ["lif-T4 (demo)", *sweep]):
+    for s, name in zip(summaries, ["lif-T4 (shown)", *sweep]):
         s["label"] = name
     ax = viz.accuracy_energy(summaries, unit=unit, title="Accuracy vs energy on digits (30 epochs each)")
     front_idx = ax.pareto

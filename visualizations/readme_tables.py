@@ -2,9 +2,11 @@
 
     python -m visualizations.readme_tables            # rewrite README.md in place
     python -m visualizations.readme_tables --check    # exit 1 if README.md is stale
+    python -m visualizations.readme_tables --collect-demo runs/demo   # copy a `make demo` run first
+    python -m visualizations.readme_tables --collect-compare runs/compare-fmnist   # the committed comparison
 
-Blocks are delimited by ``<!-- begin:NAME -->`` / ``<!-- end:NAME -->``; no number in them is
-typed by hand.
+Blocks are delimited by ``<!-- begin:NAME -->`` / ``<!-- end:NAME -->``; no number in them is typed by
+hand.
 """
 from __future__ import annotations
 
@@ -16,82 +18,69 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RES = ROOT / "examples" / "results"
 
 
-def _machine(m: dict) -> str:
-    dev = m.get("gpu") or f"CPU ({m.get('cpu_count')} cores, {m.get('processor')})"
-    return f"{dev}, torch {m.get('torch')}, SpikingJelly {m.get('spikingjelly')}"
+def _compare_table(path: Path) -> str:
+    from neuroq.training.compare import markdown_table
+
+    if not path.exists():
+        return f"(`{path.relative_to(ROOT)}` has not been recorded yet)"
+    return markdown_table(json.loads(path.read_text()))
 
 
 def demo_block() -> str:
-    res = ROOT / "examples" / "results"
-    met = json.loads((res / "demo_metrics.json").read_text())
-    en = json.loads((res / "demo_energy.json").read_text())
-    t = en["total"]
-    hidden = met.get("method_config", {}).get("hidden") or met.get("args", {}).get("hidden")
-    best = (f"epoch {met['best_epoch']}: {met['test_acc_at_best_epoch'] * 100:.2f} %" if met.get("best_epoch")
-            else "–")
-    lines = [
-        f"`make demo` on {_machine(met['machine'])}: LIF MLP 64-{'-'.join(map(str, hidden))}-10, "
-        f"T={met['T']}, {met['epochs_done']} epochs, digits test set ({en['samples']} samples metered).",
-        "",
-        "| final test acc | test acc at the best epoch (chosen on validation) | training time | SOPs / sample "
-        "| MACs / sample | energy / sample | hidden firing rate |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {met['final_test_acc'] * 100:.2f} % | {best} | {met['train_time_s']:.0f} s "
-        f"| {t['sops_per_sample']:.0f} | {t['macs_per_sample']:.0f} | {t['energy_pj_per_sample'] / 1e3:.1f} nJ "
-        f"| {t['firing_rate']:.3f} |",
-        "",
-        "| layer | input | input rate | SOPs / sample | MACs / sample | energy / sample (pJ) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for k, d in en["layers"].items():
-        rate = "" if d["input_rate"] is None else f"{d['input_rate']:.3f}"
-        lines.append(f"| `{k}` ({d['type']}) | {d['input']} | {rate} | {d['sops_per_sample']:.0f} "
-                     f"| {d['macs_per_sample']:.0f} | {d['energy_pj_per_sample']:.0f} |")
+    return _compare_table(RES / "demo_compare.json")
+
+
+def _flattening(path: Path, last: int = 3) -> str:
+    """How much each method's mean test accuracy still rose over the last ``last`` epochs."""
+    import numpy as np
+
+    if not path.exists():
+        return ""
+    d = json.loads(path.read_text())
+    parts = []
+    for name, r in d["methods"].items():
+        curves = np.array([[h["test_acc"] for h in run["history"]] for run in r["runs"]], dtype=float).mean(0)
+        if len(curves) > last:
+            parts.append(f"{name} {100 * (curves[-1] - curves[-1 - last]):+.2f}")
+    return (f"Mean test accuracy gained over the last {last} epochs (points): " + ", ".join(parts) +
+            "; the per-epoch curves are in [docs/training.md](docs/training.md#comparing-methods).")
+
+
+def compare_block() -> str:
+    path = RES / "compare_fashion_mnist.json"
+    return _compare_table(path) + "\n\n" + _flattening(path)
+
+
+def performance_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "neuron_kernels_cpu.json"
+    d = json.loads(path.read_text())
+    lines = ["| target (CPU, 1 thread) | T | N | measured | limit | met |", "|---|---:|---:|---:|---:|---|"]
+    for t in d["targets"].get("items", []):
+        if t.get("threads") != 1:
+            continue
+        lines.append(f"| {t['target']} | {t['T']} | {t['N']} | {t['value']:.3f} | {t['limit']} | "
+                     f"{'yes' if t['met'] else '**no**'} |")
+    svo = ROOT / "benchmarks" / "results" / "saf_vs_ottt_cpu.json"
+    if svo.exists():
+        cpu = json.loads(svo.read_text()).get("cpu_targets") or {}
+        for name, t in cpu.items():
+            lines.append(f"| {name} (VGG training step, `saf_vs_ottt_cpu.json`) | | | {t['value']:.3f} | {t['limit']} | "
+                         f"{'yes' if t['met'] else '**no**'} |")
+    m = d["machine"]
+    lines += ["", f"From `benchmarks/results/neuron_kernels_cpu.json` ({m.get('processor')}, {m.get('cpu_count')} "
+              f"cores, torch {m.get('torch')}, SpikingJelly {m.get('spikingjelly')}); all rows and the 2-thread "
+              "targets in [docs/kernels.md](docs/kernels.md)."]
     return "\n".join(lines)
 
 
-BLOCKS = {"demo": demo_block}
-
-
-def include_block(rel: str) -> str:
-    """A docs/ section (itself generated from JSON by the method's report script), with its
-    relative links rewritten for the repository root and its top heading demoted one level."""
-    path = ROOT / rel
-    text = path.read_text().strip("\n")
-    base = path.parent.relative_to(ROOT)
-
-    def fix(m):
-        target = m.group(2)
-        if re.match(r"^[a-z]+://|^#|^/", target):
-            return m.group(0)
-        return f"{m.group(1)}({(base / target).as_posix() if not target.startswith('..') else _norm(base, target)})"
-
-    text = re.sub(r"(!?\[[^\]]*\])\(([^)\s]+)\)", fix, text)
-    # demote headings so the section's top heading is level 3 (under README's "## Methods and results")
-    in_code = False
-    out, levels = [], [len(m.group(1)) for m in re.finditer(r"^(#+) ", text, flags=re.M)]
-    shift = 3 - min(levels) if levels else 0
-    for line in text.split("\n"):
-        if line.startswith("```"):
-            in_code = not in_code
-        m = re.match(r"^(#+) ", line)
-        if m and not in_code:
-            line = "#" * (len(m.group(1)) + shift) + line[len(m.group(1)):]
-        out.append(line)
-    return "\n".join(out)
-
-
-def _norm(base: Path, target: str) -> str:
-    import posixpath
-
-    return posixpath.normpath(posixpath.join(base.as_posix(), target))
+BLOCKS = {"demo": demo_block, "compare": compare_block, "performance": performance_block}
 
 
 def render(text: str) -> str:
-    pat = re.compile(r"(<!-- begin:include (\S+) -->\n)(?:.*?\n)?(<!-- end:include \2 -->)", re.S)
-    text = pat.sub(lambda m: m.group(1) + include_block(m.group(2)) + "\n" + m.group(3), text)
     for name, fn in BLOCKS.items():
         pat = re.compile(rf"(<!-- begin:{name} -->\n)(?:.*?\n)?(<!-- end:{name} -->)", re.S)
         if pat.search(text):
@@ -99,22 +88,26 @@ def render(text: str) -> str:
     return text
 
 
-def collect_demo(run_dir: Path) -> None:
-    """Copy a finished `make demo` run's JSON and raster into the repository."""
-    res = ROOT / "examples" / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run_dir / "metrics.json", res / "demo_metrics.json")
-    shutil.copy(run_dir / "energy.json", res / "demo_energy.json")
-    shutil.copy(run_dir / "raster.png", ROOT / "docs" / "img" / "demo_raster.png")
+def collect(run_dir: Path, name: str, figure: str) -> None:
+    """Copy a finished ``neuroq compare`` run's ``compare.json`` and frontier into the repository."""
+    RES.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "compare.json", RES / name)
+    for suffix in (".png", ".pdf"):
+        src = run_dir / ("frontier" + suffix)
+        if src.exists():
+            shutil.copy(src, ROOT / "docs" / "img" / (figure + suffix))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--check", action="store_true")
-    p.add_argument("--collect-demo", default=None, help="copy results of this run dir first (e.g. runs/demo)")
+    p.add_argument("--collect-demo", default=None, help="copy the results of a `make demo` run (runs/demo) first")
+    p.add_argument("--collect-compare", default=None, help="copy the committed Fashion-MNIST comparison run first")
     a = p.parse_args(argv)
     if a.collect_demo:
-        collect_demo(Path(a.collect_demo))
+        collect(Path(a.collect_demo), "demo_compare.json", "demo_frontier")
+    if a.collect_compare:
+        collect(Path(a.collect_compare), "compare_fashion_mnist.json", "compare_fashion_mnist")
     readme = ROOT / "README.md"
     old = readme.read_text()
     new = render(old)

@@ -25,7 +25,6 @@ network of the same architecture (e.g. independently initialised components).
 """
 from __future__ import annotations
 
-import copy
 import warnings
 import torch.nn as nn
 from spikingjelly.activation_based import layer as sj_layer
@@ -92,7 +91,7 @@ def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3,
     if resample == "auto":
         resample = "reset" if _is_stateful(model) else "forward"
     if not inplace:
-        model = copy.deepcopy(model)
+        model = _sj.clone_net(model)
     group = MixtureGroup(K, mixing, resample, weight_grad) if shared else None
     if group is not None:
         dev = next((p.device for p in model.parameters()), None)

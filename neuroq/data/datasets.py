@@ -1,29 +1,54 @@
-"""Datasets: the offline default, IDX folders, torchvision downloads, and a registry for more.
+"""Datasets: the offline default, IDX folders, torchvision, event cameras, audio, and your own.
 
 * ``digits`` (default, offline): scikit-learn's 1797 real 8x8 handwritten digits, shipped inside
   scikit-learn (no download).  Split 80/20, stratified, fixed seed.
 * ``mnist``, ``fashion-mnist``: from ``data_dir`` holding the standard IDX files
   (``train-images-idx3-ubyte[.gz]`` ...), or downloaded through torchvision when ``download=True``.
+* ``cifar10`` (:mod:`neuroq.data.vision`), ``nmnist`` (:mod:`neuroq.data.events`), ``fsdd``
+  (:mod:`neuroq.data.audio`), ``smnist``/``psmnist``/``smnist-rows`` (:mod:`neuroq.data.sequences`).
+* any torch ``Dataset``: :func:`from_datasets` (Python), or ``package.module:factory`` as the name.
 
 :func:`load_dataset` returns a :class:`TaskData`: the train and test splits as torch ``Dataset`` s
-(in-memory ones are :class:`ArrayDataset`), the number of classes and the per-sample input shape.
-Images are float tensors in [0, 1], shape ``[C, H, W]`` per sample; the training loop encodes a
-batch ``[N, C, H, W]`` into the multi-step layout ``[T, N, C, H, W]`` (:func:`neuroq.data.encode`).
+(in-memory ones are :class:`ArrayDataset`, which the loop batches by tensor indexing; any other is
+read sample by sample through a ``DataLoader``), the number of classes and the per-sample input shape.
+Images are float tensors, shape ``[C, H, W]`` per sample; the training loop encodes a batch
+``[N, C, H, W]`` into the multi-step layout ``[T, N, C, H, W]`` (:func:`neuroq.data.encode`).
+Sequences ``[T, F]`` and frames ``[T, C, H, W]`` already have a time axis: a batch is put time-first.
+
+A dataset *spec* is ``NAME``, ``NAME?key=value&key=value`` (the loader's options, e.g.
+``nmnist?T=10``) or ``package.module:factory[?key=value...]``; :func:`parse_spec` reads it.
 Register another named dataset with :func:`register_dataset`.
 """
 from __future__ import annotations
 
 import gzip
+import importlib
+import inspect
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .._validate import check_choice, check_int
+
+
+class MissingPackageError(ImportError, ValueError):
+    """A dataset needs a package that is not installed (an ``ImportError``; also a ``ValueError``, so the
+    command line reports it as a plain error)."""
+
+
+def require(module: str, what: str, pip: Optional[str] = None):
+    """``import module``, or a :class:`MissingPackageError` saying that ``what`` needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingPackageError(f"{what} needs the {module} package ({type(e).__name__}: {e}); install it with "
+                                  f"`pip install {pip or module}`") from None
 
 
 class ArrayDataset(Dataset):
@@ -69,6 +94,24 @@ class TaskData:
 
     def __post_init__(self):
         check_choice("kind", self.kind, KINDS)
+        self.in_shape = tuple(int(v) for v in self.in_shape)
+        need = {"sequence": 2, "frames": 4}.get(self.kind)
+        if need is not None and len(self.in_shape) != need:
+            layout = "[T, F]" if self.kind == "sequence" else "[T, C, H, W]"
+            raise ValueError(f"TaskData {self.name!r}: kind={self.kind!r} samples are {layout}, got in_shape "
+                             f"{self.in_shape}")
+
+    @property
+    def steps(self) -> Optional[int]:
+        """Time steps of a sample for sequences and frames (``in_shape[0]``); ``None`` for images (the
+        method chooses how many steps it encodes them over)."""
+        return None if self.kind == "image" else self.in_shape[0]
+
+    @property
+    def step_shape(self) -> tuple:
+        """What the network reads at one time step: ``in_shape`` for images, ``in_shape[1:]`` for
+        sequences (``[F]``) and frames (``[C, H, W]``)."""
+        return self.in_shape if self.kind == "image" else self.in_shape[1:]
 
     # in-memory convenience (ArrayDataset splits)
     @property
@@ -89,23 +132,181 @@ class TaskData:
 
 
 _LOADERS: dict[str, Callable[..., TaskData]] = {}
+#: keyword arguments every loader and factory may take besides its own options
+_COMMON = ("data_dir", "download")
 
 
 def register_dataset(name: str, loader: Callable[..., TaskData]) -> None:
     """Make ``load_dataset(name, ...)`` (and ``neuroq train --dataset name``) call
-    ``loader(data_dir=..., download=...)``, which returns a :class:`TaskData`."""
+    ``loader(data_dir=..., download=..., **options)``, which returns a :class:`TaskData`; the loader's
+    other keyword parameters are its options (``--dataset 'name?key=value'``).
+
+    Example::
+
+        >>> def tiny(data_dir=None, download=True, n=8):
+        ...     return from_datasets(ArrayDataset(torch.rand(n, 3), torch.arange(n) % 2),
+        ...                          ArrayDataset(torch.rand(4, 3), torch.arange(4) % 2), name="tiny")
+        >>> register_dataset("tiny", tiny)
+        >>> len(load_dataset("tiny?n=6").train)
+        6
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in "?&=: "):
+        raise ValueError(f"dataset name must be a non-empty string without '?', '&', '=', ':' or spaces, "
+                         f"got {name!r}")
+    if not callable(loader):
+        raise TypeError(f"loader must be callable (data_dir=..., download=..., **options) -> TaskData, got {loader!r}")
     _LOADERS[name] = loader
 
 
 def dataset_names() -> tuple:
+    """The registered dataset names."""
     return tuple(_LOADERS)
 
 
+def _parse_value(text: str, default: Any = inspect.Parameter.empty):
+    """An option's text as the type of its default (bool: 1/0/true/false/yes/no), else as an int,
+    a float, ``None`` or the string itself."""
+    low = text.strip().lower()
+    if isinstance(default, bool):
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean (1/0, true/false, yes/no), got {text!r}")
+    if low == "none":
+        return None
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``'name?key=value&key=value'`` -> ``('name', {'key': 'value', ...})`` (values still text).
+
+    The name is a registered dataset or ``package.module:factory``.
+
+    Example::
+
+        >>> parse_spec("nmnist?T=10&first_saccade_only=1")
+        ('nmnist', {'T': '10', 'first_saccade_only': '1'})
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"dataset must be a name, NAME?key=value&... or package.module:factory; got {spec!r}")
+    name, _, query = spec.strip().partition("?")
+    options: dict = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ValueError(f"dataset {spec!r}: option {part!r} must be key=value (options are "
+                             "NAME?key=value&key=value)")
+        if key in options:
+            raise ValueError(f"dataset {spec!r}: option {key!r} is given twice")
+        options[key] = value
+    return name, options
+
+
+def check_dataset(spec: str) -> str:
+    """``spec`` if it names a registered dataset (with options) or has the ``package.module:factory``
+    form; a ``ValueError`` naming the registered datasets otherwise (nothing is imported or loaded)."""
+    name, _ = parse_spec(spec)
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        if not module or not attr or not all(p.isidentifier() for p in module.split(".") + [attr]):
+            raise ValueError(f"dataset {spec!r}: a factory is given as package.module:function, e.g. "
+                             "mypkg.data:make_task")
+        return spec
+    if name not in _LOADERS:
+        raise ValueError(f"dataset must be one of {', '.join(repr(n) for n in _LOADERS)} (optionally "
+                         f"NAME?key=value&...), or package.module:factory; got {spec!r}")
+    return spec
+
+
+def _call(fn: Callable, what: str, options: dict, data_dir, download):
+    """``fn(**common, **options)`` with the options parsed to the types of ``fn``'s defaults; unknown
+    options are an error naming ``what`` and the options ``fn`` has."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    own = [n for n, p in params.items() if n not in _COMMON and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    kw = {k: v for k, v in (("data_dir", data_dir), ("download", download)) if k in params or var_kw}
+    for key, value in options.items():
+        if key in _COMMON:
+            raise ValueError(f"dataset {what}: {key} is not an option here; use --{key.replace('_', '-')} "
+                             f"(load_dataset's {key}=)")
+        if key not in own and not var_kw:
+            raise ValueError(f"dataset {what} has no option {key!r} (its options: {', '.join(own) or 'none'})")
+        default = params[key].default if key in params else inspect.Parameter.empty
+        if isinstance(value, str):
+            try:
+                value = _parse_value(value, default)
+            except ValueError as e:
+                raise ValueError(f"dataset {what}: option {key}: {e}") from None
+        kw[key] = value
+    return fn(**kw)
+
+
+def _factory(name: str) -> Callable:
+    module, _, attr = name.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"dataset {name!r}: cannot import module {module!r} ({type(e).__name__}: {e}); "
+                         "a factory is given as package.module:function, importable from here") from None
+    fn = getattr(mod, attr, None)
+    if fn is None or not callable(fn):
+        raise ValueError(f"dataset {name!r}: module {module!r} has no callable {attr!r}"
+                         + ("" if fn is None else f" (it is a {type(fn).__name__})"))
+    return fn
+
+
 def load_dataset(name: str = "digits", data_dir: Optional[str] = None, download: bool = True,
-                 limit_train: Optional[int] = None, limit_test: Optional[int] = None) -> TaskData:
-    """Load the named dataset (see the module docstring); ``limit_*`` keep the first samples of a split."""
-    check_choice("dataset", name, dataset_names())
-    data = _LOADERS[name](data_dir=data_dir, download=download)
+                 limit_train: Optional[int] = None, limit_test: Optional[int] = None, **options) -> TaskData:
+    """Load the dataset ``name`` (a spec, see the module docstring); ``limit_*`` keep the first samples of a split.
+
+    ``name`` is a registered dataset (``'mnist'``), with options (``'nmnist?T=10'``; ``options`` given as
+    keywords here are the same), or ``'package.module:factory'``: ``factory(data_dir=..., download=...,
+    **options)`` (the common arguments only where it takes them) returns a :class:`TaskData` or a
+    ``(train, test)`` pair of torch Datasets (then :func:`from_datasets` infers the rest).
+
+    Example::
+
+        >>> load_dataset("digits", limit_train=100).in_shape
+        (1, 8, 8)
+    """
+    check_dataset(name)
+    base, spec_options = parse_spec(name)
+    both = sorted(set(spec_options) & set(options))
+    if both:
+        raise ValueError(f"dataset {name!r}: option(s) {both} given both in the spec and as keywords")
+    spec_options.update(options)
+    if ":" in base:
+        out = _call(_factory(base), repr(base), spec_options, data_dir, download)
+        if isinstance(out, (tuple, list)) and len(out) == 2 and not isinstance(out, TaskData):
+            data = from_datasets(out[0], out[1], name=name)
+        elif isinstance(out, TaskData):
+            data = out
+        else:
+            raise TypeError(f"dataset {base!r}: the factory must return a neuroq.data.TaskData or a (train, test) "
+                            f"pair of torch Datasets, got {type(out).__name__}")
+    else:
+        data = _call(_LOADERS[base], repr(base), spec_options, data_dir, download)
+        if not isinstance(data, TaskData):
+            raise TypeError(f"dataset {base!r}: its loader returned {type(data).__name__}, not a TaskData")
     if limit_train is not None:
         check_int("limit_train", limit_train, ge=1)
         data.train = _head(data.train, limit_train)
@@ -119,6 +320,116 @@ def _head(ds: Dataset, n: int) -> Dataset:
     if isinstance(ds, ArrayDataset):
         return ds.head(n)
     return torch.utils.data.Subset(ds, range(min(n, len(ds))))
+
+
+# ---- any torch Dataset ------------------------------------------------------------------------
+def _labels(ds) -> Optional[torch.Tensor]:
+    """All labels of ``ds`` without reading its samples (``ArrayDataset.y``, a two-tensor
+    ``TensorDataset``, ``.targets``, through ``Subset``), or ``None``."""
+    if isinstance(ds, ArrayDataset):
+        return torch.as_tensor(ds.y).reshape(-1)
+    if isinstance(ds, torch.utils.data.Subset):
+        inner = _labels(ds.dataset)
+        return None if inner is None else inner[torch.as_tensor(list(ds.indices), dtype=torch.long)]
+    if isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) == 2:
+        t = ds.tensors[1]
+        return t.reshape(-1) if t.dim() == 1 and not t.is_floating_point() else None
+    t = getattr(ds, "targets", None)
+    if t is None or isinstance(t, (str, bytes)):
+        return None
+    try:
+        t = torch.as_tensor(np.asarray(t)).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return t if len(t) == len(ds) and not t.is_floating_point() else None
+
+
+def _classes(ds) -> Optional[int]:
+    while isinstance(ds, torch.utils.data.Subset):
+        ds = ds.dataset
+    c = getattr(ds, "classes", None)
+    return len(c) if isinstance(c, (list, tuple)) and c else None
+
+
+def _sample(ds, what: str):
+    try:
+        item = ds[0]
+    except Exception as e:
+        raise ValueError(f"{what}[0] could not be read ({type(e).__name__}: {e})") from None
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ValueError(f"{what}[0] must be an (input, label) pair, got {type(item).__name__}"
+                         + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+    x, y = item
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what}[0]: the input must be a floating-point tensor (or numpy array), got {got}; "
+                         "convert it in the dataset (e.g. uint8 images / 255)")
+    if isinstance(y, torch.Tensor) and y.numel() == 1 and not y.is_floating_point():
+        y = int(y)
+    if isinstance(y, bool) or not isinstance(y, numbers.Integral):
+        raise ValueError(f"{what}[0]: the label must be an integer class index, got {y!r}")
+    return tuple(x.shape), int(y)
+
+
+def from_datasets(train: Dataset, test: Dataset, num_classes: Optional[int] = None, in_shape=None,
+                  kind: Optional[str] = None, name: str = "custom", meta: Optional[dict] = None) -> TaskData:
+    """A :class:`TaskData` of any two torch Datasets of ``(input, label)`` pairs, for ``fit``, ``Trainer``
+    and ``--dataset package.module:factory``.
+
+    What is not given is inferred: ``in_shape`` from ``train[0]``; ``kind`` from its rank (1 or 3:
+    ``'image'`` ``[F]``/``[C, H, W]``, a static input encoded over T steps; 4: ``'frames'`` ``[T, C, H, W]``;
+    rank 2 is ambiguous, give ``kind='sequence'`` for ``[T, F]`` or add a channel axis to an image);
+    ``num_classes`` from ``.classes``, or from the labels' maximum + 1 where they are known without
+    reading samples (``ArrayDataset``, ``TensorDataset(x, y)``, ``.targets``, ``Subset`` of those).  Datasets other than
+    :class:`ArrayDataset` are read sample by sample through a ``DataLoader`` (``TrainConfig.num_workers``).
+
+    Example::
+
+        >>> from torch.utils.data import TensorDataset
+        >>> x, y = torch.rand(20, 1, 6, 6), torch.arange(20) % 3
+        >>> data = from_datasets(TensorDataset(x[:16], y[:16]), TensorDataset(x[16:], y[16:]))
+        >>> data.kind, data.in_shape, data.num_classes
+        ('image', (1, 6, 6), 3)
+
+    Inputs: samples ``x`` (float) and integer labels.  Output: a :class:`TaskData`.
+    """
+    for what, ds in (("train", train), ("test", test)):
+        if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+            raise TypeError(f"{what} must be a torch Dataset (with __getitem__ and __len__), got {type(ds).__name__}")
+        if len(ds) == 0:
+            raise ValueError(f"{what} is empty")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    shape, _ = _sample(train, "train")
+    test_shape, _ = _sample(test, "test")
+    if in_shape is not None:
+        in_shape = tuple(int(v) for v in in_shape)
+        if in_shape != shape:
+            raise ValueError(f"in_shape={in_shape} does not match train[0]'s input shape {shape}")
+    if test_shape != shape:
+        raise ValueError(f"test samples have shape {test_shape}, train samples {shape}: both splits must match")
+    if kind is None:
+        kind = {1: "image", 3: "image", 4: "frames"}.get(len(shape))
+        if kind is None:
+            raise ValueError(f"kind cannot be inferred from samples of shape {shape}: pass kind='sequence' for "
+                             "[T, F] sequences or kind='image' (a static input), or reshape images to [C, H, W]")
+    check_choice("kind", kind, KINDS)
+    labels = [_labels(train), _labels(test)]
+    if num_classes is None:
+        num_classes = _classes(train)
+        if num_classes is None and all(t is not None for t in labels):
+            num_classes = int(max(int(t.max()) for t in labels)) + 1
+        if num_classes is None:
+            raise ValueError("num_classes cannot be inferred without reading every sample (the datasets have no "
+                             ".classes or .targets, and are not ArrayDatasets): pass num_classes=")
+    check_int("num_classes", num_classes, ge=2)
+    for what, t in zip(("train", "test"), labels):
+        if t is not None and len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise ValueError(f"{what} labels must be in 0..{num_classes - 1} (num_classes={num_classes}), got "
+                             f"{int(t.min())}..{int(t.max())}")
+    return TaskData(name, train, test, int(num_classes), shape, kind=kind, meta=dict(meta or {}))
 
 
 def _digits(data_dir=None, download=True) -> TaskData:

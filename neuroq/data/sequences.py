@@ -9,6 +9,10 @@
 Samples are ``[T, F]`` (``TaskData.kind == "sequence"``); a batch ``[N, T, F]`` becomes the model
 input ``[T, N, F]`` (neuroq's time-first layout).  :func:`sequential_mnist` builds other variants
 (``pool=2`` gives 14x14 images: 196 pixels or 14 rows).
+
+The three take the options ``base`` (``mnist``, ``fashion-mnist``, or ``digits``: scikit-learn's 8x8
+digits, offline: 64 pixel steps or 8 rows), ``pool`` and, for ``psmnist``, the permutation ``seed``,
+through the dataset spec: ``--dataset 'psmnist?pool=2'``, ``load_dataset("smnist-rows?base=digits")``.
 """
 from __future__ import annotations
 
@@ -89,6 +93,19 @@ def sequential_mnist(data_dir: Optional[str] = None, download: bool = True, orde
     return TaskData(name, train, test, img.num_classes, tuple(train.x.shape[1:]), kind="sequence", meta=meta)
 
 
-register_dataset("smnist", lambda data_dir=None, download=True: sequential_mnist(data_dir, download))
-register_dataset("psmnist", lambda data_dir=None, download=True: sequential_mnist(data_dir, download, permute=True))
-register_dataset("smnist-rows", lambda data_dir=None, download=True: sequential_mnist(data_dir, download, "rows"))
+def _smnist(data_dir=None, download=True, base="mnist", pool=1):
+    return sequential_mnist(data_dir, download, "pixels", pool=pool, base=base)
+
+
+def _psmnist(data_dir=None, download=True, base="mnist", pool=1, seed=0):
+    return sequential_mnist(data_dir, download, "pixels", permute=True, seed=seed, pool=pool, base=base)
+
+
+def _smnist_rows(data_dir=None, download=True, base="mnist", pool=1):
+    return sequential_mnist(data_dir, download, "rows", pool=pool, base=base)
+
+
+# options through the spec, e.g. 'psmnist?pool=2' (196 steps) or 'smnist-rows?base=digits' (offline, 8 steps)
+register_dataset("smnist", _smnist)
+register_dataset("psmnist", _psmnist)
+register_dataset("smnist-rows", _smnist_rows)

@@ -189,3 +189,25 @@ class _FFTConvolution(torch.autograd.Function):
         Gf = torch.fft.rfft(grad_m, n=2 * T, dim=0)                        # [T+1, N, memory_d, order]
         Uf = torch.einsum("fndk,fk->fnd", Gf, Hf.conj())
         return torch.fft.irfft(Uf, n=2 * T, dim=0)[:T], None
+
+
+def memory_last(u_seq: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    r"""Only the final memory state, from zero state: :math:`m_{T-1} = \sum_{s=0}^{T-1} H_{T-1-s}\,u_s`.
+
+    One matrix product over time (Chilkuri & Eliasmith, ICML 2021: when a classifier reads only the
+    last step, the parallel LMU needs no FFT); equal to the last row of :func:`memory_fft` and of
+    :func:`memory_recurrent`.  Cost :math:`T\cdot N\cdot d_m\cdot\text{order}` MACs.
+
+    Inputs: ``u_seq`` ``[T, N, memory_d]``; ``H`` ``[>= T, order]`` (:func:`impulse_response`).
+    Output: ``[N, memory_d, order]`` (``u_seq``'s dtype).
+
+    Example::
+
+        Ad, Bd = lmu_matrices(8, 20.0)
+        u = torch.randn(30, 4, 1, dtype=torch.float64)
+        torch.allclose(memory_last(u, impulse_response(Ad, Bd, 30)), memory_recurrent(u, Ad, Bd)[-1])  # True
+    """
+    T = u_seq.shape[0]
+    if H.shape[0] < T:
+        raise ValueError(f"memory_last: impulse response has {H.shape[0]} steps, the input {T}")
+    return torch.einsum("snd,sk->ndk", u_seq, H[:T].flip(0).to(u_seq.dtype))

@@ -107,12 +107,15 @@ class LegendreMemory(nn.Module):
 
     * ``'step'``: ``u`` ``[N, memory_d]``, ``m`` ``[N, memory_d*order]`` (default 0) -> ``[N, memory_d*order]``;
     * ``'recurrent'``: ``u`` ``[T, N, memory_d]``, ``m`` the state before the first step -> ``[T, N, memory_d*order]``;
-    * ``'fft'``: the same from zero state, as the FFT convolution with the impulse response.
+    * ``'fft'``: the same from zero state, as the FFT convolution with the impulse response;
+    * ``'last'``: only the final state ``[N, memory_d*order]`` from zero state, as one matrix product
+      with the impulse response (:func:`neuroq.functional.lmu.memory_last`).
 
     Example::
 
         mem = LegendreMemory(order=256, theta=784.0)
         m_seq = mem(torch.randn(784, 32, 1), mode="fft")     # [784, 32, 256]
+        m_end = mem(torch.randn(784, 32, 1), mode="last")    # [32, 256]
     """
 
     def __init__(self, order: int, theta: float, memory_d: int = 1, discretizer: str = "zoh"):
@@ -146,18 +149,24 @@ class LegendreMemory(nn.Module):
             self._h_key = key
         return self._h
 
-    def forward(self, u: torch.Tensor, m: Optional[torch.Tensor] = None, mode: str = "step") -> torch.Tensor:
-        mode = check_choice("mode", mode, ("step", "recurrent", "fft"))
+    def forward(self, u: torch.Tensor, m: Optional[torch.Tensor] = None, mode: str = "step",
+                source: Optional[tuple] = None) -> torch.Tensor:
+        mode = check_choice("mode", mode, ("step", "recurrent", "fft", "last"))
+        if source is not None:
+            if mode != "fft" or m is not None:
+                raise ValueError("LegendreMemory: source= is only used with mode='fft' from zero state")
+            return self._fft_from_source(u, *source)
         need = 2 if mode == "step" else 3
         if u.dim() != need or u.shape[-1] != self.memory_d:
             layout = "[N, memory_d]" if mode == "step" else "[T, N, memory_d]"
             raise ValueError(f"LegendreMemory(mode={mode!r}) expects u of shape {layout} with memory_d="
                              f"{self.memory_d}, got {tuple(u.shape)}")
-        if mode == "fft":
+        if mode in ("fft", "last"):
             if m is not None:
-                raise ValueError("LegendreMemory(mode='fft') starts from zero state; pass m=None or use 'recurrent'")
+                raise ValueError(f"LegendreMemory(mode={mode!r}) starts from zero state; pass m=None or use "
+                                 "'recurrent'")
             H = self.impulse_response(u.shape[0]).to(u.device)
-            return FL.memory_fft(u, H).flatten(-2)
+            return (FL.memory_fft(u, H) if mode == "fft" else FL.memory_last(u, H)).flatten(-2)
         A, B = self.matrices(u.dtype, u.device)
         n = u.shape[-2]
         m3 = (torch.zeros(n, self.memory_d, self.order, dtype=u.dtype, device=u.device) if m is None
@@ -165,6 +174,25 @@ class LegendreMemory(nn.Module):
         if mode == "step":
             return FL.memory_step(u, m3, A, B).flatten(-2)
         return FL.memory_recurrent(u, A, B, m3).flatten(-2)
+
+    def _fft_from_source(self, u: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                         bias: Optional[torch.Tensor]) -> torch.Tensor:
+        r"""The FFT form for :math:`u_t = W x_t + b` given by its source: by linearity
+        :math:`m = (H \ast x)\,W^\top + b\,\textstyle\sum_{s\le t} H_s`, so when ``x`` needs no
+        gradient (data) the backward pass is a contraction with the saved :math:`H \ast x`, without
+        the FFT of the gradient (about a third of a psMNIST training step on CPU).  ``u`` (equal to
+        :math:`W x + b`) is only checked for its shape; it is what the energy meter reads."""
+        T, N = x.shape[0], x.shape[1]
+        if u.dim() != 3 or u.shape[:2] != (T, N) or u.shape[-1] != self.memory_d or weight.shape != (
+                self.memory_d, x.shape[-1]):
+            raise ValueError(f"LegendreMemory(source=...): u {tuple(u.shape)}, x {tuple(x.shape)} and weight "
+                             f"{tuple(weight.shape)} do not fit u = x W^T + b with memory_d={self.memory_d}")
+        H = self.impulse_response(T).to(x.device)
+        hx = FL.memory_fft(x, H)                                          # [T, N, F, order]
+        m = torch.einsum("tnfk,df->tndk", hx, weight.to(hx.dtype))
+        if bias is not None:
+            m = m + bias.to(hx.dtype)[:, None] * H[:T].to(hx.dtype).cumsum(0)[:, None, None, :]
+        return m.flatten(-2)
 
     def extra_repr(self):
         return f"order={self.order}, theta={self.theta}, memory_d={self.memory_d}, discretizer={self.discretizer!r}"
@@ -475,6 +503,13 @@ class LMU(nn.Module):
     once; the hidden cell then runs over the sequence in one call when feed-forward (a
     ``SpikingActivation`` in it uses its closed form over T), or step by step when recurrent.
 
+    **Last-step form.**  With ``return_sequences=False`` in the FFT form, a feed-forward hidden
+    cell without state (no spiking activation inside) and no ``m_activation``, only
+    :math:`h_{T-1} = \mathrm{hidden\_cell}([m_{T-1}; x_{T-1}])` is needed, so the memory is
+    computed only at the last step, :math:`m_{T-1} = \sum_s H_{T-1-s} u_s` (one matrix product,
+    ``LegendreMemory(mode='last')``), and the hidden cell runs once (Chilkuri & Eliasmith 2021).
+    The output equals the full forms' last step (:attr:`last_step_ok` says whether it applies).
+
     Inputs: ``[T, N, input_size]`` (or ``[N, T, input_size]`` with ``batch_first``).
     Outputs: ``[T, N, hidden_size]`` (``[N, T, hidden_size]``), or ``[N, hidden_size]`` with
     ``return_sequences=False``.
@@ -518,10 +553,32 @@ class LMU(nn.Module):
             return "fft" if self.parallel_ok else "recurrent"
         return self.mode
 
+    @property
+    def last_step_ok(self) -> bool:
+        """Whether :meth:`forward` uses the last-step form (class docstring): FFT form,
+        ``return_sequences=False``, a stateless feed-forward hidden cell and no ``m_activation``."""
+        c = self.cell
+        return (not self.return_sequences and self.resolved_mode() == "fft" and not c.hidden_is_recurrent
+                and c.m_activation is None
+                and not any(isinstance(m, _sj.MemoryModule) for m in c.hidden_cell.modules()))
+
+    def _last_step(self, x_seq: torch.Tensor) -> torch.Tensor:
+        c = self.cell
+        u = c._run(c.u_activation, c.encode(x_seq), "m")
+        m = c.memory(u, mode="last")
+        h = c.hidden_step(c.hidden_input(m, x_seq[-1], "s"), None)
+        c.m, c.h = m, h
+        return h
+
     def _parallel(self, x_seq: torch.Tensor) -> torch.Tensor:
         c = self.cell
         u = c._run(c.u_activation, c.encode(x_seq), "m")
-        m = c.memory(u, mode="fft")
+        if (c.u_activation is None and c.input_encoder is not None and not x_seq.requires_grad
+                and c.input_size <= c.memory_d):
+            # u = W_x x + b from data: the memory from its source (no FFT in the backward pass)
+            m = c.memory(u, mode="fft", source=(x_seq, c.input_encoder.weight, c.u_bias))
+        else:
+            m = c.memory(u, mode="fft")
         h = c.hidden_seq(c.hidden_input(m, x_seq, "m"))
         c.m, c.h = m[-1], h[-1]
         return h
@@ -535,6 +592,8 @@ class LMU(nn.Module):
                              f"{tuple(x.shape)}")
         x_seq = x.transpose(0, 1) if self.batch_first else x
         _reset_states(self)
+        if self.last_step_ok:
+            return self._last_step(x_seq)
         if self.resolved_mode() == "fft":
             h = self._parallel(x_seq)
         else:

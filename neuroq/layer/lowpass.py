@@ -124,6 +124,39 @@ class Lowpass(_sj.MemoryModule):
         self.y = y
         return torch.stack(out)
 
+    def final(self, x_seq: torch.Tensor) -> torch.Tensor:
+        r"""Only the last step of the multi-step filter, in closed form (no loop over time):
+
+        .. math::
+            y_{T-1} = a^{T} y_{-1} + (1 - a)\sum_{t=0}^{T-1} a^{T-1-t} x_t
+
+        (:math:`y_{-1}` the stored state, 0 after a reset), equal to ``multi_step_forward(x_seq)[-1]``
+        to float rounding, differentiable in :math:`x` and :math:`\log\tau`; the state is left at
+        :math:`y_{T-1}`.  A classifier that reads a filtered spike train at the end of a sequence
+        needs only this (:class:`neuroq.models.LMUClassifier`).
+
+        Inputs: ``x_seq`` ``[T, N, ...]``.  Outputs: ``[N, ...]``.
+
+        Example::
+
+            lp = Lowpass(tau=20.0, units=212)
+            y_end = lp.final(spikes)              # spikes [784, N, 212] -> [N, 212]
+        """
+        check_step_input(type(self).__name__, x_seq, "m")
+        if self.training and not self.apply_during_training:
+            return x_seq[-1]
+        self._check(x_seq[0])
+        T = x_seq.shape[0]
+        log_a = (-self.dt * torch.exp(-self.log_tau)).to(x_seq.dtype)
+        k = torch.arange(T - 1, -1, -1, dtype=x_seq.dtype, device=x_seq.device).reshape(T, *([1] * (x_seq.dim() - 1)))
+        w = torch.exp(k * log_a)                                  # a^(T-1-t), [T, (broadcast)]
+        a = torch.exp(log_a)
+        y = (1 - a) * (w * x_seq).sum(0)
+        if isinstance(self.y, torch.Tensor):
+            y = y + torch.exp(T * log_a) * self._y0(x_seq[0])
+        self.y = y
+        return y
+
     def extra_repr(self):
         return (f"units={self.units!r}, dt={self.dt}, learn_tau={self.learn_tau}, "
                 f"apply_during_training={self.apply_during_training}, step_mode={self.step_mode}")

@@ -10,6 +10,7 @@ import math
 from typing import Callable, Sequence
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 from .._validate import check_choice, check_int
@@ -50,6 +51,8 @@ class FeedForward(nn.Sequential):
         self.flat = flat
 
     def forward(self, x):
+        if isinstance(x, torch.fx.Proxy):  # symbolic tracing (neuroq.nir.trace): no concrete shape
+            return super().forward(x)
         if not isinstance(x, torch.Tensor) or x.dim() < 3:
             raise ValueError(f"{type(self).__name__} expects multi-step input [T, N, *{list(self.sample_shape)}], got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")

@@ -49,7 +49,7 @@ class LMUClassifier(nn.Module):
         h = self.lmu(x_seq)
         if self.lowpass is not None:
             self.lowpass.reset()
-            h = self.lowpass(h)[-1]
+            h = self.lowpass.final(h)
         elif h.dim() == 3:
             h = h[-1]
         return self.readout(h)

@@ -49,8 +49,10 @@ def lif_vgg_ws(cfg=OTTT_VGG11, in_channels: int = 3, num_classes: int = 10, tau:
 
 
 def lif_vgg_bn(cfg=OTTT_VGG11, in_channels: int = 3, num_classes: int = 10, tau: float = 2.0,
-               surrogate_function=None) -> nn.Sequential:
-    """The same VGG shape with ``Conv -> BatchNorm -> LIF`` (BPTT baseline; not SAF-convertible)."""
+               surrogate_function=None, neuron=None) -> nn.Sequential:
+    """The same VGG shape with ``Conv -> BatchNorm -> LIF`` (BPTT baseline; not SAF-convertible).
+    ``neuron``: a factory of the multi-step neuron (default neuroq's soft-reset LIF with ``tau``), e.g.
+    SpikingJelly's own ``LIFNode`` for a side-by-side benchmark."""
     layers: list = []
     c = in_channels
     for v in cfg:
@@ -58,7 +60,7 @@ def lif_vgg_bn(cfg=OTTT_VGG11, in_channels: int = 3, num_classes: int = 10, tau:
             layers.append(SeqOp(nn.AvgPool2d(2)))
         else:
             layers += [SeqOp(nn.Conv2d(c, int(v), 3, padding=1, bias=False), nn.BatchNorm2d(int(v))),
-                       _soft_lif(tau, surrogate_function)]
+                       neuron() if neuron is not None else _soft_lif(tau, surrogate_function)]
             c = int(v)
     layers += [SeqOp(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)), nn.Linear(c, num_classes)]
     return nn.Sequential(*layers)

@@ -37,6 +37,7 @@ import warnings
 from typing import Optional
 
 import torch
+import torch.fx
 
 from .. import _sj
 from .. import ops
@@ -254,8 +255,9 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
 
     def _kernel(self, x_seq: torch.Tensor, v0: torch.Tensor, store_v_seq: bool, **extra) -> Optional[ops.KernelOut]:
         """Run the fused kernel when the backend and the case allow it, else ``None`` (torch runs)."""
-        if self.backend == "torch" or self.kernel_family is None:
-            return None  # (checked here, outside the compiler-disabled part: no graph break for 'torch')
+        if self.backend == "torch" or self.kernel_family is None or isinstance(x_seq, torch.fx.Proxy):
+            return None  # (checked here, outside the compiler-disabled part: no graph break for 'torch';
+            # symbolic tracing has no device to dispatch on and traces the torch reference)
         return self._launch_kernel(x_seq, v0, store_v_seq, **extra)
 
     @torch.compiler.disable

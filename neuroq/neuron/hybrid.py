@@ -69,7 +69,7 @@ class SpikingActivation(Neuron):
 
     Inputs: ``x`` ``[N, ...]`` (``'s'``) or ``[T, N, ...]`` (``'m'``).
     Outputs: the same shape and dtype, values :math:`n/dt` (use :meth:`counts` for :math:`n`).
-    State: ``v`` ``[N, ...]`` float64 on the input's device.
+    State: ``v`` ``[N, ...]`` float64 on the input's device.  ``state_dict()`` carries ``dt`` (extra state).
 
     Example::
 
@@ -116,6 +116,16 @@ class SpikingActivation(Neuron):
         if not math.isfinite(value):
             raise ValueError(f"dt must be finite, got {value!r}")
         self._dt = value
+
+    # the knob travels with the weights: ``state_dict()`` holds ``dt`` (as the module's extra state), so
+    # a checkpoint taken at any point of a SpikingSchedule reloads with the dt it was trained at
+    def get_extra_state(self) -> dict:
+        return {"dt": self._dt}
+
+    def set_extra_state(self, state) -> None:
+        if not isinstance(state, dict) or "dt" not in state:
+            raise ValueError(f"{type(self).__name__}: extra state must be a dict with 'dt', got {state!r}")
+        self.dt = float(state["dt"])
 
     def counts(self, a: torch.Tensor) -> torch.Tensor:
         """Integer spike counts :math:`n = a\\,dt` of an output ``a`` of this module (float64, rounded)."""

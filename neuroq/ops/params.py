@@ -113,8 +113,8 @@ def surrogate_constants(surrogate_function) -> Optional[tuple]:
     """Kernel arguments (:data:`SURROGATE_FIELDS`) of a surrogate with a device version, or ``None``.
 
     Matched by exact type (a subclass may change the gradient): SpikingJelly's ``Sigmoid``,
-    ``ATan``, ``PiecewiseQuadratic``, ``Rect`` (2.0.0) and neuroq's ``S2NN`` with a string
-    ``per_step``, in spiking mode."""
+    ``ATan``, ``PiecewiseQuadratic``, ``Rect`` (2.0.0), and a surrogate with a ``kernel_constants()``
+    method (neuroq's ``S2NN`` with a string ``per_step``), in spiking mode."""
     from spikingjelly.activation_based import surrogate as sjs
 
     sg = surrogate_function
@@ -132,11 +132,8 @@ def surrogate_constants(surrogate_function) -> Optional[tuple]:
             return None
         kind, a0, a1, a2 = _basic_surrogate(name, float(alpha))
         return (i32(kind), i32(0), i32(0), a0, a1, a2, f32(0.0))
-    from ..surrogate import S2NN
-
-    if type(sg) is S2NN and isinstance(sg.per_step, str) and sg.per_step in ("sigmoid", "atan", "rect"):
-        return s2nn_constants(sg.t_ref, sg.alpha, sg.v_threshold, sg.per_step)
-    return None
+    own = getattr(sg, "kernel_constants", None)  # neuroq's surrogates (S2NN) say their own constants
+    return own() if callable(own) else None
 
 
 def s2nn_constants(t_ref: int, alpha: float, v_threshold: float, per_step: str) -> tuple:

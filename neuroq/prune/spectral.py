@@ -56,7 +56,6 @@ agree as :math:`\lambda\to 0`; only the first gives an unchanged network when ev
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -67,6 +66,7 @@ import torch.nn as nn
 
 from .. import _sj
 from .._validate import check_bool, check_choice, check_int, check_real
+from ..layer.lowpass import Lowpass
 from .surgery import Fold, adapter_for, fold_linear, supported_layers
 
 _F64 = torch.float64
@@ -579,6 +579,19 @@ def _find_readout(model: nn.Module, layer_name: str, m: int, readout):
     return readout, mod
 
 
+def _check_per_unit_filters(model: nn.Module, layer_name: str, m: int) -> None:
+    """Refuse a per-unit :class:`~neuroq.layer.lowpass.Lowpass` outside the layer (e.g. between it and the
+    readout): it filters each unit with its own time constant, so it neither commutes with the fold
+    :math:`W_o\\hat A_J` nor shrinks with the layer.  A Lowpass with one shared time constant is linear
+    and commutes with the fold, so it is allowed."""
+    inside = (lambda n: n == layer_name or n.startswith(layer_name + ".")) if layer_name else (lambda n: True)
+    for n, mod in model.named_modules():
+        if isinstance(mod, Lowpass) and not inside(n) and mod.log_tau.dim() >= 1 and mod.log_tau.shape[-1] == m:
+            raise ValueError(f"module {n!r} is a Lowpass with one time constant per hidden unit ({m}); pruning through "
+                             "a per-unit filter is not supported (it does not commute with the reconstruction). "
+                             "Use a Lowpass with a shared tau (units=None) or read the hidden state directly")
+
+
 def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     if name == "":
         return new
@@ -754,6 +767,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
     n_states = adapter.num_states(mod)
     k_keep = resolve_keep(keep, m)
     ro_name, ro_mod = _find_readout(model, name, m, readout)
+    _check_per_unit_filters(model, name, m)
 
     if stats is None and data is not None:
         stats = _collect(model, data, mod, adapter, forward, max_batches)
@@ -802,7 +816,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
 
     params_before = _count_params(model)
     _sj.reset_net(model)
-    pruned = model if inplace else copy.deepcopy(model)
+    pruned = model if inplace else _sj.clone_net(model)
     p_mod = pruned.get_submodule(name) if name else pruned
     new_layer = adapter.shrink(p_mod, folds)
     if ro_name is not None:

@@ -25,7 +25,8 @@ How a layer type exposes its hidden states and weights is described by a :class:
     register_layer(MyLayer, MyLayerAdapter())
 
 Built in: ``torch.nn.RNN`` (tanh or ReLU, any ``num_layers``, ``batch_first`` either way, not
-bidirectional) and :class:`neuroq.layer.recurrent.SpikingRNN`.
+bidirectional), :class:`neuroq.layer.recurrent.SpikingRNN` and the Legendre Memory Unit's hidden
+state (:class:`neuroq.layer.lmu.LMU` and :class:`~neuroq.layer.lmu.LMUCell`, :class:`LMUAdapter`).
 """
 from __future__ import annotations
 
@@ -36,7 +37,10 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
+from .. import _sj
+from ..layer.lmu import LMU, LMUCell, LMUHiddenCell
 from ..layer.recurrent import SpikingRNN
+from ..neuron.hybrid import SpikingActivation
 
 #: ``sink(k, h)`` receives the hidden states ``h`` (shape ``[..., m_k]``) of stacked state ``k``
 Sink = Callable[[int, torch.Tensor], None]
@@ -300,5 +304,114 @@ class SpikingRNNAdapter(LayerAdapter):
         return new
 
 
+# ---- neuroq LMU (hidden state h) ----------------------------------------------------------------------
+class LMUAdapter(LayerAdapter):
+    r"""The hidden state :math:`h_t` of a Legendre Memory Unit (:class:`neuroq.layer.lmu.LMUCell`, and
+    :class:`~neuroq.layer.lmu.LMU` through its ``cell``) with the default hidden cell
+    :class:`~neuroq.layer.lmu.LMUHiddenCell`:
+
+    .. math::
+        u_t = W_x x_t + W_h h_{t-1} + W_m m_{t-1} + b,\quad m_t = \bar A m_{t-1} + \bar B u_t,\quad
+        h_t = f(W [m_t; x_t] + U h_{t-1} + c)
+
+    (:math:`W_h` only with ``hidden_to_memory``, :math:`U` only with ``hidden_recurrent``).  The units
+    are those of :math:`h`; the memory :math:`m` is not pruned.  What *produces* unit :math:`j` is row
+    :math:`j` of :math:`W`, :math:`c` and :math:`U`; what *reads* :math:`h` is :math:`U`, the encoder
+    :math:`W_h` and the readout.  Pruning with fold :math:`(J, \hat A_J)`:
+
+    .. math::
+        W^\sharp = W_{J,:},\quad c^\sharp = c_J,\quad U^\sharp = U_{J,:}\hat A_J,\quad
+        W_h^\sharp = W_h \hat A_J,\quad W_o^\sharp = W_o \hat A_J .
+
+    The downstream weights of the output loss (``z='both'``) are :math:`U` and :math:`W_h` stacked
+    (``'recurrent'``; an empty ``[0, m]`` matrix for a feed-forward hidden cell without
+    ``hidden_to_memory``) and the readout.  The hidden states are collected at the output of the
+    cell's activation, so every step is seen in all forms (FFT or recurrent, ``return_sequences``
+    either way).  Exact when :math:`h = \hat A_J h_J` (e.g. keep all units, or removed units that
+    duplicate kept ones), as for :class:`RNNAdapter`.  A hybrid-spiking hidden activation
+    (:class:`neuroq.neuron.SpikingActivation`) keeps its per-unit initial state for the kept units when
+    it is a tensor; with ``initial_state='random'`` the smaller layer draws other phases, so its counts
+    are not bit-identical even when the fold is exact (``'zeros'`` is exact).  Custom hidden cells need
+    their own adapter (:func:`register_layer`).
+    """
+
+    @staticmethod
+    def _cell(layer) -> LMUCell:
+        return layer.cell if isinstance(layer, LMU) else layer
+
+    def check(self, layer):
+        cell = self._cell(layer)
+        if not isinstance(cell.hidden_cell, LMUHiddenCell):
+            raise TypeError(f"pruning an LMU needs the default hidden cell (neuroq.layer.lmu.LMUHiddenCell); got "
+                            f"{type(cell.hidden_cell).__name__}: register an adapter for it with "
+                            "neuroq.prune.register_layer")
+        if not isinstance(cell.hidden_cell.activation, nn.Module):
+            raise TypeError("pruning an LMU needs the hidden activation to be an nn.Module (its output is hooked to "
+                            f"collect the hidden states); got {cell.hidden_cell.activation!r}")
+
+    def state_size(self, layer):
+        return self._cell(layer).hidden_size
+
+    def attach(self, layer, sink):
+        act = self._cell(layer).hidden_cell.activation
+        return [act.register_forward_hook(lambda mod, args, out: sink(0, out))]
+
+    def recurrent_weights(self, layer, k):
+        cell = self._cell(layer)
+        ws = [w for w in (cell.hidden_cell.recurrent_kernel, cell.hidden_encoder) if w is not None]
+        if not ws:
+            ref = cell.hidden_cell.kernel.weight
+            return torch.zeros(0, cell.hidden_size, dtype=ref.dtype, device=ref.device)
+        return torch.cat([w.weight for w in ws], 0)
+
+    def incoming_weights(self, layer, k):
+        hc = self._cell(layer).hidden_cell
+        ws = [hc.kernel.weight] + ([hc.recurrent_kernel.weight] if hc.recurrent_kernel is not None else [])
+        return torch.cat(ws, 1)
+
+    def shrink(self, layer, folds):
+        (f,) = folds
+        new = copy.deepcopy(layer)
+        cell = self._cell(new)
+        hc = cell.hidden_cell
+        idx = f.index.to(hc.kernel.weight.device)
+        k = len(f.kept)
+        old_k = hc.kernel
+        kern = nn.Linear(old_k.in_features, k, bias=old_k.bias is not None, device=old_k.weight.device,
+                         dtype=old_k.weight.dtype)
+        with torch.no_grad():
+            kern.weight.copy_(old_k.weight[idx])
+            if old_k.bias is not None:
+                kern.bias.copy_(old_k.bias[idx])
+        hc.kernel = kern
+        if hc.recurrent_kernel is not None:
+            old_u = hc.recurrent_kernel
+            rec = nn.Linear(k, k, bias=False, device=old_u.weight.device, dtype=old_u.weight.dtype)
+            with torch.no_grad():
+                rec.weight.copy_(fold_columns(old_u.weight[idx], f.A))
+            hc.recurrent_kernel = rec
+        if cell.hidden_encoder is not None:
+            old_h = cell.hidden_encoder
+            enc = nn.Linear(k, old_h.out_features, bias=old_h.bias is not None, device=old_h.weight.device,
+                            dtype=old_h.weight.dtype)
+            with torch.no_grad():
+                enc.weight.copy_(fold_columns(old_h.weight, f.A))
+                if old_h.bias is not None:
+                    enc.bias.copy_(old_h.bias)
+            cell.hidden_encoder = enc
+        act = hc.activation
+        if isinstance(act, SpikingActivation) and act.initial_v is not None and act.initial_v.dim() >= 1 \
+                and act.initial_v.shape[-1] == f.A.shape[0]:
+            act.initial_v = act.initial_v[..., idx.to(act.initial_v.device)].clone()
+        hc.hidden_size = cell.hidden_size = k
+        for mod in new.modules():
+            if isinstance(mod, _sj.MemoryModule):
+                mod.reset()
+        new.train(layer.training)
+        return new
+
+
 register_layer(nn.RNN, RNNAdapter())
 register_layer(SpikingRNN, SpikingRNNAdapter())
+register_layer(LMUCell, LMUAdapter())
+register_layer(LMU, LMUAdapter())

@@ -38,17 +38,38 @@ def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
                              f"{name}={v!r}; use another --out or the same options")
 
 
-def load_run(path, device: str = "cpu", data_dir=None):
-    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint; the model is
-    in eval mode on ``device``."""
-    from ..data import load_dataset
+def load_run(path, device: str = "cpu", data_dir=None, data=None):
+    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint (its file or
+    the run folder); the model is in eval mode on ``device``.
 
+    The data is rebuilt from the stored ``--dataset`` spec (``data_dir`` overrides the stored folder)
+    unless ``data`` (a :class:`neuroq.data.TaskData`) is given. A run trained on data given in Python
+    (:func:`neuroq.data.from_datasets`) cannot be rebuilt from its spec: that is an error asking for
+    ``data``, never a silent evaluation on other data."""
+    from ..data import TaskData, load_dataset
+
+    path = checkpoint_path(path)
     ck = read_run(path)
     cls = method_class(ck["method"])
     method = cls(from_dict(cls.Config, ck["method_config"]))
     train = from_dict(TrainConfig, ck["train"])
-    data = load_dataset(train.dataset, data_dir if data_dir is not None else train.data_dir,
-                        download=train.download, limit_test=train.limit_test)
+    stored = ck.get("data") or {}
+    if data is None:
+        data = load_dataset(train.dataset, data_dir if data_dir is not None else train.data_dir,
+                            download=train.download, limit_test=train.limit_test)
+        how = f"rebuilt from its dataset spec {train.dataset!r}"
+    elif not isinstance(data, TaskData):
+        raise TypeError(f"data must be a neuroq.data.TaskData, got {type(data).__name__}")
+    else:
+        how = "given as data"
+    got = dict(name=data.name, in_shape=list(data.in_shape), num_classes=data.num_classes)
+    for key in ("name", "in_shape", "num_classes") if "name" in stored else ():
+        if key == "name" and how.startswith("given"):
+            continue  # the caller vouches for its own data under any name
+        if stored.get(key) != got[key]:
+            raise CheckpointError(
+                f"{str(path)!r} was trained on data {stored.get('name')!r} ({key}={stored.get(key)!r}) but the data "
+                f"{how} has {key}={got[key]!r}; pass the training data: load_run(path, data=...)")
     model = method.build_model(data)
     try:
         model.load_state_dict(ck["model"])

@@ -156,6 +156,7 @@ def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: in
     summary = _aggregate(names, results, train, options, meter, seeds)
     atomic_write_json(out / "compare.json", summary)
     draw_frontier(summary, out / "frontier.png")
+    draw_curves(summary, out / "curves.png")
     return summary
 
 
@@ -256,9 +257,21 @@ def draw_frontier(summary: dict, path) -> None:
     rows = [dict(label=f"{m} (T={r['T']})", energy_pj=r["energy_pj"], accuracy=r["accuracy"],
                  accuracy_std=r["accuracy_std"], energy_std=r["energy_std"]) for m, r in summary["methods"].items()]
     n = len(summary["methods"][next(iter(summary["methods"]))]["seeds"])
-    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference "
-                                         f"({n} seed{'s' if n > 1 else ''} each, mean ± std)")
+    spread = f"{n} seeds each, mean ± std" if n > 1 else "1 seed each"
+    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference ({spread})")
     ax.set_ylabel("test accuracy")
+    viz.save(ax, path, formats=("png", "pdf"))
+
+
+def draw_curves(summary: dict, path) -> None:
+    """``curves.png`` (and ``.pdf``) of a ``compare.json``: test accuracy per epoch of every method,
+    the mean over seeds with a ±1 std band."""
+    from .. import viz
+
+    runs = {f"{m} (T={r['T']})": [run["history"] for run in r["runs"]] for m, r in summary["methods"].items()}
+    n = len(summary["methods"][next(iter(summary["methods"]))]["seeds"])
+    spread = f"{n} seeds each, mean ± std" if n > 1 else "1 seed each"
+    ax = viz.learning_curves(runs, "test_acc", title=f"{summary['dataset']}: test accuracy per epoch ({spread})")
     viz.save(ax, path, formats=("png", "pdf"))
 
 

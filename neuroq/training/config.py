@@ -81,10 +81,18 @@ PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
 ENCODINGS = ("direct", "rate")
 
 
-def _dataset_names():
-    from ..data import dataset_names
+def _check_dataset(spec):
+    from ..data import check_dataset
 
-    return dataset_names()
+    return check_dataset(spec)
+
+
+def _parse_dataset(s: str) -> str:
+    """argparse type of ``--dataset``: a registered name, ``NAME?key=value&...`` or ``package.module:factory``."""
+    try:
+        return _check_dataset(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid choice: {e}")
 
 
 @dataclass
@@ -97,9 +105,17 @@ class TrainConfig:
     learning rate over the epochs (one step per epoch), ``'cosine-step'`` over all minibatches.
     """
 
-    dataset: str = option("digits", "dataset (digits: offline, from scikit-learn)", choices=_dataset_names)
-    data_dir: Optional[str] = option(None, "folder with the dataset's files (IDX files for mnist/fashion-mnist)")
-    download: bool = option(True, "never download missing data (torchvision); fail if --data-dir lacks the files")
+    dataset: str = option("digits", "dataset: digits (offline, from scikit-learn), mnist, fashion-mnist, cifar10, "
+                          "nmnist (event frames), fsdd (audio), smnist, psmnist, smnist-rows, or any registered "
+                          "name; NAME?key=value&... sets the dataset's options (quote it: 'nmnist?T=10'); "
+                          "package.module:factory[?key=value...] calls your factory, which returns a TaskData or "
+                          "(train, test) torch Datasets (docs/data.md)", parse=_parse_dataset, metavar="SPEC")
+    data_dir: Optional[str] = option(None, "folder (or archive) with the dataset's files: IDX files for "
+                                     "mnist/fashion-mnist, cifar-10-batches-py's parent for cifar10, tonic's NMNIST "
+                                     "folder or the N-MNIST small-subset folder/.tar.gz for nmnist, the FSDD "
+                                     "recordings folder/.tar.gz for fsdd")
+    download: bool = option(True, "never download missing data (torchvision, tonic); fail if --data-dir lacks the "
+                            "files")
     limit_train: Optional[int] = option(None, "use only the first N training samples", parse=positive_int("--limit-train"))
     limit_test: Optional[int] = option(None, "use only the first N test samples", parse=positive_int("--limit-test"))
     encoding: str = option("direct", "input encoding: direct (the analog input at every step) or rate "
@@ -131,13 +147,14 @@ class TrainConfig:
                         choices=("csv", "tensorboard"))
     log_samples: int = option(256, "samples metered for the per-epoch energy and firing rates of --log",
                               parse=positive_int("--log-samples"))
-    num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory", parse=int)
+    num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory (cifar10, "
+                              "nmnist, your own; batches are pinned for a CUDA device)", parse=int)
 
     #: fields that may differ when a run is resumed (they do not change what is computed)
     RESUMABLE = ("data_dir", "download", "device", "epochs", "log", "log_samples", "num_workers")
 
     def __post_init__(self):
-        check_choice("dataset", self.dataset, _dataset_names())
+        _check_dataset(self.dataset)
         check_choice("encoding", self.encoding, ENCODINGS)
         check_int("epochs", self.epochs, ge=1)
         check_int("batch_size", self.batch_size, ge=1)

@@ -281,7 +281,8 @@ class Trainer:
         order = self.begin_epoch(epoch)
         bar = tqdm(total=num_batches(len(order), self.per_rank_bs), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not (self.is_main and self.progress), leave=False, dynamic_ncols=True)
-        for xb, yb in batches(self.train_set, order, self.per_rank_bs, self.cfg.num_workers):
+        for xb, yb in batches(self.train_set, order, self.per_rank_bs, self.cfg.num_workers,
+                              pin_memory=self.device.startswith("cuda")):
             self.train_batch(xb, yb)
             st = self._epoch_stats
             bar.update(1)
@@ -334,7 +335,7 @@ class Trainer:
         """Accuracy on ``dataset`` (default: the test split)."""
         return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.cfg.encoding,
                         self.device, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1),
-                        kind=self.data.kind)
+                        kind=self.data.kind, num_workers=self.cfg.num_workers)
 
     def metrics(self, param_digests=None) -> dict:
         """The run's record: the final test accuracy and, with a validation split, the best epoch chosen on
@@ -408,12 +409,14 @@ def fit(method: Method, data, cfg: TrainConfig, **kw) -> tuple[torch.nn.Module, 
 
 @torch.no_grad()
 def evaluate(method: Method, model: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
-             batch_size: int = 512, generator: Optional[torch.Generator] = None, kind: str = "image") -> float:
-    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset`` (samples of ``kind``)."""
+             batch_size: int = 512, generator: Optional[torch.Generator] = None, kind: str = "image",
+             num_workers: int = 0) -> float:
+    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset`` (samples of ``kind``; a dataset
+    that is not in memory is read with ``num_workers`` DataLoader workers)."""
     model.eval()
     correct = 0
     ctx = Context(encoding=encoding, generator=generator, kind=kind)
-    for xb, yb in batches(dataset, torch.arange(len(dataset)), batch_size):
+    for xb, yb in batches(dataset, torch.arange(len(dataset)), batch_size, num_workers):
         xb, yb = xb.to(device), yb.to(device)
         correct += int((method.predict(model, xb, ctx).argmax(1) == yb).sum())
     _sj.reset_net(model)

@@ -9,6 +9,7 @@ PNG and, for papers and slides, vector PDF/SVG:
 * :func:`feature_maps` — spike maps of a convolutional layer's channels
 * :func:`energy_bars` — per-layer SOP/MAC energy of an :class:`neuroq.energy.EnergyMeter` report
 * :func:`accuracy_energy` — accuracy vs energy of several runs with their Pareto front
+* :func:`learning_curves` — a metric per epoch of several runs, mean ± std over seeds
 * :func:`animate_raster` — GIF of the raster filling in step by step
 * :func:`layer_labels` — readable layer names (``LIF 1 (conv 32×4×4)``) from a model
 """
@@ -20,6 +21,7 @@ from .feature_maps import feature_maps  # noqa: F401
 from .energy_plots import (accuracy_energy, distinct_labels, energy_bars, energy_unit,  # noqa: F401
                            load_run_summary, pareto_front)
 from .animate import animate_raster  # noqa: F401
+from .curves import learning_curves  # noqa: F401
 from .labels import layer_labels  # noqa: F401
 from .save import save  # noqa: F401
 from .style import PALETTE, color, style  # noqa: F401

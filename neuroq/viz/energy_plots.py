@@ -375,7 +375,9 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
     ax.scatter([], [], c=GREY, s=40, edgecolors="k", linewidths=0.5, label="dominated run")
     if logx:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        # label 1-2-5 over wide ranges, every integer multiple when the runs span about a decade or less
+        narrow = np.log10(e.max() / e.min()) < 1.2
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=tuple(range(1, 10)) if narrow else (1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.margins(x=0.15, y=0.15)
     ax.xaxis.set_major_formatter(_unit_formatter(factor))

@@ -310,3 +310,115 @@ def test_lowpass_tau_gradient_and_options():
     with pytest.raises(ValueError, match="tau"):
         Lowpass(tau=0.0)
 
+
+
+# ---- the last-step form (phase B) ---------------------------------------------------------------------
+@pytest.mark.parametrize("cfg", [dict(), dict(input_to_hidden=True, kernel_init="ones"),
+                                 dict(memory_d=3, use_bias=True)], ids=["default", "x_to_hidden", "d3_bias"])
+def test_last_step_form_equals_explicit_loop_and_its_gradients(cfg):
+    cfg = dict(cfg)
+    d = cfg.pop("memory_d", 1)
+    lmu = LMU(4, 9, d, order=7, theta=20.0, return_sequences=False, **cfg).double()
+    assert lmu.last_step_ok
+    x = torch.randn(33, 5, 4, dtype=torch.float64, requires_grad=True)
+    ref = _numpy_lmu(lmu.cell, x.detach().numpy())[-1]
+    h = lmu(x)
+    np.testing.assert_allclose(h.detach().numpy(), ref, rtol=0, atol=1e-10)
+    grads = []
+    for mode in ("fft", "recurrent"):           # the last-step form (fft + return_sequences=False) vs the loop
+        lmu.mode = mode
+        lmu.zero_grad()
+        x.grad = None
+        (lmu(x) ** 2).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in lmu.parameters()])
+    for g1, g2 in zip(*grads):
+        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+    m_end = lmu.cell.memory(torch.randn(33, 5, d, dtype=torch.float64), mode="last")
+    assert m_end.shape == (5, d * 7)
+
+
+def test_last_step_memory_equals_scipy_dlsim():
+    A, B = FL.lmu_matrices(6, 15.0)
+    u = np.random.default_rng(3).standard_normal(50)
+    _, y, xs = ss.dlsim((A.numpy(), B.numpy(), np.eye(6), np.zeros((6, 1)), 1.0), u)
+    m = FL.memory_last(torch.from_numpy(u).reshape(50, 1, 1), FL.impulse_response(A, B, 50))
+    # dlsim's state x[t] is before input u[t]; m_{T-1} = A x[T-1] + B u[T-1]
+    np.testing.assert_allclose(m[0, 0].numpy(), A.numpy() @ xs[-1] + B.numpy()[:, 0] * u[-1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="impulse response"):
+        FL.memory_last(torch.zeros(5, 1, 1), FL.impulse_response(A, B, 4))
+
+
+def test_last_step_form_is_used_only_when_it_applies():
+    base = dict(order=5, theta=10.0, return_sequences=False)
+    assert LMU(1, 4, **base).last_step_ok
+    assert not LMU(1, 4, order=5, theta=10.0).last_step_ok                         # return_sequences
+    assert not LMU(1, 4, hidden_recurrent=True, **base).last_step_ok              # recurrent hidden cell
+    assert not LMU(1, 4, hidden_to_memory=True, **base).last_step_ok              # recurrent memory
+    assert not LMU(1, 4, mode="recurrent", **base).last_step_ok
+    assert not LMU(1, 4, hidden_activation=SpikingActivation(torch.tanh), **base).last_step_ok   # stateful
+    assert not LMU(1, 4, m_activation=nn.Identity(), **base).last_step_ok
+    lmu = LMU(1, 4, u_activation=nn.ReLU(), **base)
+    assert lmu.last_step_ok
+    x = torch.randn(20, 3, 1)
+    h = lmu(x)
+    lmu.mode = "recurrent"
+    assert torch.allclose(h, lmu(x), atol=1e-5)
+    assert lmu.cell.m.shape == (3, 5) and lmu.cell.h.shape == (3, 4)
+
+
+def test_lowpass_final_equals_the_loop_value_and_gradient():
+    lp = Lowpass(tau=4.0, units=3, dt=0.5, step_mode="m").double()
+    with torch.no_grad():
+        lp.log_tau.copy_(torch.tensor([0.1, 4.0, 40.0], dtype=torch.float64).log())
+    x = torch.randn(70, 2, 3, dtype=torch.float64, requires_grad=True)
+    y_last, grads = [], []
+    for f in (lambda z: lp(z)[-1], lp.final):
+        lp.reset()
+        lp.zero_grad()
+        x.grad = None
+        y = f(x)
+        (y * torch.arange(1.0, 4.0, dtype=torch.float64)).sum().backward()
+        y_last.append(y.detach())
+        grads.append((x.grad.clone(), lp.log_tau.grad.clone()))
+    for k in range(3):   # independent reference: scipy's lfilter of the same recursion
+        a = float(np.exp(-0.5 / float(lp.tau[k].detach())))
+        ref = ss.lfilter([1 - a], [1, -a], x[:, :, k].detach().numpy(), axis=0)[-1]
+        np.testing.assert_allclose(y_last[1][:, k].numpy(), ref, rtol=0, atol=1e-12)
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-12)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-10)
+    # a stored state decays by a^T and the state is left at the last value: two chunks = one sequence
+    xd = x.detach()
+    lp.reset()
+    lp.final(xd[:30])
+    cont = lp.final(xd[30:])
+    assert torch.equal(lp.y, cont)
+    lp.reset()
+    assert torch.allclose(cont, lp(xd)[-1], atol=1e-12)
+
+
+@pytest.mark.parametrize("inp,d,bias", [(1, 1, False), (1, 2, True), (2, 3, True)])
+def test_memory_from_its_linear_source_equals_loop_and_gradients(inp, d, bias):
+    """Data x (no gradient): the FFT form computes m = (H * x) W^T + b sum H, whose backward needs no FFT."""
+    torch.manual_seed(2)
+    lmu = LMU(inp, 5, d, order=6, theta=15.0, use_bias=bias, input_to_hidden=True).double()
+    with torch.no_grad():
+        if bias:
+            lmu.cell.u_bias.normal_()
+    x = torch.randn(40, 3, inp, dtype=torch.float64)
+    calls = []
+    orig = lmu.cell.memory._fft_from_source
+    lmu.cell.memory._fft_from_source = lambda *a: calls.append(1) or orig(*a)
+    ref = _numpy_lmu(lmu.cell, x.numpy())
+    grads = []
+    for mode in ("fft", "recurrent"):
+        lmu.mode = mode
+        lmu.zero_grad()
+        h = lmu(x)
+        np.testing.assert_allclose(h.detach().numpy(), ref, rtol=0, atol=1e-10)
+        (h ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in lmu.parameters()])
+    assert calls == [1]                                   # the fft form took the source path
+    for g1, g2 in zip(*grads):
+        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="source"):
+        lmu.cell.memory(torch.zeros(40, 3, d), mode="recurrent", source=(x, lmu.cell.input_encoder.weight, None))

@@ -6,8 +6,16 @@
 * the folded reconstruction equals the ridge least-squares solution computed independently
   (numpy lstsq on the augmented system) on the states the layer produces;
 * the input (and output) loss never increases as units are added along the selection path;
-* parameter counts of the pruned module.
+* parameter counts of the pruned module;
+* the LMU's hidden state (neuroq.layer.lmu) prunes the same way: keep = all is the identity and units
+  that copy kept units are removed without change (feed-forward and recurrent hidden cells, the
+  hidden-to-memory encoder, a hybrid-spiking hidden activation); a per-unit Lowpass is refused;
+* the sequence methods ``irnn`` / ``srnn`` train through the library loop (images are read row by
+  row), their gradient clipping
+  equals the closed form g * min(1, c / ||g||), and a pruned network fine-tunes through the same loop.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +23,13 @@ import torch.nn as nn
 from sklearn.datasets import load_digits
 from spikingjelly.activation_based import functional as sjf
 
+from neuroq.data import ArrayDataset, TaskData
+from neuroq.layer.lmu import LMU
 from neuroq.layer.recurrent import SpikingRNN
+from neuroq.models.lmu import LMUClassifier, hybrid_lmu_classifier
+from neuroq.neuron.hybrid import SpikingActivation
+from neuroq.training import TrainConfig, evaluate, fit, get
+from neuroq.training.methods.rnn import clip_gradients_on_step
 from neuroq.models.rnn import IRNNClassifier, SpikingRNNClassifier
 from neuroq.prune import magnitude_prune, random_prune, spectral_prune
 
@@ -279,3 +293,172 @@ def test_parameter_counts_of_the_pruned_module():
     pruned, rep = spectral_prune(bare, _seq(2), keep=k)
     assert isinstance(pruned, nn.RNN) and rep.readout is None
     assert n_params(pruned) == k * I + k * k + 2 * k and pruned(_seq(1)[0])[0].shape[-1] == k
+
+
+# ---- the LMU hidden state ----------------------------------------------------------------------------
+def _lmu(hidden=9, copies=False, activation=None, **kw):
+    """An LMU classifier (float64); with ``copies`` units 6, 7, 8 of h copy units 0, 3, 5 (their rows of the
+    hidden kernel W, its bias and the recurrent kernel U over the whole h are the sources')."""
+    torch.manual_seed(4)
+    lmu = LMU(2, hidden, order=4, theta=8.0, return_sequences=False, hidden_activation=activation, **kw)
+    clf = LMUClassifier(lmu, 4).double()
+    if copies:
+        hc = clf.lmu.cell.hidden_cell
+        with torch.no_grad():
+            for lin in (hc.kernel, hc.recurrent_kernel):
+                if lin is not None:
+                    lin.weight[6:] = lin.weight[[0, 3, 5]]
+                    if lin.bias is not None:
+                        lin.bias[6:] = lin.bias[[0, 3, 5]]
+    return clf
+
+
+def _lmu_states(model, data):
+    """h_t of every step, from a hook on the hidden activation (independent of the adapter)."""
+    hs = []
+    act = model.lmu.cell.hidden_cell.activation
+    hook = act.register_forward_hook(lambda mod, args, out: hs.append(out.detach().reshape(-1, out.shape[-1])))
+    with torch.no_grad():
+        for x in data:
+            sjf.reset_net(model)
+            model(x)
+    hook.remove()
+    return torch.cat(hs).numpy()
+
+
+LMU_CASES = {
+    "fft_feedforward": dict(),
+    "recurrent_cell": dict(hidden_recurrent=True, input_to_hidden=True),
+    "hidden_to_memory": dict(hidden_recurrent=True, hidden_to_memory=True),
+}
+
+
+@pytest.mark.parametrize("case", list(LMU_CASES) + ["hybrid_random"])
+def test_lmu_keep_all_units_gives_identical_outputs(case):
+    if case == "hybrid_random":
+        torch.manual_seed(5)
+        model = hybrid_lmu_classifier(2, 4, hidden_size=9, order=4, theta=8.0, dt=2.0, seed=3).double().eval()
+    else:
+        model = _lmu(**LMU_CASES[case])
+    data = [torch.randn(10, 5, 2, dtype=D) for _ in range(3)]
+    pruned, rep = spectral_prune(model, data, keep=1.0, lam=1e-2)
+    assert rep.layer == "lmu" and rep.readout == "readout" and rep.keep == 9
+    x = torch.randn(10, 6, 2, dtype=D)
+    assert torch.equal(_out(pruned, x), _out(model, x))
+    assert rep.params_after == rep.params_before
+
+
+@pytest.mark.parametrize("case", list(LMU_CASES) + ["hybrid_zeros"])
+def test_lmu_units_that_copy_kept_units_are_pruned_without_change(case):
+    if case == "hybrid_zeros":
+        act = SpikingActivation(nn.Tanh(), dt=3.0, initial_state="zeros", step_mode="m")
+        model = _lmu(copies=True, activation=act, hidden_recurrent=True).eval()
+    else:
+        model = _lmu(copies=True, **LMU_CASES[case])
+    data = [torch.randn(12, 6, 2, dtype=D) for _ in range(4)]
+    H = _lmu_states(model, data)
+    assert np.linalg.matrix_rank(H, tol=1e-9 * np.abs(H).max()) == 6 and (H.std(0) > 1e-3).all()
+    x = torch.randn(12, 7, 2, dtype=D)
+    y = _out(model, x)
+    errs = {}
+    for lam in (1e-2, 1e-12):
+        pruned, rep = spectral_prune(model, data, keep=6, lam=lam)
+        errs[lam] = float((_out(pruned, x) - y).abs().max())
+    assert errs[1e-12] < 1e-6, errs
+    if case != "hybrid_zeros":          # integer spike counts may absorb a small error entirely
+        assert errs[1e-2] > 10 * errs[1e-12]
+    cell = pruned.lmu.cell
+    assert cell.hidden_size == 6 and cell.hidden_cell.kernel.weight.shape[0] == 6
+    assert pruned.readout.in_features == 6 and rep.params_after < rep.params_before
+    if cell.hidden_encoder is not None:
+        assert cell.hidden_encoder.weight.shape == (1, 6)
+    # the pruned hidden state is the original one of the kept units, at every step
+    H_kept = _lmu_states(pruned, data)
+    np.testing.assert_allclose(H_kept, H[:, rep.kept[0]], atol=1e-6, rtol=0)
+
+
+def test_lmu_folded_weights_are_the_ridge_solution_and_a_per_unit_lowpass_is_refused():
+    model = _lmu(hidden_recurrent=True, hidden_to_memory=True)
+    data = [torch.randn(10, 6, 2, dtype=D) for _ in range(4)]
+    pruned, rep = spectral_prune(model, data, keep=5, lam=0.05, exact_kept=False)
+    J = rep.kept[0]
+    A = np_ridge(_lmu_states(model, data), J, rep.lam[0])
+    c0, c1 = model.lmu.cell, pruned.lmu.cell
+    U = c0.hidden_cell.recurrent_kernel.weight.detach().numpy()
+    np.testing.assert_allclose(c1.hidden_cell.recurrent_kernel.weight.detach().numpy(), U[J] @ A, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(c1.hidden_encoder.weight.detach().numpy(),
+                               c0.hidden_encoder.weight.detach().numpy() @ A, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(pruned.readout.weight.detach().numpy(), model.readout.weight.detach().numpy() @ A,
+                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(c1.hidden_cell.kernel.weight.detach().numpy(),
+                                  c0.hidden_cell.kernel.weight.detach().numpy()[J])
+    lp = hybrid_lmu_classifier(2, 4, hidden_size=9, order=4, theta=8.0, readout_tau=3.0, seed=0)
+    with pytest.raises(ValueError, match="Lowpass with one time constant per hidden unit"):
+        spectral_prune(lp, [torch.randn(10, 5, 2)], keep=4)
+
+
+# ---- training through the loop: irnn / srnn, gradient clipping, fine-tuning -----------------------------
+def _digit_rows(n_train, n_test):
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32)          # [n, 8, 8]: 8 steps of 8 pixels
+    y = torch.tensor(d.target)
+    return TaskData("digits-rows", ArrayDataset(x[:n_train], y[:n_train]),
+                    ArrayDataset(x[n_train:n_train + n_test], y[n_train:n_train + n_test]), 10, (8, 8),
+                    kind="sequence")
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])
+def test_gradient_clipping_equals_the_closed_form(max_norm):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = clip_gradients_on_step(torch.optim.SGD(net.parameters(), lr=1.0), max_norm)
+    net(torch.randn(16, 5, dtype=D)).pow(2).sum().backward()
+    g = np.concatenate([p.grad.detach().numpy().ravel() for p in net.parameters()])
+    opt.step()
+    step = np.concatenate([(b - p.detach()).numpy().ravel() for b, p in zip(before, net.parameters())])
+    norm = np.sqrt((g ** 2).sum())
+    np.testing.assert_allclose(step, g * min(1.0, max_norm / norm), rtol=1e-5, atol=1e-12)   # torch adds 1e-6 to the norm
+    assert (max_norm < norm) == (max_norm == 0.05)
+
+
+def test_irnn_and_srnn_methods_train_through_the_loop_and_read_images_by_rows():
+    data = _digit_rows(600, 300)
+    cfg = TrainConfig(dataset="digits", epochs=3, lr=3e-3, batch_size=32, seed=0)
+    m, metrics = fit(get("irnn", hidden=(32,), input_std=0.1), data, cfg, label=None)
+    assert isinstance(m.rnn, nn.RNN) and m.rnn.hidden_size == 32 and m.rnn.nonlinearity == "relu"
+    assert metrics["final_test_acc"] > 0.4 and metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    s, metrics = fit(get("srnn", hidden=(32,), v_threshold=0.5), data, dataclasses.replace(cfg, lr=1e-2), label=None)
+    assert isinstance(s.rnn, SpikingRNN) and s.readout_from == "mean"
+    assert metrics["final_test_acc"] > 0.2                           # 10 classes: chance is 0.1
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    # images are read row by row: the same model input as the row sequences
+    from neuroq.training import Context
+    imgs = data.train.x[:5].unsqueeze(1)                                     # [5, 1, 8, 8]
+    method = get("irnn")
+    assert torch.equal(method.inputs(imgs, Context(kind="image")),
+                       method.inputs(data.train.x[:5], Context(kind="sequence")))
+    frames = TaskData("f", ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)),
+                      ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)), 2, (3, 1, 2, 2),
+                      kind="frames")
+    with pytest.raises(ValueError, match="takes sequence or image data"):
+        fit(method, frames, TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="one hidden size"):
+        get("irnn", hidden=(8, 16))
+    with pytest.raises(ValueError, match="one recurrent layer"):
+        get("srnn", hidden=(8, 8))
+
+
+def test_pruned_network_fine_tunes_through_the_loop():
+    data = _digit_rows(600, 300)
+    method = get("irnn", hidden=(24,), input_std=0.1)
+    cfg = TrainConfig(dataset="digits", epochs=3, lr=3e-3, batch_size=32, seed=1)
+    model, _ = fit(method, data, cfg, label=None)
+    calib = [data.train.x[:200].transpose(0, 1)]
+    pruned, rep = magnitude_prune(model, 8, calib)
+    acc0 = evaluate(method, pruned, data.test, kind="sequence")
+    w0 = pruned.rnn.weight_hh_l0.detach().clone()
+    tuned, metrics = fit(method, data, dataclasses.replace(cfg, epochs=2), model=pruned, label=None)
+    assert tuned is pruned and tuned.rnn.hidden_size == 8 and tuned.readout.in_features == 8
+    assert not torch.equal(tuned.rnn.weight_hh_l0, w0)
+    assert metrics["final_test_acc"] > acc0

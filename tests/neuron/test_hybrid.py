@@ -233,3 +233,18 @@ def test_bits_of_activity_against_python_int_bit_length():
     assert FH.significant_bits(torch.zeros(3)) == 0.0
     with pytest.raises(ValueError, match="sample_dims"):
         FH.bits_of_activity(torch.zeros(3), sample_dims=2)
+
+
+def test_dt_travels_with_the_state_dict():
+    """A checkpoint taken during a SpikingSchedule reloads with the dt it was trained at."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), SpikingActivation(torch.tanh, dt=5.0))
+    SpikingSchedule(100.0, 1.0, epochs=4).apply(net, 2)          # dt = 100 * 0.01 ** 0.5 = 10
+    sd = net.state_dict()
+    assert sd["1._extra_state"] == {"dt": 10.0}
+    other = torch.nn.Sequential(torch.nn.Linear(3, 4), SpikingActivation(torch.tanh, dt=1.0))
+    other.load_state_dict(sd)
+    assert other[1].dt == 10.0
+    with pytest.raises(ValueError, match="dt"):
+        other[1].set_extra_state({"tau": 1.0})
+    with pytest.raises(ValueError, match="dt"):
+        other[1].set_extra_state({"dt": 0.0})

@@ -129,3 +129,22 @@ def test_custom_neuron_gets_modes_reset_and_gradients():
     net = nn.Sequential(nn.Linear(5, 5), n)
     _sj.reset_net(net)
     assert n.v == 0.0
+
+
+def test_clone_net_after_a_training_step_copies_the_state_detached():
+    """copy.deepcopy refuses a net whose neurons hold graph state; clone_net copies it (detached)
+    and leaves the original as it was."""
+    import copy
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), LIFNode(step_mode="s"))
+    net(torch.rand(2, 3) * 3)
+    v = net[1].v
+    assert v.grad_fn is not None
+    with pytest.raises(RuntimeError, match="deepcopy"):
+        copy.deepcopy(net)
+    twin = neuroq.clone_net(net)
+    assert net[1].v is v and v.grad_fn is not None                       # untouched
+    assert twin[1].v.grad_fn is None and torch.equal(twin[1].v, v.detach())
+    x = torch.rand(2, 3)
+    torch.testing.assert_close(twin(x), net(x))                          # the copy continues from the same state
+    assert twin[0].weight is not net[0].weight

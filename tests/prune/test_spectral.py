@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from neuroq.layer.lmu import LMU, LMUCell
 from neuroq.layer.recurrent import SpikingRNN
 from neuroq.prune import (
     HiddenCovariance, LayerAdapter, collect_hidden_covariance, degrees_of_freedom, greedy_select,
@@ -392,3 +393,23 @@ def test_cuda_model_prunes_like_the_cpu_model():
     torch.testing.assert_close(p_gpu(x.cuda()).cpu(), p_cpu.cpu()(x), atol=1e-9, rtol=0)
     _, r_mag = magnitude_prune(net, 5, data)
     assert r_mag.loss_input[0] is not None
+
+
+def test_lmu_cell_alone_streaming_and_unsupported_hidden_cells():
+    from neuroq.prune.surgery import supported_layers
+    assert {"LMU", "LMUCell"} <= set(supported_layers())
+    torch.manual_seed(0)
+    cell = LMUCell(2, 6, order=3, theta=5.0, hidden_recurrent=True, step_mode="m").double()
+    data = [torch.randn(7, 4, 2, dtype=torch.float64) for _ in range(2)]
+    pruned, rep = spectral_prune(cell, data, keep=6)
+    assert rep.layer == "" and rep.readout is None and isinstance(pruned, LMUCell)
+    x = torch.randn(7, 3, 2, dtype=torch.float64)
+    cell.reset(), pruned.reset()
+    assert torch.equal(pruned(x), cell(x))
+    small, rep = spectral_prune(cell, data, keep=3)        # the output itself shrinks to the kept units
+    small.reset()
+    assert small(x).shape == (7, 3, 3) and small.hidden_size == 3
+    # a custom hidden cell needs its own adapter
+    lmu = LMU(2, 4, order=3, theta=5.0, hidden_cell=nn.Sequential(nn.Linear(3, 4), nn.Tanh()))
+    with pytest.raises(TypeError, match="LMUHiddenCell"):
+        spectral_prune(lmu, [torch.randn(5, 2, 2)], keep=2)

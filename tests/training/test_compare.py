@@ -28,6 +28,7 @@ def test_compare_writes_the_table_the_frontier_and_resumes(tmp_path, capsys):
     assert s["methods"]["ann"]["sop_energy_pj"] == 0  # no spikes
     assert set(s["pareto_front"]) <= set(s["methods"]) and s["pareto_front"]
     assert (out / "frontier.png").stat().st_size > 10_000 and (out / "frontier.pdf").exists()
+    assert (out / "curves.png").stat().st_size > 10_000
     assert "| lif |" in capsys.readouterr().out
     # a second call reuses the finished runs (same options): nothing is trained again
     before = (out / "lif" / "seed0" / "checkpoint.pt").stat().st_mtime

@@ -257,3 +257,24 @@ def test_checkpoint_files_and_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_load_run_of_python_data_needs_that_data(tmp_path):
+    """A run on data given in Python stores the default ``--dataset``; rebuilding it from that spec would
+    evaluate the model on other data, so ``load_run`` refuses and takes the data instead."""
+    from neuroq.data import ArrayDataset, from_datasets
+    from neuroq.io import CheckpointError
+    from neuroq.training import TrainConfig, fit, get, load_run
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 12, generator=g), torch.arange(96) % 3
+    data = from_datasets(ArrayDataset(x[:64], y[:64]), ArrayDataset(x[64:], y[64:]), name="blobs")
+    out = tmp_path / "py"
+    fit(get("lif", T=2, hidden=(16,)), data, TrainConfig(epochs=1, val_fraction=0, recalibrate_batches=0), out=out,
+        progress=False)
+    with pytest.raises(CheckpointError, match=r"trained on data 'blobs' \(name='blobs'\).*data=\.\.\."):
+        load_run(out / "checkpoint.pt")
+    method, model, back, _ = load_run(out / "checkpoint.pt", data=data)
+    assert back is data and model(torch.rand(2, 5, 12)).shape == (2, 5, 3)
+    with pytest.raises(TypeError, match="data must be a neuroq.data.TaskData"):
+        load_run(out / "checkpoint.pt", data=(x, y))

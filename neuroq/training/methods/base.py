@@ -43,6 +43,8 @@ BUILTIN_MODULES = [
     "neuroq.training.methods.s2nn",
     "neuroq.training.methods.online",
     "neuroq.training.methods.maqd",
+    "neuroq.training.methods.lmu",
+    "neuroq.training.methods.rnn",
     "neuroq.training.methods.gmvi",
 ]
 
@@ -151,6 +153,8 @@ class Method:
         if data is not None and data.kind not in self.kinds:
             raise ValueError(f"--method {self.name} takes {' or '.join(self.kinds)} data; --dataset {data.name} "
                              f"holds {data.kind}s")
+        if data is not None and data.kind != "image":
+            self._check_time_axis(train, data)
         if train.amp and not self.supports_amp:
             raise ValueError(f"--amp (mixed precision) is not supported by --method {self.name}: it trains with "
                              "its own step, which runs in full precision")
@@ -158,15 +162,31 @@ class Method:
             raise ValueError(f"--energy-penalty is not supported by --method {self.name} (it trains with its own "
                              "online step); use a method with the default training step, e.g. lif, if, s2nn, maqd")
 
+    def _check_time_axis(self, train, data) -> None:
+        """Sequences and frames carry their own time axis: the network runs one step per step of the data,
+        so a method's ``T`` must equal the data's (it is refused otherwise), and there is nothing to encode."""
+        if train.encoding != "direct":
+            raise ValueError(f"--encoding {train.encoding} encodes static images over T steps; --dataset {data.name} "
+                             f"holds {data.kind} with their own time axis, fed as they are: use --encoding direct")
+        T, steps = getattr(self.config, "T", None), data.in_shape[0]
+        if T is not None and T != steps:
+            opt = data.meta.get("steps_option")
+            how = f" or make the data {T} steps long with --dataset '{data.name}?{opt}={T}'" \
+                if opt else ""
+            raise ValueError(f"--dataset {data.name} holds {data.kind} of {steps} time steps and the network runs "
+                             f"one step per step of the data, but --method {self.name} asks for -T {T}: give -T "
+                             f"{steps}{how}")
+
     def neuron(self) -> Callable[[], nn.Module]:
         """Factory of the method's neuron (used by :meth:`build_model`)."""
         raise NotImplementedError(f"method {self.name!r} defines no neuron")
 
     def build_model(self, data) -> nn.Module:
         """The network for ``data`` (a :class:`neuroq.data.TaskData`): the reference MLP/CNN with
-        :meth:`neuron` by default."""
+        :meth:`neuron` by default, built for one time step of the data (``data.step_shape``)."""
         cfg = self.config
-        return classifier(data.in_shape, data.num_classes, self.neuron(), cfg.arch, cfg.hidden)
+        return classifier(getattr(data, "step_shape", data.in_shape), data.num_classes, self.neuron(), cfg.arch,
+                          cfg.hidden)
 
     def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)

@@ -26,6 +26,7 @@ class LIFConfig(IFConfig):
 class LIFMethod(Method):
     help = "multi-step LIF network trained with BPTT and surrogate gradients"
     Config = LIFConfig
+    kinds = ("image", "frames")
 
     def neuron(self):
         c = self.config
@@ -36,6 +37,7 @@ class LIFMethod(Method):
 class IFMethod(Method):
     help = "multi-step IF network trained with BPTT"
     Config = IFConfig
+    kinds = ("image", "frames")
 
     def neuron(self):
         c = self.config

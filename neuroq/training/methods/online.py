@@ -251,6 +251,7 @@ class _Online(Method):
     """Shared by SAF-E/F and OTTT_O/A: the soft-reset LIF network they are built from and the loss."""
 
     Config = OnlineConfig
+    kinds = ("image", "frames")
     supports_amp = False
     supports_energy_penalty = False
 
@@ -262,7 +263,7 @@ class _Online(Method):
     def lif_network(self, data) -> nn.Module:
         """Soft-reset LIF MLP (small inputs) or CNN without normalization: the network all four train."""
         c = self.config
-        return classifier(data.in_shape, data.num_classes, self.neuron(), c.arch, c.hidden, norm=False)
+        return classifier(data.step_shape, data.num_classes, self.neuron(), c.arch, c.hidden, norm=False)
 
     def from_lif(self, lif: nn.Module) -> nn.Module:
         """The method's trainable form of a soft-reset LIF network (weights copied)."""

@@ -1,7 +1,7 @@
-"""Render the markdown result tables of docs/s2nn_pspn.md from the example JSON files.
+"""Render the markdown result tables of docs/s2nn.md and docs/pspn.md from the example JSON files.
 
-    python -m examples.s2nn_pspn_report                      # prints the tables
-    python -m examples.s2nn_pspn_report --pspn examples/results/pspn_depth.json other.json
+    python -m visualizations.s2nn_pspn_tables                      # prints the tables
+    python -m visualizations.s2nn_pspn_tables --pspn examples/results/pspn_depth.json other.json
 """
 from __future__ import annotations
 
