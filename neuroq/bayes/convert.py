@@ -189,7 +189,7 @@ def component_network(model: nn.Module, component=None) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     k = _resolve_component(model, component)
     _sj.reset_net(model)
-    out = copy.deepcopy(model)
+    out = _sj.clone_net(model)
     _swap_back(out, k)
     for m in out.modules():  # the groups' forward pre-hooks (resample='forward') went with the layers
         for key, hook in list(m._forward_pre_hooks.items()):
