@@ -138,7 +138,7 @@ def test_single_step_loop_equals_meter(neuron):
         for t in range(x.shape[0]):
             model(x[t])
     assert meter.report()["total"]["sops"] > 0
-    assert float(pen.penalty()) == pytest.approx(meter.report()["total"]["sops_per_sample"], rel=1e-6)
+    assert pen.penalty().item() == pytest.approx(meter.report()["total"]["sops_per_sample"], rel=1e-6)
 
 
 def _exact_conv_fanout(conv: nn.Conv2d, h: int, w: int) -> torch.Tensor:
