@@ -98,6 +98,21 @@ class GaussianMixtureLayer(nn.Module):
         self._block_names.append(name)
         self.group.register_block(self, name)
 
+    def _add_weight_and_bias(self, shape: tuple, bias: bool, init_scale: float, means=None) -> None:
+        """The ``weight`` block of ``shape`` [out, ...] (and ``bias`` [out]). The means are K independent
+        draws of torch's default initialisation of ``nn.Linear``/``nn.Conv2d`` (uniform in
+        ±1/√fan_in), or ``means = (weight [K, *shape], bias [K, out] or None)`` as given."""
+        if means is None:
+            bound = 1.0 / math.sqrt(math.prod(shape[1:]))
+            wm = torch.empty(self.group.K, *shape).uniform_(-bound, bound)
+            bm = torch.empty(self.group.K, shape[0]).uniform_(-bound, bound) if bias else None
+        else:
+            wm, bm = means
+        self._add_block("weight", wm, init_scale)
+        if bias:
+            self._add_block("bias", bm, init_scale)
+        self.has_bias = bool(bias)
+
     def scales(self, name: str) -> torch.Tensor:
         r""":math:`\sigma_k = \mathrm{softplus}(\rho_k)` of block ``name`` (``'weight'``/``'bias'``), ``[K, ...]``."""
         return tF.softplus(getattr(self, f"{name}_rhos"))
@@ -177,17 +192,7 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         super().__init__(K, prior, init_scale, mixing, resample, group, weight_grad)
         self.in_features = check_int("in_features", in_features, ge=1)
         self.out_features = check_int("out_features", out_features, ge=1)
-        K = self.group.K
-        if _means is None:
-            bound = 1.0 / math.sqrt(in_features)  # nn.Linear's default initialisation
-            wm = torch.empty(K, out_features, in_features).uniform_(-bound, bound)
-            bm = torch.empty(K, out_features).uniform_(-bound, bound) if bias else None
-        else:
-            wm, bm = _means
-        self._add_block("weight", wm, init_scale)
-        if bias:
-            self._add_block("bias", bm, init_scale)
-        self.has_bias = bool(bias)
+        self._add_weight_and_bias((out_features, in_features), bias, init_scale, _means)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, K: Optional[int] = None, prior=None, init_scale: float = 1e-3,
@@ -266,19 +271,8 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
             self.padding = _pair(padding, "padding")
         self.padding_mode = check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate",
                                                                         "circular"))
-        K = self.group.K
         shape = (out_channels, in_channels // groups, *self.kernel_size)
-        if _means is None:
-            fan_in = shape[1] * shape[2] * shape[3]
-            bound = 1.0 / math.sqrt(fan_in)  # nn.Conv2d's default initialisation
-            wm = torch.empty(K, *shape).uniform_(-bound, bound)
-            bm = torch.empty(K, out_channels).uniform_(-bound, bound) if bias else None
-        else:
-            wm, bm = _means
-        self._add_block("weight", wm, init_scale)
-        if bias:
-            self._add_block("bias", bm, init_scale)
-        self.has_bias = bool(bias)
+        self._add_weight_and_bias(shape, bias, init_scale, _means)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, K: Optional[int] = None, prior=None, init_scale: float = 1e-3,
