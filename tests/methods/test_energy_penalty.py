@@ -121,7 +121,7 @@ def test_value_equals_energy_meter_sops(arch, neuron, fanout, rate):
         assert spiking[k] > 0
         assert per_layer[k] == pytest.approx(spiking[k], rel=1e-6)
     # the buffer was cleared
-    assert pen.penalty().item() == 0.0
+    assert float(pen.penalty().detach()) == 0.0
 
 
 @pytest.mark.parametrize("neuron", list(NEURONS))
@@ -138,7 +138,7 @@ def test_single_step_loop_equals_meter(neuron):
         for t in range(x.shape[0]):
             model(x[t])
     assert meter.report()["total"]["sops"] > 0
-    assert pen.penalty().item() == pytest.approx(meter.report()["total"]["sops_per_sample"], rel=1e-6)
+    assert float(pen.penalty().detach()) == pytest.approx(meter.report()["total"]["sops_per_sample"], rel=1e-6)
 
 
 def _exact_conv_fanout(conv: nn.Conv2d, h: int, w: int) -> torch.Tensor:
@@ -252,9 +252,9 @@ def test_power_acts_on_per_sample_spike_counts():
     c_hid = s_hidden[0].sum(0)                  # [N, 20] counts entering the last linear
     assert c_hid.max() > 1                      # several spikes per neuron: p matters
     expect = lambda p, f1, f2: float((f1 * c_in ** p).sum() + (f2 * c_hid ** p).sum()) / N
-    assert p2.penalty().item() == pytest.approx(expect(2, 20, 10), rel=1e-6)
-    assert ph.penalty().item() == pytest.approx(expect(0.5, 20, 10), rel=1e-4)
-    assert p1.penalty().item() == pytest.approx(expect(1, 20, 10), rel=1e-6)
+    assert float(p2.penalty().detach()) == pytest.approx(expect(2, 20, 10), rel=1e-6)
+    assert float(ph.penalty().detach()) == pytest.approx(expect(0.5, 20, 10), rel=1e-4)
+    assert float(p1.penalty().detach()) == pytest.approx(expect(1, 20, 10), rel=1e-6)
     assert float(r1.penalty()) == pytest.approx(expect(1, 1, 1), rel=1e-6)
     assert float(r2.penalty()) == pytest.approx(expect(2, 1, 1), rel=1e-6)
 
@@ -283,7 +283,7 @@ def test_no_grad_forward_is_not_collected_and_arguments_are_checked():
     with torch.no_grad():
         _sj.reset_net(model)
         model(_input((1, 9, 9)))
-    assert pen.penalty().item() == 0.0
+    assert float(pen.penalty().detach()) == 0.0
     pen.stop()
     with pytest.raises(ValueError, match="p must be"):
         SynapticPenalty(model, p=0)
