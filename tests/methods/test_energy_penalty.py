@@ -270,7 +270,7 @@ def test_single_step_power_does_not_change_value_only_gradient():
             _sj.reset_net(net)
             net(h)
             v = pen.penalty()
-            vals.append(float(v))
+            vals.append(float(v.detach()))
             grads.append(torch.autograd.grad(v, h)[0])
     assert vals[0] == vals[1]
     s = (h.detach() >= 1.0).float()
