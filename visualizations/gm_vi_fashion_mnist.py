@@ -204,14 +204,14 @@ def entropy_figure(doc, path):
             ax2.plot(dd, c * np.sqrt(dd), color="0.5", ls="--", lw=1, label=r"$\propto\sqrt{d}$")
         ax2.plot([], [], "x", color="k", label="one layer's weights (or biases)")
         ax2.plot([], [], "*", color="k", ms=9, label="the whole posterior")
-        ax2.axhline(6, color="0.75", lw=0.8)
+        ax2.axhline(6, color="0.75", lw=0.8, label="s = 6 (error 0 beyond, left panel)")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         ax2.set_xlabel("coordinates d")
         ax2.set_ylabel("separation ratio s")
         ax2.set_title("separation grows with the dimension")
         ax2.legend(loc="upper left", fontsize=7.5)
-        fig.suptitle("Gaussian-mixture posteriors of the Fashion-MNIST networks: the entropy approximation is exact "
+        fig.suptitle("Gaussian-mixture posteriors of the Fashion-MNIST networks: the entropy approximation is exact\n"
                      "where the components separate, which high dimension makes the rule")
         viz.save(fig, path, formats=("png",), dpi=200)
 

@@ -142,6 +142,7 @@ CONV_GRID = [
 
 @pytest.mark.skipif(_sj.op_counter() is None, reason="SpikingJelly 2.0.0's op_counter not installed")
 @pytest.mark.parametrize("spec", CONV_GRID, ids=lambda s: f"{s['cls'].__name__}-{s['kw']}")
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths:UserWarning")  # torch's note on the even-kernel case we test on purpose
 def test_exact_rule_equals_op_counter_on_a_grid(spec):
     oc = _sj.op_counter()
     torch.manual_seed(3)

@@ -646,3 +646,21 @@ def test_gm_vi_learned_mixing_weights_stay_uniform_while_frozen_then_move():
             tr2.train_batch(xb, yb)
     assert group.logits.requires_grad and float(group.logits.detach().abs().max()) > 1e-3
     assert torch.allclose(group.weights.sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("marker, json_path, module", [
+    ("gm-vi-fashion-mnist", "examples/results/gm_vi_fashion_mnist.json", "examples.gm_vi_fashion_mnist"),
+    ("gm-vi-toy", "visualizations/gm_vi_toy.json", "visualizations.gm_vi_toy"),
+])
+def test_docs_result_blocks_are_generated_from_the_committed_json(marker, json_path, module):
+    """docs/gm_vi.md's result tables equal what the renderer writes from the committed JSON
+    (regenerate with ``python -m <module> --render <json> --write-doc docs/gm_vi.md``)."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    md = importlib.import_module(module).render_markdown(json.loads((root / json_path).read_text()))
+    text = (root / "docs" / "gm_vi.md").read_text()
+    start, end = f"<!-- begin:{marker} -->", f"<!-- end:{marker} -->"
+    block = text[text.index(start) + len(start):text.index(end)]
+    assert block.strip() == md.strip(), f"docs/gm_vi.md's {marker} block is stale: re-render it from {json_path}"
