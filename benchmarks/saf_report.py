@@ -66,6 +66,15 @@ def bench_block(path: Path) -> list[str]:
         lines += ["", "Targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in d["targets_met"].items())]
     elif d.get("targets_note"):
         lines += ["", f"Targets: {d['targets_note']}."]
+    if d.get("cpu_targets"):
+        lines += ["", "Issue 16's CPU targets, measured side by side in this run:", "",
+                  "| target | measured | limit | met |", "| --- | --- | --- | --- |"]
+        for k, t in d["cpu_targets"].items():
+            lines.append(f"| {k} | {t['value']:.3f} | {t['limit']} | {'yes' if t['met'] else '**no**'} |")
+    sweep = {T: v for T, v in (d.get("saf_f_memory_by_T") or {}).items() if "live_tensor_peak_mib" in v}
+    if sweep:
+        lines += ["", "SAF-F as the method runs it (graph-free steps one at a time), peak live tensors by T: "
+                  + ", ".join(f"T={T}: {v['live_tensor_peak_mib']:.1f} MiB" for T, v in sweep.items()) + "."]
     return lines
 
 

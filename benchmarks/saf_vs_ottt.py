@@ -333,13 +333,14 @@ def main(argv=None):
         print(f"memory {m:10s} {json.dumps(results[m])[:300]}  ({time.time() - t0:.0f}s)", flush=True)
     sweep = {}
     for T in (args.saf_f_memory_T or []):
-        cmd = [sys.executable, __file__, "--method", "saf-f", "--config", args.config, "--device", args.device,
+        # SAF-F as `neuroq train --method saf-f` runs it (chunk=1, its default): the flat-in-T claim
+        cmd = [sys.executable, __file__, "--method", "saf-f-step", "--config", args.config, "--device", args.device,
                "-T", str(T), "--batch", str(args.batch), "--size", str(args.size), "--width-div", str(args.width_div),
                "--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         sweep[str(T)] = json.loads(line[-1][7:]) if line else dict(error=(proc.stderr or proc.stdout)[-2000:])
-        print(f"memory saf-f T={T}: {json.dumps(sweep[str(T)])[:200]}", flush=True)
+        print(f"memory saf-f (chunk=1) T={T}: {json.dumps(sweep[str(T)])[:200]}", flush=True)
     t0 = time.time()
     for m, r in time_all(runnable, args).items():
         results[m].update(r)
