@@ -77,9 +77,15 @@ def performance_block() -> str:
     return "\n".join(lines)
 
 
+class _NotRecorded(Exception):
+    pass
+
+
 def _load(name: str):
     path = RES / name
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        raise _NotRecorded(name)
+    return json.loads(path.read_text())
 
 
 def _yn(met) -> str:
@@ -187,8 +193,8 @@ def methods_block() -> str:
     for name, module, page, fn in METHODS:
         try:
             result = fn()
-        except (TypeError, KeyError):  # a result file not recorded yet
-            result = "(not recorded yet)"
+        except _NotRecorded as e:  # a result file not recorded yet (a changed format still raises)
+            result = f"(`examples/results/{e}` not recorded yet)"
         lines.append(f"| {name} | {module} | {result} | [docs/{page}.md](docs/{page}.md) |")
     return "\n".join(lines)
 
