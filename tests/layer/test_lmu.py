@@ -28,9 +28,24 @@ def _legendre_by_hand(d):
     return A, B
 
 
+def _assert_same_gradients_fft_and_recurrent(lmu, x):
+    """Gradients to the input and every parameter agree between the FFT and the recurrent form."""
+    grads = []
+    for mode in ("fft", "recurrent"):
+        lmu.mode = mode
+        lmu.zero_grad()
+        x.grad = None
+        (lmu(x) ** 2).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in lmu.parameters()])
+    for g1, g2 in zip(*grads):
+        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+
+
 # ---- matrices -----------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("order,theta", [(1, 1.0), (6, 10.0), (31, 50.5), (256, 784.0)])
 @pytest.mark.parametrize("method", ["zoh", "euler"])
+
 def test_discretised_matrices_equal_scipy_cont2discrete(order, theta, method):
     A, B = _legendre_by_hand(order)
     At, Bt = FL.legendre_ab(order)
@@ -155,15 +170,7 @@ def test_fft_and_recurrent_gradients_agree():
     torch.manual_seed(1)
     lmu = LMU(2, 6, order=8, theta=16.0, input_to_hidden=True, hidden_recurrent=True).double()
     x = torch.randn(40, 3, 2, dtype=torch.float64, requires_grad=True)
-    grads = []
-    for mode in ("fft", "recurrent"):
-        lmu.mode = mode
-        lmu.zero_grad()
-        x.grad = None
-        (lmu(x) ** 2).sum().backward()
-        grads.append([x.grad.clone()] + [p.grad.clone() for p in lmu.parameters()])
-    for g1, g2 in zip(*grads):
-        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+    _assert_same_gradients_fft_and_recurrent(lmu, x)
 
 
 def test_streaming_continues_from_the_layer_state():
@@ -324,15 +331,7 @@ def test_last_step_form_equals_explicit_loop_and_its_gradients(cfg):
     ref = _numpy_lmu(lmu.cell, x.detach().numpy())[-1]
     h = lmu(x)
     np.testing.assert_allclose(h.detach().numpy(), ref, rtol=0, atol=1e-10)
-    grads = []
-    for mode in ("fft", "recurrent"):           # the last-step form (fft + return_sequences=False) vs the loop
-        lmu.mode = mode
-        lmu.zero_grad()
-        x.grad = None
-        (lmu(x) ** 2).sum().backward()
-        grads.append([x.grad.clone()] + [p.grad.clone() for p in lmu.parameters()])
-    for g1, g2 in zip(*grads):
-        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-11)
+    _assert_same_gradients_fft_and_recurrent(lmu, x)  # the last-step form (fft + return_sequences=False) vs the loop
     m_end = lmu.cell.memory(torch.randn(33, 5, d, dtype=torch.float64), mode="last")
     assert m_end.shape == (5, d * 7)
 
