@@ -28,10 +28,19 @@ import torch.nn as nn
 from .. import _sj
 from .._validate import check_choice, check_int, check_real
 from ..functional.hybrid import bit_length
-from ..layer.lmu import LegendreMemory
-from ..neuron.base import is_neuron
-from ..neuron.hybrid import SpikingActivation
-from .rules import CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, is_spike_tensor, memory_count_ops, synaptic_count_ops, synaptic_fns
+from .models import COMPONENTS, EnergyModel, model_list, price, zero
+from .rules import (
+    _NORMS, CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, add_neuron_call, as_counts, add_norm_call, add_synapse_call, is_neuron_module,
+    is_spike_tensor, memory_count_ops, neuron_ledger, norm_ledger, synapse_ledger, synaptic_count_ops, synaptic_fns,
+)
+
+
+def _is_memory(m) -> bool:
+    return getattr(type(m), "energy_rule", None) == "lmu_memory"
+
+
+def _emits_counts(m) -> bool:
+    return bool(getattr(type(m), "energy_counts", False))
 
 
 class _Activity:
@@ -137,18 +146,31 @@ class _Hooked:
 
 
 class EnergyMeter(_Hooked):
-    """Count SOPs/MACs per synaptic layer and spikes per neuron layer while a model runs.
+    """Count what a model does while it runs, per layer, and price it under one or more energy models.
 
     Use as a context manager (hooks are removed on exit)::
 
-        with EnergyMeter(model) as meter:
+        with EnergyMeter(model, energy="simple") as meter:
             model(x_seq)
         print(meter.report()["total"]["energy_pj_per_sample"])
+        print(meter.report()["total"]["components_pj_per_sample"])   # compute, weight/state memory, io, addressing
+
+    What is recorded (the ledger) is independent of the model: per synaptic layer its SOPs and MACs (the
+    counting rules of :mod:`neuroq.energy.rules`), the weight uses, spike events, inputs read and outputs
+    written, its weights and their bits; per neuron layer its updates, state read and written per step, and
+    spikes; per BatchNorm its arithmetic.  The energy models (:mod:`neuroq.energy.models`) price it.
 
     Args:
-        model: any ``nn.Module``; hooks go on its synaptic layers and neurons.
-        e_ac / e_mac: energy per accumulate / multiply-accumulate in pJ.
-        conv_fanout: ``'nominal'`` (the paper's rule) or ``'exact'`` (border-aware).
+        model: any ``nn.Module``; hooks go on its synaptic layers, neurons and BatchNorm layers.
+        energy: the energy model(s): a registered name (:func:`neuroq.energy.energy_models`; ``'compute'``
+            by default), ``'name:option=value'``, a comma-separated list, a list, or an
+            :class:`~neuroq.energy.EnergyModel`.  The first is the *primary* model: its total is the
+            report's ``energy_pj``; every model's layers, components and assumptions are in
+            ``report()["energy_models"]``.
+        energy_options: assumptions for the primary model given by name (e.g. ``{"weight_reads": "per_sample"}``).
+        e_ac / e_mac: energy per accumulate / multiply-accumulate in pJ of the ``compute`` model (and the
+            ``e_ac_pj``/``e_mac_pj`` report keys).
+        conv_fanout: ``'nominal'`` (the paper's rule) or ``'exact'`` (border-aware) for the SOP counts.
         graded: treat non-negative integer inputs as spike counts.
         batch_dim: ``'auto'`` (default: ``[T, N, ...]`` for multi-step models; ``[N, ...]`` once per
             sequence for single-step models called T times between ``reset_net`` s, see
@@ -163,7 +185,7 @@ class EnergyMeter(_Hooked):
 
     def __init__(self, model: nn.Module, e_ac: float = E_AC_PJ, e_mac: float = E_MAC_PJ,
                  conv_fanout: str = "nominal", graded: bool = False, batch_dim: Union[str, int, None] = "auto",
-                 dt: Union[None, float, dict] = None):
+                 dt: Union[None, float, dict] = None, energy="compute", energy_options: Optional[dict] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -175,11 +197,36 @@ class EnergyMeter(_Hooked):
         if dt is not None and not isinstance(dt, dict):
             dt = check_real("dt", dt, gt=0)
         self._dt_arg = dt
+        self.energy_models = self._models(energy, energy_options)
         self._handles = []
         self.reset()
         if not self.layers and not self.neurons:
             raise ValueError(f"EnergyMeter: model {type(model).__name__} has nothing to count: no synaptic layer "
                              "(Linear/Conv or a type registered with neuroq.energy.register_synaptic) and no neuron")
+
+    def _models(self, energy, energy_options) -> list:
+        from .models import get_energy_model
+
+        if energy_options:
+            if not isinstance(energy_options, dict):
+                raise TypeError(f"energy_options must be a dict of assumptions, got {type(energy_options).__name__}")
+            first, *rest = energy.split(",") if isinstance(energy, str) else (
+                list(energy) if isinstance(energy, (list, tuple)) else [energy])
+            if isinstance(first, EnergyModel):
+                raise ValueError("energy_options apply to a model given by name, not to an EnergyModel instance")
+            models = [get_energy_model(first.strip(), **energy_options)] + model_list(list(rest))
+        else:
+            models = model_list(energy)
+        if not models:
+            raise ValueError("energy names no model; give at least one of neuroq.energy.energy_models()")
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"energy lists a model twice: {names}")
+        # the compute model shares the meter's e_ac / e_mac unless it was given its own
+        for m in models:
+            if m.name == "compute" and m.options == m.defaults:
+                m.options = dict(m.options, e_ac=self.e_ac, e_mac=self.e_mac)
+        return models
 
     def _resolve_dts(self) -> dict:
         """``{synaptic layer name: dt}`` of the layers that read spike counts ``n/dt``."""
@@ -192,7 +239,7 @@ class EnergyMeter(_Hooked):
             return dict(self._dt_arg)
         dt = self._dt_arg
         if dt is None:
-            dts = sorted({m.dt for m in self.model.modules() if isinstance(m, SpikingActivation)})
+            dts = sorted({m.dt for m in self.model.modules() if _emits_counts(m)})
             if len(dts) > 1:
                 raise ValueError(f"EnergyMeter: the model's SpikingActivations have different dt {dts}; pass "
                                  "dt={synaptic layer name: dt} to say which layer reads which")
@@ -205,23 +252,26 @@ class EnergyMeter(_Hooked):
     def reset(self) -> None:
         self.layers: "OrderedDict[str, dict]" = OrderedDict()
         self.neurons: "OrderedDict[str, dict]" = OrderedDict()
+        self.norms: "OrderedDict[str, dict]" = OrderedDict()
+        self.order: list = []
         self.samples = 0
         for name, m in self.model.named_modules():
-            fns = synaptic_fns(m)
-            if fns is not None:
-                self.layers[name or type(m).__name__] = dict(
-                    type=type(m).__name__, sops=0.0, macs=0, spikes_in=0.0, elements_in=0, spike_calls=0,
-                    real_calls=0)
-            elif is_neuron(m):
-                self.neurons[name or type(m).__name__] = dict(type=type(m).__name__, spikes=0.0, elements=0)
-            if isinstance(m, LegendreMemory):
-                self.layers[name or type(m).__name__] = dict(type=type(m).__name__, sops=0.0, macs=0, spikes_in=0.0,
-                                                             elements_in=0, spike_calls=0, real_calls=0)
+            key = name or type(m).__name__
+            if synaptic_fns(m) is not None or _is_memory(m):
+                self.layers[key] = synapse_ledger(m)
+                self.order.append(("synapse", key))
+            elif is_neuron_module(m):
+                self.neurons[key] = neuron_ledger(m)
+                self.order.append(("neuron", key))
+            elif isinstance(m, _NORMS):
+                self.norms[key] = norm_ledger(m)
+                self.order.append(("norm", key))
+        self._has_neurons = bool(self.neurons)
         self._dts = self._resolve_dts()
         self._mem_owner = None
+        self._call_nt = (1, 1)
         self.activity: "OrderedDict[str, _Activity]" = OrderedDict(
-            (name or type(m).__name__, _Activity()) for name, m in self.model.named_modules()
-            if isinstance(m, SpikingActivation))
+            (name or type(m).__name__, _Activity()) for name, m in self.model.named_modules() if _emits_counts(m))
 
     def start(self) -> "EnergyMeter":
         if self._handles:
@@ -231,28 +281,36 @@ class EnergyMeter(_Hooked):
             fns = synaptic_fns(m)
             if fns is not None:
                 self._handles.append(m.register_forward_hook(self._synapse_hook(key, *fns)))
-            elif is_neuron(m):
+            elif is_neuron_module(m):
                 self._handles.append(m.register_forward_hook(self._neuron_hook(key)))
-            if isinstance(m, LegendreMemory):
+            elif isinstance(m, _NORMS):
+                self._handles.append(m.register_forward_hook(self._norm_hook(key)))
+            if _is_memory(m):
                 self._handles.append(m.register_forward_hook(self._memory_hook(key)))
-            if isinstance(m, SpikingActivation):
+            if _emits_counts(m):
                 self._handles.append(m.register_forward_hook(self._activity_hook(key)))
-        if self.batch_dim is not None:
-            self._handles.append(self.model.register_forward_pre_hook(self._count_samples))
+        self._handles.append(self.model.register_forward_pre_hook(self._count_samples))
         return self
-
 
     def add_samples(self, n: int) -> None:
         self.samples += int(n)
 
     def _count_samples(self, module, args):
-        if args and isinstance(args[0], torch.Tensor):
-            self.samples += samples_in_call(self.model, args[0], self.batch_dim)[0]
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        new, t, n = samples_in_call(self.model, args[0], "auto" if self.batch_dim is None else self.batch_dim)
+        self._call_nt = (max(1, n), max(1, t))
+        if self.batch_dim is not None:
+            self.samples += new
 
     def _add(self, key: str, ops: dict) -> None:
         rec = self.layers[key]
         rec["sops"] += ops["sops"]
         rec["macs"] += ops["macs"]
+        rec["acs"] += ops["sops"]
+        rec["lem_syn"] += ops["sops"]
+        rec["lem_fan"] += ops["sops"]
+        rec["spike_events"] += ops["spikes"]
         rec["spikes_in"] += ops["spikes"]
         rec["elements_in"] += ops["spike_elements"]
         rec["spike_calls"] += 1 if ops["spike_features"] else 0
@@ -260,31 +318,48 @@ class EnergyMeter(_Hooked):
 
     def _synapse_hook(self, key, sop_fn, mac_fn):
         def hook(m, args, out):
-            if not args or not isinstance(args[0], torch.Tensor):
+            if not args or not isinstance(args[0], torch.Tensor) or not isinstance(out, torch.Tensor):
                 return
             x = args[0]
             rec = self.layers[key]
             dt = self._dts.get(key)
+            n_call, t_call = self._call_nt
             with torch.no_grad():
                 if dt is not None:
-                    self._add(key, synaptic_count_ops(m, x, out, dt, self.conv_fanout))
+                    ops = synaptic_count_ops(m, x, out, dt, self.conv_fanout)
+                    self._add(key, ops)
+                    # all spike counts: |n| events; any real feature: the layer reads its input densely
+                    counts = as_counts(x, dt)[0].abs() if ops["real_features"] == 0 else None
+                    add_synapse_call(rec, m, x, out, counts, n_call, t_call)
                 elif is_spike_tensor(x, self.graded):
                     xf = x.detach().to(torch.float64) if x.is_floating_point() else x.detach().double()
                     rec["sops"] += float(sop_fn(m, xf, self.conv_fanout))
+                    rec["acs"] += float(sop_fn(m, xf, "exact"))  # weight uses: border-aware
                     rec["spikes_in"] += float(xf.sum())
                     rec["elements_in"] += x.numel()
                     rec["spike_calls"] += 1
+                    add_synapse_call(rec, m, x, out, xf, n_call, t_call)
                 else:
                     rec["macs"] += int(mac_fn(m, x, out))
                     rec["real_calls"] += 1
+                    add_synapse_call(rec, m, x, out, None, n_call, t_call)
         return hook
 
     def _neuron_hook(self, key):
         def hook(m, args, out):
             if isinstance(out, torch.Tensor):
                 rec = self.neurons[key]
-                rec["spikes"] += float(out.detach().double().sum())
-                rec["elements"] += out.numel()
+                with torch.no_grad():
+                    rec["spikes"] += float(out.detach().double().abs().sum())
+                    rec["elements"] += out.numel()
+                    if args and isinstance(args[0], torch.Tensor):
+                        add_neuron_call(rec, m, args[0], out, self._call_nt[0])
+        return hook
+
+    def _norm_hook(self, key):
+        def hook(m, args, out):
+            if args and isinstance(args[0], torch.Tensor):
+                add_norm_call(self.norms[key], m, args[0])
         return hook
 
     def _memory_hook(self, key):
@@ -293,15 +368,18 @@ class EnergyMeter(_Hooked):
                 return
             with torch.no_grad():
                 self._add(key, memory_count_ops(m, args[0], self._u_dt(m)))
+                rec = self.layers[key]
+                rec["weight_numel"] = m.order * m.order + m.order
+                rec["sample_steps"] += args[0].numel() / max(1, m.memory_d)
         return hook
 
     def _u_dt(self, mem: nn.Module) -> Optional[float]:
         """dt of the SpikingActivation feeding ``mem`` (the ``u_activation`` of the LMU cell owning it)."""
         if self._mem_owner is None:
             self._mem_owner = {id(mm): m for m in self.model.modules()
-                               for mm in [getattr(m, "memory", None)] if isinstance(mm, LegendreMemory)}
+                               for mm in [getattr(m, "memory", None)] if _is_memory(mm)}
         act = getattr(self._mem_owner.get(id(mem)), "u_activation", None)
-        if isinstance(act, SpikingActivation) and not act._non_spiking():
+        if _emits_counts(act) and not act._non_spiking():
             return act.dt
         return None
 
@@ -314,19 +392,68 @@ class EnergyMeter(_Hooked):
         return hook
 
     # ---- results ------------------------------------------------------------------------
-    def report(self) -> dict:
-        """Per-layer and total SOPs, MACs, energy (pJ), firing rates; ``*_per_sample`` when samples are known."""
+    def _priced(self, model: EnergyModel) -> "OrderedDict[str, dict]":
+        """``{layer: components (pJ, whole run)}`` in module order, for the layers that ran."""
+        out = OrderedDict()
+        for kind, key in self.order:
+            if kind == "synapse":
+                r = self.layers[key]
+                if r["spike_calls"] == 0 and r["real_calls"] == 0:
+                    continue
+                rec = dict(r, samples=self.samples, network_has_neurons=self._has_neurons)
+            elif kind == "neuron":
+                rec = self.neurons[key]
+                if not rec["elements"]:
+                    continue
+            else:
+                rec = self.norms[key]
+                if not (rec["macs"] or rec["acs"]):
+                    continue
+            out[key] = dict(kind=kind, type=rec["type"], components=price(model, kind, rec))
+        return out
+
+    def model_report(self, model: EnergyModel) -> dict:
+        """One model's pricing of the run: per layer (synaptic, neuron and norm layers in module order) and
+        in total, each as ``components_pj`` (and ``components_pj_per_sample`` when samples are known)
+        and ``energy_pj`` (their sum), with the model's provenance and assumptions."""
         n = self.samples
+        layers = OrderedDict()
+        tot = zero()
+        for key, d in self._priced(model).items():
+            comp = d["components"]
+            for c in COMPONENTS:
+                tot[c] += comp[c]
+            e = sum(comp.values())
+            entry = dict(kind=d["kind"], type=d["type"], components_pj=dict(comp), energy_pj=e)
+            if n:
+                entry.update(components_pj_per_sample={c: v / n for c, v in comp.items()}, energy_pj_per_sample=e / n)
+            layers[key] = entry
+        e = sum(tot.values())
+        total = dict(components_pj=dict(tot), energy_pj=e)
+        if n:
+            total.update(components_pj_per_sample={c: v / n for c, v in tot.items()}, energy_pj_per_sample=e / n)
+        return dict(model=model.describe(), layers=layers, total=total)
+
+    def report(self) -> dict:
+        """Per-layer and total SOPs, MACs, energy (pJ), firing rates; ``*_per_sample`` when samples are known.
+
+        ``energy_pj`` (per layer and total) is the primary energy model's (``compute`` by default: the
+        SOP/MAC energy); ``total["components_pj_per_sample"]`` splits it into :data:`COMPONENTS`;
+        ``energy_models`` holds every requested model's full pricing (:meth:`model_report`)."""
+        n = self.samples
+        models = OrderedDict((m.name, self.model_report(m)) for m in self.energy_models)
+        primary = models[self.energy_models[0].name]
         layers = OrderedDict()
         tot_sops = tot_macs = 0.0
         for k, r in self.layers.items():
             if r["spike_calls"] == 0 and r["real_calls"] == 0:
                 continue
-            e = r["sops"] * self.e_ac + r["macs"] * self.e_mac
+            e = primary["layers"][k]["energy_pj"]
             d = dict(type=r["type"], input="spikes" if r["real_calls"] == 0 else (
                 "real" if r["spike_calls"] == 0 else "mixed"),
                 sops=r["sops"], macs=r["macs"], energy_pj=e,
-                input_rate=(r["spikes_in"] / r["elements_in"]) if r["elements_in"] else None)
+                input_rate=(r["spikes_in"] / r["elements_in"]) if r["elements_in"] else None,
+                weight_bits=r["weight_bits"])
             if n:
                 d.update(sops_per_sample=r["sops"] / n, macs_per_sample=r["macs"] / n, energy_pj_per_sample=e / n)
             layers[k] = d
@@ -335,15 +462,17 @@ class EnergyMeter(_Hooked):
         neurons = OrderedDict(
             (k, dict(type=r["type"], spikes=r["spikes"], firing_rate=r["spikes"] / r["elements"]))
             for k, r in self.neurons.items() if r["elements"])
-        energy = tot_sops * self.e_ac + tot_macs * self.e_mac
-        total = dict(sops=tot_sops, macs=tot_macs, energy_pj=energy)
+        energy = primary["total"]["energy_pj"]
+        total = dict(sops=tot_sops, macs=tot_macs, energy_pj=energy, components_pj=primary["total"]["components_pj"])
         if n:
-            total.update(sops_per_sample=tot_sops / n, macs_per_sample=tot_macs / n, energy_pj_per_sample=energy / n)
+            total.update(sops_per_sample=tot_sops / n, macs_per_sample=tot_macs / n, energy_pj_per_sample=energy / n,
+                         components_pj_per_sample=primary["total"]["components_pj_per_sample"])
         spikes = sum(r["spikes"] for r in self.neurons.values())
         elems = sum(r["elements"] for r in self.neurons.values())
         total["firing_rate"] = spikes / elems if elems else None
         rep = dict(samples=n, e_ac_pj=self.e_ac, e_mac_pj=self.e_mac, conv_fanout=self.conv_fanout,
-                   layers=layers, neurons=neurons, total=total)
+                   energy_model=self.energy_models[0].name, layers=layers, neurons=neurons, total=total,
+                   energy_models=models)
         if self.activity:
             act = OrderedDict()
             bits = neurons_n = ev_bits = events = 0.0
@@ -368,15 +497,35 @@ class EnergyMeter(_Hooked):
         atomic_write_text(path, json.dumps(rep, indent=2))
         return rep
 
-    def table(self) -> str:
-        """Human-readable per-layer table of the report."""
+    def table(self, model: Optional[str] = None) -> str:
+        """Human-readable per-layer table: SOPs, MACs and energy under the primary model, or (``model``, a
+        name among the meter's models) that model's components per layer."""
         rep = self.report()
         per = "_per_sample" if rep["samples"] else ""
-        lines = [f"{'layer':<28}{'input':>7}{'rate':>8}{'SOPs' + per:>22}{'MACs' + per:>22}{'pJ' + per:>18}"]
-        for k, d in rep["layers"].items():
-            rate = "" if d["input_rate"] is None else f"{d['input_rate']:.3f}"
-            lines.append(f"{k:<28}{d['input']:>7}{rate:>8}{d['sops' + per]:>22.1f}{d['macs' + per]:>22.1f}"
-                         f"{d['energy_pj' + per]:>18.1f}")
-        t = rep["total"]
-        lines.append(f"{'total':<28}{'':>7}{'':>8}{t['sops' + per]:>22.1f}{t['macs' + per]:>22.1f}{t['energy_pj' + per]:>18.1f}")
+        if model is None:
+            lines = [f"{'layer':<28}{'input':>7}{'rate':>8}{'SOPs' + per:>22}{'MACs' + per:>22}"
+                     f"{'pJ' + per:>18}"]
+            for k, d in rep["layers"].items():
+                rate = "" if d["input_rate"] is None else f"{d['input_rate']:.3f}"
+                lines.append(f"{k:<28}{d['input']:>7}{rate:>8}{d['sops' + per]:>22.1f}{d['macs' + per]:>22.1f}"
+                             f"{d['energy_pj' + per]:>18.1f}")
+            t = rep["total"]
+            lines.append(f"{'total':<28}{'':>7}{'':>8}{t['sops' + per]:>22.1f}{t['macs' + per]:>22.1f}"
+                         f"{t['energy_pj' + per]:>18.1f}")
+            if rep["energy_model"] != "compute":
+                lines.append(f"(energy under the {rep['energy_model']!r} model; table(model=...) shows its components)")
+            return "\n".join(lines)
+        if model not in rep["energy_models"]:
+            raise ValueError(f"model must be one of this meter's energy models {list(rep['energy_models'])}; "
+                             f"got {model!r}")
+        mr = rep["energy_models"][model]
+        key = "components_pj" + per
+        head = f"{'layer':<28}{'kind':>8}" + "".join(f"{c:>15}" for c in COMPONENTS) + f"{'total':>15}"
+        lines = [f"energy model {model!r}: pJ{' per sample' if per else ''}", head]
+        for k, d in mr["layers"].items():
+            lines.append(f"{k:<28}{d['kind']:>8}" + "".join(f"{d[key][c]:>15.1f}" for c in COMPONENTS)
+                         + f"{d['energy_pj' + per]:>15.1f}")
+        t = mr["total"]
+        lines.append(f"{'total':<28}{'':>8}" + "".join(f"{t[key][c]:>15.1f}" for c in COMPONENTS)
+                     + f"{t['energy_pj' + per]:>15.1f}")
         return "\n".join(lines)

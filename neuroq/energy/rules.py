@@ -133,13 +133,14 @@ def linear_macs(m: nn.Linear, x: torch.Tensor, out: torch.Tensor) -> int:
     return int(out.numel() * m.in_features)
 
 
-def _builtin_rules() -> None:
-    """neuroq's own synaptic layers that are not ``nn.Linear``/``nn.Conv`` subclasses: the SAF synapses do
-    what their plain twins do (MACs on real-valued accumulations, SOPs if fed spikes)."""
-    from ..layer.saf import SAFConv2d, SAFLinear
+#: counting rules a layer type may declare by name in its ``energy_rule`` class attribute (so this package
+#: imports no layer class: a layer states which rule counts it)
+NAMED_RULES = {"linear": (linear_sops, linear_macs), "conv": (conv_sops, conv_macs)}
 
-    _REGISTRY.setdefault(SAFLinear, (linear_sops, linear_macs))
-    _REGISTRY.setdefault(SAFConv2d, (conv_sops, conv_macs))
+
+def _builtin_rules() -> None:
+    """Nothing to load: neuroq's own synaptic layers that are not ``nn.Linear``/``nn.Conv`` subclasses (the
+    SAF synapses) declare ``energy_rule = 'linear'`` / ``'conv'``."""
 
 
 def synaptic_fns(module: nn.Module):
@@ -149,6 +150,9 @@ def synaptic_fns(module: nn.Module):
     for cls, fns in _REGISTRY.items():
         if isinstance(module, cls):
             return fns
+    declared = getattr(type(module), "energy_rule", None)
+    if declared in NAMED_RULES:
+        return NAMED_RULES[declared]
     if isinstance(module, _TCONVS):
         return conv_transpose_sops, conv_transpose_macs
     if isinstance(module, _CONVS):
@@ -286,3 +290,223 @@ def memory_count_ops(mem: nn.Module, u: torch.Tensor, dt: Optional[float] = None
         spikes = float(n[:, spike.to(n.device)].abs().sum())
         ops.update(sops=spikes * o, spikes=spikes, spike_elements=rows * (d - n_real), spike_features=d - n_real)
     return ops
+
+
+# ---- what the energy models need beyond SOPs and MACs ----------------------------------------------------------
+def weight_bits(m: nn.Module) -> float:
+    r"""Bits of one stored weight of synaptic layer ``m``: what the layer declares (``energy_weight_bits``),
+    :math:`\lceil\log_2 M\rceil` for a quantized layer with ``w_states`` :math:`M` (3 states = 2 bits), else
+    the bits of its weight's dtype (32 for float32)."""
+    declared = getattr(m, "energy_weight_bits", None)
+    if declared is not None:
+        return float(declared)
+    states = getattr(m, "w_states", None)
+    if states:
+        return float(max(1, math.ceil(math.log2(int(states)))))
+    w = getattr(m, "weight", None)
+    if isinstance(w, torch.Tensor):
+        return float(torch.finfo(w.dtype).bits if w.is_floating_point() else torch.iinfo(w.dtype).bits)
+    return 32.0
+
+
+def _param_numel(m: nn.Module, name: str) -> int:
+    p = getattr(m, name, None)
+    return int(p.numel()) if isinstance(p, torch.Tensor) else 0
+
+
+def _param_bits(m: nn.Module, name: str) -> float:
+    p = getattr(m, name, None)
+    if isinstance(p, torch.Tensor) and p.is_floating_point():
+        return float(torch.finfo(p.dtype).bits)
+    return 32.0
+
+
+def is_conv(m: nn.Module) -> bool:
+    return isinstance(m, _CONVS + _TCONVS) or getattr(type(m), "energy_rule", None) == "conv"
+
+
+def out_per_sample_step(m: nn.Module, out: torch.Tensor) -> int:
+    """Output elements of one sample at one time step (a linear layer's ``out_features``; a conv's
+    ``C_out x spatial``)."""
+    if is_conv(m):
+        return int(math.prod(out.shape[-(len(m.kernel_size) + 1):]))
+    return int(getattr(m, "out_features", out.shape[-1]))
+
+
+def lemaire_spike_factors(m: nn.Module) -> tuple:
+    r"""``(syn, fan)`` per input spike under Lemaire et al. 2022: linear ``(n_out, n_out)``; conv
+    :math:`(C_{out}/g\,\prod\lceil k/s\rceil,\ C_{out}/g\,\prod k)` (borders ignored)."""
+    if is_conv(m):
+        cpg = m.out_channels // m.groups
+        if isinstance(m, _TCONVS):
+            f = cpg * math.prod(m.kernel_size)
+            return f, f
+        syn = cpg * math.prod(math.ceil(k / s) for k, s in zip(m.kernel_size, m.stride))
+        return syn, cpg * math.prod(m.kernel_size)
+    n = int(getattr(m, "out_features", 0))
+    return n, n
+
+
+class SynapseRule:
+    """The counting functions of one synaptic layer type, as the energy models use them."""
+
+    def __init__(self, sop: Callable, mac: Callable, conv_fanout: str = "nominal"):
+        self.sop, self.mac, self.conv_fanout = sop, mac, conv_fanout
+
+    weight_bits = staticmethod(weight_bits)
+
+    @staticmethod
+    def geometry(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict:
+        syn, fan = lemaire_spike_factors(m)
+        return dict(conv=is_conv(m), syn=syn, fan=fan, weight_numel=_param_numel(m, "weight"),
+                    bias_numel=_param_numel(m, "bias"), bias_bits=_param_bits(m, "bias"),
+                    out_per_sample_step=out_per_sample_step(m, out))
+
+
+def synapse_ledger(m: nn.Module) -> dict:
+    """An empty ledger record of synaptic layer ``m``: what it counts, and its static facts."""
+    return dict(type=type(m).__name__, sops=0.0, macs=0, spikes_in=0.0, elements_in=0, spike_calls=0, real_calls=0,
+                acs=0.0, spike_events=0.0, lem_syn=0.0, lem_fan=0.0, conv_event_addr_macs=0.0, dense_addr=0.0,
+                dense_in_reads=0.0, dense_out_writes=0.0, bias_adds=0.0, bias_reads=0.0, sample_steps=0.0,
+                in_per_sample=0.0, in_per_call=0.0, out_per_sample=0.0, out_per_call=0.0, out_per_sample_step=0.0,
+                out_per_call_step=0.0, in_bits=None,
+                weight_numel=_param_numel(m, "weight"), bias_numel=_param_numel(m, "bias"),
+                weight_bits=weight_bits(m), bias_bits=_param_bits(m, "bias"))
+
+
+def add_synapse_call(rec: dict, m: nn.Module, x: torch.Tensor, out: torch.Tensor, spikes: Optional[torch.Tensor],
+                     n_call: int, t_call: int) -> None:
+    """Add one call of synaptic layer ``m`` to its ledger record (everything but SOPs/MACs, which the meter
+    adds with the layer's own rules).  ``spikes``: the input as spike counts (float64) when it is a spike
+    input, else ``None``; ``n_call`` samples and ``t_call`` time steps in this call."""
+    ny = out.numel()
+    n_call = max(1, int(n_call))
+    step_out = out_per_sample_step(m, out)
+    bias = isinstance(getattr(m, "bias", None), torch.Tensor)
+    rows = ny / max(1, step_out)                       # (sample, step) pairs this call
+    rec["sample_steps"] += rows
+    rec["out_per_sample_step"] = step_out
+    rec["out_per_call_step"] = ny / max(1, t_call)
+    rec["out_per_sample"] = ny / n_call
+    rec["out_per_call"] = ny
+    if bias:
+        rec["bias_adds"] += ny
+        rec["bias_reads"] += ny
+    if spikes is not None:
+        s = float(spikes.sum())
+        syn, fan = lemaire_spike_factors(m)
+        rec["spike_events"] += s
+        rec["lem_syn"] += s * syn
+        rec["lem_fan"] += s * fan
+        if is_conv(m):
+            rec["conv_event_addr_macs"] += 2.0 * s
+        return
+    nx = x.numel()
+    rec["in_per_sample"] = nx / n_call
+    rec["in_per_call"] = nx
+    rec["dense_out_writes"] += ny
+    if is_conv(m):
+        macs = ny * math.prod(m.weight.shape[1:]) if isinstance(getattr(m, "weight", None), torch.Tensor) else 0
+        rec["dense_in_reads"] += macs
+        rec["dense_addr"] += nx + ny + m.out_channels * math.prod(m.kernel_size)
+    else:
+        rec["dense_in_reads"] += nx
+        rec["dense_addr"] += nx + ny
+
+
+# ---- neurons -----------------------------------------------------------------------------------------------------
+def is_neuron_module(m: nn.Module) -> bool:
+    """A neuron layer: a module declaring ``energy_rule = 'neuron'`` (every neuroq neuron) or a stateful
+    module of SpikingJelly's ``activation_based.neuron`` package (0.0.0.0.14 and 2.0.0)."""
+    if getattr(type(m), "energy_rule", None) == "neuron":
+        return True
+    from .. import _sj
+
+    return isinstance(m, _sj.MemoryModule) and type(m).__module__.startswith("spikingjelly.activation_based.neuron")
+
+
+def _sj_kind(m: nn.Module) -> Optional[str]:
+    """``'lif'`` / ``'if'`` when ``m`` is (a subclass of) SpikingJelly's LIFNode / IFNode."""
+    from .. import _sj
+
+    mod = _sj.sj_neuron_module()
+    if isinstance(m, mod.LIFNode):
+        return "lif"
+    if isinstance(m, mod.IFNode):
+        return "if"
+    return None
+
+
+def neuron_ops_per_update(m: nn.Module) -> float:
+    r"""Arithmetic operations (adds, subtracts, compares) per neuron and time step, as SpikingJelly's simple
+    model counts them: LIF charge 3 (:math:`v - v_r`, with the input, into :math:`v`), IF charge 1, fire 1
+    (:math:`h - V_{th}`), hard reset 2 (:math:`1 - s`, the sum), soft reset 1 -- LIF 6 / 5, IF 4 / 3.  A
+    neuron class may state its own ``energy_ops_per_update``; others count fire plus, with state, charge
+    and reset (3)."""
+    declared = getattr(m, "energy_ops_per_update", None)
+    if declared is not None:
+        return float(declared)
+    kind = _sj_kind(m)
+    reset = 1.0 if getattr(m, "v_reset", 0.0) is None else 2.0
+    if kind == "lif":
+        return 3.0 + 1.0 + reset
+    if kind == "if":
+        return 1.0 + 1.0 + reset
+    return 3.0 if neuron_state_tensors(m) else 1.0
+
+
+def neuron_leaky(m: nn.Module) -> bool:
+    """Whether a neuron's update multiplies its potential by a leak (LIF-type; a class may state
+    ``energy_leaky``)."""
+    declared = getattr(m, "energy_leaky", None)
+    if declared is not None:
+        return bool(declared)
+    return _sj_kind(m) == "lif"
+
+
+def neuron_state_tensors(m: nn.Module) -> list:
+    """The tensors a neuron keeps between time steps (its registered memories that are tensors)."""
+    mem = getattr(m, "_memories", None) or {}
+    return [v for v in mem.values() if isinstance(v, torch.Tensor)]
+
+
+def neuron_ledger(m: nn.Module) -> dict:
+    return dict(type=type(m).__name__, spikes=0.0, elements=0, updates=0.0, state_element_steps=0.0, state_bits=32.0,
+                per_sample_step=0.0, per_call_step=0.0, ops_per_update=neuron_ops_per_update(m),
+                leaky=neuron_leaky(m))
+
+
+def add_neuron_call(rec: dict, m: nn.Module, x: torch.Tensor, out: torch.Tensor, n_call: int) -> None:
+    """Add one call of neuron layer ``m`` (input ``x``, output ``out``) to its ledger record: updates
+    (neurons x steps), state elements read and written per step, spikes."""
+    t = int(x.shape[0]) if getattr(m, "step_mode", "s") == "m" and x.dim() >= 1 else 1
+    states = neuron_state_tensors(m)
+    rec["updates"] += out.numel()
+    rec["state_element_steps"] += sum(s.numel() for s in states) * t
+    if states:
+        rec["state_bits"] = float(torch.finfo(states[0].dtype).bits) if states[0].is_floating_point() else 32.0
+    rec["per_call_step"] = out.numel() / max(1, t)
+    rec["per_sample_step"] = rec["per_call_step"] / max(1, int(n_call))
+
+
+def norm_ledger(m: nn.Module) -> dict:
+    return dict(type=type(m).__name__, macs=0.0, acs=0.0)
+
+
+def add_norm_call(rec: dict, m: nn.Module, x: torch.Tensor) -> None:
+    r"""BatchNorm arithmetic as SpikingJelly's simple model counts it (``n`` elements, ``c`` channels):
+    inference :math:`n` MACs (affine) and :math:`n + c` adds; training :math:`n` MACs :math:`+ 2c` (running
+    statistics) and :math:`3n + 2c + 1` adds."""
+    if x.dim() >= 3 and getattr(m, "step_mode", "s") == "m":
+        x = x.flatten(0, 1)
+    n, c = x.numel(), int(x.shape[1]) if x.dim() > 1 else 1
+    training = m.training or (m.running_mean is None and m.running_var is None)
+    running = (not m.training or m.track_running_stats) and m.running_mean is not None
+    rec["macs"] += (n if m.weight is not None else 0) + (2 * c if training and running else 0)
+    if training:
+        rec["acs"] += 3 * n + (2 * c if running else 0) + (1 if m.training and m.track_running_stats else 0)
+    else:
+        rec["acs"] += n + c
+
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

@@ -99,6 +99,8 @@ def _reset_states(module: nn.Module) -> None:
 class LegendreMemory(nn.Module):
     r"""The LMU's linear memory :math:`m_t = \bar A m_{t-1} + \bar B u_t`, per memory channel.
 
+    Metered by :class:`neuroq.energy.EnergyMeter` as its streaming recurrence (``energy_rule = 'lmu_memory'``).
+
     :math:`\bar A` (buffer ``A`` ``[order, order]``) and :math:`\bar B` (buffer ``B`` ``[order, 1]``)
     are the Legendre delay system of window ``theta`` steps discretised by ``discretizer``
     (:func:`neuroq.functional.lmu.lmu_matrices`; float64 buffers, cast to the input's dtype).
@@ -117,6 +119,8 @@ class LegendreMemory(nn.Module):
         m_seq = mem(torch.randn(784, 32, 1), mode="fft")     # [784, 32, 256]
         m_end = mem(torch.randn(784, 32, 1), mode="last")    # [32, 256]
     """
+
+    energy_rule = "lmu_memory"
 
     def __init__(self, order: int, theta: float, memory_d: int = 1, discretizer: str = "zoh"):
         super().__init__()

@@ -101,6 +101,8 @@ class SAFLinear(_SAFSynapse):
         step_mode: ``'s'`` or ``'m'``.
     """
 
+    energy_rule = "linear"  # metered as a linear layer (neuroq.energy.rules)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, tau: float = 2.0,
                  step_mode: str = "s"):
         super().__init__(tau, step_mode)
@@ -144,6 +146,7 @@ class SAFConv2d(_SAFSynapse):
     """
 
     _channel_dim_1 = True
+    energy_rule = "conv"  # metered as a convolution (neuroq.energy.rules)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, tau: float = 2.0, step_mode: str = "s"):

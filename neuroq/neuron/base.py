@@ -53,7 +53,17 @@ class Neuron(_sj.MemoryModule):
     :func:`is_neuron` -- what :mod:`neuroq.viz` records and :class:`neuroq.energy.EnergyMeter`
     counts as a neuron layer -- recognises subclasses of this class and SpikingJelly's own neurons.
     A neuron exposes ``step_mode`` and, where it has one, ``v_threshold``.
+
+    Energy models read three class attributes (override them in a subclass): ``energy_rule`` (``'neuron'``:
+    how :mod:`neuroq.energy` recognises a neuron layer without importing this class),
+    ``energy_ops_per_update`` (arithmetic operations per neuron and time step; ``None``: the rule of the
+    SpikingJelly class it extends, see :func:`neuroq.energy.rules.neuron_ops_per_update`) and
+    ``energy_leaky`` (a leak multiply per update; ``None``: True for LIF-type neurons).
     """
+
+    energy_rule = "neuron"
+    energy_ops_per_update = None
+    energy_leaky = None
 
 
 def is_neuron(m) -> bool:

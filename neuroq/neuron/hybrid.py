@@ -79,6 +79,9 @@ class SpikingActivation(Neuron):
         neuroq.reset_net(act)
     """
 
+    #: the energy meter reads its output as spike counts n/dt (``counts``) and records their bits
+    energy_counts = True
+
     def __init__(self, activation: Optional[Callable] = None, dt: float = 1.0,
                  spiking_aware_training: bool = True,
                  initial_state: Union[str, torch.Tensor] = "random", seed: Optional[int] = None,
