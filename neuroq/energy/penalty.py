@@ -10,9 +10,16 @@ import torch.nn as nn
 
 from .._validate import check_choice, check_int, check_real
 from .meter import _Hooked, samples_in_call
-from .rules import _CONVS, _TCONVS, CONV_FANOUTS, is_spike_tensor, synaptic_fns
+from .models import energy_models, get_energy_model
+from .rules import _CONVS, _TCONVS, CONV_FANOUTS, SynapseRule, is_spike_tensor, synaptic_fns
 
+#: the paper's penalty and the rate baselines; every energy model name is a kind too (:class:`ModelPenalty`)
 PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
+
+
+def penalty_kinds() -> tuple:
+    """Every kind :func:`make_penalty` takes: :data:`PENALTY_KINDS` and the registered energy models."""
+    return PENALTY_KINDS + tuple(energy_models())
 
 
 class SpikePenalty(_Hooked):
@@ -127,7 +134,7 @@ class SpikePenalty(_Hooked):
                 x = x.float()
             elif x.dtype in (torch.float16, torch.bfloat16):
                 x = x.float()  # exact counts under autocast
-            term = self._term(m, x, sop_fn)
+            term = self._term(m, x, sop_fn, out)
             self._terms.append(term)
             self._per_layer.setdefault(key, []).append(term)
         return hook
@@ -163,7 +170,7 @@ class SpikePenalty(_Hooked):
             return (c + self.eps) ** self.p - self.eps ** self.p
         return c ** self.p
 
-    def _term(self, m: nn.Module, x: torch.Tensor, sop_fn) -> torch.Tensor:
+    def _term(self, m: nn.Module, x: torch.Tensor, sop_fn, out=None) -> torch.Tensor:
         if self.p == 1.0:
             if self.fanout_weighted:
                 return sop_fn(m, _conv_layout(m, x), self.conv_fanout)  # the meter's own rule
@@ -252,10 +259,48 @@ class RatePenalty(SpikePenalty):
     fanout_weighted = False
 
 
+class ModelPenalty(SpikePenalty):
+    r"""Training against the energy model you report: the differentiable spike-driven part of an energy
+    model (:meth:`neuroq.energy.EnergyModel.spike_energy`), in pJ per sample.
+
+    For every spike input entering a synaptic layer it adds the energy the model charges per input spike:
+    under ``'lemaire'`` the accumulates, address computations, FIFO read, weight reads and the potential
+    reads and writes the spike causes at each synapse it meets; under ``'simple'`` the accumulate and the
+    weight read of every synapse it meets (border-aware); under ``'compute'`` :math:`E_{AC}` per SOP (the
+    synaptic penalty times :math:`E_{AC}`).  Each of these is linear in the spikes, so the value equals the
+    :class:`EnergyMeter`'s energy of the same layers' spike inputs (bias and neuron terms excluded: they do
+    not depend on the spikes a layer receives) for the same batch, and its gradient is the model's cost
+    per spike times the surrogate gradient.
+
+    Usage::
+
+        pen = ModelPenalty(model, energy="lemaire").start()
+        loss = F.cross_entropy(model(x).mean(0), y) + lam * pen.penalty()     # lam per pJ
+    """
+
+    fanout_weighted = True
+
+    def __init__(self, model: nn.Module, energy="lemaire", **kwargs):
+        if kwargs.get("p", 1.0) != 1.0:
+            raise ValueError("ModelPenalty prices spikes linearly (p = 1); use SynapticPenalty for another exponent")
+        self.energy = get_energy_model(energy)
+        super().__init__(model, **kwargs)
+
+    def _term(self, m: nn.Module, x: torch.Tensor, sop_fn, out=None) -> torch.Tensor:
+        rule = SynapseRule(sop_fn, None, self.conv_fanout)
+        return self.energy.spike_energy(m, _conv_layout(m, x), out, rule)
+
+    def __repr__(self):
+        return f"ModelPenalty(energy={self.energy!r}, normalize={self.normalize!r})"
+
+
 def make_penalty(kind: str, model: nn.Module, **kwargs) -> SpikePenalty:
     """``'synaptic'`` -> :class:`SynapticPenalty` (p=1 unless given), ``'rate-l1'`` / ``'rate-l2'`` ->
-    :class:`RatePenalty` with p = 1 / 2.  The hooks are not started (call ``.start()``)."""
-    check_choice("kind", kind, PENALTY_KINDS)
+    :class:`RatePenalty` with p = 1 / 2, an energy model name (``'lemaire'``, ``'simple'`` ...) ->
+    :class:`ModelPenalty` under that model.  The hooks are not started (call ``.start()``)."""
+    check_choice("kind", kind, penalty_kinds())
+    if kind not in PENALTY_KINDS:
+        return ModelPenalty(model, energy=kind, **kwargs)
     if kind == "synaptic":
         return SynapticPenalty(model, **kwargs)
     if "p" in kwargs:

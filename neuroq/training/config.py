@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .._validate import check_choice, check_int, check_real
+from ..energy.penalty import penalty_kinds
 
 _MISSING = dataclasses.MISSING
 
@@ -77,7 +78,6 @@ def nonneg_float(name):
 
 SCHEDULES = ("cosine", "cosine-step", "onecycle", "constant")
 SHUFFLES = ("epoch", "stream")
-PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
 ENCODINGS = ("direct", "rate")
 
 
@@ -132,7 +132,9 @@ class TrainConfig:
                                    "(neuroq.energy.SynapticPenalty)", parse=nonneg_float("--energy-penalty"),
                                    metavar="LAM")
     penalty_kind: str = option("synaptic", "synaptic: spikes weighted by fan-out (= SOPs); rate-l1/rate-l2: plain "
-                               "spike counts", choices=PENALTY_KINDS)
+                               "spike counts; an energy model name (lemaire, simple, loihi ...): the pJ that "
+                               "model charges the spikes (neuroq.energy.ModelPenalty; LAM per pJ)",
+                               choices=penalty_kinds())
     shuffle: str = option("epoch", "epoch order RNG (see TrainConfig)", choices=SHUFFLES, cli=False)
     shuffle_seed_stride: int = option(100003, "epoch e shuffles with seed * stride + e", cli=False)
     eval_every: int = option(1, "evaluate every N epochs (0: only after the last)", cli=False)
@@ -162,7 +164,7 @@ class TrainConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("seed", self.seed)
         check_real("energy_penalty", self.energy_penalty, ge=0)
-        check_choice("penalty_kind", self.penalty_kind, PENALTY_KINDS)
+        check_choice("penalty_kind", self.penalty_kind, penalty_kinds())
         check_choice("shuffle", self.shuffle, SHUFFLES)
         check_int("shuffle_seed_stride", self.shuffle_seed_stride, ge=1)
         check_int("eval_every", self.eval_every, ge=0)
