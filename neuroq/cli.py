@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=4.6, help="pJ per MAC (default: 4.6)")
     c.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"),
                    help="conv fan-out rule of the meter (default: nominal)")
+    c.add_argument("--energy", type=energy_spec, default=None,
+                   help="energy models to price every method under, comma-separated, each 'name' or "
+                        "'name:option=value' (default: compute,simple,lemaire,loihi; registered: "
+                        + ", ".join(_energy_names()) + ")")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     C.add_options(c, {"train": C.TrainConfig}, title="training options (the same for every method)")
     C.add_options(c, M.configs(), title="method options (applied to every compared method that has them)")
@@ -73,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=None, help="pJ per MAC (default 4.6)")
     e.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"),
                    help="conv fan-out rule: nominal (C_out k^2 / s^2, the paper's) or exact (border-aware)")
+    e.add_argument("--energy", type=energy_spec, default=None,
+                   help="energy models, comma-separated, each 'name' or 'name:option=value' (default: every "
+                        "shipped one: " + ", ".join(_energy_names()) + "); the first is energy_pj in the JSON")
     e.add_argument("-b", "--batch-size", type=C.positive_int("--batch-size"), default=256,
                    help="batch size of the metering pass (default: 256)")
     e.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
@@ -86,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--kind", default="all", choices=VIZ_KINDS, help="which plot(s) (default: all)")
     v.add_argument("--samples", type=C.positive_int("--samples"), default=256,
                    help="test samples for the energy bars and the rate plot's batch average (default: 256)")
+    v.add_argument("--energy", type=energy_spec, default=None,
+                   help="energy model of --kind energy (bars stacked by component; default: compute)")
     v.add_argument("--max-neurons", type=C.positive_int("--max-neurons"), default=200,
                    help="neurons per layer in rasters (default: 200)")
     v.add_argument("--dpi", type=C.positive_int("--dpi"), default=150, help="resolution of the PNGs (default: 150)")
@@ -167,7 +176,8 @@ def _cmd_compare(args):
         if not any(k in C.field_names(M.method_class(m).Config) for m in names if m in M.available()):
             raise ValueError(f"{C.cli_name(k)} applies to none of the compared methods ({', '.join(names)})")
     summary = compare(names, train, args.out, seeds=args.seeds, options=options, jobs=args.jobs, threads=args.threads,
-                      meter=dict(samples=args.samples, e_ac=args.e_ac, e_mac=args.e_mac, conv_fanout=args.conv_fanout),
+                      meter=dict(samples=args.samples, e_ac=args.e_ac, e_mac=args.e_mac, conv_fanout=args.conv_fanout,
+                                 **({"energy": args.energy} if args.energy else {})),
                       progress=not args.quiet)
     print(markdown_table(summary))
     print(f"wrote {args.out}/compare.json and {args.out}/frontier.png")
@@ -191,6 +201,27 @@ def _test_slice(data, start, n, what):
     return x, y
 
 
+def _energy_names() -> list:
+    from .energy import energy_models
+
+    return energy_models()
+
+
+def energy_spec(text: str) -> str:
+    """argparse type of ``--energy``: comma-separated registered models, each ``name[:key=value...]``."""
+    from .energy import get_energy_model
+
+    specs = [t.strip() for t in text.split(",") if t.strip()]
+    if not specs:
+        raise argparse.ArgumentTypeError("--energy needs at least one energy model name")
+    for t in specs:
+        try:
+            get_energy_model(t)
+        except (ValueError, TypeError) as e:
+            raise argparse.ArgumentTypeError(f"--energy {t!r}: {e}") from None
+    return ",".join(specs)
+
+
 def _cmd_energy(args):
     from pathlib import Path
 
@@ -203,7 +234,8 @@ def _cmd_energy(args):
     net = inference_model(method, model, args.device)
     meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, args.batch_size, data.kind,
                       e_ac=E_AC_PJ if args.e_ac is None else args.e_ac,
-                      e_mac=E_MAC_PJ if args.e_mac is None else args.e_mac, conv_fanout=args.conv_fanout)
+                      e_mac=E_MAC_PJ if args.e_mac is None else args.e_mac, conv_fanout=args.conv_fanout,
+                      energy=args.energy or ",".join(_energy_names()))
     rep = meter.report()
     rep.update(method=method.name, dataset=data.name, T=method.T, checkpoint=str(args.checkpoint),
                machine=machine_info(args.device))
@@ -211,6 +243,10 @@ def _cmd_energy(args):
     atomic_write_json(out, rep)
     print(f"{method.name} on {data.name}, {rep['samples']} test samples, T={method.T}")
     print(meter.table())
+    for m in rep["energy_models"]:
+        info = rep["energy_models"][m]["model"]
+        print(f"\n{info['title']} ({info['source']}; {info['technology']}; {info['precision']})")
+        print(meter.table(model=m))
     if rep["neurons"]:
         print("firing rates: " + ", ".join(f"{k} {d['firing_rate']:.3f}" for k, d in rep["neurons"].items()))
     print(f"wrote {out}")
@@ -277,9 +313,17 @@ def _cmd_viz(args):
                                                                 f"per channel"),
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
-            meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind)
-            save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
-                                              f"({meter.samples} test samples)"), "energy.png")
+            if args.energy:
+                meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind,
+                                  energy=args.energy)
+                for m in meter.energy_models:
+                    save(viz.energy_components(meter, model=m.name, title=f"{method.name} on {data.name}: energy per "
+                                                 f"sample under {m.name} ({meter.samples} test samples)"),
+                         f"energy_{m.name}.png")
+            else:
+                meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind)
+                save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
+                                                  f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":
             fig = viz.animate_raster(spikes, out / f"raster_{K}.gif", max_neurons=args.max_neurons, select=args.select,
                                      title=tag)

@@ -199,8 +199,49 @@ def methods_block() -> str:
     return "\n".join(lines)
 
 
+def energy_ranks_block() -> str:
+    """Each demo method's rank by energy (1 = cheapest) under every energy model, and how far it moves."""
+    path = RES / "demo_compare.json"
+    if not path.exists():
+        return f"(`{path.relative_to(ROOT)}` has not been recorded yet)"
+    from neuroq.training.compare import _model_energy, energy_model_names
+
+    d = json.loads(path.read_text())
+    models = energy_model_names(d)
+    rows = d["methods"]
+    rank = {mo: {m: i + 1 for i, m in enumerate(sorted(rows, key=lambda m: _model_energy(rows[m], mo)[0]))}
+            for mo in models}
+    lines = ["| method | " + " | ".join(f"rank under {mo}" for mo in models) + " | largest move |",
+             "|---|" + "---:|" * len(models) + "---:|"]
+    for m in sorted(rows, key=lambda m: rank[models[0]][m]):
+        r = [rank[mo][m] for mo in models]
+        lines.append(f"| {m} | " + " | ".join(str(v) for v in r) + f" | {max(r) - min(r)} |")
+    return "\n".join(lines)
+
+
+def energy_calibration_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "energy_calibration.json"
+    if not path.exists():
+        return f"(`{path.relative_to(ROOT)}` has not been recorded yet)"
+    d = json.loads(path.read_text())
+    meas = d["measured"]["joules_per_inference"] * 1e6
+    lines = ["| rate r (spikes per neuron and step) | synaptic operations | neuron updates | `loihi` estimate (µJ) | "
+             f"measured ({meas:.0f} µJ) / estimate |", "|---:|---:|---:|---:|---:|"]
+    for r in d["sweep"]:
+        lines.append(f"| {r['rate']:.2f} | {r['synops']:,.0f} | {r['neuron_updates']:,} | {r['energy_pj'] / 1e6:.2f} | "
+                     f"{r['measured_over_estimate']:.1f}x |")
+    sc = d["scaling"]
+    lines += ["", f"Scaling runs: {d['measured']['scaling_increment_joules'] * 1e6:.0f} µJ per inference added by "
+              f"{d['measured']['scaling_extra_layers']} extra 256-neuron layers; the profile explains it at "
+              f"r = {sc['rate_that_explains_it']:.3f}. From `benchmarks/results/energy_calibration.json`."]
+    return "\n".join(lines)
+
+
 BLOCKS = {"demo": demo_block, "compare": compare_block, "performance": performance_block,
-          "methods": methods_block}
+          "methods": methods_block, "energy-demo": demo_block, "energy-ranks": energy_ranks_block,
+          "energy-calibration": energy_calibration_block}
+#: the pages whose result blocks are generated
+PAGES = ("README.md", "docs/energy.md")
 
 
 def render(text: str) -> str:
@@ -231,15 +272,18 @@ def main(argv=None) -> int:
         collect(Path(a.collect_demo), "demo_compare.json", "demo_frontier")
     if a.collect_compare:
         collect(Path(a.collect_compare), "compare_fashion_mnist.json", "compare_fashion_mnist")
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old)
-    if a.check:
+    stale = []
+    for page in PAGES:
+        path = ROOT / page
+        old = path.read_text()
+        new = render(old)
         if new != old:
-            print("README.md result blocks are stale: run python -m visualizations.readme_tables")
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(page)
+            if not a.check:
+                path.write_text(new)
+    if a.check and stale:
+        print(f"result blocks are stale in {', '.join(stale)}: run python -m visualizations.readme_tables")
+        return 1
     return 0
 
 

@@ -16,7 +16,12 @@ The rules that make the comparison fair:
 * the method options given here apply to every method that has them (``T`` to the methods that simulate
   time, ``arch``/``hidden`` to every reference MLP/CNN); the rest keep each method's defaults;
 * one :class:`neuroq.energy.EnergyMeter` setting (``samples``, ``e_ac``, ``e_mac``, ``conv_fanout``)
-  meters each method's inference network on the same test samples.
+  meters each method's inference network on the same test samples, priced under every energy model of
+  ``energy`` (:mod:`neuroq.energy.models`; ``compute,simple,lemaire,loihi`` by default): ``compare.json``
+  holds each method's energy and components under each, ``frontier.png`` one panel per model.
+
+A finished run whose energy setting differs from the requested one is re-metered from its checkpoint
+(no retraining), so a comparison can be priced under new models later.
 
 Methods added later join by registering (:func:`neuroq.training.methods.register`): the default
 ``methods`` are all registered methods that take the dataset's kind of samples.
@@ -37,8 +42,10 @@ from ..io import atomic_write_json, machine_info
 from .config import TrainConfig, from_dict, to_dict
 from .methods import available, method_class
 
+#: the energy models every comparison is priced under by default (``--energy``)
+DEFAULT_ENERGY = "compute,simple,lemaire,loihi"
 #: the meter setting every method is measured with
-METER_DEFAULTS = dict(samples=512, e_ac=0.9, e_mac=4.6, conv_fanout="nominal")
+METER_DEFAULTS = dict(samples=512, e_ac=0.9, e_mac=4.6, conv_fanout="nominal", energy=DEFAULT_ENERGY)
 
 
 def applicable_methods(kind: str) -> list[str]:
@@ -84,7 +91,8 @@ def _run_one(job: dict, progress) -> dict:
     m = job["meter"]
     net = inference_model(method, tr.model, tr.device)
     meter = meter_run(method, net, data.test, cfg.encoding, tr.device, samples=m["samples"], kind=data.kind,
-                      e_ac=m["e_ac"], e_mac=m["e_mac"], conv_fanout=m["conv_fanout"])
+                      e_ac=m["e_ac"], e_mac=m["e_mac"], conv_fanout=m["conv_fanout"],
+                      energy=m.get("energy", "compute"))
     rep = meter.report()
     rep.update(method=method.name, dataset=data.name, machine=machine_info(tr.device))
     atomic_write_json(Path(job["out"]) / "energy.json", rep)
@@ -95,6 +103,10 @@ def _run_one(job: dict, progress) -> dict:
                 best_epoch=metrics["best_epoch"], test_acc_at_best_epoch=metrics["test_acc_at_best_epoch"],
                 energy_pj=tot["energy_pj_per_sample"], sop_energy_pj=tot["sops_per_sample"] * rep["e_ac_pj"],
                 mac_energy_pj=tot["macs_per_sample"] * rep["e_mac_pj"], sops=tot["sops_per_sample"],
+                energy_models={k: dict(energy_pj=v["total"]["energy_pj_per_sample"],
+                                       components_pj=v["total"]["components_pj_per_sample"])
+                               for k, v in rep["energy_models"].items()},
+                meter=m,
                 macs=tot["macs_per_sample"], firing_rate=tot.get("firing_rate"),
                 params=sum(p.numel() for p in tr.model.parameters()), train_time_s=metrics["train_time_s"],
                 wall_time_s=train_wall, peak_memory_mib=gpu_peak if gpu_peak is not None else peak,
@@ -170,8 +182,10 @@ def _run_all(jobs_list: list, jobs: int, progress: bool, epochs: int) -> list:
         if done.exists():
             prev = json.loads(done.read_text())
             if prev.get("options") == job["options"] and prev.get("train") == job["train"]:
-                results.append(prev)
-                continue
+                if prev.get("meter") == job["meter"]:
+                    results.append(prev)
+                    continue
+                job = dict(job, remeter=prev)  # trained: only meter again (the checkpoint resumes past its end)
         pending.append(job)
     methods = list(dict.fromkeys(j["method"] for j in jobs_list))
     per_method = {m: sum(1 for j in jobs_list if j["method"] == m) * epochs for m in methods}
@@ -203,6 +217,10 @@ def _run_all(jobs_list: list, jobs: int, progress: bool, epochs: int) -> list:
                     running.remove(item)
                     if status != "ok":
                         raise RuntimeError(f"compare: {job['method']} seed {job['seed']} failed: {payload}")
+                    if "remeter" in job:  # keep what the training measured; take the new energy numbers
+                        keep = ("train_time_s", "wall_time_s", "peak_memory_mib", "peak_memory_kind", "history",
+                                "final_test_acc", "best_epoch", "test_acc_at_best_epoch")
+                        payload = dict(payload, **{k: job["remeter"][k] for k in keep if k in job["remeter"]})
                     atomic_write_json(_summary_path(Path(job["out"])), payload)
                     results.append(payload)
                 elif not p.is_alive():
@@ -231,6 +249,12 @@ def _aggregate(names, results, train, options, meter, seeds) -> dict:
         acc, acc_sd = _mean_std([r["final_test_acc"] for r in rs])
         best, best_sd = _mean_std([r["test_acc_at_best_epoch"] for r in rs])
         e, e_sd = _mean_std([r["energy_pj"] for r in rs])
+        models = {}
+        for mname in rs[0].get("energy_models", {}):
+            me, me_sd = _mean_std([r["energy_models"][mname]["energy_pj"] for r in rs])
+            comps = {c: _mean_std([r["energy_models"][mname]["components_pj"][c] for r in rs])[0]
+                     for c in rs[0]["energy_models"][mname]["components_pj"]}
+            models[mname] = dict(energy_pj=me, energy_std=me_sd, components_pj=comps)
         rows[name] = dict(
             method=name, help=method_class(name).help, seeds=[r["seed"] for r in rs], T=rs[0]["T"],
             accuracy=acc, accuracy_std=acc_sd, test_acc_at_best_epoch=best, test_acc_at_best_epoch_std=best_sd,
@@ -240,27 +264,61 @@ def _aggregate(names, results, train, options, meter, seeds) -> dict:
             firing_rate=_mean_std([r["firing_rate"] for r in rs])[0], params=rs[0]["params"],
             train_time_s=_mean_std([r["train_time_s"] for r in rs])[0],
             peak_memory_mib=max(r["peak_memory_mib"] for r in rs), peak_memory_kind=rs[0]["peak_memory_kind"],
-            runs=rs)
+            energy_models=models, runs=rs)
     from ..viz.energy_plots import pareto_front
 
     order = list(rows)
     front = pareto_front([rows[m]["energy_pj"] for m in order], [rows[m]["accuracy"] for m in order])
+    fronts = {}
+    for mname in rows[order[0]]["energy_models"]:
+        f = pareto_front([rows[m]["energy_models"][mname]["energy_pj"] for m in order],
+                         [rows[m]["accuracy"] for m in order])
+        fronts[mname] = [order[i] for i in f]
+    from ..energy import describe
+
     return dict(kind="neuroq-compare-1", dataset=train.dataset, train=to_dict(train), seeds=seeds, options=options,
-                meter=meter, methods=rows, pareto_front=[order[i] for i in front], machine=machine_info(train.device))
+                meter=meter, methods=rows, pareto_front=[order[i] for i in front], pareto_fronts=fronts,
+                energy_models={k: describe(k) for k in fronts}, machine=machine_info(train.device))
+
+
+def energy_model_names(summary: dict) -> list:
+    """The energy models a ``compare.json`` was priced under (``['compute']`` for files from before models)."""
+    first = next(iter(summary["methods"].values()))
+    return list(first.get("energy_models") or {"compute": None})
+
+
+def _model_energy(r: dict, model: str) -> tuple:
+    em = r.get("energy_models") or {}
+    if model in em:
+        return em[model]["energy_pj"], em[model]["energy_std"]
+    return r["energy_pj"], r["energy_std"]
 
 
 def draw_frontier(summary: dict, path) -> None:
     """``frontier.png`` (and ``.pdf``) of a ``compare.json``: accuracy against energy per inference, one
-    marker per method with its seed spread, the Pareto frontier dashed."""
+    panel per energy model, one marker per method with its seed spread, each model's Pareto front dashed."""
+    import matplotlib.pyplot as plt
+
     from .. import viz
 
-    rows = [dict(label=f"{m} (T={r['T']})", energy_pj=r["energy_pj"], accuracy=r["accuracy"],
-                 accuracy_std=r["accuracy_std"], energy_std=r["energy_std"]) for m, r in summary["methods"].items()]
+    models = energy_model_names(summary)
     n = len(summary["methods"][next(iter(summary["methods"]))]["seeds"])
     spread = f"{n} seeds each, mean ± std" if n > 1 else "1 seed each"
-    ax = viz.accuracy_energy(rows, title=f"{summary['dataset']}: test accuracy vs energy per inference ({spread})")
-    ax.set_ylabel("test accuracy")
-    viz.save(ax, path, formats=("png", "pdf"))
+    cols = min(2, len(models))
+    rows_n = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.2 * cols, 4.4 * rows_n), layout="constrained", squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        rows = []
+        for m, r in summary["methods"].items():
+            e, e_sd = _model_energy(r, model)
+            rows.append(dict(label=f"{m} (T={r['T']})", energy_pj=e, accuracy=r["accuracy"],
+                             accuracy_std=r["accuracy_std"], energy_std=e_sd))
+        viz.accuracy_energy(rows, ax=ax, title=f"energy model: {model}")
+        ax.set_ylabel("test accuracy")
+    for ax in list(axes.flat)[len(models):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{summary['dataset']}: test accuracy vs energy per inference ({spread})")
+    viz.save(fig, path, formats=("png", "pdf"))
 
 
 def draw_curves(summary: dict, path) -> None:
@@ -276,26 +334,68 @@ def draw_curves(summary: dict, path) -> None:
 
 
 def markdown_table(summary: dict) -> str:
-    """The comparison as a Markdown table (for the README and docs; never typed by hand)."""
-    front = set(summary["pareto_front"])
-    lines = ["| method | T | test accuracy (%) | energy / inference (nJ) | SOP part (nJ) | MAC part (nJ) | firing rate "
-             "| parameters | training time (s) | peak memory (MiB) | on the frontier |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for m, r in sorted(summary["methods"].items(), key=lambda kv: kv[1]["energy_pj"]):
+    """The comparison as a Markdown table (for the README and docs; never typed by hand): accuracy, and the
+    energy per inference under every energy model the comparison was priced under, with the share of it
+    that is memory traffic, followed by :func:`reading`."""
+    models = energy_model_names(summary)
+    fronts = summary.get("pareto_fronts") or {"compute": summary["pareto_front"]}
+    head = ("| method | T | test accuracy (%) | " + " | ".join(f"{m} (nJ)" for m in models) +
+            " | firing rate | parameters | training time (s) | peak memory (MiB) | on the frontier under |")
+    lines = [head, "|---|---:|---:|" + "---:|" * len(models) + "---:|---:|---:|---:|---|"]
+    first = models[0]
+    for m, r in sorted(summary["methods"].items(), key=lambda kv: _model_energy(kv[1], first)[0]):
         sd = "" if not r["accuracy_std"] else f" ± {100 * r['accuracy_std']:.2f}"
         fr = "–" if r["firing_rate"] is None else f"{r['firing_rate']:.3f}"
-        lines.append(f"| {m} | {r['T']} | {100 * r['accuracy']:.2f}{sd} | {r['energy_pj'] / 1e3:.1f} | "
-                     f"{r['sop_energy_pj'] / 1e3:.1f} | {r['mac_energy_pj'] / 1e3:.1f} | {fr} | {r['params']:,} | "
-                     f"{r['train_time_s']:.0f} | {r['peak_memory_mib']:.0f} | {'yes' if m in front else ''} |")
+        cells = []
+        for model in models:
+            e = _model_energy(r, model)[0]
+            comps = ((r.get("energy_models") or {}).get(model) or {}).get("components_pj") or {}
+            mem = sum(comps.get(c, 0.0) for c in ("weight_memory", "state_memory", "io"))
+            cells.append(f"{e / 1e3:.1f}" + (f" ({100 * mem / e:.0f} % mem.)" if mem and e else ""))
+        on = ", ".join(k for k in models if m in fronts.get(k, ()))
+        lines.append(f"| {m} | {r['T']} | {100 * r['accuracy']:.2f}{sd} | " + " | ".join(cells) +
+                     f" | {fr} | {r['params']:,} | {r['train_time_s']:.0f} | {r['peak_memory_mib']:.0f} | {on} |")
     t = summary["train"]
     mach = summary["machine"]
     lines += ["", f"{summary['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']} ({t['schedule']}), "
               f"{summary['seeds']} seed(s) per method, method options {summary['options'] or 'defaults'}; energy "
-              f"metered on {summary['meter']['samples']} test samples (E_AC {summary['meter']['e_ac']} pJ, E_MAC "
-              f"{summary['meter']['e_mac']} pJ, {summary['meter']['conv_fanout']} fan-out); machine: "
-              f"{mach.get('gpu') or mach.get('processor')}, {mach.get('cpu_count')} CPUs, torch {mach.get('torch')}, "
-              f"SpikingJelly {mach.get('spikingjelly')}."]
+              f"metered on {summary['meter']['samples']} test samples under the energy models {', '.join(models)} "
+              f"({summary['meter']['conv_fanout']} fan-out for SOPs; \"mem.\": weight, state and I/O traffic); "
+              f"machine: {mach.get('gpu') or mach.get('processor')}, {mach.get('cpu_count')} CPUs, torch "
+              f"{mach.get('torch')}, SpikingJelly {mach.get('spikingjelly')}."]
+    reading_text = reading(summary)
+    if reading_text:
+        lines += ["", reading_text]
     return "\n".join(lines)
 
 
-__all__ = ["compare", "applicable_methods", "draw_frontier", "markdown_table", "METER_DEFAULTS"]
+def reading(summary: dict) -> str:
+    """What the comparison says under each energy model, generated from it: the order of the methods by
+    energy under each model, and which pairwise conclusions hold under every model and which flip."""
+    models = energy_model_names(summary)
+    if len(models) < 2:
+        return ""
+    rows = summary["methods"]
+    order = {mo: sorted(rows, key=lambda m: _model_energy(rows[m], mo)[0]) for mo in models}
+    parts = ["Cheapest first: " + "; ".join(f"{mo}: {' < '.join(order[mo])}" for mo in models) + "."]
+    holds, flips = [], []
+    names = list(rows)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            signs = {mo: _model_energy(rows[a], mo)[0] < _model_energy(rows[b], mo)[0] for mo in models}
+            if all(signs.values()) or not any(signs.values()):
+                lo, hi = (a, b) if all(signs.values()) else (b, a)
+                holds.append(f"{lo} < {hi}")
+            else:
+                cheaper_a = [mo for mo, v in signs.items() if v]
+                cheaper_b = [mo for mo, v in signs.items() if not v]
+                flips.append(f"{a} < {b} under {', '.join(cheaper_a)} but not under {', '.join(cheaper_b)}")
+    if holds:
+        parts.append("Under every model: " + ", ".join(holds) + ".")
+    if flips:
+        parts.append("Flips with the model: " + "; ".join(flips) + ".")
+    return " ".join(parts)
+
+
+__all__ = ["compare", "applicable_methods", "draw_frontier", "markdown_table", "reading", "METER_DEFAULTS",
+           "DEFAULT_ENERGY"]

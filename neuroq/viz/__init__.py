@@ -8,6 +8,7 @@ PNG and, for papers and slides, vector PDF/SVG:
 * :func:`membrane_trace` — membrane potential before/after reset with threshold and spikes marked
 * :func:`feature_maps` — spike maps of a convolutional layer's channels
 * :func:`energy_bars` — per-layer SOP/MAC energy of an :class:`neuroq.energy.EnergyMeter` report
+* :func:`energy_components` — per-layer energy of one energy model, stacked by component (compute, memory ...)
 * :func:`accuracy_energy` — accuracy vs energy of several runs with their Pareto front
 * :func:`learning_curves` — a metric per epoch of several runs, mean ± std over seeds
 * :func:`animate_raster` — GIF of the raster filling in step by step
@@ -18,7 +19,7 @@ from .record import Recorder, Recording, record  # noqa: F401
 from .rates import firing_rates  # noqa: F401
 from .membrane import membrane_trace  # noqa: F401
 from .feature_maps import feature_maps  # noqa: F401
-from .energy_plots import (accuracy_energy, distinct_labels, energy_bars, energy_unit,  # noqa: F401
+from .energy_plots import (accuracy_energy, distinct_labels, energy_bars, energy_components, energy_unit,  # noqa: F401
                            load_run_summary, pareto_front)
 from .animate import animate_raster  # noqa: F401
 from .curves import learning_curves  # noqa: F401

@@ -393,3 +393,106 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
     ax.pareto = front
     ax.energy_unit = uname
     return ax
+
+
+_COMPONENT_LABELS = dict(compute="compute", weight_memory="weight memory", state_memory="state memory",
+                         io="input/output", addressing="addressing")
+
+
+@styled
+def energy_components(report, model: Optional[str] = None, per_sample: bool = True, log="auto",
+                      ax: Optional[plt.Axes] = None, title: Optional[str] = None, labels=None,
+                      unit: Optional[str] = None):
+    r"""Per-layer energy of an :class:`neuroq.energy.EnergyMeter` report under one energy model, split into
+    its components (compute, weight memory, state memory, input/output, addressing;
+    :mod:`neuroq.energy.models`), synaptic and neuron layers in module order.
+
+    Linear axis: each layer's bar is stacked by component.  Log axis (``log=True``, or ``'auto'`` when the
+    components span more than two orders of magnitude): the components stand side by side in each layer's
+    group, since stacked segments on a log axis do not read as their share.
+
+    Args:
+        report: ``EnergyMeter.report()``, the meter, or a path to ``energy.json`` (or its folder).
+        model: an energy model of the report (default: the report's primary model).
+        per_sample, ax, title, labels, unit: as :func:`energy_bars`.
+    Returns:
+        the ``Axes``; ``ax.components`` the components drawn (in order), ``ax.containers`` one bar
+        container per component, heights in pJ.
+
+    Example::
+
+        with EnergyMeter(net, energy="lemaire") as meter:
+            net(x_seq)
+        ax = viz.energy_components(meter)
+    """
+    from ..energy.models import COMPONENTS
+
+    meter = report if hasattr(report, "report") and callable(report.report) else None
+    rep = _load_report(report)
+    models = rep.get("energy_models")
+    if not models:
+        raise ValueError("the report has no energy_models: it was written before energy models existed; "
+                         "meter it again (neuroq energy RUN)")
+    model = model or rep.get("energy_model") or next(iter(models))
+    if model not in models:
+        raise ValueError(f"model must be one of the report's energy models {list(models)}; got {model!r}")
+    mr = models[model]
+    per = per_sample and bool(rep.get("samples"))
+    key = "components_pj_per_sample" if per else "components_pj"
+    names = list(mr["layers"])
+    if not names:
+        raise ValueError("the report has no metered layers")
+    vals = np.array([[mr["layers"][k][key][c] for c in COMPONENTS] for k in names], dtype=float)
+    used = [i for i, c in enumerate(COMPONENTS) if vals[:, i].any()]
+    vals = vals[:, used]
+    comps = [COMPONENTS[i] for i in used]
+    positive = vals[vals > 0]
+    if log == "auto":
+        log = bool(positive.size) and positive.max() / positive.min() > 100
+    ticklabels = _component_labels(rep, meter, names, labels)
+    uname, factor = energy_unit(vals.sum(1), unit)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.2, 1.1 * len(names) + 2.6), 3.9), layout="constrained")
+    x = np.arange(len(names))
+    if log:
+        w = 0.8 / max(1, len(comps))
+        for j, c in enumerate(comps):
+            ax.bar(x - 0.4 + w * (j + 0.5), vals[:, j], width=w, color=PALETTE[j % len(PALETTE)],
+                   label=_COMPONENT_LABELS.get(c, c))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        if positive.size:
+            ax.set_ylim(positive.min() / 3, positive.max() * 6)
+    else:
+        bottom = np.zeros(len(names))
+        for j, c in enumerate(comps):
+            ax.bar(x, vals[:, j], bottom=bottom, width=0.7, color=PALETTE[j % len(PALETTE)],
+                   label=_COMPONENT_LABELS.get(c, c))
+            bottom += vals[:, j]
+        ax.set_ylim(0, max(1e-12, float(bottom.max())) * 1.25)
+    ax.yaxis.set_major_formatter(_unit_formatter(factor))
+    ax.set_xticks(x, ticklabels, rotation=25 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    ax.set_ylabel(f"energy ({uname}" + (" / sample)" if per else ")"))
+    total = mr["total"]["energy_pj_per_sample" if per else "energy_pj"]
+    ax.legend(loc="upper right", fontsize="small",
+              title=f"{model}: total {_fmt_energy(total, uname, factor)}" + (" / sample" if per else ""))
+    if title:
+        ax.set_title(title)
+    ax.components = comps
+    ax.energy_unit = uname
+    return ax
+
+
+def _component_labels(rep, meter, names, labels):
+    if labels is not None:
+        if isinstance(labels, Mapping):
+            return [labels.get(k, k) for k in names]
+        labels = list(labels)
+        if len(labels) != len(names):
+            raise ValueError(f"labels: expected {len(names)} (one per layer), got {len(labels)}")
+        return labels
+    if meter is not None:
+        found = layer_labels(meter.model)
+        return [found.get(k, k) for k in names]
+    return names
