@@ -44,3 +44,49 @@ def test_compare_refuses_what_does_not_apply(tmp_path, capsys):
     assert "applies to none of the compared methods" in capsys.readouterr().err
     assert main(base + ["--methods", "saf-e", "--amp"]) == 2
     assert "--amp" in capsys.readouterr().err
+
+
+def test_compare_prices_every_model_and_remeters_without_training(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--dataset", "digits", "--methods", "lif,ann", "--epochs", "1", "--limit-train", "120",
+            "--limit-test", "40", "--hidden", "16", "-T", "2", "--samples", "20", "--quiet", "--out", str(out)]
+    assert main(argv + ["--energy", "compute"]) == 0
+    s = json.loads((out / "compare.json").read_text())
+    assert list(s["methods"]["lif"]["energy_models"]) == ["compute"]
+    ck = out / "lif" / "seed0" / "checkpoint.pt"
+    before = ck.stat().st_mtime
+    capsys.readouterr()
+    assert main(argv + ["--energy", "compute,simple,lemaire:capacity=call"]) == 0
+    assert ck.stat().st_mtime == before                     # re-metered from the checkpoint, not retrained
+    s = json.loads((out / "compare.json").read_text())
+    for r in s["methods"].values():
+        assert set(r["energy_models"]) == {"compute", "simple", "lemaire"}
+        assert r["energy_models"]["compute"]["energy_pj"] == pytest.approx(r["energy_pj"])
+        comps = r["energy_models"]["simple"]["components_pj"]
+        assert sum(comps.values()) == pytest.approx(r["energy_models"]["simple"]["energy_pj"])
+        assert comps["weight_memory"] > comps["compute"]     # memory traffic dominates under simple
+    assert set(s["pareto_fronts"]) == {"compute", "simple", "lemaire"}
+    assert s["energy_models"]["lemaire"]["source"].startswith("Lemaire")
+    printed = capsys.readouterr().out
+    assert "simple (nJ)" in printed and "Cheapest first:" in printed
+    with pytest.raises(SystemExit):                         # argparse: the option, the registered models
+        main(argv + ["--energy", "nonsense"])
+    assert "--energy 'nonsense'" in capsys.readouterr().err
+
+
+def test_energy_and_viz_commands_take_energy_models(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--method", "lif", "--dataset", "digits", "--epochs", "1", "--limit-train", "100",
+                 "--limit-test", "30", "--hidden", "16", "-T", "2", "--quiet", "--no-report", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["energy", str(out), "--samples", "20", "--energy", "lemaire,simple:weight_reads=per_sample"]) == 0
+    printed = capsys.readouterr().out
+    assert "energy model 'lemaire'" in printed and "weight_memory" in printed
+    rep = json.loads((out / "energy.json").read_text())
+    assert rep["energy_model"] == "lemaire"
+    assert rep["energy_models"]["simple"]["model"]["assumptions"]["weight_reads"] == "per_sample"
+    assert rep["total"]["energy_pj_per_sample"] == pytest.approx(
+        sum(rep["total"]["components_pj_per_sample"].values()))
+    assert main(["viz", str(out), "--kind", "energy", "--energy", "lemaire", "--samples", "20",
+                 "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "energy_lemaire.png").stat().st_size > 10_000
