@@ -63,11 +63,8 @@ def estimate(rate: float, sizes=(390, 256, 256), seed: int = 0) -> dict:
     with torch.no_grad(), EnergyMeter(net, energy="loihi") as meter:
         net(x)
     rep = meter.report()
-    syn = sum(d["sops"] for d in rep["layers"].values())
-    return dict(rate=rate, synops=rep["layers"] and sum(
-        rep["energy_models"]["loihi"]["layers"][k]["components_pj"]["compute"] for k in rep["layers"]) / 27.1,
-        sops_nominal=syn, neuron_updates=sum(r["elements"] for r in meter.neurons.values()),
-        energy_pj=rep["total"]["energy_pj"])
+    return dict(rate=rate, synops=int(sum(r["acs"] for r in meter.layers.values())),   # spike x synapse it meets
+                neuron_updates=int(sum(r["updates"] for r in meter.neurons.values())), energy_pj=rep["total"]["energy_pj"])
 
 
 def main():

@@ -57,15 +57,6 @@ def register_synaptic(cls: type, sop_fn: Callable, mac_fn: Callable) -> None:
     _REGISTRY[cls] = (sop_fn, mac_fn)
 
 
-_BUILTINS_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    _BUILTINS_LOADED = True
-    _builtin_rules()
-
-
 _TCONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
@@ -138,15 +129,8 @@ def linear_macs(m: nn.Linear, x: torch.Tensor, out: torch.Tensor) -> int:
 NAMED_RULES = {"linear": (linear_sops, linear_macs), "conv": (conv_sops, conv_macs)}
 
 
-def _builtin_rules() -> None:
-    """Nothing to load: neuroq's own synaptic layers that are not ``nn.Linear``/``nn.Conv`` subclasses (the
-    SAF synapses) declare ``energy_rule = 'linear'`` / ``'conv'``."""
-
-
 def synaptic_fns(module: nn.Module):
     """``(sop_fn, mac_fn)`` for a synaptic layer, or ``None`` when the module is not one."""
-    if not _BUILTINS_LOADED:
-        _load_builtins()
     for cls, fns in _REGISTRY.items():
         if isinstance(module, cls):
             return fns
@@ -358,8 +342,9 @@ class SynapseRule:
     @staticmethod
     def geometry(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict:
         syn, fan = lemaire_spike_factors(m)
-        return dict(conv=is_conv(m), syn=syn, fan=fan, weight_numel=_param_numel(m, "weight"),
-                    bias_numel=_param_numel(m, "bias"), bias_bits=_param_bits(m, "bias"),
+        static = synapse_ledger(m)
+        return dict(conv=is_conv(m), syn=syn, fan=fan, weight_numel=static["weight_numel"],
+                    bias_numel=static["bias_numel"], bias_bits=static["bias_bits"],
                     out_per_sample_step=out_per_sample_step(m, out))
 
 
@@ -406,8 +391,7 @@ def add_synapse_call(rec: dict, m: nn.Module, x: torch.Tensor, out: torch.Tensor
     rec["in_per_call"] = nx
     rec["dense_out_writes"] += ny
     if is_conv(m):
-        macs = ny * math.prod(m.weight.shape[1:]) if isinstance(getattr(m, "weight", None), torch.Tensor) else 0
-        rec["dense_in_reads"] += macs
+        rec["dense_in_reads"] += conv_macs(m, x, out)     # one input read per MAC
         rec["dense_addr"] += nx + ny + m.out_channels * math.prod(m.kernel_size)
     else:
         rec["dense_in_reads"] += nx
