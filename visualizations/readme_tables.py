@@ -237,7 +237,25 @@ def energy_calibration_block() -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"demo": demo_block, "compare": compare_block, "performance": performance_block,
+def energy_penalty_block() -> str:
+    """What the synaptic and the Lemaire model penalty save under each energy model (mean over seeds)."""
+    path = RES / "energy_penalty_models.json"
+    if not path.exists():
+        return f"(`{path.relative_to(ROOT)}` has not been recorded yet)"
+    d = json.loads(path.read_text())
+    lines = ["| penalty | alpha | accuracy change (points) | " + " | ".join(f"energy change under {m}" for m in d["models"])
+             + " |", "|---|---:|---:|" + "---:|" * len(d["models"])]
+    for s in d["summary"]:
+        lines.append(f"| {s['kind']} | {s['alpha']:g} | {s['acc_change_points']:+.2f} | "
+                     + " | ".join(f"{100 * s['energy_change'][m]:+.1f} %" for m in d["models"]) + " |")
+    m = d["machine"]
+    lines += ["", f"{d['network']} on digits, {d['epochs']} epochs, {d['seeds']} seeds, changes against the unpenalized "
+              f"run of the same seed; `examples/results/energy_penalty_models.json` ({m.get('processor')}, "
+              f"{m.get('cpu_count')} CPUs, torch {m.get('torch')}, SpikingJelly {m.get('spikingjelly')})."]
+    return "\n".join(lines)
+
+
+BLOCKS = {"energy-penalty": energy_penalty_block, "demo": demo_block, "compare": compare_block, "performance": performance_block,
           "methods": methods_block, "energy-demo": demo_block, "energy-ranks": energy_ranks_block,
           "energy-calibration": energy_calibration_block}
 #: the pages whose result blocks are generated
