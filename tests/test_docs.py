@@ -31,6 +31,9 @@ def test_snippets_run(page, tmp_path, monkeypatch, capsys):
 
     base._load_builtins()
     monkeypatch.setattr(base, "_METHODS", dict(base._METHODS))  # a page may register a method: not for later tests
+    from neuroq.energy import models as energy_models
+
+    monkeypatch.setattr(energy_models, "_MODELS", type(energy_models._MODELS)(energy_models._MODELS))  # ... or a model
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # pages may write a module and import it
     ns = {"__name__": f"docs_{page.stem}"}
