@@ -32,17 +32,21 @@ towards the reset potential).  With the default ``dt = 1`` every parameter is co
 **What NIR cannot say** (:func:`export` raises ``ValueError`` rather than writing a different
 network): soft reset (``v_reset=None``: NIR neurons only reset *to* a potential), neuron classes
 other than neuroq's / SpikingJelly's exact ``IFNode`` and ``LIFNode`` (subclasses change the charge),
-BatchNorm that does not directly follow a Linear/Conv2d (it is folded into that layer), and modules
-with no NIR primitive.  Not carried by NIR, so :func:`load` takes them as arguments: the surrogate
+a normalization that does not directly follow a Linear/Conv2d (it is folded into that layer), and
+modules with no NIR primitive.  Not carried by NIR, so :func:`load` takes them as arguments: the surrogate
 gradient, ``detach_reset``, the backend.  At :math:`H = V_{th}` exactly, neuroq (like SpikingJelly)
 fires while NIR's :math:`v > v_{th}` (and snnTorch, Norse) does not; with real-valued weights the tie
 has probability zero.
 
 **Supported networks**: chains, i.e. an ``nn.Sequential`` of (possibly nested ``nn.Sequential`` /
-SpikingJelly ``SeqToANNContainer`` holding) ``nn.Linear``, ``nn.Conv2d``, ``nn.AvgPool2d``,
-``nn.Flatten``, ``nn.BatchNorm1d/2d`` (folded), ``nn.Dropout``/``nn.Identity`` (dropped: export is
-of the inference network) and the neurons above, or any module whose ``forward`` :func:`trace` s to
-such a chain.  Residual additions and other functions are refused with the op named.  Multi-step
+SpikingJelly ``SeqToANNContainer`` holding) ``nn.Linear``, ``nn.Conv2d`` (and their weight-quantized /
+weight-standardized versions, exported with the weight they apply,
+:func:`neuroq.layer.norm.effective_weight`), ``nn.AvgPool2d``, ``nn.Flatten``, the normalizations
+that :func:`neuroq.layer.norm.fold` folds (``nn.BatchNorm1d/2d``, PSPN, Layer-Batch Norm: folded into
+the Linear/Conv2d before them with their eval-mode statistics by
+:func:`neuroq.layer.norm.folded_parameters`, in float64), ``nn.Dropout``/``nn.Identity`` (dropped:
+export is of the inference network) and the neurons above, or any module whose ``forward``
+:func:`trace` s to such a chain.  Residual additions and other functions are refused with the op named.  Multi-step
 networks (neurons in ``step_mode='m'``, input ``[T, N, ...]``) and single-step ones (``[N, ...]``)
 both export; NIR's shapes exclude the batch (and time) axes.  ``nir.Flatten``'s dimensions count
 from the first non-batch axis, as the NIR spec and SpikingJelly's exporter have it (so neuroq's
@@ -75,6 +79,7 @@ import torch.nn as nn
 from . import _sj
 from ._validate import check_callable, check_real
 from .layer.container import SeqOp
+from .layer.norm.fold import effective_weight, folded_parameters, is_foldable
 from .neuron import IFNode, LIFNode
 
 #: containers that run their ops on [T*N, ...] in multi-step mode
@@ -102,7 +107,8 @@ class Tracer(torch.fx.Tracer):
     Neurons hold their membrane in Python state and loop over ``T`` in multi-step mode, so fx
     cannot (and should not) trace into them; they become ``call_module`` nodes, like ``torch.nn``
     layers do under the default tracer.  ``SeqToANNContainer`` reshapes ``[T, N, ...]`` to
-    ``[T*N, ...]`` around its children and is kept whole for the same reason.
+    ``[T*N, ...]`` around its children and is kept whole for the same reason, and the normalizations
+    :func:`neuroq.layer.norm.fold` folds (PSPN, Layer-Batch Norm) are leaves like ``nn.BatchNorm``.
 
     Inputs/Outputs: as ``torch.fx.Tracer`` (``trace(root) -> torch.fx.Graph``).
 
@@ -112,7 +118,7 @@ class Tracer(torch.fx.Tracer):
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (_sj.MemoryModule,) + _FOLD):
+        if isinstance(m, (_sj.MemoryModule,) + _FOLD) or is_foldable(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -196,22 +202,17 @@ def _f32(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().to(torch.float32).numpy()
 
 
-def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.modules.batchnorm._BatchNorm):
-    r"""Fold eval-mode BatchNorm into the preceding layer: :math:`W' = sW,\ b' = s(b-\mu)+\beta`,
-    :math:`s = \gamma/\sqrt{\sigma^2+\epsilon}` (computed in float64)."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(f"{type(bn).__name__} without running statistics (track_running_stats=False) "
-                         "cannot be folded for NIR export")
-    w = weight.detach().double()
-    b = bias.detach().double() if bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    s = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
-    if bn.weight is not None:
-        s = s * bn.weight.detach().double()
-    shift = -bn.running_mean.double() * s
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach().double()
-    w = w * s.view(-1, *([1] * (w.dim() - 1)))
-    return w.float(), (b * s + shift).float()
+def _layer_parameters(name: str, layer: nn.Module, norm: Optional[nn.Module]):
+    """``(W, b)`` NIR gets for a Linear/Conv2d: the weight it applies (:func:`effective_weight`) and its bias,
+    with the eval-mode normalization ``norm`` that follows it folded in (computed in float64)."""
+    if norm is None:
+        return effective_weight(layer), layer.bias
+    try:
+        w, b = folded_parameters(layer, norm, torch.float64)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{name}: the {type(norm).__name__} after it cannot be folded into it for NIR export "
+                         f"(NIR has no normalization layer): {e}") from e
+    return w.float(), (b.float() if b is not None else None)
 
 
 def _pair(v) -> np.ndarray:
@@ -228,8 +229,9 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
 
     ``sample`` is run through the network once (under ``no_grad``, in eval mode) to learn every
     layer's shape; the network's neuron state is reset before and after (``reset_net``) and its
-    train/eval flags are restored.  BatchNorm is folded with
-    its running statistics and Dropout dropped, i.e. the inference network is exported.
+    train/eval flags are restored.  BatchNorm, PSPN and Layer-Batch Norm are folded with their
+    running statistics (:func:`neuroq.layer.norm.folded_parameters`) and Dropout dropped, i.e. the
+    inference network is exported.
 
     Args:
         model: a chain of supported modules (see :mod:`neuroq.nir`).
@@ -298,26 +300,24 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
     while i < len(ops):
         name, m, op_lead, dim_lead, in_shape, out_shape = ops[i]
         nxt = ops[i + 1] if i + 1 < len(ops) else None
-        bn = nxt[1] if nxt is not None and isinstance(nxt[1], nn.modules.batchnorm._BatchNorm) else None
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        norm = nxt[1] if nxt is not None and is_foldable(nxt[1]) else None
+        if is_foldable(m):
             raise ValueError(f"{name}: {type(m).__name__} can be exported only right after a Linear or Conv2d "
-                             "(NIR has no batch norm; it is folded into that layer)")
+                             "(NIR has no normalization layer; it is folded into that layer)")
         if isinstance(m, (nn.Dropout, nn.Identity)):
             i += 1
             continue
         if isinstance(m, nn.Linear):
-            w, b = m.weight, m.bias
-            if bn is not None:
-                w, b = _fold_bn(w, b, bn)
-                i += 1
+            w, b = _layer_parameters(name, m, norm)
+            if norm is not None:
+                i += 1  # folded into this layer
             node = nir.Affine(_f32(w), _f32(b)) if b is not None else nir.Linear(_f32(w))
         elif isinstance(m, nn.Conv2d):
             if m.padding_mode != "zeros":
                 raise ValueError(f"{name}: Conv2d padding_mode={m.padding_mode!r} has no NIR form (only 'zeros')")
-            w, b = m.weight, m.bias
-            if bn is not None:
-                w, b = _fold_bn(w, b, bn)
-                i += 1
+            w, b = _layer_parameters(name, m, norm)
+            if norm is not None:
+                i += 1  # folded into this layer
             bias = _f32(b) if b is not None else np.zeros(w.shape[0], dtype=np.float32)
             node = nir.Conv2d(input_shape=tuple(in_shape[-2:]), weight=_f32(w), stride=tuple(m.stride),
                               padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
@@ -343,7 +343,8 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
             node = _export_neuron(nir, name, m, in_shape, dt, op_lead)
         else:
             raise ValueError(f"{name}: {type(m).__module__}.{type(m).__name__} has no NIR export in neuroq.nir "
-                             "(supported: Linear, Conv2d, AvgPool2d, Flatten, BatchNorm after Linear/Conv2d, "
+                             "(supported: Linear, Conv2d, AvgPool2d, Flatten, BatchNorm/PSPN/Layer-Batch Norm after "
+                             "Linear/Conv2d, "
                              "Dropout, Identity, neuroq/SpikingJelly IFNode and LIFNode)")
         nodes[name] = node
         order.append(name)

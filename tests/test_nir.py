@@ -23,6 +23,9 @@ nir = pytest.importorskip("nir")
 import neuroq.nir as nqnir  # noqa: E402
 from neuroq import _sj  # noqa: E402
 from neuroq._validate import check_step_input  # noqa: E402
+from neuroq.layer import (  # noqa: E402
+    LayerBatchNorm1d, LayerBatchNorm2d, PSPNorm1d, PSPNorm2d, QuantConv2d, QuantLinear, SeqOp,
+)
 from neuroq.models import spiking_cnn, spiking_mlp  # noqa: E402
 from neuroq.neuron import IFNode, LIFNode  # noqa: E402
 
@@ -70,7 +73,8 @@ def active(spikes):
 # the mapping, against NIR's ODEs
 # ---------------------------------------------------------------------------------------------
 def simulate_nir(graph, x_seq, dt):
-    """Forward-Euler simulation of a NIR chain, straight from the NIR spec (float64)."""
+    """Forward-Euler simulation of a NIR chain, straight from the NIR spec (float64); the synaptic
+    primitives (Conv2d, AvgPool2d, Flatten) are applied per step with ``torch.nn.functional``."""
     order, cur = [], "input"
     succ = dict(graph.edges)
     while succ[cur] != "output":
@@ -86,6 +90,18 @@ def simulate_nir(graph, x_seq, dt):
                 h = h @ node.weight.T.astype(np.float64) + node.bias
             elif isinstance(node, nir.Linear):
                 h = h @ node.weight.T.astype(np.float64)
+            elif isinstance(node, nir.Conv2d):
+                h = torch.nn.functional.conv2d(
+                    torch.from_numpy(h), torch.from_numpy(np.asarray(node.weight, dtype=np.float64)),
+                    torch.from_numpy(np.asarray(node.bias, dtype=np.float64)), tuple(node.stride),
+                    node.padding if isinstance(node.padding, str) else tuple(node.padding), tuple(node.dilation),
+                    int(node.groups)).numpy()
+            elif isinstance(node, nir.AvgPool2d):
+                h = torch.nn.functional.avg_pool2d(torch.from_numpy(h), tuple(node.kernel_size), tuple(node.stride),
+                                                   tuple(node.padding)).numpy()
+            elif isinstance(node, nir.Flatten):  # NIR counts the axes from the first non-batch one
+                start, end = int(node.start_dim), int(node.end_dim)
+                h = torch.from_numpy(h).flatten(start + 1, end + 1 if end >= 0 else end).numpy()
             elif isinstance(node, (nir.LIF, nir.IF)):
                 v = state.get(name, np.broadcast_to(node.v_reset, h.shape).copy())
                 if isinstance(node, nir.LIF):   # tau v' = (v_leak - v) + r I
@@ -198,6 +214,79 @@ def test_batchnorm_is_folded_into_the_preceding_layer():
     with torch.no_grad():  # conv -> BN -> pool against the folded conv -> pool
         torch.testing.assert_close(loaded[0](x), net[0](x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(run(loaded, x), run(net, x), rtol=1e-4, atol=1e-4)
+
+
+def _trained_norm_net(kind):
+    """A conv -> norm -> LIF -> pool -> linear -> norm -> LIF -> linear -> IF chain with PSPN (``'pspn'``:
+    the norms at the top level in step mode 'm', one with a shift beta) or Layer-Batch Norm (``'lbn'``: MaQD's
+    quantized layers, the norms inside SeqOp), trained a few batches so the running statistics are not
+    their initial values, with random affine parameters."""
+    torch.manual_seed(11)
+    if kind == "pspn":
+        net = nn.Sequential(
+            SeqOp(nn.Conv2d(2, 4, 3, padding=1)), PSPNorm2d(4, bias=True, momentum=0.5, step_mode="m"),
+            LIFNode(tau=2.0, step_mode="m"), SeqOp(nn.AvgPool2d(2)), nn.Flatten(start_dim=2),
+            nn.Linear(64, 12, bias=False), PSPNorm1d(12, momentum=0.5, step_mode="m"),
+            LIFNode(tau=3.0, step_mode="m"), nn.Linear(12, 5), IFNode(step_mode="m"))
+    else:
+        net = nn.Sequential(
+            SeqOp(QuantConv2d(2, 4, 3, padding=1, w_states=3), LayerBatchNorm2d(4, momentum=0.5)),
+            LIFNode(tau=2.0, step_mode="m"),
+            SeqOp(nn.AvgPool2d(2), nn.Flatten(), QuantLinear(64, 12, w_states=5), LayerBatchNorm1d(12, momentum=0.5)),
+            LIFNode(tau=3.0, step_mode="m"), SeqOp(QuantLinear(12, 5, w_states=3)), IFNode(step_mode="m"))
+    norms = [m for m in net.modules() if isinstance(m, (PSPNorm1d, PSPNorm2d, LayerBatchNorm1d, LayerBatchNorm2d))]
+    net.train()
+    for _ in range(3):
+        run(net, torch.rand(4, 6, 2, 8, 8) * 2)
+    with torch.no_grad():
+        for m in norms:
+            m.weight.uniform_(1.0, 4.0)
+            if m.bias is not None:
+                m.bias.uniform_(-0.5, 0.5)
+        if kind == "pspn":  # so that the output layer fires too
+            net[-2].weight.uniform_(0.0, 1.0)
+    return net.eval(), norms
+
+
+@pytest.mark.parametrize("kind", ["pspn", "lbn"])
+def test_pspn_and_layer_batch_norm_are_folded_into_the_preceding_layer(kind):
+    net, norms = _trained_norm_net(kind)
+    x = torch.rand(5, 3, 2, 8, 8) * 2
+    stats = [b.clone() for b in net.buffers()]
+    graph = nqnir.export(net, x)
+    assert all(torch.equal(a, b) for a, b in zip(stats, net.buffers()))      # statistics read, not updated
+    chain = _chain(graph)
+    # PSPN without a shift after a Linear without bias folds to a Linear; with a shift (or LBN: always) an Affine
+    second = "Linear" if kind == "pspn" else "Affine"
+    assert [type(n).__name__ for n in chain] == ["Conv2d", "LIF", "AvgPool2d", "Flatten", second, "LIF",
+                                                 "Affine", "IF"]
+
+    # each folded node's numbers, applied (with torch.nn.functional, not neuroq.nir.load) to the input the
+    # network's layer gets, give the network's eval-mode norm(layer(.))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, args, out, k=k: seen.__setitem__(k, (args[0], out)))
+             for k, m in enumerate(layers + norms)]
+    try:
+        y = run(net, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    conv, aff = chain[0], chain[4]
+    conv_in, norm0_out = seen[0][0], seen[len(layers)][1]
+    got = torch.nn.functional.conv2d(conv_in, torch.from_numpy(conv.weight), torch.from_numpy(conv.bias),
+                                     tuple(conv.stride), tuple(conv.padding))
+    torch.testing.assert_close(got, norm0_out.reshape(got.shape), rtol=1e-5, atol=1e-5)
+    lin_in, norm1_out = seen[1][0], seen[len(layers) + 1][1]
+    got = lin_in @ torch.from_numpy(aff.weight).T + (torch.from_numpy(aff.bias) if second == "Affine" else 0)
+    torch.testing.assert_close(got, norm1_out.reshape(got.shape), rtol=1e-5, atol=1e-5)
+    # the last (unfolded) layer is written with the weight it applies (MaQD: the quantized one)
+    w_applied = layers[2].quantized_weight() if kind == "lbn" else layers[2].weight
+    np.testing.assert_array_equal(chain[6].weight, w_applied.detach().numpy())
+
+    # the whole graph, simulated from the NIR spec, spikes as the eval-mode network
+    active(y)
+    np.testing.assert_array_equal(y.numpy(), simulate_nir(graph, x.double().numpy(), 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +464,11 @@ class _Residual(nn.Module):
     (nn.Sequential(nn.Linear(4, 4), LIFNode(v_reset=None, step_mode="m")), "soft reset"),
     (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "ReLU"),
     (nn.Sequential(nn.Linear(4, 4), LIFNode(step_mode="m"), _sj.SeqToANNContainer(nn.BatchNorm1d(4))), "BatchNorm1d"),
+    (nn.Sequential(nn.Linear(4, 4), LIFNode(step_mode="m"), PSPNorm1d(4, step_mode="m")), "PSPNorm1d"),
+    (nn.Sequential(nn.Linear(4, 4), PSPNorm1d(4, track_running_stats=False, step_mode="m"), LIFNode(step_mode="m")),
+     "track_running_stats"),
+    (nn.Sequential(SeqOp(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False)), LIFNode(step_mode="m")),
+     "no running statistics"),
     (nn.Sequential(nn.Flatten(start_dim=1), nn.Linear(8, 4), LIFNode(step_mode="m")), "batch axis"),
     (_Residual(), "add"),
 ])

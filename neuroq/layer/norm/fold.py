@@ -16,6 +16,7 @@ scales and keeps the weights integer.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
@@ -24,8 +25,19 @@ import torch.nn as nn
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def inference_affine(norm: nn.Module) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``(a, b)`` of ``norm``'s eval-mode map :math:`y = a_c x + b_c` (``b`` may be ``None``)."""
+def is_foldable(m: nn.Module) -> bool:
+    """True for the normalizations :func:`inference_affine` reads (``nn.BatchNorm*`` and every module with
+    an ``inference_affine`` method: PSPN, Layer-Batch Norm)."""
+    return isinstance(m, nn.modules.batchnorm._BatchNorm) or callable(getattr(m, "inference_affine", None))
+
+
+def inference_affine(norm: nn.Module, dtype: Optional[torch.dtype] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(a, b)`` of ``norm``'s eval-mode map :math:`y = a_c x + b_c` (``b`` may be ``None``).
+
+    ``dtype``: compute the map in that dtype (from a converted copy of ``norm``'s parameters and
+    statistics; ``norm`` is not modified) instead of ``norm``'s own."""
+    if dtype is not None:
+        norm = copy.deepcopy(norm).to(dtype)
     if hasattr(norm, "inference_affine"):
         return norm.inference_affine()
     if isinstance(norm, nn.modules.batchnorm._BatchNorm):
@@ -47,29 +59,47 @@ def effective_weight(layer: nn.Module) -> torch.Tensor:
     return layer.weight
 
 
-@torch.no_grad()
-def fold(layer: nn.Module, norm: nn.Module) -> nn.Module:
-    """A new plain layer equal to ``norm(layer(x))`` in eval mode (see the module docstring);
-    ``layer`` and ``norm`` are not modified."""
+def _out_channels(layer: nn.Module) -> int:
     if isinstance(layer, _CONVS):
-        out_ch = layer.out_channels
-    elif isinstance(layer, nn.Linear):
-        out_ch = layer.out_features
-    else:
-        raise TypeError(f"layer must be an nn.Conv1d/2d/3d or nn.Linear (or their Quant/WS versions), "
-                        f"got {type(layer).__name__}")
-    a, b = inference_affine(norm)
+        return layer.out_channels
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    raise TypeError(f"layer must be an nn.Conv1d/2d/3d or nn.Linear (or their Quant/WS versions), "
+                    f"got {type(layer).__name__}")
+
+
+@torch.no_grad()
+def folded_parameters(layer: nn.Module, norm: nn.Module, dtype: Optional[torch.dtype] = None
+                      ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    r"""``(W', c')`` of ``norm(layer(x))`` in eval mode: :math:`W'_o = a_o W_o`, :math:`c'_o = a_o c_o + b_o`
+    (module docstring), with :math:`W` the :func:`effective_weight`; ``c'`` is ``None`` when neither
+    ``layer`` nor ``norm`` has a bias.  Computed in ``dtype`` (default: the weight's own dtype).
+
+    :func:`fold` builds its layer from these, and :func:`neuroq.nir.export` writes them (in float64, then
+    rounded once to float32)."""
+    out_ch = _out_channels(layer)
+    a, b = inference_affine(norm, dtype)
     if a.numel() != out_ch:
         raise ValueError(f"fold: the layer has {out_ch} output channels but {type(norm).__name__} "
                          f"normalizes {a.numel()}")
     w = effective_weight(layer).detach()
+    if dtype is not None:
+        w = w.to(dtype)
     a = a.to(device=w.device, dtype=w.dtype)
-    c = layer.bias.detach() if layer.bias is not None else None
+    c = layer.bias.detach().to(w.dtype) if layer.bias is not None else None
     bias = None
     if c is not None or b is not None:
         bias = torch.zeros_like(a) if c is None else a * c
         if b is not None:
             bias = bias + b.to(device=w.device, dtype=w.dtype)
+    return w * a.view(-1, *([1] * (w.dim() - 1))), bias
+
+
+@torch.no_grad()
+def fold(layer: nn.Module, norm: nn.Module) -> nn.Module:
+    """A new plain layer equal to ``norm(layer(x))`` in eval mode (see the module docstring);
+    ``layer`` and ``norm`` are not modified."""
+    w, bias = folded_parameters(layer, norm)
     if isinstance(layer, _CONVS):
         cls = next(k for k in _CONVS if isinstance(layer, k))
         out = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
@@ -77,7 +107,7 @@ def fold(layer: nn.Module, norm: nn.Module) -> nn.Module:
     else:
         out = nn.Linear(layer.in_features, layer.out_features, bias is not None)
     out = out.to(device=w.device, dtype=w.dtype)
-    out.weight.copy_(w * a.view(-1, *([1] * (w.dim() - 1))))
+    out.weight.copy_(w)
     if bias is not None:
         out.bias.copy_(bias)
     return out
