@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from .. import _sj
 from .._validate import check_choice, check_int, check_real
-from ..functional.hybrid import bit_length
+from ..functional.hybrid import activity_extremes, event_bits, neuron_bits
 from .models import COMPONENTS, EnergyModel, model_list, price, zero
 from .rules import (
     _NORMS, CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, add_neuron_call, as_counts, add_norm_call, add_synapse_call, is_neuron_module,
@@ -44,7 +44,9 @@ def _emits_counts(m) -> bool:
 
 
 class _Activity:
-    """Running per-neuron statistics of one SpikingActivation's counts (for the bits figures)."""
+    """Running per-neuron statistics of one SpikingActivation's counts (for the bits figures): the
+    streaming form of :func:`neuroq.functional.hybrid.bits_of_activity` and ``significant_bits``, built
+    from their parts (``activity_extremes`` combined by max / or, ``event_bits`` summed, ``neuron_bits``)."""
 
     def __init__(self):
         self.max_abs = None
@@ -56,22 +58,21 @@ class _Activity:
         self.dt = None
 
     def add(self, n: torch.Tensor, sample_dims: int, dt: float) -> None:
-        c = n.reshape(-1, *n.shape[sample_dims:])
-        mx, neg = c.abs().amax(0), c.amin(0) < 0
+        mx, neg = activity_extremes(n, sample_dims)
         if self.max_abs is None or self.max_abs.shape != mx.shape:
             self.max_abs, self.any_neg = mx, neg
         else:
             self.max_abs = torch.maximum(self.max_abs, mx)
             self.any_neg = self.any_neg | neg
-        nz = c != 0
-        self.spikes += float(c.abs().sum())
-        self.events += int(nz.sum())
-        self.event_bits += float(bit_length(c[nz]).sum())
-        self.elements += c.numel()
+        bits, events = event_bits(n)
+        self.spikes += float(n.abs().sum())
+        self.events += events
+        self.event_bits += bits
+        self.elements += n.numel()
         self.dt = dt
 
     def report(self) -> dict:
-        per = bit_length(self.max_abs) + self.any_neg.to(torch.float64)
+        per = neuron_bits(self.max_abs, self.any_neg)
         return dict(dt=self.dt, neurons=per.numel(), spikes=self.spikes, events=self.events, elements=self.elements,
                     spikes_per_element=self.spikes / self.elements if self.elements else None,
                     bits_of_activity=float(per.mean()),

@@ -231,6 +231,36 @@ def bit_length(n: torch.Tensor) -> torch.Tensor:
     return e.to(torch.float64)
 
 
+def activity_extremes(counts: torch.Tensor, sample_dims: int = 2):
+    r"""Per neuron, over the sample axes: ``(max |n|, any n < 0)``, the two statistics
+    :func:`bits_of_activity` reads (a running max and a running or combine them over batches).
+
+    Inputs: ``counts`` ``[T, N, *neurons]`` (``sample_dims=2``) or ``[N, *neurons]`` (``sample_dims=1``).
+    Outputs: ``(max_abs, any_neg)``: float64 and bool tensors of shape ``neurons``.
+
+    Example::
+
+        activity_extremes(torch.tensor([[[0., 3., -1.]], [[1., 0., 0.]]]))   # ([1., 3., 1.], [F, F, T])
+    """
+    if counts.dim() < sample_dims:
+        raise ValueError(f"bits_of_activity: counts must have at least sample_dims={sample_dims} axes, "
+                         f"got shape {tuple(counts.shape)}")
+    c = counts.detach().to(torch.float64)
+    c = c.reshape(-1, *c.shape[sample_dims:]) if sample_dims > 0 else c.unsqueeze(0)
+    return c.abs().amax(0), c.amin(0) < 0
+
+
+def neuron_bits(max_abs: torch.Tensor, any_neg: torch.Tensor) -> torch.Tensor:
+    r"""Bits of each neuron's activity from its :func:`activity_extremes`:
+    :math:`b_i = \lceil \log_2(1 + \max |n_i|) \rceil + \mathbb{1}[\min n_i < 0]` (float64, same shape).
+
+    Example::
+
+        neuron_bits(torch.tensor([1., 3., 1.]), torch.tensor([False, False, True]))   # tensor([1., 2., 2.])
+    """
+    return bit_length(max_abs) + any_neg.to(torch.float64)
+
+
 def bits_of_activity(counts: torch.Tensor, sample_dims: int = 2, per_neuron: bool = False):
     r"""Bits a neuron's activity needs: the width of the register that holds every count it emits.
 
@@ -245,6 +275,8 @@ def bits_of_activity(counts: torch.Tensor, sample_dims: int = 2, per_neuron: boo
     neuroq's reading of the paper's "activities need at most 3.74 bits on average" (METHODS.md §8,
     [R]): *at most* = the largest count of each neuron, *on average* = over the neurons.  See
     :func:`significant_bits` for the per-event figure ("1.26 significant bits multiplying each weight").
+    It is :func:`neuron_bits` of :func:`activity_extremes`; :class:`neuroq.energy.EnergyMeter` keeps
+    the extremes over a run (running max / or) and applies :func:`neuron_bits` to them.
 
     Inputs: ``counts`` ``[T, N, *neurons]`` (``sample_dims=2``) or ``[N, *neurons]`` (``sample_dims=1``),
     integer-valued (e.g. ``SpikingActivation.counts(output)``).
@@ -255,12 +287,7 @@ def bits_of_activity(counts: torch.Tensor, sample_dims: int = 2, per_neuron: boo
         n = torch.tensor([[[0., 3., -1.]], [[1., 0., 0.]]])   # T=2, N=1, 3 neurons
         bits_of_activity(n, per_neuron=True)                   # tensor([1., 2., 2.])
     """
-    if counts.dim() < sample_dims:
-        raise ValueError(f"bits_of_activity: counts must have at least sample_dims={sample_dims} axes, "
-                         f"got shape {tuple(counts.shape)}")
-    c = counts.detach().to(torch.float64)
-    c = c.reshape(-1, *c.shape[sample_dims:]) if sample_dims > 0 else c.unsqueeze(0)
-    b = bit_length(c.abs().amax(0)) + (c.amin(0) < 0).to(torch.float64)
+    b = neuron_bits(*activity_extremes(counts, sample_dims))
     return b if per_neuron else float(b.mean())
 
 
@@ -275,7 +302,18 @@ def significant_bits(counts: torch.Tensor) -> float:
 
         significant_bits(torch.tensor([0., 1., -1., 3.]))   # (1 + 1 + 2) / 3
     """
+    bits, k = event_bits(counts)
+    return bits / k if k else 0.0
+
+
+def event_bits(counts: torch.Tensor) -> tuple[float, int]:
+    r"""``(sum of the significant bits of the nonzero counts, number of nonzero counts)``: the two sums
+    :func:`significant_bits` divides (which add up over batches).
+
+    Example::
+
+        event_bits(torch.tensor([0., 1., -1., 3.]))   # (4.0, 3)
+    """
     c = counts.detach().to(torch.float64)
     nz = c != 0
-    k = int(nz.sum())
-    return float(bit_length(c[nz]).sum()) / k if k else 0.0
+    return float(bit_length(c[nz]).sum()), int(nz.sum())
