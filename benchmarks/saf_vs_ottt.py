@@ -49,7 +49,7 @@ from neuroq.data import encode  # noqa: E402
 from neuroq.io import machine_info  # noqa: E402
 from neuroq.layer import SAFConv2d, SAFLinear  # noqa: E402
 from neuroq.models import OTTT_VGG11, lif_vgg_bn, lif_vgg_ws  # noqa: E402
-from neuroq.training import Context, get  # noqa: E402
+from neuroq.training import Context, get, train_step  # noqa: E402
 from neuroq.training.methods import online as O  # noqa: E402
 
 METHODS = ("saf-e", "saf-f", "saf-f-step", "ottt-o", "ottt-a", "sj-ottt-o", "sj-ottt-a", "bptt", "sj-bptt")
@@ -182,17 +182,29 @@ def build(method: str, cfg, full_width: bool, T: int, num_classes=10):
     return sj_ottt_from_lif(lif)
 
 
+def bptt_train_step(model: torch.nn.Module, x_seq, y, optimizer, loss_fn=O.ottt_loss):
+    """Plain BPTT minibatch on a multi-step network with the online methods' per-step loss averaged over the
+    steps: the baseline row of this benchmark."""
+    _sj.reset_net(model)
+    optimizer.zero_grad(set_to_none=True)
+    out = model(x_seq)
+    loss = sum(loss_fn(o, y) for o in out.unbind(0)) / out.shape[0]
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), out.detach()
+
+
 def step_fn(method: str, T: int):
     """``fn(model, images, labels, optimizer)``: one minibatch (direct encoding over ``T`` steps) -- the
     library method's own train step for neuroq's methods, the online step for SpikingJelly's OTTT."""
     if method in NEUROQ_METHODS:
         name, opts = NEUROQ_METHODS[method]
         m, ctx = get(name, T=T, **opts), Context()
-        return lambda model, x, y, opt: m.train_step(model, x, y, opt, ctx)
+        return lambda model, x, y, opt: train_step(m, model, x, y, opt, ctx)
     if method in ("sj-ottt-o", "sj-ottt-a"):
         online = method == "sj-ottt-o"
         return lambda model, x, y, opt: O.ottt_train_step(model, encode(x, T), y, opt, O.ottt_loss, online=online)
-    return lambda model, x, y, opt: O.bptt_train_step(model, encode(x, T), y, opt, O.ottt_loss)
+    return lambda model, x, y, opt: bptt_train_step(model, encode(x, T), y, opt, O.ottt_loss)
 
 
 def _rss_bytes() -> int:

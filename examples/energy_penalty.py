@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 import neuroq
-from neuroq.data import batches, load_dataset
+from neuroq.data import ENCODINGS, batches, load_dataset
 from neuroq.energy import EnergyMeter, make_penalty
 from neuroq.io import atomic_write_json, machine_info, seed_everything
 from neuroq.models import spiking_cnn
-from neuroq.training import Context, TrainConfig, Trainer, get
+from neuroq.training import TrainConfig, Trainer, get
 
 KINDS = ("synaptic", "rate-l1")
 # options that must match for a stored run to be reused
@@ -59,11 +59,10 @@ def measure(method, model, ds, a, device) -> dict:
     model.eval()
     n = min(a.energy_samples, len(ds.test))
     pens = {k: make_penalty(k, model, skip_no_grad=False).start() for k in KINDS}
-    ctx = Context(encoding=a.encoding)
     with EnergyMeter(model) as meter:
         for xb, _ in batches(ds.test, torch.arange(n), 500):
             neuroq.reset_net(model)
-            model(method.inputs(xb.to(device), ctx))
+            model(method.inputs(xb.to(device)))  # the layout the Trainer bound (--encoding)
     values = {k: float(p.penalty()) for k, p in pens.items()}
     for p in pens.values():
         p.stop()
@@ -152,7 +151,7 @@ def main(argv=None):
     p.add_argument("--limit-test", type=int, default=2000)
     p.add_argument("--energy-samples", type=int, default=1000)
     p.add_argument("-T", type=int, default=4)
-    p.add_argument("--encoding", default="direct", choices=("direct", "rate"),
+    p.add_argument("--encoding", default="direct", choices=ENCODINGS,
                    help="direct: the image at every step (first conv = MACs); rate: Bernoulli spikes (SOPs)")
     p.add_argument("-b", "--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)

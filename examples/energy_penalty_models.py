@@ -27,7 +27,7 @@ import torch
 from neuroq.data import load_dataset
 from neuroq.io import atomic_write_json, machine_info
 from neuroq.training import TrainConfig, fit, get
-from neuroq.training.loop import inference_model, meter_run
+from neuroq.training.report import inference_model, meter_run
 
 MODELS = "compute,simple,lemaire,loihi"
 HIDDEN = (256, 256)
@@ -47,7 +47,7 @@ def run(data, seed: int, epochs: int, kind: str = "synaptic", lam: float = 0.0, 
     t0 = time.time()
     model, metrics = fit(method, data, cfg, label=None)
     net = inference_model(method, model)
-    rep = meter_run(method, net, data.test, cfg.encoding, samples=samples, kind=data.kind, energy=MODELS).report()
+    rep = meter_run(method, net, data.test, samples=samples, energy=MODELS).report()
     return dict(kind=kind if lam else "none", lam=lam, seed=seed, test_acc=metrics["final_test_acc"],
                 energy_pj={m: r["total"]["energy_pj_per_sample"] for m, r in rep["energy_models"].items()},
                 components_pj={m: r["total"]["components_pj_per_sample"] for m, r in rep["energy_models"].items()},

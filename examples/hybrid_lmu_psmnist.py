@@ -47,7 +47,7 @@ from neuroq.data import batches, load_dataset
 from neuroq.data.datasets import TaskData
 from neuroq.io import atomic_write_json, machine_info
 from neuroq.neuron import SpikingActivation
-from neuroq.training import TrainConfig, Trainer, evaluate, get, meter_run
+from neuroq.training import TrainConfig, Trainer, evaluate, get, meter_run, train_step
 from neuroq.training.config import to_dict
 from neuroq.training.methods import Context
 
@@ -106,11 +106,10 @@ def measure(method, model, data, a) -> dict:
     net = method.convert_for_inference(model).to(a.device).eval()
     reseed(net, 12345)
     t0 = time.time()
-    acc = evaluate(method, net, data.test, device=a.device, batch_size=a.eval_batch, kind=data.kind)
+    acc = evaluate(method, net, data.test, device=a.device, batch_size=a.eval_batch)
     eval_s = time.time() - t0
     reseed(net, 12345)
-    meter = meter_run(method, net, data.test, device=a.device, samples=a.meter_samples, batch_size=a.eval_batch,
-                      kind=data.kind)
+    meter = meter_run(method, net, data.test, device=a.device, samples=a.meter_samples, batch_size=a.eval_batch)
     rep = meter.report()
     tot = rep["total"]
     dts = sorted({m.dt for m in net.modules() if isinstance(m, SpikingActivation)})
@@ -136,13 +135,13 @@ def time_forms(method, model, data, a, steps_per_epoch: int) -> dict:
     opts = {id(par): torch.optim.Adam(par.parameters(), lr=1e-4), id(rec): torch.optim.Adam(rec.parameters(), lr=1e-4)}
     xb, yb = next(batches(data.train, torch.arange(a.batch_size), a.batch_size))
     xb, yb = xb.to(a.device), yb.to(a.device)
-    ctx = Context(kind=data.kind)
+    ctx = Context()
 
     def one(m):
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
         c0, t0 = time.process_time(), time.perf_counter()
-        method.train_step(m, xb, yb, opts[id(m)], ctx)
+        train_step(method, m, xb, yb, opts[id(m)], ctx)
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - t0, time.process_time() - c0
@@ -418,7 +417,7 @@ def main(argv=None):
     r["train"] = to_dict(cfg_h)
     if a.pilot is not None:
         doc["lmu_reference"] = dict(test_sequences=len(hdata.test), test_acc=evaluate(
-            lmu, lmu_model.eval(), hdata.test, device=a.device, batch_size=a.eval_batch, kind=data.kind))
+            lmu, lmu_model.eval(), hdata.test, device=a.device, batch_size=a.eval_batch))
         steps = sum(math.ceil(len(hdata.train) / a.batch_size) for _ in tr_h.history)
         prev = doc.get("pilots", {}).get(a.pilot, {})
         put("pilots", a.pilot, dict(

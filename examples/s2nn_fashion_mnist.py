@@ -60,7 +60,7 @@ def run_method(name: str, ds, a, device) -> dict:
     tr = Trainer(method, ds, cfg, model=model, label=f"{name} ")
     tr.fit()
     hist = tr.history
-    rep = meter_run(method, tr.model.eval(), ds.test, cfg.encoding, device, samples=a.energy_samples,
+    rep = meter_run(method, tr.model.eval(), ds.test, device, samples=a.energy_samples,
                     batch_size=500).report()
     return dict(T=method.T, final_test_acc=hist[-1]["test_acc"],
                 train_time_per_epoch_s=sum(h["train_time_s"] for h in hist) / len(hist),

@@ -247,7 +247,7 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
                 continue
             t1 = time.time()
             pruned, rep = prune(kind, model, keep, stats, a, seed)
-            acc = evaluate(method, pruned, data.test, device=a.device, kind=data.kind)
+            acc = evaluate(method, pruned, data.test, device=a.device)
             e = dict(keep_units=rep.keep, params_after=rep.params_after, params_before=rep.params_before,
                      acc=acc, loss_input=rep.loss_input[0][-1], loss_output=rep.loss_output[0][-1],
                      loss_input_all=rep.loss_input[0][0], **state_drift(model, pruned, rep, calib[0]),

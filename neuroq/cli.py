@@ -144,16 +144,15 @@ def train_configs(args: argparse.Namespace):
 
 def _cmd_train(args):
     from .data import load_dataset
-    from .training.loop import Trainer, report_run
+    from .training.loop import Trainer
+    from .training.report import report_run
 
     method, cfg = train_configs(args)
-    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, limit_train=cfg.limit_train,
-                        limit_test=cfg.limit_test)
-    method.check(cfg, data)
+    data = load_dataset(cfg)
     tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     tr.fit()
     if tr.is_main and not args.no_report:
-        report_run(method, tr.model, data, cfg.encoding, args.out, tr.device)
+        report_run(method, tr.model, data, args.out, tr.device)
     tr.close()
 
 
@@ -170,8 +169,7 @@ def _cmd_compare(args):
     if names is None:
         from .data import load_dataset
 
-        names = applicable_methods(load_dataset(train.dataset, train.data_dir, download=train.download,
-                                                limit_train=1, limit_test=1).kind)
+        names = applicable_methods(load_dataset(train, limit_train=1, limit_test=1).kind)
     for k in options:
         if not any(k in C.field_names(M.method_class(m).Config) for m in names if m in M.available()):
             raise ValueError(f"{C.cli_name(k)} applies to none of the compared methods ({', '.join(names)})")
@@ -226,21 +224,17 @@ def _cmd_energy(args):
     from pathlib import Path
 
     from .energy import E_AC_PJ, E_MAC_PJ
-    from .io import atomic_write_json, machine_info
     from .training.checkpoint import checkpoint_path
-    from .training.loop import inference_model, meter_run
+    from .training.report import inference_model, meter_run, write_energy_report
 
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
-    meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, args.batch_size, data.kind,
+    meter = meter_run(method, net, data.test, args.device, args.samples, args.batch_size,
                       e_ac=E_AC_PJ if args.e_ac is None else args.e_ac,
                       e_mac=E_MAC_PJ if args.e_mac is None else args.e_mac, conv_fanout=args.conv_fanout,
                       energy=args.energy or ",".join(_energy_names()))
-    rep = meter.report()
-    rep.update(method=method.name, dataset=data.name, T=method.T, checkpoint=str(args.checkpoint),
-               machine=machine_info(args.device))
     out = Path(args.out) if args.out else checkpoint_path(args.checkpoint).parent / "energy.json"
-    atomic_write_json(out, rep)
+    rep = write_energy_report(meter, method, data, out, args.device, T=method.T, checkpoint=str(args.checkpoint))
     print(f"{method.name} on {data.name}, {rep['samples']} test samples, T={method.T}")
     print(meter.table())
     for m in rep["energy_models"]:
@@ -259,7 +253,7 @@ def _cmd_viz(args):
 
     from . import viz
     from .training.checkpoint import checkpoint_path
-    from .training.loop import inference_model, meter_run
+    from .training.report import inference_model, meter_run
 
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
@@ -272,7 +266,7 @@ def _cmd_viz(args):
     out.mkdir(parents=True, exist_ok=True)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
-    rec = viz.record(net, method.record_input(x, cfg.encoding, data.kind), v="membrane" in kinds)
+    rec = viz.record(net, method.record_input(x), v="membrane" in kinds)
     spikes = rec["spikes"] if "membrane" in kinds else rec
     names = rec["labels"] if "membrane" in kinds else rec.labels
     written = []
@@ -293,7 +287,7 @@ def _cmd_viz(args):
             save(viz.raster(spikes, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
-            batch = viz.record(net, method.record_input(xb.to(args.device), cfg.encoding, data.kind))
+            batch = viz.record(net, method.record_input(xb.to(args.device)))
             save(viz.firing_rates(batch, title=f"{method.name} on {data.name}: firing rates over "
                                                f"{len(xb)} test samples"), "rates.png")
         elif kind == "membrane":
@@ -314,14 +308,13 @@ def _cmd_viz(args):
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
             if args.energy:
-                meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind,
-                                  energy=args.energy)
+                meter = meter_run(method, net, data.test, args.device, args.samples, energy=args.energy)
                 for m in meter.energy_models:
                     save(viz.energy_components(meter, model=m.name, title=f"{method.name} on {data.name}: energy per "
                                                  f"sample under {m.name} ({meter.samples} test samples)"),
                          f"energy_{m.name}.png")
             else:
-                meter = meter_run(method, net, data.test, cfg.encoding, args.device, args.samples, kind=data.kind)
+                meter = meter_run(method, net, data.test, args.device, args.samples)
                 save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
                                                   f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":

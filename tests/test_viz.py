@@ -694,7 +694,7 @@ def test_cli_energy_table_and_json(lif_run, tmp_path, capsys):
     method, model, ds, cfg = load_run(lif_run / "checkpoint.pt")
     with torch.no_grad(), EnergyMeter(model) as m:
         _sj.reset_net(model)
-        model(method.record_input(ds.x_test[:25], cfg.encoding))
+        model(method.record_input(ds.x_test[:25]))
     assert rep["total"]["sops"] == pytest.approx(m.report()["total"]["sops"])
     assert rep["total"]["energy_pj_per_sample"] == pytest.approx(m.report()["total"]["energy_pj_per_sample"])
     assert main(["energy", str(lif_run / "checkpoint.pt"), "--samples", "25", "--out", str(out),
@@ -733,7 +733,7 @@ def test_cli_verbs_work_for_every_method(method, tmp_path):
 def _inference_net_and_input(ck):
     from neuroq.training import load_run
     method, model, ds, cfg = load_run(ck)
-    return method.convert_for_inference(model), method.record_input(ds.x_test[:1], cfg.encoding)
+    return method.convert_for_inference(model), method.record_input(ds.x_test[:1])
 
 
 def test_learning_curves_draw_the_seed_mean_and_std():

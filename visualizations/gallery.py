@@ -120,25 +120,25 @@ def main(argv=None):
     net = method.convert_for_inference(model).eval()
     K = a.sample
     label = int(ds.y_test[K])
-    one = method.record_input(ds.x_test[K:K + 1], args.encoding)
+    one = method.record_input(ds.x_test[K:K + 1])
     rec = viz.record(net, one, v=True)
     tag = f"LIF MLP on digits (T={method.T}), test sample {K} (label {label})"
 
     save(viz.raster(rec, max_neurons=None, title=f"Spike raster: {tag}"),
          "raster.png", "spike raster of every hidden neuron for one test sample")
-    batch = viz.record(net, method.record_input(ds.x_test, args.encoding))
+    batch = viz.record(net, method.record_input(ds.x_test))
     save(viz.firing_rates(batch, title=f"Firing rates over the {len(ds.x_test)} digits test samples (T={method.T})"),
          "rates.png", "per-layer histogram of neuron firing rates and rate heatmap over time (data colour scale)")
     # the T=8 run of the sweep gives longer traces than the T=4 demo
     lm, lmodel, lds, largs = load_run(sweep["lif-T8"] / "checkpoint.pt")
-    lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1], largs.encoding),
+    lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1]),
                       v=True)
     first = next(iter(lrec["v"]))
     ax = viz.membrane_trace(lrec, layer=first, max_traces=3,
                             title=f"Membrane potential, first hidden layer: LIF MLP (T={lm.T}), sample {K}")
     save(ax, "membrane.png", f"membrane potential before (H) and after (V) reset of neurons {ax.neurons} of "
                              f"{lrec['labels'][first]} (lif-T8 run)")
-    meter = meter_run(method, net, ds.test, args.encoding, samples=len(ds.x_test))
+    meter = meter_run(method, net, ds.test, samples=len(ds.x_test))
     rep = meter.report()
     save(viz.energy_bars(meter, unit=unit, title=f"Energy per sample by layer ({rep['samples']} test samples)"),
          "energy.png", "per-layer SOP/MAC energy of the demo network")
@@ -149,7 +149,7 @@ def main(argv=None):
 
     cm, cmodel, cds, cargs = load_run(sweep["lif-cnn-T4"] / "checkpoint.pt")
     cnet = cm.convert_for_inference(cmodel).eval()
-    crec = viz.record(cnet, cm.record_input(cds.x_test[K:K + 1], cargs.encoding))
+    crec = viz.record(cnet, cm.record_input(cds.x_test[K:K + 1]))
     conv1 = next(k for k, v in crec.items() if v.dim() == 5)
     save(viz.feature_maps(crec, layer=conv1, sample=0,
                           title=f"Conv LIF on digits (T={cm.T}), test sample {K} (label {label})"),

@@ -274,9 +274,16 @@ def _factory(name: str) -> Callable:
     return fn
 
 
-def load_dataset(name: str = "digits", data_dir: Optional[str] = None, download: bool = True,
-                 limit_train: Optional[int] = None, limit_test: Optional[int] = None, **options) -> TaskData:
+_UNSET = object()
+
+
+def load_dataset(name="digits", data_dir=_UNSET, download=_UNSET, limit_train=_UNSET, limit_test=_UNSET,
+                 **options) -> TaskData:
     """Load the dataset ``name`` (a spec, see the module docstring); ``limit_*`` keep the first samples of a split.
+
+    ``name`` may also be a run's configuration (:class:`neuroq.training.TrainConfig`, or anything with its
+    fields ``dataset``, ``data_dir``, ``download``, ``limit_train``, ``limit_test``): its data is loaded,
+    and the arguments given here override its fields (``load_dataset(cfg, limit_train=1)``).
 
     ``name`` is a registered dataset (``'mnist'``), with options (``'nmnist?T=10'``; ``options`` given as
     keywords here are the same), or ``'package.module:factory'``: ``factory(data_dir=..., download=...,
@@ -288,6 +295,16 @@ def load_dataset(name: str = "digits", data_dir: Optional[str] = None, download:
         >>> load_dataset("digits", limit_train=100).in_shape
         (1, 8, 8)
     """
+    if not isinstance(name, str) and hasattr(name, "dataset"):  # a run configuration
+        cfg, given = name, dict(data_dir=data_dir, download=download, limit_train=limit_train, limit_test=limit_test)
+        name = cfg.dataset
+        data_dir, download, limit_train, limit_test = (getattr(cfg, k) if v is _UNSET else v for k, v in given.items())
+    data_dir = None if data_dir is _UNSET else data_dir
+    download = True if download is _UNSET else download
+    limit_train = None if limit_train is _UNSET else limit_train
+    limit_test = None if limit_test is _UNSET else limit_test
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a dataset spec (str) or a TrainConfig, got {type(name).__name__}")
     check_dataset(name)
     base, spec_options = parse_spec(name)
     both = sorted(set(spec_options) & set(options))

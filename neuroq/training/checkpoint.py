@@ -1,14 +1,76 @@
-"""Run checkpoints: what :class:`neuroq.training.loop.Trainer` writes after every epoch, how a resumed
-run is checked against it, and how a trained model is rebuilt from it (``neuroq viz`` / ``energy``)."""
+"""Run checkpoints, the one home of their format: what :class:`neuroq.training.loop.Trainer` writes after
+every epoch (:func:`save_run`, :func:`save_best`), how a resumed run is checked against it and restored
+(:func:`restore_run`), and how a trained model is rebuilt from it (:func:`load_run`, ``neuroq viz`` /
+``energy``).  Files are written atomically (:func:`neuroq.io.save_checkpoint`) and hold plain data and
+tensors only (they load with ``weights_only=True``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import CheckpointError, load_checkpoint
+from ..io import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, from_dict, to_dict
 from .methods import method_class
 
+#: format tag of a run checkpoint (``checkpoint.pt``: everything a resumed run needs)
 FORMAT = "neuroq-run-1"
+#: format tag of a weights-only file (``best.pt``: the model of the best validation epoch)
+WEIGHTS_FORMAT = "neuroq-weights-1"
+#: file names in a run folder
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+def run_state(trainer) -> dict:
+    """Everything a run checkpoint holds for ``trainer`` (a :class:`~neuroq.training.loop.Trainer`)."""
+    st = dict(format=FORMAT, epoch=len(trainer.history), model=trainer.model.state_dict(),
+              optimizer=trainer.optimizer.state_dict(), history=trainer.history, train=to_dict(trainer.cfg),
+              method=trainer.method.name, method_config=to_dict(trainer.method.config),
+              data=dict(name=trainer.data.name, in_shape=list(trainer.data.in_shape),
+                        num_classes=trainer.data.num_classes, kind=trainer.data.kind, meta=trainer.data.meta))
+    if trainer.scheduler is not None:
+        st["scheduler"] = trainer.scheduler.state_dict()
+    if trainer.scaler is not None:
+        st["scaler"] = trainer.scaler.state_dict()
+    if trainer.shuffle_rng is not None:
+        st["shuffle_rng"] = trainer.shuffle_rng.get_state()
+    if trainer.extensions:
+        st["extensions"] = trainer.extensions
+    return st
+
+
+def save_run(trainer, folder) -> Path:
+    """Write ``folder/checkpoint.pt`` (atomically) for ``trainer``; returns its path."""
+    path = Path(folder) / CHECKPOINT
+    save_checkpoint(path, run_state(trainer))
+    return path
+
+
+def save_best(trainer, folder, epoch: int, val_acc: float) -> Path:
+    """Write ``folder/best.pt``: the weights of ``trainer``'s model after ``epoch`` (its best validation
+    accuracy ``val_acc`` so far)."""
+    path = Path(folder) / BEST
+    save_checkpoint(path, dict(format=WEIGHTS_FORMAT, epoch=epoch, val_acc=val_acc, model=trainer.model.state_dict()))
+    return path
+
+
+def restore_run(trainer, path) -> dict:
+    """Load the run checkpoint at ``path`` into ``trainer`` (model, optimiser, schedule, scaler, shuffling
+    state, history, extensions; ``trainer.start_epoch``) after checking it was trained with the same method
+    and options (:func:`check_compatible`); returns the checkpoint."""
+    ck = read_run(path)
+    check_compatible(ck, trainer.method, trainer.cfg, path)
+    trainer.model.load_state_dict(ck["model"])
+    trainer.optimizer.load_state_dict(ck["optimizer"])
+    if trainer.scheduler is not None and "scheduler" in ck:
+        trainer.scheduler.load_state_dict(ck["scheduler"])
+    if trainer.scaler is not None and "scaler" in ck:
+        trainer.scaler.load_state_dict(ck["scaler"])
+    if trainer.shuffle_rng is not None and "shuffle_rng" in ck:
+        trainer.shuffle_rng.set_state(ck["shuffle_rng"])
+    trainer.history = list(ck["history"])
+    trainer.start_epoch = int(ck["epoch"])
+    trainer.extensions = list(ck.get("extensions", []))
+    return ck
 
 
 def read_run(path) -> dict:
@@ -40,7 +102,8 @@ def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
 
 def load_run(path, device: str = "cpu", data_dir=None, data=None):
     """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint (its file or
-    the run folder); the model is in eval mode on ``device``.
+    the run folder); the model is in eval mode on ``device`` and the method is bound to the run's input
+    layout (:meth:`~neuroq.training.methods.Method.bind`).
 
     The data is rebuilt from the stored ``--dataset`` spec (``data_dir`` overrides the stored folder)
     unless ``data`` (a :class:`neuroq.data.TaskData`) is given. A run trained on data given in Python
@@ -55,8 +118,7 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
     train = from_dict(TrainConfig, ck["train"])
     stored = ck.get("data") or {}
     if data is None:
-        data = load_dataset(train.dataset, data_dir if data_dir is not None else train.data_dir,
-                            download=train.download, limit_test=train.limit_test)
+        data = load_dataset(train, data_dir=data_dir if data_dir is not None else train.data_dir, limit_train=None)
         how = f"rebuilt from its dataset spec {train.dataset!r}"
     elif not isinstance(data, TaskData):
         raise TypeError(f"data must be a neuroq.data.TaskData, got {type(data).__name__}")
@@ -76,10 +138,11 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
     except RuntimeError as e:
         raise CheckpointError(f"{str(path)!r}: the stored weights do not fit the {ck['method']} model "
                               f"({str(e).splitlines()[0]})") from None
+    method.bind(train, data)
     return method, model.to(device).eval(), data, train
 
 
 def checkpoint_path(path) -> Path:
     """``path`` itself, or ``path/checkpoint.pt`` for a run folder."""
     p = Path(path)
-    return p / "checkpoint.pt" if p.is_dir() else p
+    return p / CHECKPOINT if p.is_dir() else p

@@ -69,14 +69,14 @@ def _run_one(job: dict, progress) -> dict:
     import torch
 
     from ..data import load_dataset
-    from .loop import Trainer, inference_model, meter_run, report_run
+    from .loop import Trainer
+    from .report import inference_model, meter_run, report_run, write_energy_report
 
     torch.set_num_threads(job["threads"])
     cfg = from_dict(TrainConfig, job["train"])
     cls = method_class(job["method"])
     method = cls(from_dict(cls.Config, job["options"]))
-    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, limit_train=cfg.limit_train,
-                        limit_test=cfg.limit_test)
+    data = load_dataset(cfg)
     rss0 = _rss_mib()
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -90,14 +90,10 @@ def _run_one(job: dict, progress) -> dict:
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cfg.device.startswith("cuda") else None
     m = job["meter"]
     net = inference_model(method, tr.model, tr.device)
-    meter = meter_run(method, net, data.test, cfg.encoding, tr.device, samples=m["samples"], kind=data.kind,
-                      e_ac=m["e_ac"], e_mac=m["e_mac"], conv_fanout=m["conv_fanout"],
-                      energy=m.get("energy", "compute"))
-    rep = meter.report()
-    rep.update(method=method.name, dataset=data.name, machine=machine_info(tr.device))
-    atomic_write_json(Path(job["out"]) / "energy.json", rep)
-    report_run(method, tr.model, data, cfg.encoding, job["out"], tr.device, samples=min(64, m["samples"]),
-               write_energy=False)
+    meter = meter_run(method, net, data.test, tr.device, samples=m["samples"], e_ac=m["e_ac"], e_mac=m["e_mac"],
+                      conv_fanout=m["conv_fanout"], energy=m.get("energy", "compute"))
+    rep = write_energy_report(meter, method, data, Path(job["out"]) / "energy.json", tr.device)
+    report_run(method, tr.model, data, job["out"], tr.device, samples=min(64, m["samples"]), write_energy=False)
     tot = rep["total"]
     return dict(method=method.name, seed=cfg.seed, T=method.T, final_test_acc=metrics["final_test_acc"],
                 best_epoch=metrics["best_epoch"], test_acc_at_best_epoch=metrics["test_acc_at_best_epoch"],
@@ -143,7 +139,7 @@ def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: in
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the comparison")
     options = dict(options or {})
     meter = dict(METER_DEFAULTS, **(meter or {}))
-    kind = load_dataset(train.dataset, train.data_dir, download=train.download, limit_train=1, limit_test=1).kind
+    kind = load_dataset(train, limit_train=1, limit_test=1).kind
     names = list(methods) if methods else applicable_methods(kind)
     unknown = [m for m in names if m not in available()]
     if unknown:
@@ -157,9 +153,9 @@ def compare(methods: Optional[Sequence[str]], train: TrainConfig, out, seeds: in
     for name in names:
         cls = method_class(name)
         opts = to_dict(cls.Config(**method_options(name, options)))
+        cls(from_dict(cls.Config, opts)).check(train)  # refuse before any process starts
         for k in range(seeds):
             cfg = dataclasses.replace(train, seed=train.seed + k)
-            cls(from_dict(cls.Config, opts)).check(cfg)
             jobs_list.append(dict(method=name, seed=cfg.seed, train=to_dict(cfg), options=opts, meter=meter,
                                   out=str(out / name / f"seed{cfg.seed}"),
                                   threads=threads or (1 if jobs > 1 else max(1, os.cpu_count() or 1))))

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .._validate import check_choice, check_int, check_real
+from ..data.encode import ENCODINGS
 from ..energy.penalty import penalty_kinds
+from .log import LOGGERS
 
 _MISSING = dataclasses.MISSING
 
@@ -78,11 +80,10 @@ def nonneg_float(name):
 
 SCHEDULES = ("cosine", "cosine-step", "onecycle", "constant")
 SHUFFLES = ("epoch", "stream")
-ENCODINGS = ("direct", "rate")
 
 
 def _check_dataset(spec):
-    from ..data import check_dataset
+    from ..data import check_dataset  # the data package registers its loaders on import
 
     return check_dataset(spec)
 
@@ -146,7 +147,7 @@ class TrainConfig:
     device: str = option("cpu", "cpu, cuda, cuda:0 ...")
     log: tuple = option((), "per-epoch logs in the output folder: csv (log.csv) and/or tensorboard (tensorboard/): "
                         "loss, accuracies, lr, energy per sample and per-layer firing rates", nargs="+",
-                        choices=("csv", "tensorboard"))
+                        choices=LOGGERS)
     log_samples: int = option(256, "samples metered for the per-epoch energy and firing rates of --log",
                               parse=positive_int("--log-samples"))
     num_workers: int = option(0, "DataLoader worker processes for datasets that are not in memory (cifar10, "
@@ -172,7 +173,7 @@ class TrainConfig:
         check_int("recalibrate_batches", self.recalibrate_batches, ge=0)
         self.log = tuple(self.log)
         for k in self.log:
-            check_choice("log", k, ("csv", "tensorboard"))
+            check_choice("log", k, LOGGERS)
         check_int("log_samples", self.log_samples, ge=1)
         check_int("num_workers", self.num_workers, ge=0)
         for k in ("limit_train", "limit_test"):

@@ -1,14 +1,18 @@
-"""The one training loop: fit / evaluate / meter, used by ``neuroq train``, every example and the
-benchmarks (single process or ``torchrun`` data-parallel).
+"""The one training loop, used by ``neuroq train``, every example and the benchmarks (single process or
+``torchrun`` data-parallel).
 
+* :func:`train_step` is the one optimisation step: zero the gradients, the method's
+  :meth:`~neuroq.training.methods.Method.compute_loss` under autocast (``--amp``) plus the energy penalty,
+  the divergence check, backward (through the GradScaler on CUDA) and the optimiser step.  A method that
+  updates several times per batch (the online ones) brings its own ``train_step`` instead.
 * :class:`Trainer` holds a run (method, data, model, optimizer, schedule, energy penalty, history)
   and exposes its steps: :meth:`Trainer.begin_epoch` (the epoch's seeded order),
   :meth:`Trainer.train_batch`, :meth:`Trainer.end_epoch`, :meth:`Trainer.evaluate`; :meth:`Trainer.fit`
-  runs them for every epoch, writing an atomic checkpoint and ``metrics.json`` after each epoch when
-  it has an output folder.  Examples that train several methods in lockstep call the steps themselves.
-* :func:`fit` is ``Trainer(...).fit()``; :func:`evaluate` is the test accuracy of any model;
-  :func:`meter_run` runs a model inside an :class:`neuroq.energy.EnergyMeter`; :func:`report_run`
-  writes ``energy.json`` and ``raster.png``.
+  runs them for every epoch, writing an atomic checkpoint (:mod:`.checkpoint`) and ``metrics.json``
+  after each epoch when it has an output folder.  Examples that train several methods in lockstep call
+  the steps themselves.
+* :func:`fit` is ``Trainer(...).fit()``; :func:`evaluate` is the accuracy of any model.  Metering and
+  reports of a trained model live in :mod:`.report`.
 
 With ``shuffle='epoch'`` (the default) each epoch's order and encoding noise are seeded from
 ``(seed, epoch)``, so a run stopped at any point and resumed ends with the same weights and metrics as
@@ -30,13 +34,53 @@ from tqdm import tqdm
 
 from .. import _sj
 from ..data import ArrayDataset, batches, num_batches
-from ..io import atomic_write_json, machine_info, save_checkpoint, seed_everything
+from ..io import atomic_write_json, machine_info, seed_everything
+from .checkpoint import CHECKPOINT, restore_run, save_best, save_run
 from .config import TrainConfig, to_dict
 from .methods import Context, Method
 
-CHECKPOINT = "checkpoint.pt"
 PER_STEP_SCHEDULES = ("cosine-step", "onecycle")
-FORMAT = "neuroq-run-1"
+
+
+def amp_dtype(device: torch.device):
+    """The autocast dtype of ``--amp``: float16 on CUDA, bfloat16 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def train_step(method: Method, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer,
+               ctx: Optional[Context] = None, *, amp: bool = False, scaler=None, penalty=None,
+               penalty_weight: float = 0.0):
+    """One minibatch update of ``model`` by ``method``; returns ``(loss value: float, logits)``.
+
+    Zeroes the gradients, clears ``penalty`` (a started :class:`neuroq.energy.SynapticPenalty` or any
+    penalty with ``clear()``/``penalty()``), computes ``method.compute_loss`` under autocast when ``amp``,
+    adds ``penalty_weight * penalty.penalty()``, and -- unless the loss is not finite (diverged: no update,
+    the loop stops the run) -- backpropagates (through ``scaler``, a GradScaler, when given) and steps
+    ``optimizer``.  A method that steps itself (``method.steps_itself()``) runs its own
+    :meth:`~neuroq.training.methods.Method.train_step`, which takes neither ``amp`` nor a penalty."""
+    ctx = Context() if ctx is None else ctx
+    if method.steps_itself():
+        if amp or (penalty is not None and penalty_weight != 0.0):
+            raise ValueError(f"method {method.name!r} trains with its own step: it takes neither amp nor an "
+                             "energy penalty")
+        return method.train_step(model, x, y, optimizer, ctx)
+    optimizer.zero_grad(set_to_none=True)
+    if penalty is not None:
+        penalty.clear()
+    with torch.autocast(device_type=x.device.type, dtype=amp_dtype(x.device), enabled=bool(amp)):
+        loss, logits = method.compute_loss(model, x, y, ctx)
+        if penalty is not None and penalty_weight != 0.0:
+            loss = loss + penalty_weight * penalty.penalty()
+    if not torch.isfinite(loss):  # diverged: no update (the loop stops the run)
+        return float(loss.detach()), logits.detach()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach()), logits.detach()
 
 
 def _dist_setup(device: str):
@@ -87,7 +131,7 @@ class Trainer:
             raise TypeError(f"method must be a neuroq.training.methods.Method, got {type(method).__name__}")
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-        method.check(cfg, data)
+        method.bind(cfg, data)
         self.method, self.data, self.cfg = method, data, cfg
         self.rank, self.world, self.device = _dist_setup(cfg.device)
         self.is_main = self.rank == 0
@@ -109,7 +153,8 @@ class Trainer:
         self.extensions: list[dict] = []
         self.start_epoch = 0
         self.diverged = False
-        self._stream = torch.Generator().manual_seed(cfg.seed) if cfg.shuffle == "stream" else None
+        #: the one generator of every epoch's order with ``shuffle='stream'`` (checkpointed), else None
+        self.shuffle_rng = torch.Generator().manual_seed(cfg.seed) if cfg.shuffle == "stream" else None
         if resume and self.out is not None and (self.out / CHECKPOINT).exists():
             self._resume(self.out / CHECKPOINT)
         self.train_model = self.model
@@ -126,40 +171,9 @@ class Trainer:
             self.penalty = make_penalty(cfg.penalty_kind, self.train_model).start()
         self._epoch_stats = None
 
-    # ---- state --------------------------------------------------------------------------------
-    def state(self) -> dict:
-        """Everything a checkpoint holds (plain data and tensors: loads with ``weights_only=True``)."""
-        st = dict(format=FORMAT, epoch=len(self.history), model=self.model.state_dict(),
-                  optimizer=self.optimizer.state_dict(), history=self.history, train=to_dict(self.cfg),
-                  method=self.method.name, method_config=to_dict(self.method.config),
-                  data=dict(name=self.data.name, in_shape=list(self.data.in_shape), num_classes=self.data.num_classes,
-                            kind=self.data.kind, meta=self.data.meta))
-        if self.scheduler is not None:
-            st["scheduler"] = self.scheduler.state_dict()
-        if self.scaler is not None:
-            st["scaler"] = self.scaler.state_dict()
-        if self._stream is not None:
-            st["shuffle_rng"] = self._stream.get_state()
-        if self.extensions:
-            st["extensions"] = self.extensions
-        return st
-
+    # ---- resuming ---------------------------------------------------------------------------
     def _resume(self, path: Path) -> None:
-        from .checkpoint import check_compatible, read_run
-
-        ck = read_run(path)
-        check_compatible(ck, self.method, self.cfg, path)
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        if self.scheduler is not None and "scheduler" in ck:
-            self.scheduler.load_state_dict(ck["scheduler"])
-        if self.scaler is not None and "scaler" in ck:
-            self.scaler.load_state_dict(ck["scaler"])
-        if self._stream is not None and "shuffle_rng" in ck:
-            self._stream.set_state(ck["shuffle_rng"])
-        self.history = list(ck["history"])
-        self.start_epoch = int(ck["epoch"])
-        self.extensions = list(ck.get("extensions", []))
+        ck = restore_run(self, path)
         old_epochs = int(ck["train"]["epochs"])
         if self.cfg.epochs < self.start_epoch:
             raise ValueError(f"--resume: checkpoint {path} has {self.start_epoch} epochs done; --epochs "
@@ -191,17 +205,16 @@ class Trainer:
     def begin_epoch(self, epoch: int) -> torch.Tensor:
         """Start epoch ``epoch`` (0-based): seed it, put the model in train mode, return this rank's sample order."""
         cfg = self.cfg
-        if self._stream is None:
+        if self.shuffle_rng is None:
             s = cfg.seed * cfg.shuffle_seed_stride + epoch
             torch.manual_seed(s)
             g = torch.Generator().manual_seed(s)
         else:
-            g = self._stream
+            g = self.shuffle_rng
         n = len(self.train_set)
         perm = torch.randperm(n, generator=g)
         usable = (n // self.world) * self.world
-        self.ctx = Context(encoding=cfg.encoding, generator=g, kind=self.data.kind, amp=cfg.amp, scaler=self.scaler,
-                           penalty=self.penalty, penalty_weight=cfg.energy_penalty, n_train=n)
+        self.ctx = Context(generator=g, n_train=n)
         self.method.on_epoch(self.model, epoch)
         self.model.train()
         self._epoch_stats = dict(loss=0.0, correct=0, seen=0, time=0.0, t0=time.time())
@@ -211,7 +224,8 @@ class Trainer:
         """One optimizer update on the batch ``(x, y)`` (moved to the device); returns ``(loss, logits)``."""
         x, y = x.to(self.device), y.to(self.device)
         t0 = time.perf_counter()
-        loss, logits = self.method.train_step(self.train_model, x, y, self.optimizer, self.ctx)
+        loss, logits = train_step(self.method, self.train_model, x, y, self.optimizer, self.ctx, amp=self.cfg.amp,
+                                  scaler=self.scaler, penalty=self.penalty, penalty_weight=self.cfg.energy_penalty)
         if self.scheduler is not None and self.cfg.schedule in PER_STEP_SCHEDULES:
             self.scheduler.step()
         st = self._epoch_stats
@@ -224,23 +238,45 @@ class Trainer:
         return loss, logits
 
     def end_epoch(self, epoch: int, evaluate: Optional[bool] = None) -> dict:
-        """Finish epoch ``epoch``: schedule step, evaluation, history record (and checkpoint when ``out``)."""
+        """Finish epoch ``epoch``: schedule step, evaluation when due (``evaluate`` forces it either way),
+        the history record, logs, checkpoints; returns the record."""
         if self.scheduler is not None and self.cfg.schedule not in PER_STEP_SCHEDULES:
             self.scheduler.step()
+        self._reduce_epoch_stats()
+        val_acc, test_acc = self._evaluate_epoch(epoch, evaluate)
+        rec = self._epoch_record(epoch, val_acc, test_acc)
+        self.history.append(rec)
+        self._log_epoch(rec)
+        self._save_epoch(rec)
+        if self.world > 1:
+            dist.barrier()
+        for cb in self.callbacks:
+            cb(rec)
+        return rec
+
+    def _reduce_epoch_stats(self) -> None:
+        """Sum the epoch's loss, correct and seen counts over every rank's shard, not rank 0's alone."""
         st = self._epoch_stats
-        if self.world > 1:  # every rank's shard, not rank 0's alone
+        if self.world > 1:
             tot = torch.tensor([st["loss"], st["correct"], st["seen"]], dtype=torch.float64)
             dist.all_reduce(tot)
             st["loss"], st["correct"], st["seen"] = float(tot[0]), int(tot[1]), int(tot[2])
+
+    def _evaluate_epoch(self, epoch: int, evaluate: Optional[bool]):
+        """``(val_acc, test_acc)`` after recalibrating the norms, when the epoch is due (every ``eval_every``,
+        the last, a diverged one) or ``evaluate`` says so; ``(None, None)`` otherwise."""
         if evaluate is None:
             every = self.cfg.eval_every
             evaluate = (every and (epoch + 1) % every == 0) or epoch + 1 == self.cfg.epochs or self.diverged
-        val_acc = test_acc = None
-        if evaluate:
-            self.recalibrate()
-            if self.val_set is not None:
-                val_acc = self.evaluate(self.val_set)
-            test_acc = self.evaluate()
+        if not evaluate:
+            return None, None
+        self.recalibrate()
+        val_acc = self.evaluate(self.val_set) if self.val_set is not None else None
+        return val_acc, self.evaluate()
+
+    def _epoch_record(self, epoch: int, val_acc, test_acc) -> dict:
+        """The history record of epoch ``epoch``."""
+        st = self._epoch_stats
         seen = max(1, st["seen"])
         rec = dict(epoch=epoch + 1, train_loss=st["loss"] / seen, train_acc=st["correct"] / seen, samples=st["seen"],
                    val_acc=val_acc,
@@ -248,34 +284,39 @@ class Trainer:
                    lr=self.optimizer.param_groups[0]["lr"])
         if self.diverged:
             rec["diverged"] = True
-        self.history.append(rec)
-        if self.loggers and evaluate:
+        return rec
+
+    def _log_epoch(self, rec: dict) -> None:
+        """The ``--log`` loggers (with the energy of ``log_samples`` samples, on evaluated epochs) and the
+        epoch's line on stdout."""
+        evaluated = rec["test_acc"] is not None
+        if self.loggers and evaluated:
             from .log import epoch_scalars
+            from .report import inference_model, meter_run
 
             ds = self.val_set if self.val_set is not None else self.data.test
-            energy = meter_run(self.method, inference_model(self.method, self.model, self.device), ds,
-                               self.cfg.encoding, self.device, samples=self.cfg.log_samples,
-                               kind=self.data.kind).report()
+            energy = meter_run(self.method, inference_model(self.method, self.model, self.device), ds, self.device,
+                               samples=self.cfg.log_samples).report()
             for lg in self.loggers:
-                lg.log(epoch + 1, epoch_scalars(rec, energy))
+                lg.log(rec["epoch"], epoch_scalars(rec, energy))
         if self.is_main and self.label is not None:
-            acc = "–" if test_acc is None else f"{test_acc:.4f}"
-            val = "" if val_acc is None else f"val_acc {val_acc:.4f}  "
-            print(f"{self.label}epoch {epoch + 1:3d}/{self.cfg.epochs}  loss {rec['train_loss']:.4f}  "
+            acc = "–" if rec["test_acc"] is None else f"{rec['test_acc']:.4f}"
+            val = "" if rec["val_acc"] is None else f"val_acc {rec['val_acc']:.4f}  "
+            print(f"{self.label}epoch {rec['epoch']:3d}/{self.cfg.epochs}  loss {rec['train_loss']:.4f}  "
                   f"train_acc {rec['train_acc']:.4f}  {val}test_acc {acc}  ({rec['epoch_time_s']:.1f}s)"
                   f"{'  DIVERGED (non-finite loss): stopping' if self.diverged else ''}", flush=True)
-        if self.is_main and self.out is not None:
-            if val_acc is not None and val_acc > max((h["val_acc"] for h in self.history[:-1]
-                                                       if h.get("val_acc") is not None), default=-1.0):
-                save_checkpoint(self.out / "best.pt", dict(format="neuroq-weights-1", epoch=epoch + 1,
-                                                           val_acc=val_acc, model=self.model.state_dict()))
-            save_checkpoint(self.out / CHECKPOINT, self.state())
-            self.write_metrics()
-        if self.world > 1:
-            dist.barrier()
-        for cb in self.callbacks:
-            cb(rec)
-        return rec
+
+    def _save_epoch(self, rec: dict) -> None:
+        """With an output folder (rank 0): ``best.pt`` on a new best validation accuracy, ``checkpoint.pt``
+        and ``metrics.json``."""
+        if not (self.is_main and self.out is not None):
+            return
+        val_acc = rec["val_acc"]
+        if val_acc is not None and val_acc > max((h["val_acc"] for h in self.history[:-1]
+                                                   if h.get("val_acc") is not None), default=-1.0):
+            save_best(self, self.out, rec["epoch"], val_acc)
+        save_run(self, self.out)
+        self.write_metrics()
 
     def run_epoch(self, epoch: int) -> dict:
         order = self.begin_epoch(epoch)
@@ -323,8 +364,7 @@ class Trainer:
         k = self.cfg.recalibrate_batches
         if k == 0 or not tracked_norms(self.model):
             return 0
-        ctx = Context(encoding=self.cfg.encoding, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 2),
-                      kind=self.data.kind)
+        ctx = Context(generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 2))
         order = torch.arange(min(len(self.train_set), k * self.cfg.batch_size))
         used = recalibrate(self.model, (xb.to(self.device) for xb, _ in batches(self.train_set, order,
                                                                                  self.cfg.batch_size)),
@@ -333,9 +373,9 @@ class Trainer:
 
     def evaluate(self, dataset=None) -> float:
         """Accuracy on ``dataset`` (default: the test split)."""
-        return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.cfg.encoding,
-                        self.device, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1),
-                        kind=self.data.kind, num_workers=self.cfg.num_workers)
+        return evaluate(self.method, self.model, self.data.test if dataset is None else dataset, self.device,
+                        generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + 1),
+                        num_workers=self.cfg.num_workers)
 
     def metrics(self, param_digests=None) -> dict:
         """The run's record: the final test accuracy and, with a validation split, the best epoch chosen on
@@ -408,63 +448,15 @@ def fit(method: Method, data, cfg: TrainConfig, **kw) -> tuple[torch.nn.Module, 
 
 
 @torch.no_grad()
-def evaluate(method: Method, model: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
-             batch_size: int = 512, generator: Optional[torch.Generator] = None, kind: str = "image",
-             num_workers: int = 0) -> float:
-    """Accuracy of ``model`` (eval mode, ``method.predict``) on ``dataset`` (samples of ``kind``; a dataset
-    that is not in memory is read with ``num_workers`` DataLoader workers)."""
+def evaluate(method: Method, model: torch.nn.Module, dataset, device="cpu", batch_size: int = 512,
+             generator: Optional[torch.Generator] = None, num_workers: int = 0) -> float:
+    """Accuracy of ``model`` (eval mode, ``method.predict``, inputs as the method's bound layout says) on
+    ``dataset`` (a dataset that is not in memory is read with ``num_workers`` DataLoader workers)."""
     model.eval()
     correct = 0
-    ctx = Context(encoding=encoding, generator=generator, kind=kind)
+    ctx = Context(generator=generator)
     for xb, yb in batches(dataset, torch.arange(len(dataset)), batch_size, num_workers):
         xb, yb = xb.to(device), yb.to(device)
         correct += int((method.predict(model, xb, ctx).argmax(1) == yb).sum())
     _sj.reset_net(model)
     return correct / max(1, len(dataset))
-
-
-def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
-    """The model to meter and plot: ``method.convert_for_inference(model)`` in eval mode on ``device``."""
-    return method.convert_for_inference(model).to(device).eval()
-
-
-@torch.no_grad()
-def meter_run(method: Method, net: torch.nn.Module, dataset, encoding: str = "direct", device="cpu",
-              samples: int = 512, batch_size: int = 256, kind: str = "image", **meter_kw):
-    """Run ``net`` (the method's inference model) over the first ``samples`` samples of ``dataset``
-    inside an :class:`neuroq.energy.EnergyMeter` and return the meter (samples are counted from the
-    batches, so any model input layout works)."""
-    from ..energy import EnergyMeter
-
-    n = min(samples, len(dataset))
-    meter = EnergyMeter(net, batch_dim=None, **meter_kw)
-    with meter:
-        for xb, _ in batches(dataset, torch.arange(n), batch_size):
-            xb = xb.to(device)
-            _sj.reset_net(net)
-            net(method.record_input(xb, encoding, kind))
-            meter.add_samples(len(xb))
-    _sj.reset_net(net)
-    return meter
-
-
-def report_run(method: Method, model: torch.nn.Module, data, encoding: str, out, device="cpu",
-               samples: int = 512, write_energy: bool = True) -> dict:
-    """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
-    (test sample 0) to ``out``."""
-    from .. import viz
-
-    net = inference_model(method, model, device)
-    rep = None
-    if write_energy:
-        meter = meter_run(method, net, data.test, encoding, device, samples=samples, kind=data.kind)
-        rep = meter.report()
-        rep.update(method=method.name, dataset=data.name, machine=machine_info(device))
-        atomic_write_json(Path(out) / "energy.json", rep)
-        print(meter.table())
-    x0, y0 = next(batches(data.test, torch.arange(1), 1))
-    rec = viz.record(net, method.record_input(x0.to(device), encoding, data.kind))
-    ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
-    viz.save(ax, Path(out) / "raster.png", dpi=150)
-    _sj.reset_net(net)
-    return rep

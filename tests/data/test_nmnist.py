@@ -126,15 +126,14 @@ def test_the_method_runs_the_frames_steps(nmnist_archive):
         get("lif", T=6).check(TrainConfig(encoding="rate"), d)
     with pytest.raises(ValueError, match="--method s2nn takes image data"):
         get("s2nn").check(TrainConfig(), d)
-    m = get("lif", T=6, hidden=(32,))
-    m.check(TrainConfig(), d)
+    m = get("lif", T=6, hidden=(32,)).bind(TrainConfig(), d)
+    assert m.layout.kind == "frames" and m.layout.T == 6
     net = m.build_model(d)
     from neuroq.data import batches
-    from neuroq.training.methods import Context
 
     x, _ = next(batches(d.train, torch.arange(4), 4))
-    assert m.inputs(x, Context(kind="frames")).shape == (6, 4, 2, 34, 34)  # time-first, no re-encoding
-    assert m.forward(net, x, Context(kind="frames")).shape == (4, 10)
+    assert m.inputs(x).shape == (6, 4, 2, 34, 34)  # time-first, no re-encoding
+    assert m.forward(net, x).shape == (4, 10)
 
 
 @pytest.mark.parametrize("name", ["saf-e", "saf-f", "ottt-o", "ottt-a"])
@@ -143,17 +142,16 @@ def test_online_methods_train_on_frames(nmnist_archive, name):
     time-varying inputs in tests/methods/test_saf.py): one training step on N-MNIST changes the
     weights and the prediction has one row per sample."""
     from neuroq.data import batches
-    from neuroq.training.methods import Context
+    from neuroq.training import Context, train_step
 
     d = load_dataset("nmnist?T=3", str(nmnist_archive), limit_train=8, limit_test=8)
-    m = get(name, T=3, hidden=(16,))
-    m.check(TrainConfig(), d)
+    m = get(name, T=3, hidden=(16,)).bind(TrainConfig(), d)
     torch.manual_seed(0)
     net = m.build_model(d)
     before = [p.detach().clone() for p in net.parameters()]
     x, y = next(batches(d.train, torch.arange(8), 8))
-    ctx = Context(kind="frames")
-    loss, logits = m.train_step(net, x, y, m.make_optimizer(net, 1e-2), ctx)
+    ctx = Context()
+    loss, logits = train_step(m, net, x, y, m.make_optimizer(net, 1e-2), ctx)
     assert torch.isfinite(torch.as_tensor(loss)) and logits.shape == (8, 10)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
     assert m.predict(net, x, ctx).shape == (8, 10)

@@ -493,7 +493,7 @@ def _method(**kw):
 
 
 def test_gm_vi_step_is_unbiased_for_and_decreases_the_negative_elbo():
-    from neuroq.training import Context
+    from neuroq.training import Context, train_step
 
     torch.manual_seed(0)
     data = _toy_task()
@@ -505,23 +505,23 @@ def test_gm_vi_step_is_unbiased_for_and_decreases_the_negative_elbo():
     ref0, se0 = _reference_negative_elbo(model, x, y, N, 1.0, 300, seed=1)
     # the step's loss is an unbiased single-sample estimate of the reference (lr 0: no update)
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)
-    losses = np.array([method.train_step(model, x, y, frozen, ctx)[0] for _ in range(600)])
+    losses = np.array([train_step(method, model, x, y, frozen, ctx)[0] for _ in range(600)])
     se = math.hypot(losses.std(ddof=1) / math.sqrt(losses.size), se0)
     assert abs(losses.mean() - ref0) < 4 * se, (losses.mean(), ref0, se)
     # ... and the steps lower it
     opt = torch.optim.Adam(model.parameters(), lr=0.03)
     for _ in range(60):
-        loss, logits = method.train_step(model, x, y, opt, ctx)
+        loss, logits = train_step(method, model, x, y, opt, ctx)
         assert math.isfinite(loss) and logits.shape == (64, 3)
     ref1, se1 = _reference_negative_elbo(model, x, y, N, 1.0, 300, seed=2)
     assert ref1 < ref0 - 10 * math.hypot(se0, se1), (ref0, ref1)
     # draw='all' (one weight sample per component, weighted) estimates the same objective
     allm = _method(draw="all")
-    losses_all = np.array([allm.train_step(model, x, y, frozen, ctx)[0] for _ in range(200)])
+    losses_all = np.array([train_step(allm, model, x, y, frozen, ctx)[0] for _ in range(200)])
     se_all = math.hypot(losses_all.std(ddof=1) / math.sqrt(losses_all.size), se1)
     assert abs(losses_all.mean() - ref1) < 4 * se_all
     with pytest.raises(ValueError, match="n_train"):
-        method.train_step(model, x, y, frozen, Context())
+        train_step(method, model, x, y, frozen, Context())
 
 
 @pytest.mark.parametrize("base,S", [("ann", 6), ("ann", 3), ("lif", 6)])
@@ -568,9 +568,9 @@ def test_gm_vi_trainer_gives_the_training_split_size_and_converts_for_inference(
     seen = []
 
     class Spy(type(_method())):
-        def train_step(self, model, x, y, optimizer, ctx):
+        def compute_loss(self, model, x, y, ctx):
             seen.append(ctx.n_train)
-            return super().train_step(model, x, y, optimizer, ctx)
+            return super().compute_loss(model, x, y, ctx)
 
     data = _toy_task(n=100)
     tr = Trainer(Spy(base="lif", arch="mlp", hidden=(8,), components=2, T=2), data,

@@ -177,11 +177,12 @@ def test_s2nn_method_trains_single_step_binary_network():
     from neuroq.data import load_dataset
     from neuroq.energy import EnergyMeter
     from neuroq.training import methods as M
+    from neuroq.training.loop import train_step
 
     torch.manual_seed(0)
     ds = load_dataset("digits")
     method = M.get("s2nn", arch="mlp", hidden=(128,), t_ref=4, alpha=4.0, per_step="sigmoid", v_threshold=1.0)
-    ctx = M.Context(encoding="direct")
+    ctx = M.Context()
     model = method.build_model(ds)
     assert method.T == 1
     assert any(isinstance(m, S2NNNode) for m in model.modules())
@@ -191,7 +192,7 @@ def test_s2nn_method_trains_single_step_binary_network():
         for i in range(0, len(perm), 64):
             b = perm[i:i + 64]
             model.train()
-            method.train_step(model, ds.x_train[b], ds.y_train[b], opt, ctx)
+            train_step(method, model, ds.x_train[b], ds.y_train[b], opt, ctx)
     model.eval()
     with torch.no_grad(), EnergyMeter(model) as meter:
         logits = method.predict(model, ds.x_test, ctx)

@@ -8,6 +8,8 @@ The five defining properties (CPU, float64):
 4. synaptic ops per step counted with hooks: SAF one per layer, OTTT two;
 5. SAF-trained weights converted to a plain LIF network give the same predictions.
 """
+from typing import Callable, Optional
+
 import pytest
 import torch
 import torch.nn as nn
@@ -22,6 +24,8 @@ from neuroq.layer import saf as LS
 from neuroq.layer import Scale, ScaledWSConv2d, SeqOp, set_step_mode
 from neuroq.neuron.lif import LIFNode
 from neuroq.neuron.saf import SAFNode
+from neuroq.convert import is_lif
+from neuroq.layer.container import leaves as container_leaves
 from neuroq.training.methods import online as O
 
 
@@ -223,6 +227,48 @@ def _mlp3(vth, g):
     return net
 
 
+# ---- the Spike Representation reference of Theorem 2, written out independently of SAF ----------------
+def spike_representation_grads(lif_model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor,
+                               loss_fn: Callable, params: Optional[list] = None):
+    r"""Gradients of the Spike-Representation (DSR) training of a multi-step soft-reset LIF network.
+
+    Forward values come from the SNN: weighted firing rates :math:`a^l = \hat a^l[T]/c_T` (the input's
+    :math:`a^0 = \hat x[T]/c_T`).  Backward follows the representation map
+    :math:`a^{l+1} = \mathrm{clamp}(\tilde I^{l+1}/V_{th}, 0, 1)`, :math:`\tilde I^{l+1} = W^l a^l + b`:
+    :math:`\partial a^{l+1}/\partial\tilde I^{l+1} = \mathbb 1[0<\tilde I^{l+1}<V_{th}]/V_{th}`.  The loss is
+    ``loss_fn(W^N a^N + b, y)``.  Returns the gradients of ``params`` (default: the model's
+    parameters, in order).
+    """
+    leaves = list(container_leaves(lif_model))
+    tau = next(float(m.tau) for _, m, _ in leaves if is_lif(m))
+    T = x_seq.shape[0]
+    cT = FS.bias_scale(T, tau)
+    rates = []
+    hooks = [m.register_forward_hook(lambda mod, a, out: rates.append(FS.accumulate(out.detach(), tau)[-1] / cT))
+             for _, m, _ in leaves if is_lif(m)]
+    with torch.no_grad():
+        _sj.reset_net(lif_model)
+        lif_model(x_seq)
+    for h in hooks:
+        h.remove()
+    _sj.reset_net(lif_model)
+    cur = FS.accumulate(x_seq, tau)[-1] / cT
+    k = 0
+    for _, m, flat in leaves:
+        if is_lif(m):
+            vth = float(m.v_threshold)
+            g = torch.clamp(cur / vth, 0.0, 1.0)
+            cur = rates[k] + (g - g.detach())
+            k += 1
+        elif isinstance(m, nn.Flatten) and not flat:
+            cur = torch.flatten(cur, m.start_dim - 1, m.end_dim)
+        else:
+            cur = m(cur)
+    loss = loss_fn(cur, y)
+    params = list(lif_model.parameters()) if params is None else params
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
 @pytest.mark.parametrize("vth", [0.5, 1.0, 1.7])
 def test_saf_f_gradient_is_vth_times_spike_representation(vth):
     g = torch.Generator().manual_seed(11)
@@ -236,7 +282,7 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
             m.sr_box = True  # condition (C2)
     out = O.saf_f_forward(saf, x)  # steps < T without graph: condition (C1)
     g_saf = torch.autograd.grad(tF.cross_entropy(out, y), list(saf.parameters()))
-    g_sr = O.spike_representation_grads(lif, x, y, tF.cross_entropy)
+    g_sr = spike_representation_grads(lif, x, y, tF.cross_entropy)
     # parameters in order: W0 b0 (2 neuron layers below the loss), W1 b1 (1), W2 b2 (readout, 0)
     for i, (a, b) in enumerate(zip(g_saf, g_sr)):
         k = 2 - i // 2

@@ -433,11 +433,13 @@ def test_irnn_and_srnn_methods_train_through_the_loop_and_read_images_by_rows():
     assert metrics["final_test_acc"] > 0.2                           # 10 classes: chance is 0.1
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
     # images are read row by row: the same model input as the row sequences
-    from neuroq.training import Context
     imgs = data.train.x[:5].unsqueeze(1)                                     # [5, 1, 8, 8]
+    images = TaskData("img", ArrayDataset(imgs, torch.zeros(5, dtype=torch.long)),
+                      ArrayDataset(imgs, torch.zeros(5, dtype=torch.long)), 10, (1, 8, 8), kind="image")
+    assert get("irnn").bind(data=images).layout.kind == "image" and get("irnn").bind(data=data).layout.kind == \
+        "sequence"
+    assert torch.equal(get("irnn").bind(data=images).inputs(imgs), get("irnn").bind(data=data).inputs(data.train.x[:5]))
     method = get("irnn")
-    assert torch.equal(method.inputs(imgs, Context(kind="image")),
-                       method.inputs(data.train.x[:5], Context(kind="sequence")))
     frames = TaskData("f", ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)),
                       ArrayDataset(torch.rand(4, 3, 1, 2, 2), torch.zeros(4, dtype=torch.long)), 2, (3, 1, 2, 2),
                       kind="frames")
@@ -456,7 +458,7 @@ def test_pruned_network_fine_tunes_through_the_loop():
     model, _ = fit(method, data, cfg, label=None)
     calib = [data.train.x[:200].transpose(0, 1)]
     pruned, rep = magnitude_prune(model, 8, calib)
-    acc0 = evaluate(method, pruned, data.test, kind="sequence")
+    acc0 = evaluate(method, pruned, data.test)
     w0 = pruned.rnn.weight_hh_l0.detach().clone()
     tuned, metrics = fit(method, data, dataclasses.replace(cfg, epochs=2), model=pruned, label=None)
     assert tuned is pruned and tuned.rnn.hidden_size == 8 and tuned.readout.in_features == 8

@@ -1,5 +1,6 @@
 """The main job: training loop, atomic checkpoints, SIGKILL + resume, torchrun data parallel, CLI errors."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -278,3 +279,87 @@ def test_load_run_of_python_data_needs_that_data(tmp_path):
     assert back is data and model(torch.rand(2, 5, 12)).shape == (2, 5, 3)
     with pytest.raises(TypeError, match="data must be a neuroq.data.TaskData"):
         load_run(out / "checkpoint.pt", data=(x, y))
+
+
+# ---- the loop owns the step; the method binds its layout once ----------------------------------
+def _explicit_step(model, x, y, opt, weight, pen):
+    """One Adam step written out by hand: cross-entropy of the time-averaged readout + weight * penalty."""
+    opt.zero_grad(set_to_none=True)
+    pen.clear()
+    _sj.reset_net(model)
+    logits = model(x.unsqueeze(0).repeat(2, 1, 1, 1, 1)).mean(0)
+    loss = torch.nn.functional.cross_entropy(logits, y) + weight * pen.penalty()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def test_the_loop_step_is_compute_loss_plus_penalty_then_one_update():
+    """``train_step`` for a method with the default step equals the explicit loop of the same equations
+    (forward over T direct-encoded steps, CE, + lambda x synaptic penalty, backward, Adam): the weights after
+    three steps are identical, and the method itself never touches the optimiser."""
+    import copy
+
+    from neuroq.data import load_dataset
+    from neuroq.energy import make_penalty
+    from neuroq.training import Context, TrainConfig, get, train_step
+
+    data = load_dataset("digits", limit_train=64, limit_test=8)
+    method = get("lif", T=2, hidden=(16,)).bind(TrainConfig(), data)
+    torch.manual_seed(0)
+    a = method.build_model(data)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = torch.optim.Adam(a.parameters(), 1e-2), torch.optim.Adam(b.parameters(), 1e-2)
+    pen_a, pen_b = make_penalty("synaptic", a).start(), make_penalty("synaptic", b).start()
+    x, y = data.train.x[:32], data.train.y[:32]
+    for _ in range(3):
+        got, _ = train_step(method, a, x, y, opt_a, Context(), penalty=pen_a, penalty_weight=1e-3)
+        want = _explicit_step(b, x, y, opt_b, 1e-3, pen_b)
+        assert got == pytest.approx(want, rel=1e-6)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+    # a non-finite loss is no update
+    before = [p.detach().clone() for p in a.parameters()]
+    loss, _ = train_step(method, a, x, y, opt_a, Context(), penalty=pen_a, penalty_weight=float("inf"))
+    assert not math.isfinite(loss) and all(torch.equal(p, q) for p, q in zip(before, a.parameters()))
+    assert not method.steps_itself() and get("saf-e").steps_itself() and get("ottt-a").steps_itself()
+    with pytest.raises(NotImplementedError, match="stepped by the loop"):
+        method.train_step(a, x, y, opt_a, Context())
+    with pytest.raises(ValueError, match="its own step"):
+        train_step(get("saf-e", T=2), a, x, y, opt_a, Context(), amp=True)
+
+
+def test_bind_fixes_the_layout_once():
+    from neuroq.data import ArrayDataset, TaskData, load_dataset
+    from neuroq.training import Layout, TrainConfig, get
+
+    data = load_dataset("digits", limit_train=8, limit_test=8)
+    m = get("lif", T=3)
+    assert m.layout == Layout("direct", "image", 3)                   # unbound: direct input of its first kind
+    assert get("lmu").layout.kind == "sequence"
+    assert m.bind(TrainConfig(encoding="rate"), data) is m and m.layout == Layout("rate", "image", 3)
+    x = data.test.x[:4]
+    spikes = m.record_input(x)
+    assert spikes.shape == (3, 4, 1, 8, 8) and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    seq = TaskData("s", ArrayDataset(torch.rand(4, 5, 2), torch.zeros(4, dtype=torch.long)),
+                   ArrayDataset(torch.rand(4, 5, 2), torch.zeros(4, dtype=torch.long)), 2, (5, 2), kind="sequence")
+    assert get("lmu").bind(data=seq).record_input(seq.test.x).shape == (5, 4, 2)   # time-first
+    with pytest.raises(ValueError, match="takes image or frames data"):
+        get("lif").bind(data=seq)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Layout(kind="video")
+    with pytest.raises(TypeError, match="train must be a neuroq.training.TrainConfig"):
+        m.bind(dict(encoding="rate"))
+
+
+def test_load_dataset_takes_the_run_configuration():
+    from neuroq.data import load_dataset
+    from neuroq.training import TrainConfig
+
+    cfg = TrainConfig(dataset="digits", limit_train=10, limit_test=7)
+    d = load_dataset(cfg)
+    assert (len(d.train), len(d.test)) == (10, 7)
+    assert (len(load_dataset(cfg, limit_train=None).train), len(load_dataset(cfg, limit_test=3).test)) == (1797 - 360,
+                                                                                                          3)
+    with pytest.raises(TypeError, match="dataset spec"):
+        load_dataset(3)

@@ -13,5 +13,6 @@ gm-vi      Gaussian-mixture VI (entropy approximation) of the LIF/ReLU network :
 =========  ==================================================================  ===========================
 """
 from .base import (  # noqa: F401
-    Context, FeedForwardConfig, Method, MethodConfig, TimeConfig, available, configs, get, method_class, register,
+    Context, FeedForwardConfig, Layout, Method, MethodConfig, TimeConfig, available, configs, get, method_class,
+    register,
 )

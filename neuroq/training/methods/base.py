@@ -31,9 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as tF
 
 from ... import _sj
-from ...data import encode
+from ..._validate import check_choice, check_int
+from ...data import ENCODINGS, encode
 from ...models import ARCHS, classifier
-from ..config import option, positive_int, to_dict
+from ..config import TrainConfig, option, positive_int, to_dict
 
 _METHODS: Dict[str, Type["Method"]] = {}
 
@@ -84,50 +85,57 @@ class TimeConfig(MethodConfig):
             super_post()
 
 
-@dataclass
-class Context:
-    """What a step needs besides the batch: the input encoding, the generator of its noise, what a
-    sample is (``kind``: ``'image'``, ``'sequence'`` or ``'frames'``, :class:`neuroq.data.TaskData`),
-    mixed precision, the energy penalty the loop attached (added to the task loss by
-    :meth:`extra_loss`), and ``n_train``, the number of training samples the epoch draws from (the
-    training split after the validation hold-out: the data-set size of a Bayesian method's ELBO)."""
+#: what a sample is (:attr:`neuroq.data.TaskData.kind`)
+KINDS = ("image", "sequence", "frames")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a run's samples become the model's input, fixed once per run by :meth:`Method.bind`: the input
+    ``encoding`` of images (:data:`neuroq.data.ENCODINGS`), what a sample is (``kind``: ``'image'``,
+    ``'sequence'`` or ``'frames'``, :class:`neuroq.data.TaskData`) and the time steps ``T`` the model runs."""
 
     encoding: str = "direct"
-    generator: Optional[torch.Generator] = None
     kind: str = "image"
-    amp: bool = False
-    scaler: Optional[object] = None
-    penalty: Optional[object] = None
-    penalty_weight: float = 0.0
+    T: int = 1
+
+    def __post_init__(self):
+        check_choice("encoding", self.encoding, ENCODINGS)
+        check_choice("kind", self.kind, KINDS)
+        check_int("T", self.T, ge=1)
+
+
+@dataclass
+class Context:
+    """What one step needs besides the batch and the method's :class:`Layout`: the generator of the
+    encoding noise (seeded per epoch by the loop) and ``n_train``, the number of training samples the
+    epoch draws from (the training split after the validation hold-out: the data-set size of a Bayesian
+    method's ELBO)."""
+
+    generator: Optional[torch.Generator] = None
     n_train: Optional[int] = None
-
-    def extra_loss(self):
-        """``penalty_weight * penalty()`` (per sample), or 0 without a penalty."""
-        if self.penalty is None or self.penalty_weight == 0.0:
-            return 0.0
-        return self.penalty_weight * self.penalty.penalty()
-
-
-def amp_dtype(device: torch.device):
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
 class Method:
     """Base method: multi-step BPTT with cross-entropy on the time-averaged readout.
 
     Hooks the loop calls (override what differs): :meth:`build_model`, :meth:`make_optimizer`,
-    :meth:`train_step` (default: forward, :meth:`loss` + the loop's penalty, backward, step),
-    :meth:`predict`, :meth:`convert_for_inference` (the model to meter and plot) and
-    :meth:`record_input` (its input for one batch of images).
+    :meth:`compute_loss` (default: :meth:`forward` and :meth:`loss`), :meth:`predict`,
+    :meth:`convert_for_inference` (the model to meter and plot) and :meth:`on_epoch`.  The loop
+    (:func:`neuroq.training.loop.train_step`) owns the optimiser step, mixed precision, the energy
+    penalty and the divergence check; only a method that updates the weights several times per batch
+    (the online ones) overrides :meth:`train_step`, and then takes neither ``--amp`` nor
+    ``--energy-penalty``.
+
+    :meth:`bind` fixes the run's input :class:`Layout` once (encoding, kind of sample, T); every
+    input the method makes (:meth:`inputs`, :meth:`record_input`) follows it.
     """
 
     name: ClassVar[str] = "base"
     help: ClassVar[str] = ""
     Config: ClassVar[type] = MethodConfig
-    #: False where the method's own train step has no autocast (mixed precision)
-    supports_amp: ClassVar[bool] = True
-    #: False where the method's own train step does not add the loop's energy penalty
-    supports_energy_penalty: ClassVar[bool] = True
+    #: what samples the method takes (``TaskData.kind``); the first is the kind of an unbound method
+    kinds: ClassVar[tuple] = ("image",)
 
     def __init__(self, config: Optional[MethodConfig] = None, **options):
         if config is None:
@@ -137,6 +145,7 @@ class Method:
         if not isinstance(config, self.Config):
             raise TypeError(f"method {self.name!r} takes a {self.Config.__qualname__}, got {type(config).__name__}")
         self.config = config
+        self._layout: Optional[Layout] = None
 
     def __repr__(self):
         return f"{type(self).__name__}({self.config})"
@@ -147,6 +156,28 @@ class Method:
         """Time steps the model is run for (1 for methods without a time dimension)."""
         return getattr(self.config, "T", 1)
 
+    @property
+    def layout(self) -> Layout:
+        """The input layout :meth:`bind` fixed; before that, direct input of the method's first kind."""
+        return self._layout if self._layout is not None else Layout("direct", self.kinds[0], self.T)
+
+    def bind(self, train: Optional[TrainConfig] = None, data=None) -> "Method":
+        """Check the run's training options ``train`` (a :class:`~neuroq.training.TrainConfig`, default
+        ``TrainConfig()``) and ``data`` (a :class:`neuroq.data.TaskData`) with :meth:`check`, then fix the
+        input :class:`Layout` (``train.encoding``, ``data.kind``, :attr:`T`) that every later input follows.
+        Returns the method (``get("lif").bind(cfg, data)``)."""
+        train = TrainConfig() if train is None else train
+        if not isinstance(train, TrainConfig):
+            raise TypeError(f"train must be a neuroq.training.TrainConfig, got {type(train).__name__}")
+        self.check(train, data)
+        self._layout = Layout(train.encoding, data.kind if data is not None else self.kinds[0], self.T)
+        return self
+
+    @classmethod
+    def steps_itself(cls) -> bool:
+        """True for a method that overrides :meth:`train_step` (it updates several times per batch)."""
+        return cls.train_step is not Method.train_step
+
     def check(self, train, data=None) -> None:
         """Refuse training options this method cannot honour (``train`` is a TrainConfig) and data
         it cannot read (``data`` a TaskData)."""
@@ -155,10 +186,10 @@ class Method:
                              f"holds {data.kind}s")
         if data is not None and data.kind != "image":
             self._check_time_axis(train, data)
-        if train.amp and not self.supports_amp:
+        if train.amp and self.steps_itself():
             raise ValueError(f"--amp (mixed precision) is not supported by --method {self.name}: it trains with "
                              "its own step, which runs in full precision")
-        if train.energy_penalty > 0 and not self.supports_energy_penalty:
+        if train.energy_penalty > 0 and self.steps_itself():
             raise ValueError(f"--energy-penalty is not supported by --method {self.name} (it trains with its own "
                              "online step); use a method with the default training step, e.g. lif, if, s2nn, maqd")
 
@@ -189,64 +220,62 @@ class Method:
                           cfg.hidden)
 
     def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of ``model`` (Adam at ``lr`` by default)."""
         return torch.optim.Adam(model.parameters(), lr=lr)
 
     # ---- steps ------------------------------------------------------------------------------
-    #: what samples the method takes (``TaskData.kind``)
-    kinds: ClassVar[tuple] = ("image",)
-
-    def inputs(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        """A batch -> the model input: images ``[N, C, H, W]`` are encoded over ``T`` steps
-        (``[T, N, C, H, W]``); sequences ``[N, T, F]`` and frames ``[N, T, C, H, W]`` are put time-first."""
-        if ctx.kind == "image":
-            return encode(x, self.T, ctx.encoding, ctx.generator)
+    def inputs(self, x: torch.Tensor, ctx: Optional[Context] = None) -> torch.Tensor:
+        """A batch -> the model input, as :attr:`layout` says: images ``[N, C, H, W]`` are encoded over ``T``
+        steps (``[T, N, C, H, W]``, noise from ``ctx.generator``); sequences ``[N, T, F]`` and frames
+        ``[N, T, C, H, W]`` are put time-first."""
+        lay = self.layout
+        if lay.kind == "image":
+            return encode(x, self.T, lay.encoding, ctx.generator if ctx is not None else None)
         return x.transpose(0, 1)
 
-    def forward(self, model: nn.Module, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        """Logits ``[N, classes]`` for images ``x``; resets the network first."""
+    def forward(self, model: nn.Module, x: torch.Tensor, ctx: Optional[Context] = None) -> torch.Tensor:
+        """Logits ``[N, classes]`` for the batch ``x``; resets the network first."""
         _sj.reset_net(model)
         out = model(self.inputs(x, ctx))
         return out.mean(0) if out.dim() == 3 else out
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task loss of ``logits`` for labels ``y`` (cross-entropy by default)."""
         return tF.cross_entropy(logits, y)
 
+    def compute_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context):
+        """``(loss, logits)`` of one minibatch, with the graph for the backward pass (the loop adds the energy
+        penalty, runs it under autocast and steps the optimiser)."""
+        logits = self.forward(model, x, ctx)
+        return self.loss(logits, y), logits
+
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, ctx: Context):
-        """One minibatch: returns ``(loss value: float, logits)``."""
-        optimizer.zero_grad(set_to_none=True)
-        if ctx.penalty is not None:
-            ctx.penalty.clear()
-        with torch.autocast(device_type=x.device.type, dtype=amp_dtype(x.device), enabled=bool(ctx.amp)):
-            logits = self.forward(model, x, ctx)
-            loss = self.loss(logits, y) + ctx.extra_loss()
-        if not torch.isfinite(loss):  # diverged: no update (the loop stops the run)
-            return float(loss.detach()), logits.detach()
-        if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
-            ctx.scaler.step(optimizer)
-            ctx.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        return float(loss.detach()), logits.detach()
+        """Only for methods that update the weights several times per batch (the online ones): one minibatch
+        with their own optimiser steps, returning ``(loss value: float, logits)``.  The loop calls it
+        instead of its own step when a method overrides it (:meth:`steps_itself`); train any method with
+        :func:`neuroq.training.loop.train_step`."""
+        raise NotImplementedError(f"method {self.name!r} is stepped by the loop: call "
+                                  "neuroq.training.loop.train_step(method, model, x, y, optimizer, ctx)")
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def predict(self, model: nn.Module, x: torch.Tensor, ctx: Optional[Context] = None) -> torch.Tensor:
+        """Class scores ``[N, classes]`` of the batch ``x`` (no graph); the argmax is the prediction."""
         return self.forward(model, x, ctx)
 
     def convert_for_inference(self, model: nn.Module) -> nn.Module:
         """The model to meter and visualize (e.g. SAF -> LIF); the trained model by default."""
         return model
 
-    def record_input(self, x: torch.Tensor, encoding: str = "direct", kind: str = "image") -> torch.Tensor:
+    def record_input(self, x: torch.Tensor) -> torch.Tensor:
         """Input of :meth:`convert_for_inference`'s model for a batch ``x`` (rasters, energy reports)."""
-        return self.inputs(x, Context(encoding=encoding, kind=kind))
+        return self.inputs(x)
 
     def on_epoch(self, model: nn.Module, epoch: int) -> None:
         """Called by the loop at the start of every epoch (0-based), e.g. to move a schedule
         (hybrid-spiking activations' ``dt``); nothing by default."""
 
     def describe(self) -> dict:
+        """``{'name', 'config'}``: the method's name and its options as plain data."""
         return dict(name=self.name, config=to_dict(self.config))
 
 

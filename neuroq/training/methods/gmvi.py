@@ -147,7 +147,6 @@ class GMVIConfig(TimeConfig, FeedForwardConfig):
 class GMVIMethod(Method):
     help = "Gaussian-mixture variational inference (K components, entropy approximation) of the LIF or ReLU network"
     Config = GMVIConfig
-    supports_amp = False  # the mixture's sampling and its statistics run in full precision
 
     @property
     def T(self) -> int:
@@ -155,6 +154,9 @@ class GMVIMethod(Method):
 
     def check(self, train, data=None) -> None:
         super().check(train, data)
+        if train.amp:
+            raise ValueError("--amp (mixed precision) is not supported by --method gm-vi: the mixture's sampling "
+                             "and its statistics run in full precision")
         if train.energy_penalty > 0 and self.config.draw == "all":
             raise ValueError("--energy-penalty is not supported by --method gm-vi with --draw all (K forward passes "
                              "per step); use --draw sample")
@@ -208,30 +210,21 @@ class GMVIMethod(Method):
         ll = -tF.cross_entropy(logits, y, reduction="sum")
         return elbo(model, ll, batch_size=len(y), n_data=n_data, entropy_kind=self.config.entropy)
 
-    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, ctx: Context):
-        """One minibatch: minimise the negative per-data-point ELBO; returns ``(loss, logits)``."""
+    def compute_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context):
+        """The negative per-data-point ELBO of one minibatch and its logits (``--draw all``: the log of the
+        component-weighted mean of the K components' class probabilities)."""
         n = self.n_data(ctx, len(y))
-        optimizer.zero_grad(set_to_none=True)
-        if ctx.penalty is not None:
-            ctx.penalty.clear()
         if self.config.draw == "sample":
             logits = self.forward(model, x, ctx)
-            loss = self.elbo_terms(model, logits, y, n).loss
-        else:
-            w = mixture_groups(model)[0].weights.detach()
-            loss, probs = 0.0, 0.0
-            for k in range(self.config.components):
-                with use_component(model, k):
-                    lk = self.forward(model, x, ctx)
-                    loss = loss + w[k] * self.elbo_terms(model, lk, y, n).loss
-                probs = probs + w[k] * torch.softmax(lk.detach(), -1)
-            logits = torch.log(probs.clamp_min(1e-30))
-        loss = loss + ctx.extra_loss()
-        if not torch.isfinite(loss):  # diverged: no update (the loop stops the run)
-            return float(loss.detach()), logits.detach()
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach()), logits.detach()
+            return self.elbo_terms(model, logits, y, n).loss, logits
+        w = mixture_groups(model)[0].weights.detach()
+        loss, probs = 0.0, 0.0
+        for k in range(self.config.components):
+            with use_component(model, k):
+                lk = self.forward(model, x, ctx)
+                loss = loss + w[k] * self.elbo_terms(model, lk, y, n).loss
+            probs = probs + w[k] * torch.softmax(lk.detach(), -1)
+        return loss, torch.log(probs.clamp_min(1e-30))
 
     # ---- prediction -------------------------------------------------------------------------
     @torch.no_grad()

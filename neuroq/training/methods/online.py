@@ -57,7 +57,8 @@ Under the conditions
 every neuron's SAF-F backward is exactly :math:`V_{th}` times SR's, so the gradient reaching the
 input of the last hidden layer (and that layer's weights) is :math:`V_{th}\times` the SR gradient,
 and a weight :math:`k` neuron layers below the readout gets :math:`V_{th}^k\times` (equal for
-:math:`V_{th}=1`).  :func:`spike_representation_grads` is the SR reference.
+:math:`V_{th}=1`).  The SR reference the test holds SAF-F against is written out in
+``tests/methods/test_saf.py``.
 """
 from __future__ import annotations
 
@@ -69,9 +70,7 @@ import torch.nn as nn
 import torch.nn.functional as tF
 
 from ... import _sj
-from ...convert import is_lif, lif_from_ottt, lif_from_saf, ottt_from_lif, saf_from_lif
-from ...functional import saf as FS
-from ...layer.container import leaves as container_leaves
+from ...convert import lif_from_ottt, lif_from_saf, ottt_from_lif, saf_from_lif
 from ...layer.container import run_steps, set_step_mode
 from ...layer.saf import SAFReadout
 from ...models import classifier
@@ -182,62 +181,6 @@ def saf_predict(model: nn.Module, x_seq: torch.Tensor, readout: str = "step") ->
 
 
 # ---------------------------------------------------------------------------------------------
-# Spike Representation reference (Theorem 2)
-# ---------------------------------------------------------------------------------------------
-def spike_representation_grads(lif_model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor,
-                               loss_fn: Callable, params: Optional[list] = None):
-    r"""Gradients of the Spike-Representation (DSR) training of a multi-step soft-reset LIF network.
-
-    Forward values come from the SNN: weighted firing rates :math:`a^l = \hat a^l[T]/c_T` (the input's
-    :math:`a^0 = \hat x[T]/c_T`).  Backward follows the representation map
-    :math:`a^{l+1} = \mathrm{clamp}(\tilde I^{l+1}/V_{th}, 0, 1)`, :math:`\tilde I^{l+1} = W^l a^l + b`:
-    :math:`\partial a^{l+1}/\partial\tilde I^{l+1} = \mathbb 1[0<\tilde I^{l+1}<V_{th}]/V_{th}`.  The loss is
-    ``loss_fn(W^N a^N + b, y)``.  Returns the gradients of ``params`` (default: the model's
-    parameters, in order).
-    """
-    leaves = list(container_leaves(lif_model))
-    tau = next(float(m.tau) for _, m, _ in leaves if is_lif(m))
-    T = x_seq.shape[0]
-    cT = FS.bias_scale(T, tau)
-    rates = []
-    hooks = [m.register_forward_hook(lambda mod, a, out: rates.append(FS.accumulate(out.detach(), tau)[-1] / cT))
-             for _, m, _ in leaves if is_lif(m)]
-    with torch.no_grad():
-        _sj.reset_net(lif_model)
-        lif_model(x_seq)
-    for h in hooks:
-        h.remove()
-    _sj.reset_net(lif_model)
-    cur = FS.accumulate(x_seq, tau)[-1] / cT
-    k = 0
-    for _, m, flat in leaves:
-        if is_lif(m):
-            vth = float(m.v_threshold)
-            g = torch.clamp(cur / vth, 0.0, 1.0)
-            cur = rates[k] + (g - g.detach())
-            k += 1
-        elif isinstance(m, nn.Flatten) and not flat:
-            cur = torch.flatten(cur, m.start_dim - 1, m.end_dim)
-        else:
-            cur = m(cur)
-    loss = loss_fn(cur, y)
-    params = list(lif_model.parameters()) if params is None else params
-    return torch.autograd.grad(loss, params, allow_unused=True)
-
-
-def bptt_train_step(model: nn.Module, x_seq, y, optimizer, loss_fn: Callable = ottt_loss):
-    """Plain BPTT minibatch on a multi-step network with the online methods' per-step loss averaged over the
-    steps (the comparison of :mod:`benchmarks.saf_vs_ottt`)."""
-    _sj.reset_net(model)
-    optimizer.zero_grad(set_to_none=True)
-    out = model(x_seq)
-    loss = sum(loss_fn(o, y) for o in out.unbind(0)) / out.shape[0]
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach()), out.detach()
-
-
-# ---------------------------------------------------------------------------------------------
 # the four methods
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -252,8 +195,6 @@ class _Online(Method):
 
     Config = OnlineConfig
     kinds = ("image", "frames")
-    supports_amp = False
-    supports_energy_penalty = False
 
     def neuron(self):
         c = self.config

@@ -139,10 +139,10 @@ class _SequenceMethod(Method):
         raise ValueError(f"method needs sequence samples [T, F] or images [C, H, W]; dataset {data.name} has "
                          f"{data.kind} samples {shape}")
 
-    def inputs(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def inputs(self, x: torch.Tensor, ctx: Optional[Context] = None) -> torch.Tensor:
         """Sequences ``[N, T, F]`` -> ``[T, N, F]``; images ``[N, C, H, W]`` -> their rows ``[H, N, C W]``
         (:func:`neuroq.data.image_to_sequence`, sequential MNIST by rows)."""
-        if ctx.kind == "image":
+        if self.layout.kind == "image":
             return image_to_sequence(x, "rows")
         return super().inputs(x, ctx)
 

@@ -1,0 +1,72 @@
+"""What a trained run is measured and shown by: its inference model (:func:`inference_model`), the energy
+meter run over test samples (:func:`meter_run`), ``energy.json`` (:func:`write_energy_report`) and the
+spike raster (:func:`report_run`).  The training loop calls none of this except the per-epoch energy of
+``--log``; ``neuroq train``, ``compare``, ``energy`` and ``viz`` do.
+
+Every input follows the method's bound :class:`~neuroq.training.methods.Layout` (``Method.bind``), so no
+encoding or kind of sample is passed here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import _sj
+from ..data import batches
+from ..io import atomic_write_json, machine_info
+from .methods import Method
+
+
+def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
+    """The model to meter and plot: ``method.convert_for_inference(model)`` in eval mode on ``device``."""
+    return method.convert_for_inference(model).to(device).eval()
+
+
+@torch.no_grad()
+def meter_run(method: Method, net: torch.nn.Module, dataset, device="cpu", samples: int = 512,
+              batch_size: int = 256, **meter_kw):
+    """Run ``net`` (the method's inference model) over the first ``samples`` samples of ``dataset``
+    inside an :class:`neuroq.energy.EnergyMeter` (``meter_kw`` are its options) and return the meter
+    (samples are counted from the batches, so any model input layout works)."""
+    from ..energy import EnergyMeter
+
+    n = min(samples, len(dataset))
+    meter = EnergyMeter(net, batch_dim=None, **meter_kw)
+    with meter:
+        for xb, _ in batches(dataset, torch.arange(n), batch_size):
+            xb = xb.to(device)
+            _sj.reset_net(net)
+            net(method.record_input(xb))
+            meter.add_samples(len(xb))
+    _sj.reset_net(net)
+    return meter
+
+
+def write_energy_report(meter, method: Method, data, path, device="cpu", **extra) -> dict:
+    """``meter.report()`` with the method, the dataset, the machine and ``extra`` added, written to ``path``
+    (atomically); returns the report."""
+    rep = meter.report()
+    rep.update(method=method.name, dataset=data.name, **extra, machine=machine_info(device))
+    atomic_write_json(Path(path), rep)
+    return rep
+
+
+def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", samples: int = 512,
+               write_energy: bool = True) -> dict:
+    """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
+    (test sample 0) to ``out``; returns the energy report (``None`` without it)."""
+    from .. import viz
+
+    net = inference_model(method, model, device)
+    rep = None
+    if write_energy:
+        meter = meter_run(method, net, data.test, device, samples=samples)
+        rep = write_energy_report(meter, method, data, Path(out) / "energy.json", device)
+        print(meter.table())
+    x0, y0 = next(batches(data.test, torch.arange(1), 1))
+    rec = viz.record(net, method.record_input(x0.to(device)))
+    ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
+    viz.save(ax, Path(out) / "raster.png", dpi=150)
+    _sj.reset_net(net)
+    return rep
