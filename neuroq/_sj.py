@@ -24,9 +24,19 @@ SurrogateFunctionBase = surrogate.SurrogateFunctionBase
 SeqToANNContainer = layer.SeqToANNContainer
 
 
-def reset_net(net) -> None:
-    """Reset every stateful module of ``net`` (both SpikingJelly versions)."""
-    functional.reset_net(net)
+def reset_net(net, cache: bool = True) -> None:
+    """Reset every stateful module of ``net`` (both SpikingJelly versions): call ``reset()`` of each
+    module of ``net`` that has one.
+
+    SpikingJelly 2.0.0 caches that list of modules per network at the first call (so after swapping
+    modules of ``net`` call :func:`invalidate_reset_cache`).  ``cache=False`` collects them afresh and
+    caches nothing: for a module that resets itself at every call (:class:`neuroq.layer.lmu.LMU`) and
+    cannot know whether its parts were swapped since.  0.0.0.0.14 never caches."""
+    collect = getattr(functional, "collect_reset_modules", None)
+    if cache or collect is None:
+        functional.reset_net(net)
+    else:
+        functional.reset_collected_modules(collect(net))
 
 
 def clone_net(net):

@@ -50,6 +50,7 @@ import torch.nn as nn
 from .. import _sj
 from .._validate import check_bool, check_choice, check_int, check_real, check_step_input
 from ..functional import lmu as FL
+from .container import set_step_mode
 
 KERNEL_INITS = ("glorot_uniform", "glorot_normal", "ones", "zeros")
 RECURRENT_INITS = ("orthogonal", "glorot_uniform", "zeros")
@@ -73,27 +74,6 @@ def _init_weight(w: torch.Tensor, kind: str, fan_in: int, fan_out: int) -> None:
             w.zero_()
         else:  # pragma: no cover - checked by the callers
             raise ValueError(kind)
-
-
-def set_step_mode(module: nn.Module, mode: str) -> None:
-    """Set ``step_mode`` of every SpikingJelly stateful module inside ``module`` (itself included).
-
-    The LMU calls it before a hidden cell, ``u_activation`` or ``m_activation`` runs: ``'s'`` for
-    one step ``[N, F]``, ``'m'`` for a whole sequence ``[T, N, F]``.
-
-    Example::
-
-        set_step_mode(nn.Sequential(nn.Linear(4, 4), SpikingActivation()), "m")
-    """
-    for m in module.modules():
-        if isinstance(m, _sj.MemoryModule) and getattr(m, "step_mode", mode) != mode:
-            m.step_mode = mode
-
-
-def _reset_states(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, _sj.MemoryModule):
-            m.reset()
 
 
 class LegendreMemory(nn.Module):
@@ -595,7 +575,7 @@ class LMU(nn.Module):
             raise ValueError(f"LMU expects input {layout} with input_size={self.cell.input_size}, got shape "
                              f"{tuple(x.shape)}")
         x_seq = x.transpose(0, 1) if self.batch_first else x
-        _reset_states(self)
+        _sj.reset_net(self, cache=False)
         if self.last_step_ok:
             return self._last_step(x_seq)
         if self.resolved_mode() == "fft":

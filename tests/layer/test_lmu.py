@@ -232,6 +232,36 @@ def test_custom_hidden_cells_follow_the_protocol():
     torch.testing.assert_close(y.shape, ff(x).shape)
 
 
+def test_hidden_cell_with_seqop_gets_its_step_mode_in_both_forms():
+    # the LMU sets step modes with neuroq.layer.set_step_mode, which covers SeqOp too: per step the
+    # SeqOp sees [N, F] ('s'), over a whole sequence [T, N, F] ('m')
+    from neuroq.layer import SeqOp
+
+    torch.manual_seed(5)
+    seq = SeqOp(nn.Linear(6, 4), nn.Tanh())
+    lmu = LMU(1, 4, order=6, theta=9.0, hidden_cell=nn.Sequential(seq)).double()
+    x = torch.randn(7, 2, 1, dtype=torch.float64)
+    lmu.mode = "fft"
+    y_fft = lmu(x)
+    assert seq.step_mode == "m"
+    lmu.mode = "recurrent"
+    y_rec = lmu(x)
+    assert seq.step_mode == "s"
+    torch.testing.assert_close(y_rec, y_fft, rtol=0, atol=1e-12)
+
+
+def test_every_call_resets_modules_swapped_in_after_a_call():
+    # the LMU resets itself at each call without SpikingJelly 2.0's cached module list: a stateful
+    # module put in after the first call is reset too (each call a whole sequence from zero state)
+    lmu = LMU(1, 4, order=6, theta=9.0)
+    lmu(torch.randn(7, 2, 1))
+    lmu.cell.hidden_cell.activation = SpikingActivation(torch.tanh, dt=2.0, initial_state="zeros")
+    x = torch.randn(7, 3, 1)
+    y = lmu(x)
+    assert torch.equal(lmu(x), y)
+    assert lmu(torch.randn(7, 5, 1)).shape == (7, 5, 4)   # no state left over from the batch of 3
+
+
 def test_keras_style_initialisation():
     torch.manual_seed(0)
     cell = LMUCell(3, 50, 2, order=4, theta=8.0, kernel_init="ones", hidden_recurrent=True,
