@@ -90,18 +90,7 @@ class SpikingRNN(Neuron):
         self.register_memory("s", 0.0)
         self.v_seq = None
 
-    # ---- state ----------------------------------------------------------------------------
-    def _state(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        value = getattr(self, name)
-        if isinstance(value, torch.Tensor):
-            if value.shape != like.shape:
-                raise RuntimeError(
-                    f"SpikingRNN: stored state {name} has shape {tuple(value.shape)} but this step needs "
-                    f"{tuple(like.shape)}; call spikingjelly's functional.reset_net(model) (or "
-                    "neuroq.reset_net) between batches")
-            return value
-        return torch.full_like(like, float(value))
-
+    # ---- input ----------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, mode: str) -> None:
         check_step_input("SpikingRNN", x, mode)
         rank = 3 if mode == "m" else 2
@@ -123,15 +112,15 @@ class SpikingRNN(Neuron):
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, "s")
         cur = self.ih(x)
-        s, v = self.step(cur, self._state("v", cur), self._state("s", cur))
+        s, v = self.step(cur, self._stored_state("v", cur), self._stored_state("s", cur))
         self.v, self.s = v, s
         return s
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self._check(x_seq, "m")
         cur_seq = self.ih(x_seq)                      # all T input projections in one matmul
-        v = self._state("v", cur_seq[0])
-        s = self._state("s", cur_seq[0])
+        v = self._stored_state("v", cur_seq[0])
+        s = self._stored_state("s", cur_seq[0])
         spikes, vs = [], []
         for cur in cur_seq.unbind(0):                 # O(T): no x_seq[t] indexing in the loop
             s, v = self.step(cur, v, s)

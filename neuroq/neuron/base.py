@@ -65,6 +65,20 @@ class Neuron(_sj.MemoryModule):
     energy_ops_per_update = None
     energy_leaky = None
 
+    def _stored_state(self, name: str, like: torch.Tensor) -> Optional[torch.Tensor]:
+        """The state ``name`` for a step whose state has ``like``'s shape: the stored tensor (an error if
+        its shape differs: the network was not reset between batches), the reset value as a tensor
+        like ``like`` when it is a number, or ``None`` when it is ``None``."""
+        value = getattr(self, name)
+        if isinstance(value, torch.Tensor):
+            if value.shape != like.shape:
+                raise RuntimeError(
+                    f"{type(self).__name__}: stored state {name} has shape {tuple(value.shape)} but this step needs "
+                    f"shape {tuple(like.shape)}; call spikingjelly's functional.reset_net(model) (or "
+                    "neuroq.reset_net) between batches")
+            return value
+        return None if value is None else torch.full_like(like, float(value))
+
 
 def is_neuron(m) -> bool:
     """True for neuroq neurons (:class:`Neuron`) and SpikingJelly's own (any stateful module defined
@@ -247,16 +261,7 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
         return s, self.neuronal_reset(h, s)
 
     def _initial_v(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.v
-        if isinstance(v, torch.Tensor):
-            if v.shape != x.shape:
-                raise RuntimeError(
-                    f"{type(self).__name__}: stored state v has shape {tuple(v.shape)} but this input "
-                    f"step has shape {tuple(x.shape)}; call spikingjelly's functional.reset_net(model) "
-                    "(or neuroq.reset_net) between batches"
-                )
-            return v
-        return torch.full_like(x, float(v))
+        return self._stored_state("v", x)
 
     def kernel_allowed(self) -> bool:
         """Whether the fused kernel of :attr:`kernel_family` implements this neuron: the class (or the

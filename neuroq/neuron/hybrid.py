@@ -151,13 +151,8 @@ class SpikingActivation(Neuron):
         self._generators = {}
 
     def _initial_v(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.v
-        if isinstance(v, torch.Tensor):
-            if v.shape != x.shape:
-                raise RuntimeError(
-                    f"{type(self).__name__}: stored state v has shape {tuple(v.shape)} but this input step has "
-                    f"shape {tuple(x.shape)}; call spikingjelly's functional.reset_net(model) (or "
-                    "neuroq.reset_net) between batches")
+        v = self._stored_state("v", x)
+        if v is not None:
             return v
         if self.initial_state == "zeros":
             return torch.zeros(x.shape, dtype=torch.float64, device=x.device)
