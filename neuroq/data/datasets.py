@@ -221,17 +221,22 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 def check_dataset(spec: str) -> str:
     """``spec`` if it names a registered dataset (with options) or has the ``package.module:factory``
     form; a ``ValueError`` naming the registered datasets otherwise (nothing is imported or loaded)."""
-    name, _ = parse_spec(spec)
+    _checked_spec(spec)
+    return spec
+
+
+def _checked_spec(spec: str) -> tuple[str, dict]:
+    """:func:`parse_spec` of a spec that :func:`check_dataset` accepts (the one parse of ``load_dataset``)."""
+    name, options = parse_spec(spec)
     if ":" in name:
         module, _, attr = name.partition(":")
         if not module or not attr or not all(p.isidentifier() for p in module.split(".") + [attr]):
             raise ValueError(f"dataset {spec!r}: a factory is given as package.module:function, e.g. "
                              "mypkg.data:make_task")
-        return spec
-    if name not in _LOADERS:
+    elif name not in _LOADERS:
         raise ValueError(f"dataset must be one of {', '.join(repr(n) for n in _LOADERS)} (optionally "
                          f"NAME?key=value&...), or package.module:factory; got {spec!r}")
-    return spec
+    return name, options
 
 
 def _call(fn: Callable, what: str, options: dict, data_dir, download):
@@ -305,8 +310,7 @@ def load_dataset(name="digits", data_dir=_UNSET, download=_UNSET, limit_train=_U
     limit_test = None if limit_test is _UNSET else limit_test
     if not isinstance(name, str):
         raise TypeError(f"name must be a dataset spec (str) or a TrainConfig, got {type(name).__name__}")
-    check_dataset(name)
-    base, spec_options = parse_spec(name)
+    base, spec_options = _checked_spec(name)
     both = sorted(set(spec_options) & set(options))
     if both:
         raise ValueError(f"dataset {name!r}: option(s) {both} given both in the spec and as keywords")
