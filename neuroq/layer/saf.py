@@ -48,6 +48,14 @@ class SAFNonLinearError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # synapses with c_t-scaled bias
 # ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def _copy_weight_bias(dst: nn.Module, src: nn.Module) -> None:
+    """Copy ``src``'s weight and (when it has one) bias into ``dst``'s, which have the same shapes."""
+    dst.weight.copy_(src.weight)
+    if src.bias is not None:
+        dst.bias.copy_(src.bias)
+
+
 class _SAFSynapse(_sj.MemoryModule):
     r"""Base: :math:`\hat U[t] = L(\hat a[t]) + c_t b` for a linear map :math:`L` (subclass ``_linear``)."""
 
@@ -119,18 +127,12 @@ class SAFLinear(_SAFSynapse):
     def from_module(cls, m: nn.Linear, tau: float = 2.0, step_mode: str = "s") -> "SAFLinear":
         """SAF twin of ``m`` with copied weights."""
         out = cls(m.in_features, m.out_features, m.bias is not None, tau, step_mode)
-        with torch.no_grad():
-            out.weight.copy_(m.weight)
-            if m.bias is not None:
-                out.bias.copy_(m.bias)
+        _copy_weight_bias(out, m)
         return out.to(m.weight.device, m.weight.dtype)
 
     def to_module(self) -> nn.Linear:
         m = nn.Linear(self.in_features, self.out_features, self.bias is not None)
-        with torch.no_grad():
-            m.weight.copy_(self.weight)
-            if self.bias is not None:
-                m.bias.copy_(self.bias)
+        _copy_weight_bias(m, self)
         return m.to(self.weight.device, self.weight.dtype)
 
     def extra_repr(self):
@@ -163,12 +165,6 @@ class SAFConv2d(_SAFSynapse):
     def _linear(self, x, bias=None):
         return tF.conv2d(x, self.get_weight(), bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def _copy_from(self, m):
-        with torch.no_grad():
-            self.weight.copy_(m.weight)
-            if m.bias is not None:
-                self.bias.copy_(m.bias)
-
     @classmethod
     def from_module(cls, m: nn.Conv2d, tau: float = 2.0, step_mode: str = "s") -> "SAFConv2d":
         """SAF twin of ``m`` (a plain ``nn.Conv2d``) with copied weights."""
@@ -176,16 +172,13 @@ class SAFConv2d(_SAFSynapse):
             raise ValueError(f"SAFConv2d supports padding_mode='zeros' only, got {m.padding_mode!r}")
         out = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
                   m.bias is not None, tau, step_mode)
-        out._copy_from(m)
+        _copy_weight_bias(out, m)
         return out.to(m.weight.device, m.weight.dtype)
 
     def to_module(self) -> nn.Conv2d:
         m = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                       self.dilation, self.groups, self.bias is not None)
-        with torch.no_grad():
-            m.weight.copy_(self.weight)
-            if self.bias is not None:
-                m.bias.copy_(self.bias)
+        _copy_weight_bias(m, self)
         return m.to(self.weight.device, self.weight.dtype)
 
     def extra_repr(self):
@@ -214,7 +207,7 @@ class SAFWSConv2d(SAFConv2d):
         gain = getattr(m, "gain", None)
         out = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
                   m.bias is not None, gain is not None, float(m.eps), tau, step_mode)
-        out._copy_from(m)
+        _copy_weight_bias(out, m)
         if gain is not None:
             with torch.no_grad():
                 out.gain.copy_(gain)
@@ -223,11 +216,9 @@ class SAFWSConv2d(SAFConv2d):
     def to_module(self) -> ScaledWSConv2d:
         m = ScaledWSConv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                            self.dilation, self.groups, self.bias is not None, self.gain is not None, self.eps)
-        with torch.no_grad():
-            m.weight.copy_(self.weight)
-            if self.bias is not None:
-                m.bias.copy_(self.bias)
-            if self.gain is not None:
+        _copy_weight_bias(m, self)
+        if self.gain is not None:
+            with torch.no_grad():
                 m.gain.copy_(self.gain)
         return m.to(self.weight.device, self.weight.dtype)
 

@@ -24,7 +24,7 @@ import torch
 
 from ..functional import saf as FS
 from ..functional.saf import SAFParameters
-from .base import BaseNode, check_time_steps, record_property
+from .base import BaseNode, record_property
 from .._validate import check_step_input
 
 
@@ -115,11 +115,15 @@ class SAFNode(BaseNode):
             raise RuntimeError(f"SAFNode(sr_box=True) has no {self.backend!r} kernel (its backward is the torch "
                                "Spike-Representation indicator); use backend='torch' or 'auto'")
 
+    def _kernel(self, x_seq, v0, store_v_seq, **extra):
+        # no kernel implements sr_box's backward (the torch Spike-Representation indicator)
+        return None if self.params.sr_box else super()._kernel(x_seq, v0, store_v_seq, **extra)
+
     def single_step_forward(self, x: torch.Tensor):
         check_step_input(type(self).__name__, x, "s")
         self._check_backend()
         a0 = self._initial_v(x)
-        out = None if self.params.sr_box else self._kernel(x.unsqueeze(0), a0, False)
+        out = self._kernel(x.unsqueeze(0), a0, False)
         a = self.step(x, a0)[0] if out is None else out.state
         self.v = a
         self.t = int(self.t) + 1
@@ -130,18 +134,10 @@ class SAFNode(BaseNode):
         return a_seq, a_last, (a_seq if self.store_v_seq else None)
 
     def multi_step_forward(self, x_seq: torch.Tensor):
-        check_step_input(type(self).__name__, x_seq, "m")
-        check_time_steps(type(self).__name__, x_seq)
+        """BaseNode's multi-step forward (kernel or :meth:`multi_step_torch`; the output and ``v`` are
+        :math:`\hat a`), then the step counter ``t`` advances by T."""
         self._check_backend()
-        a0 = self._initial_v(x_seq[0])
-        out = None if self.params.sr_box else self._kernel(x_seq, a0, self.store_v_seq)
-        if out is None:
-            a_seq, a, a_seq_store = self.multi_step_torch(x_seq, a0)
-        else:
-            a_seq, a, a_seq_store = out.out, out.state, out.state_seq
-        self.v = a
-        if self.store_v_seq:
-            self.v_seq = a_seq_store
+        a_seq = super().multi_step_forward(x_seq)
         self.t = int(self.t) + x_seq.shape[0]
         return a_seq
 
