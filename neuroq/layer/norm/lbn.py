@@ -29,22 +29,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..._validate import check_bool, check_choice, check_int, check_real
+from ..._validate import check_choice
+from .running import RunningNorm
 
 READINGS = ("a", "b")
 
 
-class _LayerBatchNorm(nn.Module):
+class _LayerBatchNorm(RunningNorm):
     _expected_dims: tuple = ()
     _layout: str = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
                  reading: str = "a"):
-        super().__init__()
-        self.num_features = check_int("num_features", num_features, ge=1)
-        self.eps = check_real("eps", eps, gt=0)
-        self.momentum = check_real("momentum", momentum, gt=0, le=1, allow_none=True)
-        self.affine = check_bool("affine", affine)
+        super().__init__(num_features, eps, momentum, affine)
         self.reading = check_choice("reading", reading, READINGS)
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features))
@@ -103,8 +100,7 @@ class _LayerBatchNorm(nn.Module):
             y = (x - mean) * torch.rsqrt(var + self.eps)
             batch_mean, batch_var = mean.mean(), (var * (n / max(n - 1, 1))).mean()
         with torch.no_grad():
-            self.num_batches_tracked += 1
-            m = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+            m = self._count_batch()
             self.running_mean.mul_(1 - m).add_(m * batch_mean.detach())
             self.running_var.mul_(1 - m).add_(m * batch_var.detach())
         if self.affine:

@@ -24,11 +24,12 @@ import torch
 import torch.nn as nn
 
 from ... import _sj
-from ..._validate import check_bool, check_choice, check_int, check_real
+from ..._validate import check_bool, check_choice
 from .fold import fold
+from .running import RunningNorm
 
 
-class _PSPNormBase(nn.Module, _sj.base.StepModule):
+class _PSPNormBase(RunningNorm, _sj.base.StepModule):
     """Shared implementation of :class:`PSPNorm1d` / :class:`PSPNorm2d` (see the module docstring)."""
 
     _ranks_s: tuple = ()
@@ -37,11 +38,7 @@ class _PSPNormBase(nn.Module, _sj.base.StepModule):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, bias: bool = False, track_running_stats: bool = True,
                  step_mode: str = "s"):
-        super().__init__()
-        self.num_features = check_int("num_features", num_features, ge=1)
-        self.eps = check_real("eps", eps, gt=0)
-        self.momentum = check_real("momentum", momentum, gt=0, le=1, allow_none=True)
-        self.affine = check_bool("affine", affine)
+        super().__init__(num_features, eps, momentum, affine)
         check_bool("bias", bias)
         if bias and not affine:
             raise ValueError("bias=True needs affine=True (the shift beta is part of the affine transform)")
@@ -100,8 +97,7 @@ class _PSPNormBase(nn.Module, _sj.base.StepModule):
             m2 = x.pow(2).mean(dim=dims)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
-                    self.num_batches_tracked.add_(1)
-                    mom = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                    mom = self._count_batch()
                     self.running_m2.mul_(1.0 - mom).add_(m2.detach().to(self.running_m2.dtype), alpha=mom)
         else:
             m2 = self.running_m2

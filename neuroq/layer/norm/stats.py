@@ -7,10 +7,9 @@ import torch
 import torch.nn as nn
 
 from ... import _sj
-from .lbn import _LayerBatchNorm
-from .psp_norm import _PSPNormBase
+from .running import RunningNorm
 
-_NORMS = (_PSPNormBase, _LayerBatchNorm, nn.modules.batchnorm._BatchNorm)
+_NORMS = (RunningNorm, nn.modules.batchnorm._BatchNorm)
 
 
 def tracked_norms(model: nn.Module) -> list:
