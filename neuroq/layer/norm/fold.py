@@ -9,8 +9,9 @@ of a weight-standardized conv) and bias :math:`c`,
 
 .. math:: W'_o = a_o W_o,\qquad c'_o = a_o c_o + b_o,
 
-and :func:`fold` returns a plain ``nn.Conv1d/2d/3d`` / ``nn.Linear`` with ``folded(x) == norm(layer(x))``
-in eval mode (up to float rounding; no bias when neither the layer nor the norm has one).  For integer
+computed by :func:`folded_parameters`, and :func:`fold` returns a plain ``nn.Conv1d/2d/3d`` / ``nn.Linear``
+with ``folded(x) == norm(layer(x))`` in eval mode (up to float rounding; no bias when neither the layer
+nor the norm has one); :func:`neuroq.nir.export` writes the same parameters into NIR.  For integer
 deployment of MaQD models use :func:`neuroq.quant.export`, which folds the same map into per-channel
 scales and keeps the weights integer.
 """
@@ -31,7 +32,8 @@ def is_foldable(m: nn.Module) -> bool:
     return isinstance(m, nn.modules.batchnorm._BatchNorm) or callable(getattr(m, "inference_affine", None))
 
 
-def inference_affine(norm: nn.Module, dtype: Optional[torch.dtype] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def inference_affine(norm: nn.Module, dtype: Optional[torch.dtype] = None
+                     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """``(a, b)`` of ``norm``'s eval-mode map :math:`y = a_c x + b_c` (``b`` may be ``None``).
 
     ``dtype``: compute the map in that dtype (from a converted copy of ``norm``'s parameters and
