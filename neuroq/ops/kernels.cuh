@@ -168,18 +168,27 @@ enum {
     NQ_CHARGE_LIF_NODI = 4      // no decay_input:               H = V - (V - V_reset) / tau + X
 };
 
+// The parameter structs are written once, as field lists X(type, name) in order: the structs
+// below, the CUDA kernels' argument lists (entry_points.cuh) and the ctypes structures of the CPU
+// backend (neuroq/ops/abi.py reads these lists) all come from them; neuroq/ops/params.py builds the
+// values in the same order.
+#define NQ_NEURON_FIELDS(X)                                                                        \
+    X(int, charge)       /* NQ_CHARGE_* */                                                         \
+    X(int, hard_reset)   /* 1: hard reset to v_reset, 0: soft reset (subtract v_th) */             \
+    X(int, detach_reset) /* 1: the spike in the reset path carries no gradient */                  \
+    X(int, recip_div)    /* 1: a/tau as a*(1/tau) (torch on CUDA), 0: true division (CPU) */       \
+    X(float, tau)        /* (float) tau */                                                         \
+    X(float, inv_tau)    /* float32(1) / float32(tau), what torch's CUDA division uses */          \
+    X(float, decay)      /* (float)(1 - 1/tau) rounded from double (python's scalar) */            \
+    X(float, dh_dx)      /* dH/dX */                                                               \
+    X(float, dh_dv)      /* dH/dV */                                                               \
+    X(float, v_th)                                                                                 \
+    X(float, v_reset)
+
+#define NQ_STRUCT_FIELD(T, name) T name;
+
 struct NQNeuron {
-    int charge;        // NQ_CHARGE_*
-    int hard_reset;    // 1: hard reset to v_reset, 0: soft reset (subtract v_th)
-    int detach_reset;  // 1: the spike in the reset path carries no gradient
-    int recip_div;     // 1: a / tau computed as a * (1/tau) (torch on CUDA), 0: true division (torch on CPU)
-    float tau;         // (float) tau
-    float inv_tau;     // float32(1) / float32(tau): the reciprocal torch's CUDA division multiplies by
-    float decay;       // (float)(1 - 1/tau) rounded from double (python's scalar)
-    float dh_dx;       // dH/dX
-    float dh_dv;       // dH/dV
-    float v_th;
-    float v_reset;
+    NQ_NEURON_FIELDS(NQ_STRUCT_FIELD)
 };
 
 NQ_HD float nq_div_tau(const NQNeuron& p, int recip, float a) { return recip ? a * p.inv_tau : a / p.tau; }
@@ -220,12 +229,17 @@ enum {
     NQ_SG_S2NN = 5         // neuroq.surrogate.S2NN: inner per-step kind/constants, t_ref, vth
 };
 
+#define NQ_SURROGATE_FIELDS(X)                                                                     \
+    X(int, kind)        /* NQ_SG_* */                                                              \
+    X(int, inner)       /* S2NN: per-step kind (sigmoid / atan / rect) */                          \
+    X(int, t_ref)       /* S2NN: T_ref */                                                          \
+    X(float, a0)                                                                                   \
+    X(float, a1)                                                                                   \
+    X(float, a2)                                                                                   \
+    X(float, vth)       /* S2NN: V_th of the reduced IF neuron */
+
 struct NQSurrogate {
-    int kind;
-    int inner;   // S2NN: per-step kind (sigmoid / atan / rect)
-    int t_ref;   // S2NN: T_ref
-    float a0, a1, a2;
-    float vth;   // S2NN: V_th of the reduced IF neuron
+    NQ_SURROGATE_FIELDS(NQ_STRUCT_FIELD)
 };
 
 // exp on the host: a branch-free Cody-Waite + degree-6 polynomial (Cephes' expf, max error ~2 ulp)
@@ -298,14 +312,18 @@ NQ_HD float nq_surrogate_grad(int kind, int inner, const NQSurrogate& sg, float 
 }
 
 // ---- SAF parameters --------------------------------------------------------------------------
+#define NQ_SAF_FIELDS(X)                                                                           \
+    X(int, decay_input)                                                                            \
+    X(int, detach_state)                                                                           \
+    X(int, recip_div)                                                                              \
+    X(float, tau)                                                                                  \
+    X(float, inv_tau)                                                                              \
+    X(float, lam)       /* (float)(1 - 1/tau) */                                                   \
+    X(float, dd_du)     /* dD/dU^: 1/tau or 1 */                                                   \
+    X(float, v_th)
+
 struct NQSAF {
-    int decay_input;
-    int detach_state;
-    int recip_div;
-    float tau, inv_tau;
-    float lam;       // (float)(1 - 1/tau)
-    float dd_du;     // dD/dU^: 1/tau or 1
-    float v_th;
+    NQ_SAF_FIELDS(NQ_STRUCT_FIELD)
 };
 
 NQ_HD float nq_saf_drive(const NQSAF& p, int recip, float u) {
@@ -324,8 +342,9 @@ NQ_HD float nq_saf_step(const NQSAF& p, int recip, float u, float& a) {
 }
 
 // ---- CUDA tiles: one thread, NQ_ILP neurons base + j * lane_stride ----------------------------
-// Called by the __global__ kernels of neuron_kernels.cu (and, on the host, by the test harness
-// tests/cuda_host_harness.cpp, which loops over blocks and threads the way the GPU does).
+// Called by the entry points of entry_points.cuh: the __global__ kernels of neuron_kernels.cu, and
+// the same functions on the host in tests/ops/cuda_host_harness.cpp, which loops over blocks and
+// threads the way the GPU does.
 // ``saved`` (H for backward, in the storage dtype, see nq_save_pre), ``v_seq`` and the OTTT trace
 // (``trace0`` -> ``trace_last``: trace = trace_decay * trace + S per step) are optional (null).
 template <typename S>
