@@ -2,10 +2,19 @@ r"""neuroq's fused multi-step kernels and their dispatch.
 
 * :mod:`neuroq.ops.dispatch` -- ``backend='auto' | 'torch' | 'cpu' | 'cupy'``: which one runs for a
   tensor, install hints, clear errors;
-* ``kernels.cuh`` -- the per-neuron math, device-agnostic, compiled by NVRTC (``neuron_kernels.cu``)
-  and by the C++ compiler (``neuron_kernels_cpu.cpp``);
+* ``kernels.cuh`` -- the per-neuron math and the parameter structs, device-agnostic, compiled by
+  NVRTC (``neuron_kernels.cu``) and by the C++ compiler (``neuron_kernels_cpu.cpp``);
+* ``entry_points.cuh`` -- the CUDA kernels' entry points, written once: ``neuron_kernels.cu`` makes
+  them ``__global__`` kernels, ``tests/ops/cuda_host_harness.cpp`` host functions for the tests;
 * :mod:`neuroq.ops.params` -- kernel constants from the parameter records of :mod:`neuroq.functional`;
-* :mod:`neuroq.ops.cpu` (C++ build, cache, launchers) and :mod:`neuroq.ops.cuda` (CuPy launchers);
+* :mod:`neuroq.ops.abi` -- the C interface seen from Python: ctypes structs made from the field lists
+  of ``kernels.cuh``, the CPU library's entry-point signatures and ABI check;
+* :mod:`neuroq.ops.build` -- compiling and caching: the C++ library (compiler, on-disk cache, locks)
+  and the CuPy modules;
+* :mod:`neuroq.ops.launch` -- the launch layer both backends share: checks, flattening, output
+  buffers, the autograd Functions and the gradient plumbing;
+* :mod:`neuroq.ops.cpu` and :mod:`neuroq.ops.cuda` -- the two backends: how each kernel runs on
+  the device (ctypes calls, CuPy launches), and their registered launchers;
 * this module -- the registry of launchers keyed by ``(backend, family)``.
 
 A launcher for family ``"if"``/``"lif"`` is called as

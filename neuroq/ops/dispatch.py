@@ -2,7 +2,7 @@
 
 * ``'torch'`` -- the reference (:mod:`neuroq.functional`), any device, any dtype;
 * ``'cpu'``   -- the fused C++ kernels (:mod:`neuroq.ops.cpu`) for CPU tensors, built on first use
-  by the C++ compiler and cached;
+  by the C++ compiler and cached (:mod:`neuroq.ops.build`);
 * ``'cupy'``  -- the fused CUDA kernels (:mod:`neuroq.ops.cuda`) for CUDA tensors, through CuPy;
 * ``'auto'``  -- the fused kernel for the tensor's device when it is available, else ``'torch'``
   (without a C++ compiler: once, a one-line notice).
@@ -56,9 +56,9 @@ def cpu_status() -> tuple[bool, str]:
     """(usable, reason): whether the fused CPU kernels are built (building them on first call)."""
     if os.environ.get("NEUROQ_CPU_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return False, "the CPU kernels are turned off (NEUROQ_CPU_KERNELS=0)"
-    from . import cpu
+    from .build import cpu_status
 
-    return cpu.status()
+    return cpu_status()
 
 
 _NOTICED: set = set()

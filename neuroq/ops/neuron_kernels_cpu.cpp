@@ -10,7 +10,7 @@
 // Traffic per step of one neuron: forward reads X and writes S; backward reads X and dL/dS and
 // writes dL/dX -- no H is written to or read from memory.
 //
-// Built by neuroq/ops/cpu.py once per (storage dtype, compiler, flags) as two translation units of
+// Built by neuroq/ops/build.py once per (storage dtype, compiler, flags) as two translation units of
 // this one file, linked into one library (-O3 -fopenmp -march=native -DNQ_STORAGE=float|nq_f16|nq_bf16):
 //   NQ_PART=1  -ffp-contract=off   everything a spike or a state depends on (forward, the backward's
 //                                  recompute, the entry points): bit-identical to torch's arithmetic;
@@ -200,7 +200,7 @@ static void if_forward_any(const NQNeuron& p, const S* x, const S* v0, S* spike,
 
 extern "C" {
 
-// Sizes of the structs and of the storage type, checked by neuroq/ops/cpu.py against ctypes.
+// Sizes of the structs and of the storage type, checked against ctypes by neuroq/ops/abi.py.
 void nq_cpu_abi(int* out) {
     out[0] = (int)sizeof(NQNeuron);
     out[1] = (int)sizeof(NQSurrogate);

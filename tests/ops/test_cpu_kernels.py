@@ -1,5 +1,6 @@
-"""The fused CPU backend (neuroq/ops/cpu.py, neuron_kernels_cpu.cpp + kernels.cuh) against the torch
-reference of neuroq.functional (the definition of correct).
+"""The fused CPU backend (neuroq/ops/cpu.py on the shared launch layer neuroq/ops/launch.py, the library
+built by neuroq/ops/build.py from neuron_kernels_cpu.cpp + kernels.cuh) against the torch reference of
+neuroq.functional (the definition of correct).
 
 * IF/LIF/SAF forward: spikes, states and accumulations bit-identical in fp32 (true division by tau,
   and the exact-reciprocal shortcut for a power-of-two tau), over reset modes, decay_input,
@@ -30,7 +31,7 @@ from neuroq.functional import saf as FS
 from neuroq.functional.neuron import IFParameters, LIFParameters
 from neuroq.functional.saf import SAFParameters
 from neuroq.neuron import IFNode, LIFNode, OnlineLIFNode, S2NNNode, SAFNode
-from neuroq.ops import cpu, dispatch
+from neuroq.ops import build, cpu, dispatch
 from neuroq.surrogate import S2NN, s2nn_gradient
 
 SURROGATES = [("sigmoid", surrogate.Sigmoid(alpha=4.0)), ("atan", surrogate.ATan(alpha=2.0)),
@@ -311,19 +312,19 @@ def _load_answer(path):
 def test_build_is_cached_and_atomic_under_concurrent_builders(tmp_path):
     """Threads and processes building the same library at once all get the one complete file; a
     second build returns it without compiling; the key changes with the source and the flags."""
-    if cpu.find_compiler() is None:
+    if build.find_compiler() is None:
         pytest.skip("no C++ compiler")
     flags = ("-O1", "-fPIC")
     paths, errors = [], []
 
     def worker():
         try:
-            paths.append(cpu.build(TINY, flags, "tiny", directory=tmp_path))
+            paths.append(build.shared_library(TINY, flags, "tiny", directory=tmp_path))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    code = ("import sys; sys.path.insert(0, %r); from neuroq.ops import cpu; "
-            "print(cpu.build(%r, %r, 'tiny', directory=%r))" % (os.getcwd(), TINY, flags, str(tmp_path)))
+    code = ("import sys; sys.path.insert(0, %r); from neuroq.ops import build; "
+            "print(build.shared_library(%r, %r, 'tiny', directory=%r))" % (os.getcwd(), TINY, flags, str(tmp_path)))
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -337,32 +338,32 @@ def test_build_is_cached_and_atomic_under_concurrent_builders(tmp_path):
     assert _load_answer(path) == 42
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [path.name]
     mtime = path.stat().st_mtime_ns
-    assert cpu.build(TINY, flags, "tiny", directory=tmp_path) == path and path.stat().st_mtime_ns == mtime
-    assert cpu.build(TINY + "\n", flags, "tiny", directory=tmp_path) != path
-    assert cpu.build(TINY, flags + ("-DX=1",), "tiny", directory=tmp_path) != path
+    assert build.shared_library(TINY, flags, "tiny", directory=tmp_path) == path and path.stat().st_mtime_ns == mtime
+    assert build.shared_library(TINY + "\n", flags, "tiny", directory=tmp_path) != path
+    assert build.shared_library(TINY, flags + ("-DX=1",), "tiny", directory=tmp_path) != path
     two_units = "#if P == 1\n" + TINY + '#else\nextern "C" int nq_seven(void) { return 7; }\n#endif\n'
-    two = cpu.build(two_units, flags, "tiny2", directory=tmp_path, units=(("-DP=1",), ("-DP=2",)))
+    two = build.shared_library(two_units, flags, "tiny2", directory=tmp_path, units=(("-DP=1",), ("-DP=2",)))
     import ctypes
 
     assert _load_answer(two) == 42 and ctypes.CDLL(str(two)).nq_seven() == 7  # two units, one library
 
 
 def test_build_error_names_the_compiler_message(tmp_path):
-    if cpu.find_compiler() is None:
+    if build.find_compiler() is None:
         pytest.skip("no C++ compiler")
     with pytest.raises(RuntimeError, match="compiling the neuroq CPU kernels failed"):
-        cpu.build("this is not C++", ("-fPIC",), "broken", directory=tmp_path)
+        build.shared_library("this is not C++", ("-fPIC",), "broken", directory=tmp_path)
 
 
 def test_simd_loops_vectorise():
     """Every ``#pragma omp simd`` loop over neurons in the CPU source is vectorised by the compiler
     (GCC's -fopt-info-vec report), with the flags the backend builds with (both units at once)."""
-    cxx = cpu.find_compiler()
+    cxx = build.find_compiler()
     if cxx is None or "clang" in os.path.basename(cxx):
         pytest.skip("needs g++ for -fopt-info-vec")
     from neuroq.ops import kernel_source
 
-    text = kernel_source(cpu.SOURCE)
+    text = kernel_source(build.CPU_SOURCE)
     lines = text.split("\n")
     simd_loops = [i + 2 for i, ln in enumerate(lines) if ln.strip() == "#pragma omp simd"]  # 1-based loop line
     assert len(simd_loops) >= 7
@@ -370,7 +371,7 @@ def test_simd_loops_vectorise():
     with open(src, "w") as f:
         f.write(text)
     try:
-        res = subprocess.run([cxx, *cpu.compile_flags(torch.float32), "-ffp-contract=off", "-fopt-info-vec-optimized",
+        res = subprocess.run([cxx, *build.compile_flags(torch.float32), "-ffp-contract=off", "-fopt-info-vec-optimized",
                               "-c", src, "-o", os.devnull], capture_output=True, text=True, timeout=600)
     finally:
         os.remove(src)
@@ -417,9 +418,9 @@ def test_explicit_cpu_backend_warns_once_for_an_unsupported_case(monkeypatch):
 
 
 def test_without_a_compiler_auto_runs_torch_after_one_notice(monkeypatch, tmp_path):
-    monkeypatch.setattr(cpu, "find_compiler", lambda: None)
-    monkeypatch.setattr(cpu, "_LIBS", {})
-    monkeypatch.setattr(cpu, "_FAILED", {})
+    monkeypatch.setattr(build, "find_compiler", lambda: None)
+    monkeypatch.setattr(build, "_LIBS", {})
+    monkeypatch.setattr(build, "_FAILED", {})
     monkeypatch.setenv("NEUROQ_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(dispatch, "_NOTICED", set())
     ok, why = cpu.status()

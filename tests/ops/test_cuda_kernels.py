@@ -1,11 +1,13 @@
-"""neuroq's CuPy kernels (neuroq/ops/neuron_kernels.cu + kernels.cuh, launched by neuroq.ops.cuda).
+"""neuroq's CuPy kernels (neuroq/ops/neuron_kernels.cu: the entry points of entry_points.cuh over
+kernels.cuh, compiled by neuroq.ops.build, launched by neuroq.ops.cuda on neuroq.ops.launch).
 
 On any machine (CI):
 * every kernel source compiles with ``nvcc`` to PTX and with NVRTC (the compiler CuPy uses, with
   the exact source and options the launcher passes), when those are installed;
-* the CUDA tiles of ``kernels.cuh`` -- the code the GPU kernels run, NQ_ILP neurons per thread --
-  compiled for the CPU and called for every (block, thread) of an emulated grid equal neuroq's
-  torch reference: spikes and states bit for bit, input gradients to 1e-5, over IF/LIF, hard/soft
+* the struct field lists of ``kernels.cuh`` are the order and types of neuroq.ops.params' constants;
+* the CUDA entry points (``entry_points.cuh``, the code the GPU kernels run, NQ_ILP neurons per
+  thread) compiled for the CPU by ``cuda_host_harness.cpp`` -- the same definition, not a copy --
+  and called for every (block, thread) of an emulated grid equal neuroq's torch reference: spikes and states bit for bit, input gradients to 1e-5, over IF/LIF, hard/soft
   reset, decay_input, detach_reset, every device surrogate, T in {1, 2, 7, 16, 64}, fp32 and
   fp16/bf16 storage (H saved in the storage dtype);
 * the same for the SAF neuron's loops against neuroq.functional.saf (when it exists);
@@ -41,6 +43,7 @@ from neuroq.functional import neuron as F
 from neuroq.functional.neuron import IFParameters, LIFParameters
 from neuroq.functional.saf import SAFParameters
 from neuroq.neuron import IFNode, LIFNode
+from neuroq.ops import KERNEL_DIR, build
 from neuroq.ops import cuda as nk
 from neuroq.ops import dispatch as nqbackend
 from neuroq.ops import params as kp
@@ -73,15 +76,15 @@ SURROGATES = _surrogates()
 # ---------------------------------------------------------------------------------------------
 # (a) the kernel sources compile: nvcc -> PTX, and NVRTC as CuPy calls it
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", list(nk.STORAGE_TYPES))
-@pytest.mark.parametrize("source", nk.KERNEL_SOURCES)
+@pytest.mark.parametrize("dtype", list(kp.STORAGE_TYPES))
+@pytest.mark.parametrize("source", build.KERNEL_SOURCES)
 def test_kernel_sources_compile_with_nvcc(source, dtype, tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not on the PATH")
     out = tmp_path / "k.ptx"
-    cmd = [nvcc, "--ptx", "-arch=compute_75", "-I", str(nk.KERNEL_DIR), *nk.compile_options(dtype),
-           str(nk.KERNEL_DIR / source), "-o", str(out)]
+    cmd = [nvcc, "--ptx", "-arch=compute_75", "-I", str(KERNEL_DIR), *build.compile_options(dtype),
+           str(KERNEL_DIR / source), "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
     ptx = out.read_text()
@@ -110,7 +113,7 @@ def _nvrtc():
     return None
 
 
-@pytest.mark.parametrize("dtype", list(nk.STORAGE_TYPES))
+@pytest.mark.parametrize("dtype", list(kp.STORAGE_TYPES))
 def test_kernel_source_compiles_with_nvrtc_as_cupy_does(dtype):
     lib = _nvrtc()
     if lib is None:
@@ -121,7 +124,7 @@ def test_kernel_source_compiles_with_nvrtc_as_cupy_does(dtype):
     assert '#include "' not in src  # headers inlined: CuPy's source-hash cache key sees them
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"neuron_kernels.cu", 0, None, None) == 0
-    opts = [o.encode() for o in nk.compile_options(dtype) + nk.CUPY_ADDED_OPTIONS + ("-arch=compute_75",)]
+    opts = [o.encode() for o in build.compile_options(dtype) + build.CUPY_ADDED_OPTIONS + ("-arch=compute_75",)]
     rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
     size = ctypes.c_size_t()
     lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
@@ -139,8 +142,25 @@ def test_kernel_source_compiles_with_nvrtc_as_cupy_does(dtype):
     assert "fma." not in ptx.split(".entry nq_if_family_forward(")[1].split(".entry")[0]
 
 
+def test_struct_field_lists_are_the_order_and_types_of_the_constants():
+    """The field lists of kernels.cuh (the C structs, the CUDA kernels' argument lists and the ctypes
+    structs all come from them) name the constants neuroq.ops.params builds, in order, each of the
+    C type of its numpy scalar."""
+    from neuroq.ops import abi
+
+    c_type = {np.int32: "int", np.float32: "float"}
+    cases = (("NQ_NEURON_FIELDS", kp.NEURON_FIELDS, kp.neuron_constants(LIFParameters(), True), abi.NQNeuron),
+             ("NQ_SURROGATE_FIELDS", kp.SURROGATE_FIELDS, kp.s2nn_constants(4, 4.0, 1.0, "atan"), abi.NQSurrogate),
+             ("NQ_SAF_FIELDS", kp.SAF_FIELDS, kp.saf_constants(SAFParameters(), True), abi.NQSAF))
+    for macro, names, values, struct in cases:
+        fields = abi.struct_fields(macro)
+        assert [f for _, f in fields] == list(names), macro
+        assert [t for t, _ in fields] == [c_type[type(v)] for v in values], macro
+        assert [(f, c) for f, c in struct._fields_] == [(f, abi._CTYPES[t]) for t, f in fields]
+
+
 # ---------------------------------------------------------------------------------------------
-# (b) the CUDA tiles, run on the CPU over an emulated grid, equal the torch reference
+# (b) the CUDA entry points, run on the CPU over an emulated grid, equal the torch reference
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
@@ -152,10 +172,29 @@ def harness(tmp_path_factory):
         cmd = [nvcc, "-x", "cu", "--fmad=false", "-Xcompiler", "-fPIC,-ffp-contract=off", "-shared"]
     else:
         pytest.skip("no C++ compiler (g++ or nvcc) for the CPU harness")
-    cmd += ["-I", str(nk.KERNEL_DIR), HARNESS, "-o", out]
+    cmd += ["-I", str(KERNEL_DIR), HARNESS, "-o", out]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr
     return ctypes.CDLL(out)
+
+
+def test_harness_is_made_of_the_gpu_entry_points(harness):
+    """One definition: the GPU kernels (neuron_kernels.cu) and the harness functions are both the entry
+    points of entry_points.cuh; neither file has an entry point body of its own, and the harness has
+    every GPU entry point for every storage type."""
+    entries = (KERNEL_DIR / "entry_points.cuh").read_text()
+    assert ["nq_" + name for name in re.findall(r"^NQ_ENTRY\((\w+)\)\(", entries, re.M)] == list(ENTRIES)
+    cu = (KERNEL_DIR / "neuron_kernels.cu").read_text()
+    with open(HARNESS) as f:
+        host = f.read()
+    assert cu.count('#include "entry_points.cuh"') == 1
+    assert host.count('#include "entry_points.cuh"') == len(STORAGE)
+    for text in (cu, host):
+        assert "_tile<" not in text and "NQNeuron p" not in text
+        assert not re.search(r"void nq_(host_)?(if_family|saf|surrogate_backward)\w*\s*\(", text)
+    for name in ENTRIES:
+        for sfx in STORAGE.values():
+            assert hasattr(harness, f"nq_host_{name[3:]}_{sfx}"), (name, sfx)
 
 
 def _cargs(values):
@@ -580,8 +619,8 @@ def test_launch_arguments_match_kernel_signatures(emulated_gpu, tmp_path):
     if nvcc is None:
         pytest.skip("nvcc is not on the PATH")
     out = tmp_path / "k.ptx"
-    subprocess.run([nvcc, "--ptx", "-arch=compute_75", *nk.compile_options(torch.float32),
-                    str(nk.KERNEL_DIR / "neuron_kernels.cu"), "-o", str(out)], check=True, timeout=240)
+    subprocess.run([nvcc, "--ptx", "-arch=compute_75", *build.compile_options(torch.float32),
+                    str(KERNEL_DIR / "neuron_kernels.cu"), "-o", str(out)], check=True, timeout=240)
     ptx = out.read_text()
     x = (torch.randn(5, 40) + 0.5).requires_grad_(True)
     for cls in (LIFNode, IFNode):

@@ -1,0 +1,250 @@
+r"""The launch layer both backends share: one calling convention, one flattening, one autograd
+plumbing.
+
+A backend is a :class:`Kernels` object that says how to run each kernel on its device
+(:mod:`neuroq.ops.cpu`: ctypes calls into the C++ library; :mod:`neuroq.ops.cuda`: CuPy launches).
+Everything else is here, the same for both:
+
+* the launchers :func:`if_family` and :func:`saf` take the backend, then what every registered
+  launcher takes (see :mod:`neuroq.ops`): the input sequence, the initial state, the **parameter
+  record** of :mod:`neuroq.functional` and the surrogate; they check the case (device, storage
+  dtype, a device version of the surrogate: :class:`~neuroq.ops.Unsupported` otherwise), let the
+  backend pack the record's constants (:mod:`neuroq.ops.params`) and flatten ``[T, ...]`` to
+  contiguous ``[T, N]`` (:func:`flat`);
+* the output buffers, and the choice between a plain forward (no gradient needed) and the autograd
+  Functions :class:`IFFamilyFunction` / :class:`SAFFunction`;
+* backward: the incoming gradients cast and flattened (:func:`flat_grad`; a ``None`` gradient stays
+  ``None``), the gradient buffers, the gradient of the initial state only when it is needed.
+
+What forward keeps for backward is the backend's choice: the CPU kernels keep their inputs and
+recompute the forward per block; the CUDA kernels keep H (the pre-spike potential) in the storage
+dtype.  Backward is ``once_differentiable``: a double backward raises instead of being silently
+wrong.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import KernelOut
+from .params import STORAGE_TYPES, require_storage, require_surrogate
+
+
+class Kernels:
+    """How one backend runs the kernels; :func:`if_family`, :func:`saf` and
+    :func:`surrogate_backward` call these methods.  Tensors are contiguous, ``[T, N]`` or ``[N]``, of
+    one storage dtype; an optional tensor is ``None``.  The ``*_forward`` methods return the tensors
+    their backward needs (saved with ``ctx.save_for_backward``; asked for with ``for_backward``)."""
+
+    #: the backend's name in the registry (``'cpu'``, ``'cupy'``)
+    name = ""
+
+    def check(self, x: torch.Tensor) -> None:
+        """Raise :class:`~neuroq.ops.Unsupported` when the kernels cannot take a tensor like ``x``."""
+
+    def neuron(self, params):
+        """The packed constants of an IF/LIF record (from :func:`~neuroq.ops.params.neuron_constants`)."""
+        raise NotImplementedError
+
+    def saf(self, params):
+        """The packed constants of an SAF record (from :func:`~neuroq.ops.params.saf_constants`)."""
+        raise NotImplementedError
+
+    def surrogate(self, sg: tuple):
+        """The packed surrogate constants ``sg`` (:func:`~neuroq.ops.params.surrogate_constants`)."""
+        raise NotImplementedError
+
+    def empty(self, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised contiguous output buffer shaped like ``like``."""
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    def if_forward(self, c: "Call", x, v0, spike, v_seq, v_last, trace0, trace_last, for_backward: bool) -> tuple:
+        """IF/LIF forward into ``spike``, ``v_last`` and the optional ``v_seq``, ``trace_last``."""
+        raise NotImplementedError
+
+    def if_backward(self, c: "Call", saved: tuple, g_spike, g_v_seq, g_v_last, g_x, g_v0) -> None:
+        """IF/LIF backward from what :meth:`if_forward` returned into ``g_x`` and ``g_v0`` (optional)."""
+        raise NotImplementedError
+
+    def saf_forward(self, c: "Call", u, a0, a_seq, a_last, for_backward: bool) -> tuple:
+        """SAF forward into ``a_seq`` and ``a_last``."""
+        raise NotImplementedError
+
+    def saf_backward(self, c: "Call", saved: tuple, g_a_seq, g_a_last, g_u, g_a0) -> None:
+        """SAF backward from what :meth:`saf_forward` returned into ``g_u`` and ``g_a0`` (optional)."""
+        raise NotImplementedError
+
+    def surrogate_backward(self, sg, x, g, g_x) -> None:
+        """``g_x = g * sg'(x)`` elementwise (``sg`` packed)."""
+        raise NotImplementedError
+
+
+class Call:
+    """The constants of one launch (packed by the backend once; kept by the autograd ctx)."""
+
+    __slots__ = ("neuron", "sg", "store_v_seq", "trace_decay", "state_shape", "detach_state")
+
+    def __init__(self, neuron, sg, state_shape=(), store_v_seq=False, trace_decay=0.0, detach_state=False):
+        self.neuron, self.sg, self.store_v_seq, self.trace_decay = neuron, sg, store_v_seq, trace_decay
+        self.state_shape = tuple(state_shape)
+        self.detach_state = detach_state
+
+
+def flat(x_seq: torch.Tensor, v0: torch.Tensor):
+    """``(shape, T, N, x [T, N], v0 [N])``: contiguous, the state broadcast to one value per neuron
+    and on ``x_seq``'s device and dtype."""
+    shape = x_seq.shape
+    T, N = shape[0], math.prod(shape[1:])
+    if tuple(v0.shape) != tuple(shape[1:]):
+        v0 = v0.expand(shape[1:])
+    x2 = x_seq.contiguous().reshape(T, N)
+    v2 = v0.to(device=x_seq.device, dtype=x_seq.dtype).contiguous().reshape(N)
+    return shape, T, N, x2, v2
+
+
+def flat_grad(g: Optional[torch.Tensor], shape, dtype) -> Optional[torch.Tensor]:
+    """An incoming gradient in the storage dtype, contiguous, as ``shape`` (``None`` stays ``None``)."""
+    return None if g is None else g.to(dtype).contiguous().reshape(shape)
+
+
+def _state(c: Call, like: torch.Tensor) -> torch.Tensor:
+    # the state's own tensor, not a view of a sequence (SpikingJelly detach_()es states)
+    return torch.empty(c.state_shape, dtype=like.dtype, device=like.device)
+
+
+# ---- IF / LIF --------------------------------------------------------------------------------
+def _if_forward(k: Kernels, c: Call, x2, v2, trace0, for_backward: bool):
+    spike = k.empty(x2)
+    v_last = _state(c, v2)
+    v_seq = k.empty(x2) if c.store_v_seq else None
+    tr_last = _state(c, v2) if trace0 is not None else None
+    saved = k.if_forward(c, x2, v2, spike, v_seq, v_last, trace0, tr_last, for_backward)
+    return spike, v_last, v_seq, tr_last, saved
+
+
+class IFFamilyFunction(torch.autograd.Function):
+    """``(x [T,N], v0 [N], trace0 [N] | None, kernels, call) -> (spike, v_last, v_seq | None,
+    trace_last | None)``; the trace carries no gradient."""
+
+    @staticmethod
+    def forward(ctx, x2, v2, trace0, k, c):
+        ctx.set_materialize_grads(False)
+        spike, v_last, v_seq, tr_last, saved = _if_forward(k, c, x2, v2, trace0, True)
+        ctx.save_for_backward(*saved)  # freed by backward (not an attribute that outlives it)
+        ctx.k, ctx.c = k, c
+        if tr_last is not None:
+            ctx.mark_non_differentiable(tr_last)
+        return spike, v_last, v_seq, tr_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spike, g_v_last, g_v_seq, _g_trace):
+        saved = ctx.saved_tensors
+        T, N = saved[0].shape
+        dtype, device = saved[0].dtype, saved[0].device
+        # the flattened gradients stay referenced until the kernel has run (a data_ptr alone does not)
+        gs = flat_grad(g_spike, (T, N), dtype)
+        gvs = flat_grad(g_v_seq, (T, N), dtype)
+        gvl = flat_grad(g_v_last, (N,), dtype)
+        g_x = ctx.k.empty(saved[0])
+        g_v0 = torch.empty((N,), dtype=dtype, device=device) if ctx.needs_input_grad[1] else None
+        ctx.k.if_backward(ctx.c, saved, gs, gvs, gvl, g_x, g_v0)
+        return g_x, g_v0, None, None, None
+
+
+def if_family(k: Kernels, x_seq: torch.Tensor, v0: torch.Tensor, params, surrogate_function,
+              store_v_seq: bool = False, trace=None) -> KernelOut:
+    r"""The IF/LIF family on backend ``k`` (``params``: an :class:`~neuroq.functional.IFParameters`
+    or :class:`~neuroq.functional.LIFParameters`): ``x_seq [T, ...]``, ``v0 [...]`` (broadcast) ->
+    :class:`~neuroq.ops.KernelOut` ``(spike_seq, v_last, v_seq | None, trace_last | None)``.
+
+    ``trace``: ``(trace0 [...] | None, decay)`` to also run OTTT's presynaptic trace
+    :math:`\hat a[t] = \lambda\hat a[t-1] + S[t]` (no gradient).  Raises
+    :class:`~neuroq.ops.Unsupported` for a tensor the backend cannot take, a dtype other than
+    fp32/fp16/bf16 or a surrogate without a device version."""
+    k.check(x_seq)
+    require_storage(x_seq.dtype)
+    sg = require_surrogate(surrogate_function)
+    neuron = k.neuron(params)
+    shape, T, N, x2, v2 = flat(x_seq, v0)
+    c = Call(neuron, k.surrogate(sg), shape[1:], store_v_seq=bool(store_v_seq))
+    tr0 = None
+    if trace is not None:
+        t0, decay = trace
+        c.trace_decay = float(decay)  # rounded to fp32 by the backend, as torch rounds the scalar
+        tr0 = torch.zeros_like(v2) if t0 is None else t0.detach().to(x_seq.dtype).contiguous().reshape(N)
+    if torch.is_grad_enabled() and (x2.requires_grad or v2.requires_grad):
+        spike, v_last, v_seq, tr = IFFamilyFunction.apply(x2, v2, tr0, k, c)
+    else:
+        spike, v_last, v_seq, tr, _ = _if_forward(k, c, x2, v2, tr0, False)
+    return KernelOut(spike.reshape(shape), v_last, v_seq.reshape(shape) if v_seq is not None else None, tr)
+
+
+# ---- SAF -------------------------------------------------------------------------------------
+def _saf_forward(k: Kernels, c: Call, u2, a2, for_backward: bool):
+    a_seq = k.empty(u2)
+    a_last = _state(c, a2)
+    saved = k.saf_forward(c, u2, a2, a_seq, a_last, for_backward)
+    return a_seq, a_last, saved
+
+
+class SAFFunction(torch.autograd.Function):
+    """``(u_hat [T,N], a0 [N], kernels, call) -> (a_seq, a_last)``."""
+
+    @staticmethod
+    def forward(ctx, u2, a2, k, c):
+        ctx.set_materialize_grads(False)
+        a_seq, a_last, saved = _saf_forward(k, c, u2, a2, True)
+        ctx.save_for_backward(*saved)
+        ctx.k, ctx.c = k, c
+        return a_seq, a_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_a_seq, g_a_last):
+        saved = ctx.saved_tensors
+        T, N = saved[0].shape
+        dtype, device = saved[0].dtype, saved[0].device
+        ga, gl = flat_grad(g_a_seq, (T, N), dtype), flat_grad(g_a_last, (N,), dtype)  # referenced until the run
+        g_u = ctx.k.empty(saved[0])
+        want_a0 = ctx.needs_input_grad[1] and not ctx.c.detach_state
+        g_a0 = torch.empty((N,), dtype=dtype, device=device) if want_a0 else None
+        ctx.k.saf_backward(ctx.c, saved, ga, gl, g_u, g_a0)
+        return g_u, g_a0, None, None
+
+
+def saf(k: Kernels, u_hat_seq: torch.Tensor, a0: torch.Tensor, params, surrogate_function,
+        store_v_seq: bool = False) -> KernelOut:
+    """The SAF neuron on backend ``k`` (``params``: :class:`~neuroq.functional.SAFParameters`):
+    ``-> KernelOut(a_seq, a_last, a_seq | None)`` equal to :func:`neuroq.functional.saf.saf_multi_step`
+    (:class:`~neuroq.ops.Unsupported` for ``sr_box`` and the cases of :func:`if_family`)."""
+    k.check(u_hat_seq)
+    require_storage(u_hat_seq.dtype)
+    consts = k.saf(params)  # Unsupported for sr_box
+    sg = require_surrogate(surrogate_function)
+    if params.detach_state:
+        a0 = a0.detach()
+    shape, T, N, u2, a2 = flat(u_hat_seq, a0)
+    c = Call(consts, k.surrogate(sg), shape[1:], detach_state=bool(params.detach_state))
+    if torch.is_grad_enabled() and (u2.requires_grad or a2.requires_grad):
+        a_seq, a_last = SAFFunction.apply(u2, a2, k, c)
+    else:
+        a_seq, a_last, _ = _saf_forward(k, c, u2, a2, False)
+    a_seq = a_seq.reshape(shape)
+    return KernelOut(a_seq, a_last, a_seq if store_v_seq else None)
+
+
+# ---- elementwise surrogate backward ----------------------------------------------------------
+def surrogate_backward(k: Kernels, x: torch.Tensor, grad: torch.Tensor, sg: Optional[tuple]) -> Optional[torch.Tensor]:
+    """``grad * sg'(x)`` in one fused pass on backend ``k`` (``sg``: surrogate constants of
+    :mod:`neuroq.ops.params`), or ``None`` for a case without a kernel (the caller uses torch)."""
+    if sg is None or x.dtype not in STORAGE_TYPES:
+        return None
+    xc = x.contiguous()
+    gc = grad.to(x.dtype).expand_as(x).contiguous()
+    out = k.empty(xc)
+    k.surrogate_backward(k.surrogate(sg), xc, gc, out)
+    return out
