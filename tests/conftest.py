@@ -21,6 +21,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_kernels():
+    """Build (or load from the on-disk cache) the fused CPU kernels once per test run, before the first
+    test, instead of inside whichever test first runs a LIF neuron.  Fixtures do not run when pytest
+    only collects.  Without a C++ compiler (or with NEUROQ_CPU_KERNELS=0) this does nothing: the kernel
+    tests skip themselves and backend='auto' runs the torch reference."""
+    from neuroq.ops.dispatch import cpu_status
+
+    cpu_status()  # (usable, reason); never raises
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
