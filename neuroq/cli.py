@@ -20,6 +20,9 @@ VIZ_KINDS = ("raster", "rates", "membrane", "maps", "energy", "animation", "all"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``neuroq`` argument parser: the subcommands ``train``, ``compare``, ``energy`` and ``viz``, each with
+    its handler as ``func``; ``train``'s options come from :class:`~neuroq.training.TrainConfig` and every
+    registered method's ``Config`` (importing the built-in methods)."""
     from . import __version__
     from .training import methods as M
 
@@ -267,8 +270,7 @@ def _cmd_viz(args):
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
     rec = viz.record(net, method.record_input(x), v="membrane" in kinds)
-    spikes = rec["spikes"] if "membrane" in kinds else rec
-    names = rec["labels"] if "membrane" in kinds else rec.labels
+    names = rec.labels
     written = []
 
     def save(fig, name):
@@ -280,31 +282,31 @@ def _cmd_viz(args):
         print(f"note: {msg}")
 
     for kind in kinds:
-        if kind in ("raster", "rates", "membrane", "maps", "animation") and not spikes:
+        if kind in ("raster", "rates", "membrane", "maps", "animation") and not rec:
             skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
         if kind == "raster":
-            save(viz.raster(spikes, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
+            save(viz.raster(rec, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
             batch = viz.record(net, method.record_input(xb.to(args.device)))
             save(viz.firing_rates(batch, title=f"{method.name} on {data.name}: firing rates over "
                                                f"{len(xb)} test samples"), "rates.png")
         elif kind == "membrane":
-            if not rec["v"]:
+            if not rec.v:
                 skip(f"{method.name} model's neurons keep no membrane potential: no membrane plot")
                 continue
-            for layer in rec["v"]:
+            for layer in rec.v:
                 ax = viz.membrane_trace(rec, layer=layer, title=f"{tag}, {names.get(layer, layer)}")
                 save(ax.figure, f"membrane_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "maps":
-            conv = [k for k, t in spikes.items() if t.dim() == 5]
+            conv = [k for k, t in rec.items() if t.dim() == 5]
             if not conv:
                 skip(f"{method.name} model has no convolutional spiking layer: no feature maps")
                 continue
             for layer in conv:
-                save(viz.feature_maps(spikes, layer=layer, title=f"{tag}, {names.get(layer, layer)}: firing rate "
-                                                                f"per channel"),
+                save(viz.feature_maps(rec, layer=layer, title=f"{tag}, {names.get(layer, layer)}: firing rate "
+                                                             f"per channel"),
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
             if args.energy:
@@ -318,7 +320,7 @@ def _cmd_viz(args):
                 save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
                                                   f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":
-            fig = viz.animate_raster(spikes, out / f"raster_{K}.gif", max_neurons=args.max_neurons, select=args.select,
+            fig = viz.animate_raster(rec, out / f"raster_{K}.gif", max_neurons=args.max_neurons, select=args.select,
                                      title=tag)
             plt.close(fig)
             written.append(out / f"raster_{K}.gif")
@@ -327,6 +329,8 @@ def _cmd_viz(args):
 
 
 def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status: 0 on success, 2 after
+    printing a ``ValueError``, ``TypeError`` or ``OSError`` as a one-line error (argparse exits on bad usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

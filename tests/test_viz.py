@@ -60,33 +60,58 @@ def _png_ok(fig, path):
 # ---- record ---------------------------------------------------------------------------------
 def test_record_matches_a_manual_forward(rec):
     net, r = rec
-    assert list(r["spikes"]) == ["2", "4"] and list(r["v"]) == ["2", "4"]
+    assert isinstance(r, viz.Recording)
+    assert list(r) == ["2", "4"] and list(r.v) == ["2", "4"]
     x = _x()
     _sj.reset_net(net)
     with torch.no_grad():
         h1 = net[1](net[0](x))
         s1 = net[2](h1)
         s2 = net[4](net[3](s1))
-    assert torch.equal(r["spikes"]["2"], s1) and torch.equal(r["spikes"]["4"], s2)
-    assert r["spikes"]["2"].sum() > 0, "the test net must fire"
+    assert torch.equal(r["2"], s1) and torch.equal(r["4"], s2)
+    assert r["2"].sum() > 0, "the test net must fire"
     # v after reset: below threshold everywhere; hard reset puts it at v_reset=0 where a spike was
     for k in ("2", "4"):
-        assert r["v"][k].shape == r["spikes"][k].shape and (r["v"][k] < 1.0).all()
-    assert (r["v"]["2"][r["spikes"]["2"] > 0] == 0).all()
-    assert r["v_threshold"] == OrderedDict([("2", 1.0), ("4", 1.0)])
+        assert r.v[k].shape == r[k].shape and (r.v[k] < 1.0).all()
+    assert (r.v["2"][r["2"] > 0] == 0).all()
+    assert r.v_threshold == OrderedDict([("2", 1.0), ("4", 1.0)])
     assert net[2].store_v_seq is False, "record must restore store_v_seq"
 
 
 def test_record_single_step_stacks_time():
     net = _mlp("s")
     x = _x()
-    with viz.record(net, v=True) as r:
+    with viz.Recorder(net, v=True) as r:
         for t in range(T):
             net(x[t])
     _sj.reset_net(net)
     multi = viz.record(_mlp("m"), x, v=True)
-    assert torch.equal(r.spikes["2"], multi["spikes"]["2"])
-    assert torch.allclose(r.v["4"], multi["v"]["4"])
+    assert isinstance(r.recording, viz.Recording)  # the one type record() returns
+    assert torch.equal(r.recording["2"], multi["2"])
+    assert torch.allclose(r.recording.v["4"], multi.v["4"])
+
+
+def test_record_returns_one_type_with_or_without_v(rec):
+    import copy
+    import pickle
+    net, full = rec
+    plain = viz.record(net, _x())
+    for r in (plain, full):  # the same type, the same mapping: {layer: spikes}
+        assert type(r) is viz.Recording and list(r) == ["2", "4"] and list(r.labels) == ["2", "4"]
+    assert all(torch.equal(plain[k], full[k]) for k in full)
+    assert plain.v == {} and plain.h == {} and plain.v_threshold == {}  # not recorded: empty
+    for other in (copy.deepcopy(full), pickle.loads(pickle.dumps(full)), full.copy(), copy.copy(full)):
+        assert type(other) is viz.Recording and list(other) == list(full) and other.labels == full.labels
+        assert list(other.v) == list(full.v) and list(other.h) == list(full.h)
+        assert other.v_threshold == full.v_threshold
+        assert all(torch.equal(other.v[k], full.v[k]) and torch.equal(other.h[k], full.h[k]) for k in full.v)
+    with pytest.raises(TypeError, match="Recorder"):
+        viz.record(net, None)
+    recorder = viz.Recorder(net)
+    with pytest.raises(RuntimeError, match="with"):
+        recorder.recording  # noqa: B018 - nothing recorded yet
+    with pytest.raises(TypeError, match="Recording"):  # the old {'spikes', 'v', ...} dict: said so
+        viz.raster({"spikes": dict(full), "v": full.v})
 
 
 def _lif_loop(x, tau, v_th, v_reset):
@@ -107,12 +132,12 @@ def test_record_keeps_h_before_reset_against_the_equations(rec):
     with torch.no_grad():
         h1, s1, v1 = _lif_loop(net[1](net[0](x)), 2.0, 1.0, 0.0)  # hard reset
         h2, s2, v2 = _lif_loop(net[3](s1), 2.0, 1.0, None)        # soft reset
-    assert list(r["h"]) == ["2", "4"]
-    assert torch.allclose(r["h"]["2"], h1, atol=1e-6) and torch.equal(r["spikes"]["2"], s1)
-    assert torch.allclose(r["h"]["4"], h2, atol=1e-6) and torch.allclose(r["v"]["4"], v2, atol=1e-6)
+    assert list(r.h) == ["2", "4"]
+    assert torch.allclose(r.h["2"], h1, atol=1e-6) and torch.equal(r["2"], s1)
+    assert torch.allclose(r.h["4"], h2, atol=1e-6) and torch.allclose(r.v["4"], v2, atol=1e-6)
     # the defining property: H crosses the threshold exactly where a spike is recorded
-    assert ((r["h"]["2"] >= 1.0) == (r["spikes"]["2"] > 0)).all()
-    assert (r["h"]["2"][r["spikes"]["2"] > 0] >= 1.0).all() and r["spikes"]["2"].sum() > 0
+    assert ((r.h["2"] >= 1.0) == (r["2"] > 0)).all()
+    assert (r.h["2"][r["2"] > 0] >= 1.0).all() and r["2"].sum() > 0
 
 
 class _HookLIF(LIFNode):
@@ -165,12 +190,12 @@ def test_record_h_from_the_neuron_hook_and_without_it():
     r = viz.record(net, x, v=True)
     with torch.no_grad():
         h, s, v = _lif_loop(net[0](x), 2.0, 1.0, 0.0)
-    assert torch.allclose(r["h"]["1"], h, atol=1e-6) and torch.equal(r["spikes"]["1"], s)
+    assert torch.allclose(r.h["1"], h, atol=1e-6) and torch.equal(r["1"], s)
     assert net[1].store_h_seq is False, "record must restore store_h_seq"
-    assert "3" not in r["h"] and "3" in r["v"]  # no H to be had: V only ...
+    assert "3" not in r.h and "3" in r.v  # no H to be had: V only ...
     ax = viz.membrane_trace(r, layer="3", neurons=[0, 1])  # ... and the plot says so
     assert not ax.shows_h and "after reset" in ax.get_ylabel()
-    assert np.allclose(ax.lines[0].get_ydata(), r["v"]["3"][:, 0, 0].numpy())
+    assert np.allclose(ax.lines[0].get_ydata(), r.v["3"][:, 0, 0].numpy())
 
 
 def test_record_labels_name_layers_from_the_model():
@@ -185,7 +210,7 @@ def test_record_labels_name_layers_from_the_model():
     assert labels["6"] == f"LIF 3 (fc {hid})"  # without a recording: the width of the layer before
     assert len(set(labels.values())) == len(labels)
     full = viz.record(net, torch.rand(3, 2, 1, 8, 8) * 3, v=True)
-    assert full["labels"] == r.labels
+    assert full.labels == r.labels
     import copy
     assert copy.deepcopy(r).labels == r.labels
     with pytest.raises(TypeError, match="model"):
@@ -207,8 +232,8 @@ def test_record_on_spikingjelly_neurons():
         h = v + i1[t]
         hs.append(h)
         v = h - (h >= 1.0).float()
-    assert torch.allclose(r["h"]["1"], torch.stack(hs), atol=1e-5)
-    assert r["labels"] == OrderedDict([("1", "IF 1 (fc 16)")])
+    assert torch.allclose(r.h["1"], torch.stack(hs), atol=1e-5)
+    assert r.labels == OrderedDict([("1", "IF 1 (fc 16)")])
 
 
 # ---- raster ---------------------------------------------------------------------------------
@@ -219,7 +244,7 @@ def test_raster_draws_one_point_per_spike(rec, tmp_path, sample):
     assert len(ax.collections) == 2
     off = 0
     for coll, k in zip(ax.collections, ("2", "4")):
-        s = r["spikes"][k][:, sample]
+        s = r[k][:, sample]
         pts = coll.get_offsets()
         assert len(pts) == int(s.sum())
         t, n = np.nonzero(s.numpy())
@@ -231,10 +256,10 @@ def test_raster_draws_one_point_per_spike(rec, tmp_path, sample):
 def test_raster_neuron_subset_and_layers(rec):
     _, r = rec
     ax = viz.raster(r, layers=["4"], neurons=[1, 5, 7])
-    s = r["spikes"]["4"][:, 0, [1, 5, 7]]
+    s = r["4"][:, 0, [1, 5, 7]]
     assert len(ax.collections) == 1 and len(ax.collections[0].get_offsets()) == int(s.sum())
     ax = viz.raster(r, max_neurons=4, select="first")
-    assert len(ax.collections[0].get_offsets()) == int(r["spikes"]["2"][:, 0, :4].sum())
+    assert len(ax.collections[0].get_offsets()) == int(r["2"][:, 0, :4].sum())
     with pytest.raises(ValueError, match="layers"):
         viz.raster(r, layers=["nope"])
     with pytest.raises(ValueError, match="neurons"):
@@ -290,9 +315,9 @@ def test_raster_labels_are_readable(rec):
     assert [t.get_text() for t in ax.get_yticklabels()] == ax.raster_labels
     ax = viz.raster(r, labels={"4": "readout spikes"})
     assert ax.raster_labels == ["LIF 1 (fc 30)", "readout spikes"]
-    ax = viz.raster(r["spikes"], labels=["a", "b"])
+    ax = viz.raster(r, labels=["a", "b"])
     assert ax.raster_labels == ["a", "b"]
-    plain = viz.raster(OrderedDict(r["spikes"]))  # a plain dict keyed by module path
+    plain = viz.raster(OrderedDict(r))  # a plain dict keyed by module path
     assert plain.raster_labels == ["layer 2 (30)", "layer 4 (12)"]
     with pytest.raises(ValueError, match="labels"):
         viz.raster(r, labels=["only one"])
@@ -335,9 +360,9 @@ def test_raster_of_a_single_step():
 # ---- firing rates ---------------------------------------------------------------------------
 def test_firing_rates_histogram_and_heatmap(rec, tmp_path):
     _, r = rec
-    fig = viz.firing_rates(r["spikes"], bins=10, hist_range=(0, 1))
+    fig = viz.firing_rates(OrderedDict(r), bins=10, hist_range=(0, 1))  # a plain {layer: spikes} dict too
     for j, k in enumerate(("2", "4")):
-        s = r["spikes"][k].float()
+        s = r[k].float()
         rates = s.mean((0, 1)).numpy()
         heights = [p.get_height() for p in fig.hist_axes[j].patches]
         assert sum(heights) == s.shape[2]
@@ -345,28 +370,28 @@ def test_firing_rates_histogram_and_heatmap(rec, tmp_path):
         img = fig.heatmap_axes[j].images[0].get_array()
         assert np.allclose(img, s.mean(1).numpy().T)
     one = viz.firing_rates(r, sample=2, max_neurons=5)
-    assert np.array_equal(one.heatmap_axes[0].images[0].get_array(), r["spikes"]["2"][:, 2, :5].numpy().T)
+    assert np.array_equal(one.heatmap_axes[0].images[0].get_array(), r["2"][:, 2, :5].numpy().T)
     _png_ok(fig, tmp_path / "f.png")
     with pytest.raises(ValueError, match="bins"):
-        viz.firing_rates(r["spikes"], bins=0)
+        viz.firing_rates(r, bins=0)
 
 
 def test_firing_rates_colour_scale_and_bins_follow_the_data(rec):
     _, r = rec
     fig = viz.firing_rates(r, bins=8)
-    hi_rate = max(float(r["spikes"][k].float().mean((0, 1)).max()) for k in ("2", "4"))
+    hi_rate = max(float(r[k].float().mean((0, 1)).max()) for k in ("2", "4"))
     edges = fig.hist_edges
     assert edges[0] == 0 and hi_rate <= edges[-1] <= 1.0 and len(edges) == 9
     assert edges[-1] <= 2 * hi_rate + 1e-12  # not the fixed [0, 1]: the data fill the axis
     for j, k in enumerate(("2", "4")):
-        s = r["spikes"][k].float()
+        s = r[k].float()
         heights = [p.get_height() for p in fig.hist_axes[j].patches]
         assert heights == list(np.histogram(s.mean((0, 1)).numpy(), bins=edges)[0])
         norm = fig.colorbars[j].mappable.norm
         top = float(s.mean(1).max())
         assert norm.vmin == 0 and norm.vmax == pytest.approx(top if top > 0 else 1.0)  # the data max
         assert fig.colorbars[j].mappable is fig.heatmap_axes[j].images[0]
-    assert float(r["spikes"]["2"].float().mean(1).max()) > 0
+    assert float(r["2"].float().mean(1).max()) > 0
     silent = viz.firing_rates(OrderedDict(z=torch.zeros(3, 2, 5)))
     assert silent.colorbars[0].mappable.norm.vmax == 1.0 and "no spikes" in silent.heatmap_axes[0].texts[0].get_text()
     with pytest.raises(ValueError, match="hist_range"):
@@ -375,50 +400,52 @@ def test_firing_rates_colour_scale_and_bins_follow_the_data(rec):
 
 # ---- membrane -------------------------------------------------------------------------------
 def test_membrane_trace_draws_recorded_v_and_spikes(rec, tmp_path):
-    _, r = rec
+    net, r = rec
     ax = viz.membrane_trace(r, layer="2", neurons=[0, 4, 9], sample=1)
     assert ax.shows_h
     for line, i in zip(ax.lines[:3], (0, 4, 9)):  # the path H[0] -> V[0] -> H[1] -> V[1] ...
-        assert np.allclose(line.get_ydata()[1::2], r["v"]["2"][:, 1, i].numpy())
-        assert np.allclose(line.get_ydata()[0::2], r["h"]["2"][:, 1, i].numpy())
+        assert np.allclose(line.get_ydata()[1::2], r.v["2"][:, 1, i].numpy())
+        assert np.allclose(line.get_ydata()[0::2], r.h["2"][:, 1, i].numpy())
         assert list(line.get_xdata()[0::2]) == list(range(T)) == list(line.get_xdata()[1::2])
     for coll, i in zip(ax.collections, (0, 4, 9)):
-        fired = np.nonzero(r["spikes"]["2"][:, 1, i].numpy())[0]
+        fired = np.nonzero(r["2"][:, 1, i].numpy())[0]
         assert list(np.asarray(coll.get_offsets())[:, 0]) == list(fired)
         # the spike sits on the pre-reset peak, at or above the threshold, not floating at V_th
-        assert np.allclose(np.asarray(coll.get_offsets())[:, 1], r["h"]["2"][fired, 1, i].numpy())
+        assert np.allclose(np.asarray(coll.get_offsets())[:, 1], r.h["2"][fired, 1, i].numpy())
         assert (np.asarray(coll.get_offsets())[:, 1] >= 1.0).all()
     th = [ln for ln in ax.lines if ln.get_label() == r"$V_{th}$"]
     assert len(th) == 1 and list(th[0].get_ydata()) == [1.0, 1.0]
     _png_ok(ax.figure, tmp_path / "m.png")
     # default choice: neurons that fire at some but not all steps come first
     ax = viz.membrane_trace(r, max_traces=2)
-    s = r["spikes"]["2"][:, 0]
+    s = r["2"][:, 0]
     for i in ax.neurons:
         if ((s.sum(0) > 0) & (s.sum(0) < T)).any():
             assert 0 < s[:, i].sum() < T
     # tensor input with an explicit threshold, without H: the recorded V after reset, said so
-    ax = viz.membrane_trace(r["v"]["4"][:, 0], spikes=r["spikes"]["4"][:, 0], neurons=[2], v_threshold=0.5)
-    assert np.allclose(ax.lines[0].get_ydata(), r["v"]["4"][:, 0, 2].numpy())
+    ax = viz.membrane_trace(r.v["4"][:, 0], spikes=r["4"][:, 0], neurons=[2], v_threshold=0.5)
+    assert np.allclose(ax.lines[0].get_ydata(), r.v["4"][:, 0, 2].numpy())
     assert not ax.shows_h and "after reset" in ax.get_ylabel()
-    ax = viz.membrane_trace(r["v"]["4"][:, 0], spikes=r["spikes"]["4"][:, 0], h=r["h"]["4"][:, 0], neurons=[2])
-    assert ax.shows_h and np.allclose(ax.lines[0].get_ydata()[0::2], r["h"]["4"][:, 0, 2].numpy())
+    ax = viz.membrane_trace(r.v["4"][:, 0], spikes=r["4"][:, 0], h=r.h["4"][:, 0], neurons=[2])
+    assert ax.shows_h and np.allclose(ax.lines[0].get_ydata()[0::2], r.h["4"][:, 0, 2].numpy())
     with pytest.raises(ValueError, match="layer"):
         viz.membrane_trace(r, layer="x")
     with pytest.raises(ValueError, match="v=True"):
-        viz.membrane_trace(r["spikes"])
+        viz.membrane_trace(OrderedDict(r))  # spikes only, no potentials
+    with pytest.raises(ValueError, match="v=True"):
+        viz.membrane_trace(viz.record(net, _x()))  # recorded without v=True
 
 
 def test_membrane_trace_single_step_and_labels(rec):
     _, r = rec
-    one = {"spikes": {k: v[:1] for k, v in r["spikes"].items()}, "v": {k: v[:1] for k, v in r["v"].items()},
-           "h": {k: v[:1] for k, v in r["h"].items()}, "v_threshold": r["v_threshold"], "labels": r["labels"]}
+    one = viz.Recording({k: v[:1] for k, v in r.items()}, v={k: v[:1] for k, v in r.v.items()},
+                        h={k: v[:1] for k, v in r.h.items()}, v_threshold=r.v_threshold, labels=r.labels)
     ax = viz.membrane_trace(one, layer="2", neurons=[0, 1, 2])
     assert list(ax.get_xticks()) == [0] and "T = 1" in ax.get_xlabel()
     xs = [line.get_xdata()[0] for line in ax.lines[:3]]
     assert len(set(xs)) == 3 and all(-0.5 < x < 0.5 for x in xs)  # side by side, not on top of each other
     for line, i in zip(ax.lines[:3], (0, 1, 2)):
-        assert np.allclose(line.get_ydata(), [r["h"]["2"][0, 0, i], r["v"]["2"][0, 0, i]])
+        assert np.allclose(line.get_ydata(), [r.h["2"][0, 0, i], r.v["2"][0, 0, i]])
     assert ax.get_legend().get_title().get_text() == "LIF 1 (fc 30)"
 
 
@@ -578,9 +605,9 @@ def test_animate_raster_gif_has_one_frame_per_step(rec, tmp_path):
         im.seek(i)
         frames.append(np.asarray(im.convert("L"), dtype=float))
     assert all(np.abs(frames[i] - frames[i + 1]).sum() > 0 for i in range(T - 1))
-    total = sum(int(r["spikes"][k][:, 1].sum()) for k in ("2", "4"))
+    total = sum(int(r[k][:, 1].sum()) for k in ("2", "4"))
     for t in range(T):
-        expect = sum(int(r["spikes"][k][:t + 1, 1].sum()) for k in ("2", "4"))
+        expect = sum(int(r[k][:t + 1, 1].sum()) for k in ("2", "4"))
         assert sum(len(o) for o in fig.frame_offsets(t)) == expect
     assert sum(len(o) for o in fig.frame_offsets(T - 1)) == total
     with pytest.raises(ValueError, match="fps"):

@@ -133,11 +133,11 @@ def main(argv=None):
     lm, lmodel, lds, largs = load_run(sweep["lif-T8"] / "checkpoint.pt")
     lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1]),
                       v=True)
-    first = next(iter(lrec["v"]))
+    first = next(iter(lrec.v))
     ax = viz.membrane_trace(lrec, layer=first, max_traces=3,
                             title=f"Membrane potential, first hidden layer: LIF MLP (T={lm.T}), sample {K}")
     save(ax, "membrane.png", f"membrane potential before (H) and after (V) reset of neurons {ax.neurons} of "
-                             f"{lrec['labels'][first]} (lif-T8 run)")
+                             f"{lrec.labels[first]} (lif-T8 run)")
     meter = meter_run(method, net, ds.test, samples=len(ds.x_test))
     rep = meter.report()
     save(viz.energy_bars(meter, unit=unit, title=f"Energy per sample by layer ({rep['samples']} test samples)"),

@@ -3,6 +3,9 @@ display backend was chosen). Every plot takes the recording of :func:`record` an
 ``Axes`` or ``Figure``, drawn in one style (:mod:`neuroq.viz.style`); :func:`save` writes it as
 PNG and, for papers and slides, vector PDF/SVG:
 
+* :func:`record` — run a model once and return a :class:`Recording`: ``{layer: spikes [T, N, ...]}``
+  with ``.labels`` and, with ``v=True``, ``.v``, ``.h`` and ``.v_threshold``
+* :class:`Recorder` — context manager that records any number of calls into a :class:`Recording`
 * :func:`raster` — spike raster, one band and colour per layer
 * :func:`firing_rates` — per-layer histogram of neuron rates + rate heatmap over time
 * :func:`membrane_trace` — membrane potential before/after reset with threshold and spikes marked

@@ -24,7 +24,8 @@ def animate_raster(spikes, path: Optional[os.PathLike] = None, sample: int = 0, 
     ``PillowWriter`` (Pillow only, no ffmpeg).
 
     Args:
-        spikes: as for :func:`neuroq.viz.raster`.
+        spikes: as for :func:`neuroq.viz.raster`: the :class:`~neuroq.viz.Recording` of
+            :func:`neuroq.viz.record`, a ``{layer: [T, N, ...]}`` mapping or a ``[T, neurons...]`` tensor.
         path: GIF file to write (``None``: build the animation without writing it).
         fps: frames (time steps) per second.
         max_neurons / layers / neurons / select: neuron selection, as for :func:`neuroq.viz.raster`.

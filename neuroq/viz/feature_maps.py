@@ -41,7 +41,8 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
     All tiles share one colour scale from 0 to the largest value drawn.
 
     Args:
-        spikes: ``{layer: [T, N, C, H, W]}`` from :func:`neuroq.viz.record`, or one such tensor.
+        spikes: the :class:`~neuroq.viz.Recording` of :func:`neuroq.viz.record` (or any mapping
+            ``{layer: [T, N, ...]}``; its ``[T, N, C, H, W]`` layers are the choice), or one such tensor.
         layer: which layer (default: the first recorded layer with 2-D maps).
         sample: batch element.
         t: time step, or ``None`` for the rate over all steps.
@@ -64,9 +65,6 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}")
     if isinstance(spikes, Mapping):
-        src = spikes
-        if "spikes" in spikes and isinstance(spikes["spikes"], Mapping):
-            spikes = spikes["spikes"]
         maps = {k: v for k, v in spikes.items() if v.dim() == 5}
         if not maps:
             raise ValueError("no recorded layer has [T, N, C, H, W] spikes (feature maps need a conv network); "
@@ -76,7 +74,7 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
         if layer not in maps:
             raise ValueError(f"layer={layer!r} is not a recorded [T, N, C, H, W] layer; choose from {list(maps)}")
         s = maps[layer]
-        shown = resolve_labels([layer], labels, recorded_labels(src), spikes)[0]
+        shown = resolve_labels([layer], labels, recorded_labels(spikes), spikes)[0]
     else:
         s = torch.as_tensor(spikes)
         layer = layer or "spikes"

@@ -70,8 +70,8 @@ def layer_labels(model: nn.Module, recording: Optional[Mapping] = None) -> "Orde
 
     Args:
         model: any ``nn.Module`` (neurons: SpikingJelly ``MemoryModule`` with ``v_threshold``).
-        recording: optional ``{path: [T, N, ...]}`` from :func:`neuroq.viz.record` (or its ``v=True``
-            dict): the per-sample shape ``[...]`` goes into the neuron labels.
+        recording: optional ``{path: [T, N, ...]}``, e.g. the :class:`~neuroq.viz.Recording` of
+            :func:`neuroq.viz.record`: the per-sample shape ``[...]`` goes into the neuron labels.
     Returns:
         ``OrderedDict`` ``{module path: label}`` in module order, e.g. for
         ``spiking_cnn((1, 8, 8), 10, LIFNode)`` and its recording: ``{'0.0': 'Conv 1 (1→32, 3×3)',
@@ -86,8 +86,6 @@ def layer_labels(model: nn.Module, recording: Optional[Mapping] = None) -> "Orde
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(recording, Mapping) and isinstance(recording.get("spikes"), Mapping):
-        recording = recording["spikes"]
     out: "OrderedDict[str, str]" = OrderedDict()
     n_neuron, n_syn = 0, {}
     last_syn = None
@@ -119,14 +117,9 @@ def fallback_label(name: str, tensor=None) -> str:
 
 
 def recorded_labels(spikes) -> Mapping:
-    """The default labels a recording carries (``record()``'s ``.labels``), else ``{}``."""
-    if isinstance(spikes, Mapping):
-        if isinstance(spikes.get("labels"), Mapping):
-            return spikes["labels"]
-        inner = spikes.get("spikes")
-        if isinstance(inner, Mapping) and hasattr(inner, "labels"):
-            return inner.labels
-    return getattr(spikes, "labels", None) or {}
+    """The default labels a recording carries (a :class:`~neuroq.viz.Recording`'s ``.labels``), else ``{}``."""
+    labels = getattr(spikes, "labels", None)
+    return labels if isinstance(labels, Mapping) else {}
 
 
 def resolve_labels(names: Sequence[str], labels=None, defaults: Optional[Mapping] = None,

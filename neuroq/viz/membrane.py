@@ -61,9 +61,10 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
     the threshold; the axes say so.
 
     Args:
-        v: the dict of ``neuroq.viz.record(model, x, v=True)`` (``{'spikes', 'v', 'h', ...}``),
-            or a ``[T, neurons...]`` tensor of one sample's potentials after reset.
-        spikes: ``[T, neurons...]`` spikes matching a tensor ``v`` (ignored for a dict).
+        v: the :class:`~neuroq.viz.Recording` of ``neuroq.viz.record(model, x, v=True)`` (its
+            ``.v``, ``.h`` and ``.v_threshold`` with the spikes it maps), or a ``[T, neurons...]``
+            tensor of one sample's potentials after reset.
+        spikes: ``[T, neurons...]`` spikes matching a tensor ``v`` (ignored for a recording).
         layer: which recorded layer (default: the first with a recorded potential).
         neurons: flattened neuron indices to draw; default ``max_traces`` neurons that fire in
             some but not all steps of this sample (most spikes first, then highest peak
@@ -71,7 +72,7 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
             every step.
         sample: batch element.
         v_threshold: threshold line; default the layer's recorded ``v_threshold`` (else 1.0).
-        h: ``[T, neurons...]`` potentials before reset matching a tensor ``v`` (ignored for a dict).
+        h: ``[T, neurons...]`` potentials before reset matching a tensor ``v`` (ignored for a recording).
         labels: layer labels ``{layer: label}`` (default: the recording's, e.g. ``LIF 1 (fc 256)``).
     Returns:
         the ``Axes``; ``ax.lines[i]`` is neuron ``neurons[i]``'s trace: with :math:`H`, x data
@@ -89,25 +90,25 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
     if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces < 1:
         raise ValueError(f"max_traces must be a positive integer, got {max_traces!r}")
     if isinstance(v, Mapping):
-        if "v" not in v or not isinstance(v["v"], Mapping):
-            raise ValueError("v must be the dict of neuroq.viz.record(model, x, v=True) (with a 'v' entry) "
+        vs = getattr(v, "v", None)
+        if not isinstance(vs, Mapping):
+            raise ValueError("v must be the Recording of neuroq.viz.record(model, x, v=True) "
                              "or a [T, neurons...] tensor")
-        vs = v["v"]
         if not vs:
-            raise ValueError("no membrane potential was recorded: the model's neurons keep no v "
-                             "(no spiking layers, or neurons without store_v_seq)")
+            raise ValueError("no membrane potential was recorded: record with neuroq.viz.record(model, x, v=True) "
+                             "(and neurons that keep v: store_v_seq)")
         if layer is None:
             layer = next(iter(vs))
         if layer not in vs:
             raise ValueError(f"layer={layer!r} has no recorded potential; recorded: {list(vs)}")
         va = _as_array(vs[layer], sample, True)
-        sp = v.get("spikes", {}).get(layer)
+        sp = v.get(layer)
         sa = None if sp is None else _as_array(sp, sample, True)
-        hp = (v.get("h") or {}).get(layer)
+        hp = (getattr(v, "h", None) or {}).get(layer)
         ha = None if hp is None else _as_array(hp, sample, True)
         if v_threshold is None:
-            v_threshold = (v.get("v_threshold") or {}).get(layer)
-        name = resolve_labels([layer], labels, recorded_labels(v), v.get("spikes"))[0]
+            v_threshold = (getattr(v, "v_threshold", None) or {}).get(layer)
+        name = resolve_labels([layer], labels, recorded_labels(v), v)[0]
     else:
         va = _as_array(v, sample, False)
         sa = None if spikes is None else _as_array(spikes, sample, False)

@@ -44,16 +44,18 @@ def _to_time_major(s, sample: Optional[int], batched: bool) -> np.ndarray:
     return s.reshape(s.shape[0], -1).float().numpy()
 
 
-def _spike_dict(spikes):
-    if isinstance(spikes, Mapping) and "spikes" in spikes and isinstance(spikes["spikes"], Mapping):
-        return spikes["spikes"]  # the dict of record(..., v=True)
-    return spikes
+def _check_layers(spikes: Mapping):
+    """A recording maps layer names to tensors: say so when an entry is itself a mapping."""
+    for k, v in spikes.items():
+        if isinstance(v, Mapping):
+            raise TypeError(f"spikes[{k!r}] is a {type(v).__name__}, not a [T, N, ...] tensor: pass a "
+                            "neuroq.viz.Recording (what viz.record returns) or a {layer: tensor} mapping")
 
 
 def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str]] = None):
     """``[(layer name, [T, neurons] array of one sample)]`` from a recording or a single tensor."""
     if isinstance(spikes, Mapping):
-        spikes = _spike_dict(spikes)
+        _check_layers(spikes)
         if layers is not None:
             missing = [k for k in layers if k not in spikes]
             if missing:
@@ -69,7 +71,7 @@ def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str
 
 def display_labels(spikes, names, labels=None) -> list:
     """Label of each plotted layer: ``labels`` > the recording's own (``record()``) > a fallback."""
-    tensors = _spike_dict(spikes) if isinstance(spikes, Mapping) else {}
+    tensors = spikes if isinstance(spikes, Mapping) else {}
     return resolve_labels(names, labels, recorded_labels(spikes), tensors)
 
 
@@ -146,6 +148,7 @@ class SpikeMarks(PathCollection):
         return w, h
 
     def draw(self, renderer):
+        """Size the marks for this renderer (:meth:`mark_size`), then draw them."""
         w, h = self.mark_size(renderer)
         verts = np.array([[-w, -h], [w, -h], [w, h], [-w, h], [-w, -h]]) / 2.0
         self.set_paths([MPath(verts, closed=True)])
@@ -166,8 +169,9 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
     methods) gives one column on a narrow figure, labelled as a single step.
 
     Args:
-        spikes: a ``[T, neurons...]`` tensor for one sample, or a dict ``{layer: [T, N, ...]}`` as
-            returned by :func:`neuroq.viz.record` (``sample`` picks the batch element).
+        spikes: the :class:`~neuroq.viz.Recording` of :func:`neuroq.viz.record` (any mapping
+            ``{layer: [T, N, ...]}`` will do; ``sample`` picks the batch element), or a
+            ``[T, neurons...]`` tensor for one sample.
         ax: axes to draw on (a new figure when ``None``).
         sample: batch element to plot.
         max_neurons: show at most this many neurons per layer, ``None`` for all.
@@ -193,7 +197,7 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
         ax = viz.raster(rec, max_neurons=100)
     """
     check_choice("select", select, SELECT)
-    if isinstance(spikes, Mapping) and not _spike_dict(spikes) and layers is None:
+    if isinstance(spikes, Mapping) and not spikes and layers is None:
         # a model without spiking neurons (e.g. the ANN baseline): say so instead of failing, so
         # automatic reports (``neuroq train``'s raster.png) work for every method
         if ax is None:

@@ -47,7 +47,8 @@ def firing_rates(spikes, sample: Optional[int] = None, bins: int = 20, max_neuro
     sample ``K`` is used (:math:`N = 1`), so :math:`r_i[t]` is the spike itself.
 
     Args:
-        spikes: ``{layer: [T, N, ...]}`` from :func:`neuroq.viz.record` (or a ``[T, neurons...]`` tensor).
+        spikes: the :class:`~neuroq.viz.Recording` of :func:`neuroq.viz.record` (any mapping
+            ``{layer: [T, N, ...]}`` will do), or a ``[T, neurons...]`` tensor.
         sample: batch element, or ``None`` to average over the whole recorded batch.
         bins: number of histogram bins.
         max_neurons: heatmap rows per layer (the first neurons), ``None`` for all; the histogram

@@ -39,15 +39,42 @@ from .labels import _is_neuron, layer_labels
 
 
 class Recording(OrderedDict):
-    """``{layer path: spikes [T, N, ...]}`` (an ``OrderedDict``) whose ``labels`` attribute holds each
-    layer's human label (:func:`neuroq.viz.layer_labels`), used by every plot by default."""
+    r"""What :func:`record` (or a :class:`Recorder`) saw: ``{layer path: spikes [T, N, ...]}``, an
+    ``OrderedDict`` in module order, with the layers' labels and, when recorded, their potentials.
 
-    def __init__(self, *args, labels=None, **kwargs):
+    Attributes:
+        labels: ``{layer: human label}`` (:func:`neuroq.viz.layer_labels`, e.g. ``LIF 1 (fc 256)``),
+            used by every plot by default.
+        v: ``{layer: [T, N, ...]}`` membrane potential after reset, :math:`V[t]` (``store_v_seq``);
+            empty unless recorded with ``v=True``.
+        h: ``{layer: [T, N, ...]}`` potential before reset, :math:`H[t]`, for the layers where it
+            can be had (module docstring); empty unless recorded with ``v=True``.
+        v_threshold: ``{layer: threshold}`` (a float where it is one) of each layer in ``v``.
+
+    The mapping itself is always the spikes, so every plot of :mod:`neuroq.viz` takes a
+    ``Recording``; ``copy``, :mod:`copy` and :mod:`pickle` keep the attributes.
+
+    Example::
+
+        rec = viz.Recording({"fc": spikes}, labels={"fc": "LIF 1 (fc 10)"})   # spikes [T, N, 10]
+    """
+
+    def __init__(self, *args, labels=None, v=None, h=None, v_threshold=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.labels = OrderedDict() if labels is None else OrderedDict(labels)
+        self.v = OrderedDict() if v is None else OrderedDict(v)
+        self.h = OrderedDict() if h is None else OrderedDict(h)
+        self.v_threshold = OrderedDict() if v_threshold is None else OrderedDict(v_threshold)
 
-    def __reduce__(self):  # keep .labels through copy/pickle
-        return (type(self), (list(self.items()),), {"labels": self.labels})
+    def _state(self) -> dict:
+        return {"labels": self.labels, "v": self.v, "h": self.h, "v_threshold": self.v_threshold}
+
+    def __reduce__(self):  # keep the attributes through copy/pickle
+        return (type(self), (list(self.items()),), self._state())
+
+    def copy(self) -> "Recording":
+        """A shallow copy that keeps ``labels``, ``v``, ``h`` and ``v_threshold`` (``OrderedDict.copy`` would not)."""
+        return type(self)(self, **self._state())
 
 
 def _charge(m: nn.Module, x: torch.Tensor, v: torch.Tensor) -> Optional[torch.Tensor]:
@@ -94,27 +121,45 @@ def _consistent(m: nn.Module, h: torch.Tensor, s: torch.Tensor, v: torch.Tensor)
 
 
 class Recorder:
-    """Context manager that stores each neuron layer's output (``spikes[name]``, ``[T, N, ...]``) and,
-    with ``v=True``, its membrane potential after reset (``v[name]``, via ``store_v_seq``) and
-    before reset (``h[name]``, where it can be had; see the module docstring).
+    """Context manager that records every neuron layer of ``model`` over any number of calls and
+    gives the result as a :class:`Recording` (``recording``) when the ``with`` block ends: each
+    layer's output spikes and, with ``v=True``, its membrane potential after reset (``v``, via
+    ``store_v_seq``) and before reset (``h``, where it can be had; see the module docstring).
 
-    Single-step neurons called T times are stacked along a new first axis.
+    Single-step neurons called T times are stacked along a new first axis. Unlike :func:`record`
+    it neither resets the network nor turns off gradients. Each ``with`` block gives a new recording.
+
+    Args:
+        model: the network (its neurons are found as for :func:`neuroq.viz.layer_labels`).
+        v: also record the membrane potentials.
+        layers: record only these module paths (default: every neuron layer).
+
+    Example::
+
+        with viz.Recorder(net, v=True) as r:
+            for t in range(T):
+                net(x_seq[t])                    # single-step network, called T times
+        viz.membrane_trace(r.recording)
     """
 
     def __init__(self, model: nn.Module, v: bool = False, layers: Optional[list[str]] = None):
         self.model = model
         self.want_v = v
         self.layers = layers
-        self.spikes: Recording = Recording()
-        self.v: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        self.h: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        #: each recorded layer's firing threshold (``v_threshold``, a float where it is one)
-        self.thresholds: "OrderedDict[str, float]" = OrderedDict()
+        self._recording: Optional[Recording] = None
+        self._thresholds: "OrderedDict[str, object]" = OrderedDict()
         self._steps: dict = {}
         self._pending: dict = {}
         self._no_h: set = set()
         self._handles = []
         self._saved_flags = {}
+
+    @property
+    def recording(self) -> Recording:
+        """The :class:`Recording` of the last finished ``with`` block."""
+        if self._recording is None:
+            raise RuntimeError("the recording is ready when the `with Recorder(...)` block has ended")
+        return self._recording
 
     def _targets(self):
         for name, m in self.model.named_modules():
@@ -122,11 +167,12 @@ class Recorder:
                 yield name or type(m).__name__, m
 
     def __enter__(self):
+        self._thresholds, self._steps, self._pending, self._no_h, self._saved_flags = OrderedDict(), {}, {}, set(), {}
         for name, m in self._targets():
             th = getattr(m, "v_threshold", None)
             if isinstance(th, torch.Tensor) and th.numel() == 1:
                 th = float(th)
-            self.thresholds[name] = th
+            self._thresholds[name] = th
             if self.want_v:
                 flags = {}
                 for flag in ("store_v_seq", "store_h_seq"):
@@ -204,49 +250,58 @@ class Recorder:
         for name, m in self._targets():
             for flag, val in self._saved_flags.get(name, {}).items():
                 setattr(m, flag, val)
+        rec = Recording()
         for key, items in self._steps.items():
             seq = torch.cat([t if multi else t.unsqueeze(0) for multi, t in items], 0)
             if key.endswith("/v"):
-                self.v[key[:-2]] = seq
+                rec.v[key[:-2]] = seq
             elif key.endswith("/h"):
                 if key[:-2] not in self._no_h:
-                    self.h[key[:-2]] = seq
+                    rec.h[key[:-2]] = seq
             else:
-                self.spikes[key] = seq
-        self.spikes.labels = OrderedDict((k, lab) for k, lab in layer_labels(self.model, self.spikes).items()
-                                         if k in self.spikes)
+                rec[key] = seq
+        rec.v_threshold = OrderedDict((k, self._thresholds.get(k)) for k in rec.v)
+        rec.labels = OrderedDict((k, lab) for k, lab in layer_labels(self.model, rec).items() if k in rec)
+        self._steps = {}
+        self._recording = rec
         return False
 
 
-def record(model: nn.Module, x: Optional[torch.Tensor] = None, v: bool = False, layers=None):
-    r"""Record neuron spikes for input ``x`` and return ``{layer: spikes [T, N, ...]}``.
+def record(model: nn.Module, x: torch.Tensor, v: bool = False, layers: Optional[list[str]] = None) -> Recording:
+    r"""Run ``model`` on ``x`` once and return what its neuron layers did, as a :class:`Recording`.
 
-    The result is a :class:`Recording` (an ``OrderedDict`` keyed by module path) whose ``labels``
-    are the layers' human names (``LIF 1 (fc 256)``, see :func:`neuroq.viz.layer_labels`).
-    With ``x=None`` returns the :class:`Recorder` context manager instead. With ``v=True`` the
-    returned dict is ``{'spikes', 'v', 'h', 'v_threshold', 'labels'}``: ``v`` the potential after
-    reset (SpikingJelly's ``store_v_seq``, :math:`V[t] = H[t](1-S[t]) + V_{reset}S[t]`), ``h`` the
-    potential before it, :math:`H[t]`, for the layers where it can be had (module docstring).
+    The result maps each layer's module path to its spikes ``[T, N, ...]``; ``.labels`` holds the
+    layers' human names (``LIF 1 (fc 256)``, see :func:`neuroq.viz.layer_labels`). With ``v=True``
+    it also carries ``.v``, the potential after reset (SpikingJelly's ``store_v_seq``,
+    :math:`V[t] = H[t](1-S[t]) + V_{reset}S[t]`), ``.h``, the potential before it, :math:`H[t]`,
+    for the layers where it can be had (module docstring), and ``.v_threshold``; without it
+    these are empty. The network is reset before and after the pass, which runs without gradients.
+    To record several calls (e.g. a single-step network stepped by hand) use :class:`Recorder`.
 
-    Inputs/Outputs: ``x`` whatever ``model`` takes (``[T, N, ...]`` for multi-step networks);
-    every recorded tensor is ``[T, N, ...]`` (single-step neurons called T times are stacked).
+    Args:
+        model: the network.
+        x: whatever ``model`` takes (``[T, N, ...]`` for multi-step networks).
+        v: also record the membrane potentials (``store_v_seq`` is turned on for the pass and
+            restored afterwards).
+        layers: record only these module paths (default: every neuron layer).
+    Returns:
+        a :class:`Recording`; every recorded tensor is ``[T, N, ...]`` (single-step neurons called
+        T times are stacked).
 
     Example::
 
         rec = viz.record(net, x_seq, v=True)
+        viz.raster(rec)
         viz.membrane_trace(rec, layer="2")
 
-    Every plot of :mod:`neuroq.viz` takes this dict (or one layer's tensor).
+    Every plot of :mod:`neuroq.viz` takes the recording (or one layer's tensor).
     """
-    rec = Recorder(model, v=v, layers=layers)
     if x is None:
-        return rec
+        raise TypeError("record(model, x) needs the input x; to record calls you make yourself use "
+                        "`with viz.Recorder(model, v=...) as r: ...` and then `r.recording`")
+    recorder = Recorder(model, v=v, layers=layers)
     _sj.reset_net(model)
-    with torch.no_grad(), rec:
+    with torch.no_grad(), recorder:
         model(x)
     _sj.reset_net(model)
-    if v:
-        return {"spikes": rec.spikes, "v": rec.v, "h": rec.h,
-                "v_threshold": OrderedDict((k, rec.thresholds.get(k)) for k in rec.v),
-                "labels": rec.spikes.labels}
-    return rec.spikes
+    return recorder.recording
