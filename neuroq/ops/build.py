@@ -236,7 +236,7 @@ ILP = 4
 #: appends ``-ftz=true`` and ``--device-as-default-execution-space`` (see CUPY_ADDED_OPTIONS).
 BASE_OPTIONS = ("--fmad=false", f"-DNQ_ILP={ILP}")
 #: what ``cupy.RawModule`` adds to every NVRTC compile (CuPy 13/14); ``-ftz=true`` flushes fp32
-#: subnormals (|x| < 1.18e-38) to zero, which torch's CUDA kernels do not do -- the only place the
+#: subnormals (``|x| < 1.18e-38``) to zero, which torch's CUDA kernels do not do -- the only place the
 #: kernels can differ from the torch reference in the forward pass
 CUPY_ADDED_OPTIONS = ("--device-as-default-execution-space", "-ftz=true")
 
