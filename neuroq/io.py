@@ -72,10 +72,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (tensors and NumPy scalars as numbers, sets and
+    tuples as lists, anything else as its ``str``)."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
 
 

@@ -3,10 +3,11 @@ r"""neuroq's surrogate gradients (SpikingJelly-compatible ``SurrogateFunctionBas
 :class:`S2NN` — the single-step surrogate of S²NN/S³NN (Suetake, Ikegawa, Saiin, Sawada,
 "S³NN: Time step reduction of spiking surrogate gradients for training energy efficient
 single-step spiking neural networks", arXiv 2201.10879, *Neural Networks* 2023).  The paper's
-exact surrogate could not be read (METHODS.md §5 [NF]); neuroq derives it the way the abstract
-describes, "reducing the surrogate gradient for multi-time-step SNNs to a single time step"
-(METHODS.md §9).  The derivation is in :class:`S2NN`'s docstring; :func:`s2nn_gradient` evaluates
-it exactly and :func:`if_rate` gives the multi-step rate whose gradient it is.
+own surrogate was not available to us; neuroq's default derives one the way the paper's abstract
+describes, "reducing the surrogate gradient for multi-time-step SNNs to a single time step" (neuroq's
+own derivation, not confirmed against the paper).  The derivation is in :class:`S2NN`'s docstring;
+:func:`s2nn_gradient` evaluates it exactly and :func:`if_rate` gives the multi-step rate whose gradient
+it is.
 
 Every surrogate here works on SpikingJelly 0.0.0.0.14 and 2.0.0: the base class is built with
 ``alpha=`` by keyword, ``spiking_function(x, alpha, ...)`` is static, and :meth:`forward` is
@@ -139,7 +140,8 @@ class _S2NNSpike(torch.autograd.Function):
 
 class S2NN(_sj.SurrogateFunctionBase):
     r"""Single-step surrogate obtained by reducing a :math:`T_{ref}`-step IF neuron's BPTT surrogate
-    gradient to one step (S²NN/S³NN, arXiv 2201.10879; neuroq's derivation, METHODS.md §9).
+    gradient to one step (Suetake, Ikegawa, Saiin, Sawada, S²NN/S³NN, arXiv 2201.10879; the derivation
+    below is neuroq's own reading of the paper's abstract).
 
     **Forward** (input ``x = u - V_th``, as every SpikingJelly neuron calls its surrogate):
     :math:`s = \Theta(x) = \Theta(u - V_{th})` with :math:`\Theta(0) = 1`.
@@ -247,10 +249,14 @@ class S2NN(_sj.SurrogateFunctionBase):
 
     @staticmethod
     def primitive_function(x, alpha):
+        """Not defined for this surrogate: raises ``NotImplementedError`` (only ``spiking=True`` is supported)."""
         raise NotImplementedError("S2NN defines a surrogate gradient for spiking mode only "
                                   "(set spiking=True)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\Theta(x)` for ``x = u - V_th`` with the reduced gradient in the backward pass (same shape and
+        dtype as ``x``); overridden so ``t_ref``, ``v_threshold`` and ``per_step`` reach the spike function on
+        both SpikingJelly versions."""
         if not self.spiking:
             return self.primitive_function(x, self.alpha)
         return self.spiking_function(x, self.alpha, self.t_ref, self.v_threshold, self.per_step)
@@ -260,6 +266,7 @@ class S2NN(_sj.SurrogateFunctionBase):
         return s2nn_gradient(x + self.v_threshold, self.t_ref, self.alpha, self.v_threshold, self.per_step)
 
     def extra_repr(self):
+        """``t_ref``, ``alpha``, ``v_threshold``, ``per_step`` and ``spiking``, for the module's ``repr``."""
         ps = self.per_step if isinstance(self.per_step, str) else type(self.per_step).__name__
         return (f"t_ref={self.t_ref}, alpha={self.alpha}, v_threshold={self.v_threshold}, "
                 f"per_step={ps}, spiking={self.spiking}")

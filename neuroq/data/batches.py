@@ -37,4 +37,5 @@ def batches(dataset: Dataset, order: torch.Tensor, batch_size: int, num_workers:
 
 
 def num_batches(n: int, batch_size: int) -> int:
+    """How many batches of at most ``batch_size`` samples cover ``n`` samples (``ceil(n / batch_size)``)."""
     return (n + batch_size - 1) // batch_size

@@ -70,6 +70,7 @@ class ArrayDataset(Dataset):
         return self.x[idx], self.y[idx]
 
     def head(self, n: Optional[int]) -> "ArrayDataset":
+        """The first ``n`` samples as a new :class:`ArrayDataset` (sharing storage); ``self`` when ``n`` is ``None``."""
         return self if n is None else ArrayDataset(self.x[:n], self.y[:n])
 
 
@@ -116,18 +117,22 @@ class TaskData:
     # in-memory convenience (ArrayDataset splits)
     @property
     def x_train(self) -> torch.Tensor:
+        """Inputs of the training split ``[N, *in_shape]`` (only when it is an :class:`ArrayDataset`)."""
         return self.train.x
 
     @property
     def y_train(self) -> torch.Tensor:
+        """Labels of the training split ``[N]`` (only when it is an :class:`ArrayDataset`)."""
         return self.train.y
 
     @property
     def x_test(self) -> torch.Tensor:
+        """Inputs of the test split ``[N, *in_shape]`` (only when it is an :class:`ArrayDataset`)."""
         return self.test.x
 
     @property
     def y_test(self) -> torch.Tensor:
+        """Labels of the test split ``[N]`` (only when it is an :class:`ArrayDataset`)."""
         return self.test.y
 
 

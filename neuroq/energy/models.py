@@ -61,6 +61,7 @@ HOROWITZ_45NM = dict(fp32_add=0.9, fp32_mult=3.7, fp16_add=0.4, fp16_mult=1.1, i
 
 
 def zero() -> "OrderedDict[str, float]":
+    """A fresh ``{component: 0.0}`` over :data:`COMPONENTS`, in their order."""
     return OrderedDict((c, 0.0) for c in COMPONENTS)
 
 
@@ -109,6 +110,7 @@ class EnergyModel:
 
     @property
     def name(self) -> str:
+        """The model's registered name (``info.name``)."""
         return self.info.name
 
     def describe(self) -> dict:
@@ -117,12 +119,18 @@ class EnergyModel:
 
     # ---- pricing (overridden) -------------------------------------------------------------
     def synapse(self, r: dict) -> dict:  # pragma: no cover - abstract
+        """Components (pJ, whole run) of synaptic layer record ``r`` (:func:`~neuroq.energy.rules.synapse_ledger`);
+        every model implements it."""
         raise NotImplementedError
 
     def neuron(self, r: dict) -> dict:
+        """Components (pJ, whole run) of neuron layer record ``r`` (:func:`~neuroq.energy.rules.neuron_ledger`);
+        zero unless the model prices neurons."""
         return zero()
 
     def norm(self, r: dict) -> dict:
+        """Components (pJ, whole run) of normalization layer record ``r`` (:func:`~neuroq.energy.rules.norm_ledger`);
+        zero unless the model prices normalization."""
         return zero()
 
     def spike_energy(self, m, x, out, rule) -> "object":
@@ -226,9 +234,11 @@ class ComputeModel(EnergyModel):
     defaults = dict(e_ac=0.9, e_mac=4.6)
 
     def synapse(self, r):
+        """``compute`` only: ``e_ac`` per SOP plus ``e_mac`` per MAC."""
         return _comp(compute=r["sops"] * self.options["e_ac"] + r["macs"] * self.options["e_mac"])
 
     def spike_energy(self, m, x, out, rule):
+        """``e_ac`` times the SOPs of ``x`` under the rule's ``conv_fanout``."""
         return rule.sop(m, x, rule.conv_fanout) * self.options["e_ac"]
 
 
@@ -281,6 +291,7 @@ class SimpleModel(EnergyModel):
         return 0.0
 
     def synapse(self, r):
+        """``compute``: ACs and MACs; ``weight_memory``: weight reads (as ``weight_reads`` says) and bias reads."""
         o = self.options
         compute = r["acs"] * o["e_ac"] + r["macs"] * o["e_mac"]
         wbytes = self._weight_reads(r) * self._wbytes(r)
@@ -288,6 +299,8 @@ class SimpleModel(EnergyModel):
         return _comp(compute=compute, weight_memory=(wbytes + bbytes) * o["e_memory_pj_per_byte"])
 
     def neuron(self, r):
+        """``compute``: ``ops_per_update`` ACs per update; ``state_memory``: one read and one write of the state
+        per neuron and step."""
         o = self.options
         bits = r["state_bits"] if o["state_bits"] == "dtype" else float(o["state_bits"])
         state_bytes = 2.0 * r["state_element_steps"] * bits / 8.0  # one read + one write per step
@@ -295,9 +308,11 @@ class SimpleModel(EnergyModel):
                      state_memory=state_bytes * o["e_memory_pj_per_byte"])
 
     def norm(self, r):
+        """``compute``: the BatchNorm MACs and adds the ledger counted."""
         return _comp(compute=r["macs"] * self.options["e_mac"] + r["acs"] * self.options["e_ac"])
 
     def spike_energy(self, m, x, out, rule):
+        """Per weight use (exact fan-out): ``e_ac``, plus the weight's read when ``weight_reads='per_op'``."""
         uses = rule.sop(m, x, "exact")
         per_use = self.options["e_ac"]
         if self.options["weight_reads"] == "per_op":
@@ -366,6 +381,8 @@ class LemaireModel(EnergyModel):
         return n * bits / 8.0
 
     def synapse(self, r):
+        """All five components of a synaptic layer, for its spike and its real-valued inputs (see the class
+        docstring)."""
         o = self.options
         w = o["word_bits"] / 8.0
         wb = (r["weight_bits"] if o["weight_bits"] == "layer" else float(o["weight_bits"])) / 8.0
@@ -390,6 +407,8 @@ class LemaireModel(EnergyModel):
         return _comp(compute=compute, addressing=addressing, io=io, weight_memory=weight, state_memory=state)
 
     def neuron(self, r):
+        """``state_memory``: a potential read and write per update (none for stateless neurons); ``compute``: an
+        add per spike and, for leaky neurons, a leak MAC per update; ``io``: a FIFO write per spike."""
         o = self.options
         w = o["word_bits"] / 8.0
         if r["state_element_steps"] == 0:  # stateless (S2NN): no potential to keep
@@ -432,19 +451,25 @@ class NeuromorphicModel(EnergyModel):
     defaults = dict(e_synop=27.1, e_neuron=81.0)
 
     def synapse(self, r):
+        """``compute``: ``e_synop`` per AC and per MAC (one synaptic operation each)."""
         return _comp(compute=(r["acs"] + r["macs"]) * self.options["e_synop"])
 
     def neuron(self, r):
+        """``compute``: ``e_neuron`` per neuron update."""
         return _comp(compute=r["updates"] * self.options["e_neuron"])
 
     def norm(self, r):
+        """Zero: the chip profiles price only synaptic operations and neuron updates."""
         return zero()
 
     def spike_energy(self, m, x, out, rule):
+        """``e_synop`` per synaptic operation of ``x`` (exact fan-out)."""
         return rule.sop(m, x, "exact") * self.options["e_synop"]
 
 
 class LoihiModel(NeuromorphicModel):
+    """``loihi``: Intel Loihi's energy per synaptic operation (27.1 pJ) and per neuron update (81 pJ)."""
+
     info = ModelInfo(
         name="loihi", title="Intel Loihi: energy per synaptic operation and per neuron update",
         source="Davies et al., IEEE Micro 38(1) 2018, Table 1 (23.6 pJ per synaptic spike op, 3.5 pJ within-tile "
@@ -461,6 +486,9 @@ class LoihiModel(NeuromorphicModel):
 
 
 class SpiNNaker2Model(NeuromorphicModel):
+    """``spinnaker2``: the SpiNNaker 2 prototype's energy per synaptic event (450 pJ) and per neuron update
+    (2.19 nJ)."""
+
     info = ModelInfo(
         name="spinnaker2", title="SpiNNaker 2 (prototype): energy per synaptic operation and per neuron update",
         source="Höppner et al., IEEE TCAS-I 66(8) 2019 (arXiv 1903.08941), as tabulated by KerasSpiking "

@@ -28,7 +28,7 @@ class SpikePenalty(_Hooked):
     Base class of :class:`SynapticPenalty` (each spike weighted by the fan-out of the layer that
     receives it: the energy metric itself) and :class:`RatePenalty` (plain spike count, no
     fan-out weighting).  Forward hooks on the synaptic layers (the same layers, found by the same
-    :func:`synaptic_fns` rule, as :class:`EnergyMeter`) collect a differentiable term from each
+    :func:`synaptic_fns` rule, as :class:`~neuroq.energy.EnergyMeter`) collect a differentiable term from each
     layer's spike input during the forward pass; :meth:`penalty` returns their sum (per sample
     with ``normalize='sample'``) and clears the buffer.
 
@@ -45,7 +45,7 @@ class SpikePenalty(_Hooked):
     **What p acts on.**  The power is applied to :math:`c^l_e`, the time-aggregated spike count of
     one presynaptic neuron for one sample, *before* the fan-out weighting.  With :math:`p=1` the
     value is exactly the (fan-out weighted) spike count, computed with the layer's own SOP rule
-    (``sop_fn``), so the synaptic penalty equals :class:`EnergyMeter`'s SOPs for the same batch.
+    (``sop_fn``), so the synaptic penalty equals :class:`~neuroq.energy.EnergyMeter`'s SOPs for the same batch.
     For binary single-step spikes :math:`c^p = c`, so the value does not depend on :math:`p` and
     only the gradient :math:`p\,c^{p-1}` changes (the reading of Suetake et al. 2023, arXiv
     2302.01500, where :math:`p=1` works best).  For :math:`p<1` the gradient of :math:`c^p` is
@@ -59,7 +59,7 @@ class SpikePenalty(_Hooked):
             ``*_per_sample`` convention) or ``'none'`` (sum over the batch).
         graded: treat non-negative integer inputs as spike counts (as the meter's ``graded``).
         batch_dim: ``'auto'`` (default), or the axis of the model's first input that indexes samples,
-            as :class:`EnergyMeter`'s.
+            as :class:`~neuroq.energy.EnergyMeter`'s.
         skip_no_grad: do not collect during forward passes run under ``torch.no_grad()`` (so an
             evaluation between training steps never leaks into the next penalty).
         eps: smoothing of the power for ``p < 1`` (see above).
@@ -98,6 +98,8 @@ class SpikePenalty(_Hooked):
         self.samples = 0
 
     def start(self) -> "SpikePenalty":
+        """Hook every synaptic layer of the model (and the model itself, to count samples); returns ``self``.
+        Idempotent; ``ValueError`` when the model has no synaptic layer.  :meth:`stop` removes the hooks."""
         if self._handles:
             return self
         n_layers = 0
@@ -221,7 +223,7 @@ class SynapticPenalty(SpikePenalty):
     The penalty is the energy metric itself: every spike that enters a synaptic layer is weighted
     by the layer's fan-out (the number of weights it is multiplied with), so with ``p = 1`` its
     value is the number of synaptic operations per sample, :math:`\#SOP(x)`, exactly as
-    :class:`EnergyMeter` counts them, and :math:`E_{SNN}(x) = E_{AC}\cdot\Omega_{syn}(x)` for the
+    :class:`~neuroq.energy.EnergyMeter` counts them, and :math:`E_{SNN}(x) = E_{AC}\cdot\Omega_{syn}(x)` for the
     spiking layers:
 
     .. math::
@@ -268,9 +270,9 @@ class ModelPenalty(SpikePenalty):
     reads and writes the spike causes at each synapse it meets; under ``'simple'`` the accumulate and the
     weight read of every synapse it meets (border-aware); under ``'compute'`` :math:`E_{AC}` per SOP (the
     synaptic penalty times :math:`E_{AC}`).  Each of these is linear in the spikes, so the value equals the
-    :class:`EnergyMeter`'s energy of the same layers' spike inputs (bias and neuron terms excluded: they do
-    not depend on the spikes a layer receives) for the same batch, and its gradient is the model's cost
-    per spike times the surrogate gradient.
+    :class:`~neuroq.energy.EnergyMeter`'s energy of the same layers' spike inputs (bias and neuron terms
+    excluded: they do not depend on the spikes a layer receives) for the same batch, and its gradient is
+    the model's cost per spike times the surrogate gradient.
 
     Usage::
 

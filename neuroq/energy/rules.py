@@ -2,7 +2,7 @@ r"""The counting rules of the energy meter: which layers are synaptic, what one 
 (its fan-out) and how many MACs a real-valued input costs.  Extensible like SpikingJelly's
 ``op_counter``: :func:`register_synaptic` adds a layer type.
 
-:class:`EnergyMeter` hooks the layers that receive activations (``nn.Linear``, ``nn.Conv1d/2d/3d``
+:class:`~neuroq.energy.EnergyMeter` hooks the layers that receive activations (``nn.Linear``, ``nn.Conv1d/2d/3d``
 and anything registered with :func:`register_synaptic`) and counts, per layer:
 
 * **SOPs** (synaptic operations, accumulates) for spike inputs: each input spike costs the
@@ -49,7 +49,7 @@ _REGISTRY: "OrderedDict[type, tuple[Callable, Callable]]" = OrderedDict()
 
 
 def register_synaptic(cls: type, sop_fn: Callable, mac_fn: Callable) -> None:
-    """Teach the meter (and :class:`SynapticPenalty`) a new synaptic layer type.
+    """Teach the meter (and :class:`~neuroq.energy.SynapticPenalty`) a new synaptic layer type.
 
     ``sop_fn(module, x, conv_fanout) -> tensor`` returns the differentiable SOP count of spike input
     ``x``; ``mac_fn(module, x, out) -> int`` the MACs for real-valued input.
@@ -100,6 +100,8 @@ def conv_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> to
 
 
 def conv_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """MACs of real-valued input entering conv ``m``: every output element (``out``, all steps and samples)
+    costs :math:`C_{in}/g\cdot\prod k` of them."""
     return int(out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size))
 
 
@@ -112,15 +114,20 @@ def conv_transpose_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nomin
 
 
 def conv_transpose_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """MACs of real-valued input entering transposed conv ``m``: every input element (all steps and samples)
+    meets :math:`C_{out}/g\cdot\prod k` weights."""
     x = _unfold_time(m, x)
     return int(x.numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size))
 
 
 def linear_sops(m: nn.Linear, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
+    """SOPs of spike tensor ``x`` entering linear ``m`` (differentiable in ``x``): ``out_features`` per spike;
+    ``conv_fanout`` is accepted for the common signature and ignored."""
     return x.sum() * m.out_features
 
 
 def linear_macs(m: nn.Linear, x: torch.Tensor, out: torch.Tensor) -> int:
+    """MACs of real-valued input entering linear ``m``: ``in_features`` per output element."""
     return int(out.numel() * m.in_features)
 
 
@@ -306,6 +313,7 @@ def _param_bits(m: nn.Module, name: str) -> float:
 
 
 def is_conv(m: nn.Module) -> bool:
+    """True for a (transposed) ``nn.Conv1d/2d/3d`` or a layer type declaring ``energy_rule = 'conv'``."""
     return isinstance(m, _CONVS + _TCONVS) or getattr(type(m), "energy_rule", None) == "conv"
 
 
@@ -341,6 +349,9 @@ class SynapseRule:
 
     @staticmethod
     def geometry(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict:
+        """What the Lemaire model's differentiable spike term needs of layer ``m`` (output ``out``): ``conv``,
+        ``syn`` and ``fan`` per input spike (:func:`lemaire_spike_factors`), ``weight_numel``, ``bias_numel``,
+        ``bias_bits`` and ``out_per_sample_step``."""
         syn, fan = lemaire_spike_factors(m)
         static = synapse_ledger(m)
         return dict(conv=is_conv(m), syn=syn, fan=fan, weight_numel=static["weight_numel"],
@@ -455,6 +466,8 @@ def neuron_state_tensors(m: nn.Module) -> list:
 
 
 def neuron_ledger(m: nn.Module) -> dict:
+    """An empty ledger record of neuron layer ``m``: zero counts (spikes, updates, state element-steps ...)
+    and its static facts (``ops_per_update``, ``leaky``)."""
     return dict(type=type(m).__name__, spikes=0.0, elements=0, updates=0.0, state_element_steps=0.0, state_bits=32.0,
                 per_sample_step=0.0, per_call_step=0.0, ops_per_update=neuron_ops_per_update(m),
                 leaky=neuron_leaky(m))
@@ -474,6 +487,7 @@ def add_neuron_call(rec: dict, m: nn.Module, x: torch.Tensor, out: torch.Tensor,
 
 
 def norm_ledger(m: nn.Module) -> dict:
+    """An empty ledger record of normalization layer ``m`` (MACs and adds, filled by :func:`add_norm_call`)."""
     return dict(type=type(m).__name__, macs=0.0, acs=0.0)
 
 

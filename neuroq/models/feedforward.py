@@ -51,6 +51,8 @@ class FeedForward(nn.Sequential):
         self.flat = flat
 
     def forward(self, x):
+        """Run the layers on ``x`` ``[T, N, *sample_shape]`` (for a flattening MLP: any sample shape with as many
+        values) after checking its shape; symbolic-tracing proxies pass unchecked."""
         if isinstance(x, torch.fx.Proxy):  # symbolic tracing (neuroq.nir.trace): no concrete shape
             return super().forward(x)
         if not isinstance(x, torch.Tensor) or x.dim() < 3:

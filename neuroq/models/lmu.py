@@ -1,6 +1,7 @@
 r"""psMNIST classifiers built on the Legendre Memory Unit: the LMU and the hybrid-spiking LMU.
 
-Defaults follow keras-lmu's psMNIST example (METHODS.md §10.2): one memory channel of order 256 over
+Defaults follow the psMNIST example of keras-lmu (Applied Brain Research's Keras implementation of the
+LMU): one memory channel of order 256 over
 a window of θ = 784 steps (the whole sequence), encoder initialised to ones, the input also fed to
 the hidden cell, a 212-unit tanh ``SimpleRNNCell``-like hidden cell, and a linear readout of the last
 hidden state.  The hybrid variant (Voelker, Rasmussen, Eliasmith, arXiv 2002.03553) puts the hidden
@@ -46,6 +47,8 @@ class LMUClassifier(nn.Module):
         self.readout = nn.Linear(hidden, check_int("num_classes", num_classes, ge=2))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` of the sequence ``x_seq`` ``[T, N, input_size]`` (the lowpass filter, when
+        there is one, is reset first)."""
         h = self.lmu(x_seq)
         if self.lowpass is not None:
             self.lowpass.reset()
@@ -96,7 +99,8 @@ def hybrid_lmu_classifier(input_size: int = 1, num_classes: int = 10, hidden_siz
     ``spiking_u`` / ``spiking_m`` the memory input :math:`u` and the memory as read by the hidden
     cell also pass ``SpikingActivation(nn.Identity(), dt)`` (signed counts).  ``dt`` is the
     interpolation knob (:class:`neuroq.neuron.SpikingSchedule` moves it over training).  Which of
-    :math:`h, u, m` the paper quantises is not known (METHODS.md §8 [NF]); :math:`h` only is the default.
+    :math:`h, u, m` Voelker, Rasmussen, Eliasmith (arXiv 2002.03553) quantise was not available to us;
+    neuroq's default quantises :math:`h` only.
 
     Inputs: ``[T, N, input_size]``.  Outputs: ``[N, num_classes]``.
 

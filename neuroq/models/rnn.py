@@ -1,10 +1,8 @@
 r"""Recurrent classifiers for sequential MNIST: the IRNN and a spiking RNN (pruning experiments).
 
-(The lead moves this file to ``neuroq/models/rnn.py``.)
-
-* :func:`image_to_sequence`: an image batch as a sequence, rows (sequential MNIST by rows:
-  :math:`T = 28` steps of 28 pixels) or pixels (pixel MNIST: :math:`T = 784` steps of one pixel,
-  optionally permuted: psMNIST).
+* :func:`~neuroq.data.image_to_sequence` (defined in :mod:`neuroq.data.sequences`, used here): an
+  image batch as a sequence, rows (sequential MNIST by rows: :math:`T = 28` steps of 28 pixels) or
+  pixels (pixel MNIST: :math:`T = 784` steps of one pixel, optionally permuted: psMNIST).
 * :class:`IRNNClassifier`: ``nn.RNN`` with ReLU and identity-initialised recurrent weights
   (Le, Jaitly, Hinton 2015, "A simple way to initialize recurrent networks of rectified linear
   units", arXiv 1504.00941), the model of Furuya et al.'s Pixel-MNIST experiment.
@@ -98,6 +96,7 @@ class IRNNClassifier(_SequenceClassifier):
         self.readout = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` of a sequence ``[T, N, input_size]`` (or images, with ``sequence``)."""
         h_seq, _ = self.rnn(self._as_sequence(x))
         return self._read(h_seq)
 
@@ -134,4 +133,6 @@ class SpikingRNNClassifier(_SequenceClassifier):
         self.readout = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` of a sequence ``[T, N, input_size]`` (or images, with ``sequence``); the
+        spiking state carries over between calls until it is reset."""
         return self._read(self.rnn(self._as_sequence(x)))

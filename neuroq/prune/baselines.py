@@ -1,7 +1,8 @@
 r"""Baselines for hidden-unit pruning, in the same API as :func:`neuroq.prune.spectral_prune`.
 
-METHODS.md §10.3 names the baselines of Furuya et al. (AISTATS 2022): random units and units of
-largest weight magnitude.  A third one, magnitude-chosen units **with** the spectral
+neuroq compares spectral pruning (Furuya, Suetake, Taniguchi, Kusumoto, Saiin, Daimon, "Spectral Pruning
+for Recurrent Neural Networks", AISTATS 2022, arXiv 2105.10832) against two heuristic baselines of its own
+choosing: random units and units of largest weight magnitude.  A third one, magnitude-chosen units **with** the spectral
 reconstruction, separates the two halves of spectral pruning: compare
 
 * ``magnitude_prune`` vs ``magnitude_reconstruct_prune``: the effect of the reconstruction

@@ -27,8 +27,9 @@ with ridge :math:`\lambda`:
 compressed network's generalisation error in the paper; they are reported.
 
 The paper's algorithm box, its defaults for :math:`\theta`, :math:`\lambda` and its search
-procedure could not be read (METHODS.md §6, §10.3); neuroq's choices are arguments with
-documented defaults (:func:`spectral_prune`).
+procedure were not available to us; the procedure above is neuroq's reading of Furuya et al.'s
+abstract and of Suzuki et al.'s method, and every open choice is an argument with a documented
+neuroq default (:func:`spectral_prune`).
 
 Selection (both exact in their losses; they differ in how the next unit is picked):
 
@@ -101,6 +102,8 @@ class HiddenCovariance:
         self._scatter: Optional[torch.Tensor] = None
 
     def update(self, h: torch.Tensor) -> None:
+        """Add every row of ``h`` ``[..., m]`` (detached, in float64) to the running mean and scatter; an empty
+        batch changes nothing."""
         if not isinstance(h, torch.Tensor):
             raise TypeError(f"HiddenCovariance.update: h must be a torch.Tensor, got {type(h).__name__}")
         if h.dim() < 1 or h.shape[-1] != self.size:
@@ -294,6 +297,7 @@ class SelectionPath:
 
     @property
     def objective(self) -> list:
+        """:math:`\theta L_A + (1-\theta) L_B` after 0, 1, ... units (one value per entry of the loss lists)."""
         return [self.theta * a + (1 - self.theta) * b for a, b in zip(self.loss_input, self.loss_output)]
 
 
@@ -521,6 +525,7 @@ class PruneReport:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The report as plain data (``dataclasses.asdict``: nested lists and dicts, for JSON)."""
         return asdict(self)
 
 
@@ -858,11 +863,13 @@ def spectral_prune(model: nn.Module, data, keep, lam: float = 1e-3, theta: float
         data: calibration batches (see :func:`collect_hidden_covariance`); may be ``None`` with ``stats``.
         keep: units to keep: a count (int) or a fraction (float in ``(0, 1]``).
         lam: ridge :math:`\lambda`; relative to the mean eigenvalue :math:`\operatorname{Tr}\hat\Sigma/m`
-            when ``lam_relative`` (default), else absolute.  Default ``1e-3`` (the paper's is [NF]).
+            when ``lam_relative`` (default), else absolute.  Default ``1e-3`` (neuroq's; the paper's value
+            was not available to us).
         theta: weight of the input loss :math:`L_A` against the output loss :math:`L_B`, in ``[0, 1]``
-            (default 0.5; the paper's is [NF]).
+            (default 0.5, neuroq's; the paper's value was not available to us).
         z: the downstream weights :math:`Z` of :math:`L_B`: ``'both'`` (default: the recurrent
-            weights and the readout stacked, METHODS.md §10.3), ``'recurrent'`` (:math:`W_{hh}`),
+            weights and the readout stacked: neuroq's default, as which weights the paper uses is not
+            known to us), ``'recurrent'`` (:math:`W_{hh}`),
             ``'readout'`` (:math:`W_o`; for an inner ``nn.RNN`` layer the next layer's
             :math:`W_{ih}`; the identity when the state is the model's output), or a tensor
             ``[p, m]`` (a list of them, one per stacked state).

@@ -61,6 +61,7 @@ class Fold:
 
     @property
     def index(self) -> torch.Tensor:
+        """``kept`` as a ``long`` tensor (for indexing weight rows)."""
         return torch.as_tensor(self.kept, dtype=torch.long)
 
 
@@ -93,9 +94,11 @@ class LayerAdapter:
         """Raise a clear error when this instance cannot be pruned (e.g. bidirectional)."""
 
     def num_states(self, layer: nn.Module) -> int:
+        """How many stacked hidden states the layer has (1 by default)."""
         return 1
 
     def state_size(self, layer: nn.Module) -> int:
+        """Units :math:`m` per hidden state (every subclass defines it)."""
         raise NotImplementedError
 
     def attach(self, layer: nn.Module, sink: Sink) -> list:
@@ -145,6 +148,7 @@ def adapter_for(module: nn.Module) -> Optional[LayerAdapter]:
 
 
 def supported_layers() -> list:
+    """Class names of the layer types that have an adapter (built in or :func:`register_layer` ed)."""
     return [c.__name__ for c in _ADAPTERS]
 
 
@@ -167,6 +171,7 @@ class RNNAdapter(LayerAdapter):
     """
 
     def check(self, layer):
+        """Refuse bidirectional layers (and, defensively, modes or projections ``nn.RNN`` does not have)."""
         if layer.mode not in ("RNN_TANH", "RNN_RELU"):  # pragma: no cover - nn.RNN is always one of these
             raise ValueError(f"nn.RNN mode {layer.mode!r} is not supported")
         if layer.bidirectional:
@@ -176,9 +181,11 @@ class RNNAdapter(LayerAdapter):
             raise ValueError("nn.RNN with proj_size is not supported")
 
     def num_states(self, layer):
+        """``num_layers``: one state per stacked layer."""
         return layer.num_layers
 
     def state_size(self, layer):
+        """``hidden_size``."""
         return layer.hidden_size
 
     @staticmethod
@@ -192,6 +199,8 @@ class RNNAdapter(LayerAdapter):
         return sub.eval()
 
     def attach(self, layer, sink):
+        """One forward hook: the layer's output sequence as state 0, or, with several layers, every layer's
+        outputs recomputed by single-layer copies; ``PackedSequence`` input is refused."""
         def output_of(out):
             y = out[0]
             if isinstance(y, nn.utils.rnn.PackedSequence):
@@ -216,15 +225,20 @@ class RNNAdapter(LayerAdapter):
         return [layer.register_forward_hook(hook_stacked, with_kwargs=True)]
 
     def recurrent_weights(self, layer, k):
+        """:math:`W_{hh}^{(k)}` ``[m, m]``."""
         return getattr(layer, f"weight_hh_l{k}")
 
     def next_weights(self, layer, k):
+        """:math:`W_{ih}^{(k+1)}` ``[m, m]`` of the next stacked layer; ``None`` for the last one."""
         return getattr(layer, f"weight_ih_l{k + 1}") if k + 1 < layer.num_layers else None
 
     def incoming_weights(self, layer, k):
+        """:math:`[W_{ih}^{(k)}\; W_{hh}^{(k)}]`, one row per unit."""
         return torch.cat([getattr(layer, f"weight_ih_l{k}"), getattr(layer, f"weight_hh_l{k}")], dim=1)
 
     def shrink(self, layer, folds):
+        """A new ``nn.RNN`` with the kept units, weights as in the class docstring; ``ValueError`` unless every
+        state keeps the same number of units."""
         sizes = {len(f.kept) for f in folds}
         if len(sizes) != 1:
             raise ValueError(f"nn.RNN needs the same number of kept units in every layer, got {sorted(sizes)}")
@@ -274,18 +288,23 @@ class SpikingRNNAdapter(LayerAdapter):
     """
 
     def state_size(self, layer):
+        """``hidden_size``."""
         return layer.hidden_size
 
     def attach(self, layer, sink):
+        """A forward hook sending the layer's output spikes to ``sink(0, s)``."""
         return [layer.register_forward_hook(lambda mod, args, out: sink(0, out))]
 
     def recurrent_weights(self, layer, k):
+        """:math:`W_h` (``layer.hh.weight``, ``[m, m]``)."""
         return layer.hh.weight
 
     def incoming_weights(self, layer, k):
+        """:math:`[W_x\; W_h]`, one row per unit."""
         return torch.cat([layer.ih.weight, layer.hh.weight], dim=1)
 
     def shrink(self, layer, folds):
+        """A reset copy of the layer (same LIF parameters) with the kept units, weights as in the class docstring."""
         (f,) = folds
         new = copy.deepcopy(layer)       # same LIF parameters, surrogate, step mode
         new.reset()
@@ -340,6 +359,8 @@ class LMUAdapter(LayerAdapter):
         return layer.cell if isinstance(layer, LMU) else layer
 
     def check(self, layer):
+        """Refuse hidden cells other than :class:`~neuroq.layer.lmu.LMUHiddenCell` and activations that are not
+        modules (they cannot be hooked)."""
         cell = self._cell(layer)
         if not isinstance(cell.hidden_cell, LMUHiddenCell):
             raise TypeError(f"pruning an LMU needs the default hidden cell (neuroq.layer.lmu.LMUHiddenCell); got "
@@ -350,13 +371,16 @@ class LMUAdapter(LayerAdapter):
                             f"collect the hidden states); got {cell.hidden_cell.activation!r}")
 
     def state_size(self, layer):
+        """The cell's ``hidden_size``."""
         return self._cell(layer).hidden_size
 
     def attach(self, layer, sink):
+        """A forward hook on the hidden cell's activation sending :math:`h` to ``sink(0, h)``."""
         act = self._cell(layer).hidden_cell.activation
         return [act.register_forward_hook(lambda mod, args, out: sink(0, out))]
 
     def recurrent_weights(self, layer, k):
+        """:math:`U` and :math:`W_h` stacked (those present); ``[0, m]`` when neither is."""
         cell = self._cell(layer)
         ws = [w for w in (cell.hidden_cell.recurrent_kernel, cell.hidden_encoder) if w is not None]
         if not ws:
@@ -365,11 +389,14 @@ class LMUAdapter(LayerAdapter):
         return torch.cat([w.weight for w in ws], 0)
 
     def incoming_weights(self, layer, k):
+        """:math:`[W\; U]` (``U`` only with ``hidden_recurrent``), one row per unit."""
         hc = self._cell(layer).hidden_cell
         ws = [hc.kernel.weight] + ([hc.recurrent_kernel.weight] if hc.recurrent_kernel is not None else [])
         return torch.cat(ws, 1)
 
     def shrink(self, layer, folds):
+        """A reset copy of the LMU (or cell) with the kept hidden units, weights as in the class docstring; the
+        memory is unchanged."""
         (f,) = folds
         new = copy.deepcopy(layer)
         cell = self._cell(new)

@@ -290,4 +290,5 @@ def from_namespace(cls, ns: argparse.Namespace, **extra):
 
 
 def field_names(cls) -> Iterable[str]:
+    """The field names of the dataclass ``cls``, in declaration order."""
     return [f.name for f in dataclasses.fields(cls)]

@@ -41,6 +41,8 @@ class CSVLogger:
                 self.rows = [dict(r) for r in csv.DictReader(f)]
 
     def log(self, epoch: int, scalars: dict) -> None:
+        """Record ``scalars`` as epoch ``epoch``'s row (dropping rows of that epoch and later ones, as a resumed
+        run repeats them) and rewrite the file atomically."""
         self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [dict(epoch=epoch, **scalars)]
         cols = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch"})
         from ..io import atomic_write_text
@@ -52,6 +54,7 @@ class CSVLogger:
         atomic_write_text(self.path, buf.getvalue())
 
     def close(self) -> None:
+        """Nothing to release: every :meth:`log` writes the whole file."""
         pass
 
 
@@ -67,15 +70,19 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(str(Path(out) / "tensorboard"))
 
     def log(self, epoch: int, scalars: dict) -> None:
+        """Add every scalar at step ``epoch`` and flush."""
         for k, v in scalars.items():
             self.writer.add_scalar(k, v, epoch)
         self.writer.flush()
 
     def close(self) -> None:
+        """Close the summary writer."""
         self.writer.close()
 
 
 def make_loggers(kinds, out) -> list:
+    """One logger per name in ``kinds`` (:data:`LOGGERS`) writing under the folder ``out``; ``ValueError`` if
+    loggers are asked for without a folder."""
     if kinds and out is None:
         raise ValueError("--log needs an output folder (out=...)")
     return [{"csv": CSVLogger, "tensorboard": TensorBoardLogger}[k](out) for k in kinds]

@@ -319,6 +319,8 @@ class Trainer:
         self.write_metrics()
 
     def run_epoch(self, epoch: int) -> dict:
+        """Train epoch ``epoch`` (0-based) over this rank's shard, stopping early if the loss diverges, then
+        :meth:`end_epoch`; returns the epoch's history record."""
         order = self.begin_epoch(epoch)
         bar = tqdm(total=num_batches(len(order), self.per_rank_bs), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not (self.is_main and self.progress), leave=False, dynamic_ncols=True)
@@ -398,6 +400,7 @@ class Trainer:
         return m
 
     def write_metrics(self, param_digests=None) -> dict:
+        """Write :meth:`metrics` to ``out/metrics.json`` (atomically) and return them; needs an output folder."""
         m = self.metrics(param_digests)
         atomic_write_json(self.out / "metrics.json", m)
         return m
@@ -416,6 +419,7 @@ class Trainer:
         return gathered
 
     def close(self) -> None:
+        """End data-parallel training: wait for every rank and destroy the process group (nothing single-process)."""
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()

@@ -299,11 +299,13 @@ def _load_builtins():
 
 
 def available() -> list[str]:
+    """Sorted names of every registered method (the built-in ones are imported first)."""
     _load_builtins()
     return sorted(_METHODS)
 
 
 def method_class(name: str) -> Type[Method]:
+    """The :class:`Method` subclass registered as ``name``; ``ValueError`` naming the choices if there is none."""
     _load_builtins()
     if name not in _METHODS:
         raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}; got {name!r}")

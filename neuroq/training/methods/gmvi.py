@@ -145,14 +145,19 @@ class GMVIConfig(TimeConfig, FeedForwardConfig):
 
 @register("gm-vi")
 class GMVIMethod(Method):
+    """``--method gm-vi``: the reference LIF or ReLU network with one Gaussian-mixture posterior over all its
+    weights, trained on the negative ELBO by the common loop (see the module docstring)."""
+
     help = "Gaussian-mixture variational inference (K components, entropy approximation) of the LIF or ReLU network"
     Config = GMVIConfig
 
     @property
     def T(self) -> int:
+        """1 for ``base='ann'``; the configured ``T`` for the LIF network."""
         return 1 if self.config.base == "ann" else self.config.T
 
     def check(self, train, data=None) -> None:
+        """:meth:`Method.check`, and refuse ``--amp`` and (with ``--draw all``) ``--energy-penalty``."""
         super().check(train, data)
         if train.amp:
             raise ValueError("--amp (mixed precision) is not supported by --method gm-vi: the mixture's sampling "
@@ -163,6 +168,7 @@ class GMVIMethod(Method):
 
     # ---- the network ------------------------------------------------------------------------
     def neuron(self):
+        """``nn.ReLU`` for ``base='ann'``; else a factory of multi-step LIF neurons (hard reset, reset detached)."""
         c = self.config
         if c.base == "ann":
             return nn.ReLU
@@ -182,6 +188,9 @@ class GMVIMethod(Method):
         return classifier(in_shape, num_classes, self.neuron(), c.arch, c.hidden, norm=c.batch_norm)
 
     def build_model(self, data) -> nn.Module:
+        """The reference network made Bayesian by :func:`neuroq.bayes.bayesify` with one K-component mixture
+        (shared over all weights); with ``mean_init='independent'`` components 1..K-1 get the means of fresh
+        reference networks."""
         c = self.config
         ref = self.reference_network(data.in_shape, data.num_classes)
         model = bayesify(ref, K=c.components, prior=self.make_prior(), init_scale=c.init_scale,
@@ -193,6 +202,7 @@ class GMVIMethod(Method):
         return model
 
     def on_epoch(self, model: nn.Module, epoch: int) -> None:
+        """With learned mixing, freeze the mixing logits for the first ``freeze_mixing_epochs`` epochs."""
         if self.config.mixing == "learned":
             for g in mixture_groups(model):
                 g.logits.requires_grad_(epoch >= self.config.freeze_mixing_epochs)

@@ -146,21 +146,28 @@ class _LMUBase(Method):
 
 @register("lmu")
 class LMUMethod(_LMUBase):
+    """``--method lmu``: the non-spiking LMU sequence classifier."""
+
     help = ("Legendre Memory Unit on sequences (psMNIST ...): linear Legendre memory + tanh hidden cell, "
             "parallel over time unless --hidden-recurrent")
     Config = LMUConfig
 
     def build_model(self, data) -> nn.Module:
+        """:func:`~neuroq.models.lmu_classifier` for the sequences ``data``."""
         return lmu_classifier(**self.config.lmu_kwargs(data))
 
 
 @register("hybrid-lmu")
 class HybridLMUMethod(_LMUBase):
+    """``--method hybrid-lmu``: the LMU classifier with hybrid-spiking activations whose ``dt`` follows
+    ``dt_schedule`` over the epochs (:meth:`on_epoch`)."""
+
     help = ("hybrid-spiking LMU: hidden activation quantised to spike counts n/dt (SpikingActivation), dt moved "
             "from non-spiking to spiking by --dt-schedule")
     Config = HybridLMUConfig
 
     def build_model(self, data) -> nn.Module:
+        """:func:`~neuroq.models.hybrid_lmu_classifier` for ``data``, starting at the schedule's epoch-0 ``dt``."""
         c = self.config
         return hybrid_lmu_classifier(dt=c.schedule.dt_at(0), spiking_u=c.spiking_u, spiking_m=c.spiking_m,
                                      seed=c.spike_seed, **c.lmu_kwargs(data))

@@ -35,6 +35,10 @@ def parse_states(s: str) -> Optional[int]:
 
 @dataclass
 class MaQDConfig(FeedForwardConfig):
+    """Options of ``--method maqd``: weight and activation states (``None``: full precision), the
+    normalization, the activation range and backward pass, the CNN widths and the states of the first and
+    last weight layers (``edge_w_states``, not a command-line option)."""
+
     w_states: Optional[int] = option(3, "weight states M_w (>= 2) or 'fp' (full precision)", parse=parse_states)
     a_states: Optional[int] = option(2, "activation states M_a (>= 2; 2 = spikes) or 'fp' (ReLU)", parse=parse_states)
     norm: str = option("lbn", "lbn: Layer-Batch Norm reading (a); lbn-b: reading (b); bn: BatchNorm", choices=NORMS)
@@ -60,10 +64,14 @@ class MaQDConfig(FeedForwardConfig):
 
 @register("maqd")
 class MaQDMethod(Method):
+    """``--method maqd``: a single-step quantized MLP or CNN (:mod:`neuroq.models.maqd`) trained by the
+    common loop."""
+
     help = "MaQD quantization-aware training: WS + M_w-state weights, LBN, M_a-state activations (T=1)"
     Config = MaQDConfig
 
     def build_model(self, data):
+        """:func:`~neuroq.models.maqd_mlp` or :func:`~neuroq.models.maqd_cnn` for ``data``, as ``arch`` selects."""
         c = self.config
         if select_arch(data.in_shape, c.arch) == "mlp":
             return maqd_mlp(math.prod(data.in_shape), c.hidden, data.num_classes, c.w_states, c.a_states, c.norm,

@@ -13,7 +13,7 @@ are refused: these methods train with their own step.
 **OTTT** (Online Training Through Time).  The LIF membrane is detached between steps and every
 neuron keeps a presynaptic trace :math:`\hat a[t] = \lambda\hat a[t-1] + s[t]` (no gradient).  Each
 synaptic op runs **twice** per step: on the spikes for the forward value and on the trace for the
-gradient (:class:`OTTTSequential`):
+gradient (:class:`~neuroq.layer.OTTTSequential`):
 
 .. math::
     o = \mathrm{op}(s)\ \text{(value)},\qquad \nabla_W = \delta\,\hat a^\top,\qquad
@@ -93,7 +93,7 @@ def online_train_step(model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor, op
     r"""One minibatch of step-by-step training with the loss :math:`L[t]/T` at every step.
 
     Used for OTTT_O (``online=True``: optimizer step every time step), OTTT_A (``online=False``: one
-    step after accumulating T gradients) — on neuroq's :class:`OTTTSequential` or SpikingJelly
+    step after accumulating T gradients) — on neuroq's :class:`~neuroq.layer.OTTTSequential` or SpikingJelly
     2.0.0's ``OTTTSequential`` models — and SAF-E (an SAF network in step mode ``'s'`` with
     ``SAFReadout(mode='step')``).  Returns ``(sum_t L[t]/T, outputs [T, N, classes])``.
     """
@@ -185,6 +185,10 @@ def saf_predict(model: nn.Module, x_seq: torch.Tensor, readout: str = "step") ->
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class OnlineConfig(TimeConfig, FeedForwardConfig):
+    """Options shared by ``saf-e``, ``saf-f``, ``ottt-o`` and ``ottt-a``: time steps, the reference MLP/CNN,
+    the soft-reset LIF neuron's ``tau`` and ``v_threshold``, and the weight ``mse_weight`` of the MSE term
+    in :func:`ottt_loss`."""
+
     tau: float = record_option(LIFParameters, "tau")
     v_threshold: float = record_option(LIFParameters, "v_threshold")
     mse_weight: float = option(0.05, "weight w of OTTT's per-step loss (1-w) CE + w MSE(onehot)")
@@ -237,16 +241,23 @@ class _SAF(_Online):
 
 @register("saf-e")
 class SAFEMethod(_SAF):
+    """``--method saf-e``: the SAF network stepped one time step at a time, with a loss and an optimizer
+    step at every step (:func:`saf_e_train_step`); predicts the mean of the per-step outputs."""
+
     help = "SAF-E: spike accumulation forwarding, loss and online update at every time step"
     readout = "step"
 
     def train_step(self, model, x, y, optimizer, ctx):
+        """One minibatch of SAF-E (T optimizer steps); returns ``(mean loss per step, mean output [N, classes])``."""
         loss, outs = saf_e_train_step(model, self.inputs(x, ctx), y, optimizer, self.loss_fn(), online=True)
         return loss, outs.mean(0)
 
 
 @dataclass
 class SAFFConfig(OnlineConfig):
+    """Options of ``--method saf-f``: :class:`OnlineConfig` plus ``chunk``, how many graph-free steps run per
+    call (``None``: all ``T-1`` at once)."""
+
     chunk: Optional[int] = option(1, "SAF-F: run the graph-free steps 1..T-1 this many at a time (default 1: "
                                   "memory flat in T; 0 or none: all T-1 at once, fewer calls, memory grows with T)",
                                   parse=lambda s: None if s.lower() in ("0", "none", "all") else int(s))
@@ -254,11 +265,15 @@ class SAFFConfig(OnlineConfig):
 
 @register("saf-f")
 class SAFFMethod(_SAF):
+    """``--method saf-f``: the SAF network with the loss on the final accumulation
+    :math:`\hat U^{out}[T]/c_T`, one backward and one optimizer step per minibatch (:func:`saf_f_train_step`)."""
+
     help = "SAF-F: spike accumulation forwarding, loss on the final accumulation, one backward per batch"
     readout = "final"
     Config = SAFFConfig
 
     def train_step(self, model, x, y, optimizer, ctx):
+        """One minibatch of SAF-F; returns ``(loss, logits [N, classes])``."""
         return saf_f_train_step(model, self.inputs(x, ctx), y, optimizer, self.loss_fn(), self.config.chunk or None)
 
 
@@ -283,11 +298,15 @@ class _OTTT(_Online):
 
 @register("ottt-o")
 class OTTTOMethod(_OTTT):
+    """``--method ottt-o``: OTTT with an optimizer step after every time step's loss."""
+
     help = "OTTT_O: online training through time, optimizer step at every time step"
     online = True
 
 
 @register("ottt-a")
 class OTTTAMethod(_OTTT):
+    """``--method ottt-a``: OTTT with the T per-step gradients accumulated and one optimizer step per minibatch."""
+
     help = "OTTT_A: online training through time, gradients accumulated over T steps"
     online = False

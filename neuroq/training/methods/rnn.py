@@ -96,6 +96,9 @@ class RNNConfig(MethodConfig):
 
 @dataclass
 class IRNNConfig(RNNConfig):
+    """Options of ``--method irnn``: :class:`RNNConfig` (gradient clipping on, at 1, by default) plus the
+    initial input-weight std and recurrent scale; every stacked layer has the same width."""
+
     grad_clip: float = option(1.0, "clip the global gradient norm to this value before every optimizer step "
                               "(0: off)", parse=nonneg_float("--grad-clip"))
     input_std: Optional[float] = option(1e-3, "std of the IRNN's initial input weights (Le et al.: 0.001)",
@@ -112,6 +115,9 @@ class IRNNConfig(RNNConfig):
 
 @dataclass
 class SRNNConfig(RNNConfig):
+    """Options of ``--method srnn``: :class:`RNNConfig` (time-mean readout by default) plus the LIF units'
+    ``tau`` and ``v_threshold``; one recurrent layer."""
+
     readout: str = option("mean", "what the linear readout reads: the last hidden step, or the time mean of the "
                           "hidden states (the firing rates of a spiking layer)", choices=READOUTS)
     tau: float = option(2.0, "membrane time constant tau (> 1)")
@@ -147,15 +153,20 @@ class _SequenceMethod(Method):
         return super().inputs(x, ctx)
 
     def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """Adam at ``lr`` with the gradient clipped to ``grad_clip`` before every step
+        (:func:`clip_gradients_on_step`)."""
         return clip_gradients_on_step(super().make_optimizer(model, lr), self.config.grad_clip)
 
 
 @register("irnn")
 class IRNNMethod(_SequenceMethod):
+    """``--method irnn``: the IRNN sequence classifier, trained by BPTT with gradient clipping."""
+
     help = "IRNN (ReLU RNN, identity-initialised recurrence; Le et al. 2015) on sequences, BPTT"
     Config = IRNNConfig
 
     def build_model(self, data) -> nn.Module:
+        """An :class:`~neuroq.models.rnn.IRNNClassifier` sized for ``data``."""
         c = self.config
         return IRNNClassifier(self._input_size(data), c.hidden[0], data.num_classes, num_layers=len(c.hidden),
                               readout_from=c.readout, input_std=c.input_std, recurrent_scale=c.recurrent_scale)
@@ -163,10 +174,13 @@ class IRNNMethod(_SequenceMethod):
 
 @register("srnn")
 class SpikingRNNMethod(_SequenceMethod):
+    """``--method srnn``: the recurrent LIF sequence classifier, trained by surrogate-gradient BPTT."""
+
     help = "recurrent spiking network (LIF units fed back their spikes) on sequences, surrogate BPTT"
     Config = SRNNConfig
 
     def build_model(self, data) -> nn.Module:
+        """A :class:`~neuroq.models.rnn.SpikingRNNClassifier` sized for ``data`` (reset detached)."""
         c = self.config
         return SpikingRNNClassifier(self._input_size(data), c.hidden[0], data.num_classes, readout_from=c.readout,
                                     tau=c.tau, v_threshold=c.v_threshold, detach_reset=True)

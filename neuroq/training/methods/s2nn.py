@@ -18,6 +18,9 @@ from .base import FeedForwardConfig, Method, register
 
 @dataclass
 class S2NNConfig(FeedForwardConfig):
+    """Options of ``--method s2nn``: the reference MLP/CNN plus the surrogate's ``t_ref``, ``alpha`` and
+    ``per_step`` and the neuron's threshold ``v_threshold`` (the surrogate uses the same threshold)."""
+
     t_ref: int = record_option(S2NNParameters, "t_ref", parse=positive_int("--t-ref"))
     alpha: float = record_option(S2NNParameters, "alpha")
     per_step: str = record_option(S2NNParameters, "per_step", choices=PER_STEP)
@@ -26,10 +29,14 @@ class S2NNConfig(FeedForwardConfig):
 
 @register("s2nn")
 class S2NNMethod(Method):
+    """``--method s2nn``: the reference MLP/CNN with :class:`~neuroq.neuron.S2NNNode` neurons, one time step."""
+
     help = "single-step S2NN network (binary spikes, T=1) with the reduced multi-step surrogate"
     Config = S2NNConfig
 
     def neuron(self):
+        """Factory of S2NN neurons whose surrogate is :class:`~neuroq.surrogate.S2NN` with the configured
+        parameters."""
         c = self.config
         return lambda: S2NNNode(v_threshold=c.v_threshold, surrogate_function=S2NN(
             t_ref=c.t_ref, alpha=c.alpha, v_threshold=c.v_threshold, per_step=c.per_step), step_mode="m")
