@@ -47,9 +47,8 @@ weights; see ``docs/energy.md`` for where and why they differ).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable
 
 from .._validate import check_choice, check_real
 
