@@ -139,7 +139,7 @@ def test_the_method_runs_the_frames_steps(nmnist_archive):
 @pytest.mark.parametrize("name", ["saf-e", "saf-f", "ottt-o", "ottt-a"])
 def test_online_methods_train_on_frames(nmnist_archive, name):
     """The online methods read frame t at step t (their per-step equivalences are checked on
-    time-varying inputs in tests/methods/test_saf.py): one training step on N-MNIST changes the
+    time-varying inputs in tests/training/methods/test_saf.py): one training step on N-MNIST changes the
     weights and the prediction has one row per sample."""
     from neuroq.data import batches
     from neuroq.training import Context, train_step

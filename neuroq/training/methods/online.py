@@ -58,7 +58,7 @@ every neuron's SAF-F backward is exactly :math:`V_{th}` times SR's, so the gradi
 input of the last hidden layer (and that layer's weights) is :math:`V_{th}\times` the SR gradient,
 and a weight :math:`k` neuron layers below the readout gets :math:`V_{th}^k\times` (equal for
 :math:`V_{th}=1`).  The SR reference the test holds SAF-F against is written out in
-``tests/methods/test_saf.py``.
+``tests/training/methods/test_saf.py``.
 """
 from __future__ import annotations
 

@@ -133,15 +133,6 @@ def test_saf_node_definition_and_state():
     assert SAFNode.kernel_family == "saf"
 
 
-def test_bias_scale():
-    for tau in (2.0, 3.0, 7.5):
-        lam = 1 - 1 / tau
-        for t in range(1, 9):
-            assert FS.bias_scale(t, tau) == pytest.approx((1 - lam ** t) / (1 - lam), rel=1e-12)
-    x = torch.rand(5, 3)
-    torch.testing.assert_close(FS.deaccumulate(FS.accumulate(x, 2.0), 2.0), x)
-
-
 # ---------------------------------------------------------------------------------------------
 # 2. SAF-E == OTTT_O gradients
 # ---------------------------------------------------------------------------------------------

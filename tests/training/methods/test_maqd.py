@@ -1,18 +1,14 @@
-"""MaQD: scaled round-clip quantizers, quantized layers, Layer-Batch Normalization, integer export."""
-import math
-
+"""MaQD (Sawada, Saiin, Suetake, arXiv 2403.14999): quantized layers, Layer-Batch Normalization, training,
+the CLI method and its energy (the quantizers: tests/functional/test_quant.py; the integer export:
+tests/quant/test_integer.py)."""
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from neuroq import quant as Q
 from neuroq.energy import EnergyMeter
 from neuroq.layer import LayerBatchNorm1d, LayerBatchNorm2d, QuantAct, QuantConv2d, QuantLinear, fold
 from neuroq.models import maqd_cnn, maqd_mlp
-
-HSET = settings(max_examples=25, deadline=None)
 
 
 @pytest.fixture
@@ -22,110 +18,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-shapes = st.lists(st.integers(1, 6), min_size=1, max_size=4)
-deltas = st.floats(0.01, 10.0, allow_nan=False, allow_infinity=False)
 
 
-def _cover(delta, lo, hi, shape, seed, offset=0.0):
-    """Random tensor of ``shape`` plus a grid that reaches every bin of [lo, hi] (and beyond)."""
-    g = torch.Generator().manual_seed(seed)
-    rnd = (torch.randn(shape, generator=g, dtype=torch.float64) * (hi - lo + 2) * delta / 2).flatten()
-    grid = torch.linspace(lo - 2, hi + 2, int(8 * (hi - lo + 4)), dtype=torch.float64) * delta + offset
-    return torch.cat([rnd, grid])
-
-
-# ---------------------------------------------------------------- quantizer levels
-
-
-@HSET
-@given(M=st.integers(2, 17), delta=deltas, shape=shapes, seed=st.integers(0, 10_000))
-def test_weight_quantizer_has_exactly_M_symmetric_levels(M, delta, shape, seed):
-    c = (M - 1) / 2
-    x = _cover(delta, -c, c, shape, seed)
-    q = Q.quantize_weight(x, M, delta)
-    levels = torch.unique(q)
-    assert levels.numel() == M
-    expect = delta * (torch.arange(M, dtype=torch.float64) - c)
-    assert torch.allclose(levels, expect, rtol=0, atol=1e-12 * delta)
-    assert torch.allclose(levels, -levels.flip(0), rtol=0, atol=1e-12 * delta)  # symmetric about 0
-    assert (0.0 in levels.tolist()) == (M % 2 == 1)  # odd M includes 0, even M does not
-
-
-@HSET
-@given(M=st.integers(2, 17), delta=deltas, shape=shapes, seed=st.integers(0, 10_000))
-def test_activation_quantizer_has_exactly_M_nonnegative_levels(M, delta, shape, seed):
-    x = _cover(delta, 0, M - 1, shape, seed)
-    q = Q.quantize_activation(x, M, delta)
-    levels = torch.unique(q)
-    assert levels.numel() == M
-    assert torch.equal(levels, delta * torch.arange(M, dtype=torch.float64))
-
-
-@HSET
-@given(M=st.integers(2, 17), delta=deltas, shape=shapes, seed=st.integers(0, 10_000))
-def test_quantizers_are_idempotent(M, delta, shape, seed):
-    x = _cover(delta, -M, M, shape, seed)
-    qw = Q.quantize_weight(x, M, delta)
-    assert torch.equal(Q.quantize_weight(qw, M, delta), qw)
-    qa = Q.quantize_activation(x, M, delta)
-    assert torch.equal(Q.quantize_activation(qa, M, delta), qa)
-    r = Q.round_clip(x, delta, -3, 5)
-    assert torch.equal(Q.round_clip(r, delta, -3, 5), r)
-
-
-def test_round_clip_definition_and_round_half_up():
-    x = torch.tensor([-10.0, -1.5, -0.5, 0.0, 0.49, 0.5, 1.5, 2.5, 10.0])
-    got = Q.round_clip(x, 1.0, -1, 2)
-    assert got.tolist() == [-1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0]
-    # delta scales input and output
-    assert torch.equal(Q.round_clip(3 * x, 3.0, -1, 2), 3 * got)
-
-
-def test_two_activation_states_are_spikes():
-    h = torch.randn(1000, dtype=torch.float64) * 2
-    act = QuantAct(2)
-    s = act(h)
-    assert torch.equal(s, (h >= 0.5).to(h.dtype))  # Theta(h - Delta/2) with Delta = 1
-    assert act.v_threshold == 0.5
-
-
-# ---------------------------------------------------------------- gradients
-
-
-@HSET
-@given(M=st.integers(2, 9), delta=st.floats(0.1, 5.0), seed=st.integers(0, 10_000))
-def test_ste_gradient_is_one_inside_clip_range_and_zero_outside(M, delta, seed):
-    g = torch.Generator().manual_seed(seed)
-    # activations: clip range [0, (M-1) delta]
-    z = (torch.rand(500, generator=g, dtype=torch.float64) * (M + 3) - 2)
-    z = z[(z - z.round()).abs() > 1e-6]  # keep away from the range ends
-    h = (z * delta).requires_grad_(True)
-    Q.quantize_activation(h, M, delta).sum().backward()
-    inside = (z >= 0) & (z <= M - 1)
-    assert torch.equal(h.grad, inside.to(h.dtype))
-    assert inside.any() and (~inside).any()
-    # weights: clip range |w| <= c delta
-    c = (M - 1) / 2
-    w = ((torch.rand(500, generator=g, dtype=torch.float64) * 2 - 1) * (c + 2) * delta)
-    w = w[((w.abs() / delta) - c).abs() > 1e-6].requires_grad_(True)
-    Q.quantize_weight(w, M, delta).sum().backward()
-    assert torch.equal(w.grad, (w.detach().abs() <= c * delta).to(w.dtype))
-
-
-def test_surrogate_backward_is_sum_of_step_surrogates():
-    from spikingjelly.activation_based import surrogate
-
-    alpha, M, delta = 4.0, 4, 0.7
-    h = torch.linspace(-2, 4, 301, dtype=torch.float64).requires_grad_(True)
-    q = Q.quantize_activation(h, M, delta, surrogate=surrogate.Sigmoid(alpha=alpha))
-    assert torch.equal(q.detach(), Q.quantize_activation(h.detach(), M, delta))  # same forward
-    q.sum().backward()
-    z = h.detach() / delta
-    expect = torch.zeros_like(z)
-    for k in range(1, M):
-        s = torch.sigmoid(alpha * (z - k + 0.5))
-        expect += alpha * s * (1 - s)  # d/dh [delta * sg(h/delta - k + 1/2)] = sg'(.)
-    assert torch.allclose(h.grad, expect, atol=1e-12)
+# ---------------------------------------------------------------- surrogate gradients and activation range
 
 
 def test_s2nn_surrogate_plugs_in():
@@ -151,13 +46,6 @@ def test_quant_act_range_is_fixed_and_tends_to_clipped_relu(M):
     assert float(a.min()) == 0.0 and abs(float(a.max()) - r) < 1e-12  # output range [0, r] for every M
     assert torch.unique(a).numel() == M
     assert float((a - h.clamp(0, r)).abs().max()) <= act.step / 2 + 1e-12  # error <= half a step
-
-
-def test_gaussian_mse_step_binary_closed_form_and_monotone():
-    # M = 2: the optimal level is E|X| = sqrt(2/pi), i.e. step 2 sqrt(2/pi)
-    assert abs(Q.gaussian_mse_step(2) - 2 * math.sqrt(2 / math.pi)) < 1e-3
-    steps = [Q.gaussian_mse_step(m) for m in (2, 3, 5, 16)]
-    assert steps == sorted(steps, reverse=True)
 
 
 # ---------------------------------------------------------------- quantized layers
@@ -284,39 +172,6 @@ def test_folding_preserves_eval_outputs(layer_kind):
 # ---------------------------------------------------------------- export
 
 
-@pytest.mark.parametrize("w_states,a_states", [(3, 2), (4, 3), (16, 16)])
-def test_exported_integer_inference_equals_fake_quantized(w_states, a_states, one_thread):
-    torch.manual_seed(2)
-    model = maqd_cnn((1, 8, 8), 10, w_states, a_states, channels=(6, 8))
-    x = torch.rand(1, 24, 1, 8, 8)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    y = torch.randint(0, 10, (24,))
-    for _ in range(5):  # move weights, LBN affine and running statistics away from their init
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x)[0], y).backward()
-        opt.step()
-    model = model.double()
-    xd = x.double()
-    res = Q.check_export(model, xd, atol=1e-9, rtol=1e-9)
-    assert res["ok"], res
-    assert res["argmax_agreement"] == 1.0
-    ex = Q.export(model)
-    for name, rec in ex.items():
-        assert torch.unique(rec["int_weight"]).numel() <= w_states
-        assert rec["int_weight"].dtype == torch.int32
-    # LBNs were folded into the conv scales; the layers after QuantAct received integers
-    assert all(rec["folded_norm"] for rec in ex.values() if rec["kind"] == "conv2d")
-    ints = res["integer_inputs"]
-    assert list(ints.values())[1:] == [True] * (len(ints) - 1)
-    # the comparison is not vacuous: a perturbed integer weight changes the output
-    first = next(iter(ex))
-    ex[first]["int_weight"] = ex[first]["int_weight"].clone()
-    ex[first]["int_weight"][0].fill_(0)
-    model.eval()
-    out_bad, _ = Q.integer_forward(model, ex, xd)
-    assert not torch.allclose(out_bad, model(xd), atol=1e-9)
-
-
 # ---------------------------------------------------------------- training / CLI / energy
 
 
@@ -378,3 +233,11 @@ def test_maqd_cnn_edge_layers_can_use_other_states():
     assert [q.w_states for q in m.modules() if isinstance(q, (QuantConv2d, QuantLinear))] == [16, 3, 16]
     m = maqd_cnn((1, 8, 8), 10, 3, 2, channels=(4, 4), edge_w_states=None)
     assert [q.w_states for q in m.modules() if isinstance(q, (QuantConv2d, QuantLinear))] == [None, 3, None]
+
+
+def test_two_activation_states_are_spikes():
+    h = torch.randn(1000, dtype=torch.float64) * 2
+    act = QuantAct(2)
+    s = act(h)
+    assert torch.equal(s, (h >= 0.5).to(h.dtype))  # Theta(h - Delta/2) with Delta = 1
+    assert act.v_threshold == 0.5
