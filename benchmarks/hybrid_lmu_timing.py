@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +43,7 @@ def build(kind: str, mode: str, dt: float):
 def one_step(model, x, y):
     c0, t0 = time.process_time(), time.perf_counter()
     _sj.reset_net(model)
-    loss = tF.cross_entropy(model(x), y)
+    loss = F.cross_entropy(model(x), y)
     t1 = time.perf_counter()
     model.zero_grad(set_to_none=True)
     loss.backward()

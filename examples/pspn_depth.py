@@ -32,7 +32,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 import neuroq
 from neuroq.data import ArrayDataset, batches, load_dataset
@@ -136,8 +136,8 @@ def main(argv=None):
     ds = load_dataset(a.dataset, a.data_dir, download=a.data_dir is None, limit_train=a.limit_train,
                       limit_test=a.limit_test)
     if a.pool_input > 1:
-        ds.train = ArrayDataset(tF.avg_pool2d(ds.x_train, a.pool_input), ds.y_train)
-        ds.test = ArrayDataset(tF.avg_pool2d(ds.x_test, a.pool_input), ds.y_test)
+        ds.train = ArrayDataset(F.avg_pool2d(ds.x_train, a.pool_input), ds.y_train)
+        ds.test = ArrayDataset(F.avg_pool2d(ds.x_test, a.pool_input), ds.y_test)
         ds.in_shape = tuple(ds.x_train.shape[1:])
     out = dict(example="pspn_depth", dataset=a.dataset, n_train=len(ds.x_train), n_test=len(ds.x_test),
                image_shape=list(ds.in_shape), config=vars(a), machine=machine_info(a.device), runs=[])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from .._validate import check_choice, check_int
 from .datasets import ArrayDataset, TaskData, load_dataset, register_dataset
@@ -77,7 +77,7 @@ def sequential_mnist(data_dir: Optional[str] = None, download: bool = True, orde
     img = load_dataset(base, data_dir, download)
 
     def convert(ds):
-        x = ds.x if pool == 1 else tF.avg_pool2d(ds.x, pool)
+        x = ds.x if pool == 1 else F.avg_pool2d(ds.x, pool)
         steps = x.shape[-2] * x.shape[-1] if order == "pixels" else x.shape[-2]
         perm = permutation(steps, seed) if permute else None
         return ArrayDataset(image_to_sequence(x, order, perm).transpose(0, 1).contiguous(), ds.y), perm

@@ -36,7 +36,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 
 E_AC_PJ = 0.9
@@ -76,16 +76,18 @@ def _window_counts(m: nn.Module, x: torch.Tensor, transposed: bool = False) -> t
     g = m.groups
     if transposed:
         ones = torch.ones((m.in_channels, 1, *m.kernel_size), dtype=x.dtype, device=x.device)
-        fn = (tF.conv_transpose1d, tF.conv_transpose2d, tF.conv_transpose3d)[dims - 1]
+        fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
         return fn(x, ones, None, m.stride, m.padding, m.output_padding, g, m.dilation)
     ones = torch.ones((g, m.in_channels // g, *m.kernel_size), dtype=x.dtype, device=x.device)
     if isinstance(m, _CONVS):  # nn.Conv*d and subclasses: their padding mode (circular, reflect ...) applies
         return m._conv_forward(x, ones, None)
-    fn = (tF.conv1d, tF.conv2d, tF.conv3d)[dims - 1]
+    fn = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
     return fn(x, ones, None, m.stride, m.padding, m.dilation, g)
 
 
-def _unfold_time(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def merge_time(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x``, the input of conv ``m``, with a multi-step time axis merged into the batch
+    (``[T, N, C, ...] -> [T N, C, ...]``: a SpikingJelly step-mode conv in multi-step mode); else ``x``."""
     if x.dim() == len(m.kernel_size) + 3:  # SpikingJelly step-mode conv in multi-step mode: [T, N, C, ...]
         return x.flatten(0, 1)
     return x
@@ -96,7 +98,7 @@ def conv_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> to
     or (``'exact'``) the weights each spike actually meets, as SpikingJelly 2.0.0's ``op_counter`` counts."""
     if conv_fanout == "nominal":
         return x.sum() * _conv_nominal_fanout(m)
-    return _window_counts(m, _unfold_time(m, x)).sum() * (m.out_channels // m.groups)
+    return _window_counts(m, merge_time(m, x)).sum() * (m.out_channels // m.groups)
 
 
 def conv_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
@@ -110,13 +112,13 @@ def conv_transpose_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nomin
     weights (nominal), or (``'exact'``) only those whose output lands inside the (cropped) output."""
     if conv_fanout == "nominal":
         return x.sum() * ((m.out_channels // m.groups) * math.prod(m.kernel_size))
-    return _window_counts(m, _unfold_time(m, x), transposed=True).sum() * (m.out_channels // m.groups)
+    return _window_counts(m, merge_time(m, x), transposed=True).sum() * (m.out_channels // m.groups)
 
 
 def conv_transpose_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
     """MACs of real-valued input entering transposed conv ``m``: every input element (all steps and samples)
     meets :math:`C_{out}/g\cdot\prod k` weights."""
-    x = _unfold_time(m, x)
+    x = merge_time(m, x)
     return int(x.numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size))
 
 

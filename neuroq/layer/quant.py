@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from .._validate import check_bool, check_callable, check_choice, check_int, check_real, check_step_input
 from ..neuron.base import Neuron
@@ -252,7 +252,7 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear(in_features={self.in_features}) expects input [..., {self.in_features}], "
                              f"got shape {tuple(getattr(x, 'shape', ()))}")
-        return tF.linear(x, self.quantized_weight(), self.bias)
+        return F.linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
         return super().extra_repr() + f", w_states={self.w_states}, gain={self.gain is not None}"

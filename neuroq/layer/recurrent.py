@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .. import _sj
 from .._validate import check_bool, check_callable, check_choice, check_int, check_step_input
-from ..functional import neuron as F
+from ..functional import neuron as neuron_fn
 from ..neuron.base import Neuron
 
 
@@ -77,8 +77,8 @@ class SpikingRNN(Neuron):
         self.hidden_size = check_int("hidden_size", hidden_size, ge=1)
         check_bool("bias", bias)
         #: the neuron's one parameter record (validated: tau > 1, finite values, v_threshold > v_reset)
-        self.params = F.LIFParameters(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
-                                      detach_reset=detach_reset)
+        self.params = neuron_fn.LIFParameters(tau=tau, decay_input=decay_input, v_threshold=v_threshold,
+                                              v_reset=v_reset, detach_reset=detach_reset)
         if surrogate_function is None:
             surrogate_function = _sj.default_surrogate()
         self.surrogate_function = check_callable("surrogate_function", surrogate_function)
@@ -101,7 +101,7 @@ class SpikingRNN(Neuron):
 
     def step(self, current: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""One step, pure: input-projected current :math:`W_x x_t + b`, state ``(v, s_{t-1})`` -> ``(s_t, v_t)``."""
-        return F.lif_step(current + self.hh(s), v, self.params, self.surrogate_function)
+        return neuron_fn.lif_step(current + self.hh(s), v, self.params, self.surrogate_function)
 
     tau = property(lambda self: self.params.tau)
     decay_input = property(lambda self: self.params.decay_input)

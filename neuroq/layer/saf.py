@@ -32,7 +32,7 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from .. import _sj
 from .._validate import check_choice, check_int, check_real
@@ -121,7 +121,7 @@ class SAFLinear(_SAFSynapse):
         self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
 
     def _linear(self, x, bias=None):
-        return tF.linear(x, self.weight, bias)
+        return F.linear(x, self.weight, bias)
 
     @classmethod
     def from_module(cls, m: nn.Linear, tau: float = 2.0, step_mode: str = "s") -> "SAFLinear":
@@ -163,7 +163,7 @@ class SAFConv2d(_SAFSynapse):
         return self.weight
 
     def _linear(self, x, bias=None):
-        return tF.conv2d(x, self.get_weight(), bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, self.get_weight(), bias, self.stride, self.padding, self.dilation, self.groups)
 
     @classmethod
     def from_module(cls, m: nn.Conv2d, tau: float = 2.0, step_mode: str = "s") -> "SAFConv2d":

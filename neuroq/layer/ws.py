@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from .._validate import check_real
 
@@ -63,7 +63,7 @@ class ScaledWSConv2d(nn.Conv2d):
         return standardize_weight(self.weight, self.eps, scaled=True, gain=self.gain)
 
     def forward(self, x):
-        return tF.conv2d(x, self.get_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, self.get_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class Scale(nn.Module):

@@ -42,7 +42,7 @@ import torch.fx
 from .. import _sj
 from .. import ops
 from .._validate import check_bool, check_callable, check_choice, check_step_input
-from ..functional import neuron as F
+from ..functional import neuron as neuron_fn
 from ..functional.neuron import IFParameters
 from ..ops.dispatch import BACKENDS, resolve
 
@@ -246,12 +246,12 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
 
     def neuronal_fire(self, h: torch.Tensor) -> torch.Tensor:
         r""":math:`S = \Theta(H - V_{th})` (surrogate gradient in backward)."""
-        return F.fire(h, self.params.v_threshold, self.surrogate_function)
+        return neuron_fn.fire(h, self.params.v_threshold, self.surrogate_function)
 
     def neuronal_reset(self, h: torch.Tensor, spike: torch.Tensor) -> torch.Tensor:
         """Hard or soft reset of :math:`H` after ``spike``."""
         p = self.params
-        return F.hard_or_soft_reset(h, spike, p.v_threshold, p.v_reset, p.detach_reset)
+        return neuron_fn.hard_or_soft_reset(h, spike, p.v_threshold, p.v_reset, p.detach_reset)
 
     # ---- machinery ----------------------------------------------------------------------
     def step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,7 +315,7 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
     def multi_step_torch(self, x_seq: torch.Tensor, v: torch.Tensor):
         """Torch reference over T steps, the generic O(T) loop over :meth:`step`:
         ``-> (spike_seq, v_last, v_seq | None)``."""
-        return F.multi_step(self.step, x_seq, v, self.store_v_seq)
+        return neuron_fn.multi_step(self.step, x_seq, v, self.store_v_seq)
 
     def multi_step_forward(self, x_seq: torch.Tensor):
         check_step_input(type(self).__name__, x_seq, "m")

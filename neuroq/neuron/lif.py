@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..functional import neuron as F
+from ..functional import neuron as neuron_fn
 from ..functional.neuron import IFParameters, LIFParameters
 from .. import _sj
 from .base import BaseNode, record_property
@@ -55,7 +55,7 @@ class IFNode(BaseNode, _SJ.IFNode):
     params_type = IFParameters
 
     def neuronal_charge(self, x, v):
-        return F.if_charge(x, v)
+        return neuron_fn.if_charge(x, v)
 
 
 class LIFNode(BaseNode, _SJ.LIFNode):
@@ -108,7 +108,7 @@ class LIFNode(BaseNode, _SJ.LIFNode):
                          store_v_seq=store_v_seq, params=params)
 
     def neuronal_charge(self, x, v):
-        return F.lif_charge(x, v, self.params)
+        return neuron_fn.lif_charge(x, v, self.params)
 
     def extra_repr(self):
         return super().extra_repr() + f", tau={self.params.tau}, decay_input={self.params.decay_input}"

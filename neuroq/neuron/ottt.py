@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .._validate import check_step_input
-from ..functional import neuron as F
+from ..functional import neuron as neuron_fn
 from ..functional import saf as FS
 from ..functional.neuron import LIFParameters
 from .lif import LIFNode
@@ -83,7 +83,7 @@ class OnlineLIFNode(LIFNode):
     def multi_step_forward(self, x_seq):
         if self.training:  # detached membrane between steps: the generic loop over step()
             check_step_input(type(self).__name__, x_seq, "m")
-            spikes, self.v, v_seq = F.multi_step(self.step, x_seq, self._initial_v(x_seq[0]), self.store_v_seq)
+            spikes, self.v, v_seq = neuron_fn.multi_step(self.step, x_seq, self._initial_v(x_seq[0]), self.store_v_seq)
             if self.store_v_seq:
                 self.v_seq = v_seq
             return spikes

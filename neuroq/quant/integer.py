@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from .. import _sj
 from ..layer.norm import LayerBatchNorm1d, LayerBatchNorm2d, inference_affine
@@ -108,10 +108,10 @@ def _int_layer_forward(rec: dict, x: torch.Tensor):
     xd, is_int = _integer_input(rec, x)
     w = rec["int_weight"].to(torch.float64)
     if rec["kind"] == "conv2d":
-        acc = tF.conv2d(xd, w, None, rec["stride"], rec["padding"], rec["dilation"], rec["groups"])
+        acc = F.conv2d(xd, w, None, rec["stride"], rec["padding"], rec["dilation"], rec["groups"])
         shape = (1, -1, 1, 1)
     else:
-        acc = tF.linear(xd, w)
+        acc = F.linear(xd, w)
         shape = (1, -1) if acc.dim() == 2 else (-1,)
     scale = rec["scale"].double() * (rec.get("in_step") or 1.0)
     y = acc * scale.view(shape) + rec["bias"].double().view(shape)

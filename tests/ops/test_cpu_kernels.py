@@ -26,7 +26,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import surrogate
 
-from neuroq.functional import neuron as F
+from neuroq.functional import neuron as neuron_fn
 from neuroq.functional import saf as FS
 from neuroq.functional.neuron import IFParameters, LIFParameters
 from neuroq.functional.saf import SAFParameters
@@ -95,7 +95,7 @@ def test_cpu_kernel_equals_torch_reference(family, v_reset, detach, T):
         for tau in (2.5, 2.0):  # true division, and the exact-reciprocal shortcut
             p = _record(family, tau=tau, decay_input=decay_input, v_threshold=1.0, v_reset=v_reset,
                         detach_reset=detach)
-            ref_fn = F.lif_multi_step if family == "lif" else F.if_multi_step
+            ref_fn = neuron_fn.lif_multi_step if family == "lif" else neuron_fn.if_multi_step
             ours = _run(lambda a, b: cpu.if_family_cpu(a, b, p, sg, True)[:3], x, v0, grads)
             ref = _run(lambda a, b: ref_fn(a, b, p, sg, True), x, v0, grads)
             _assert_same(ours, ref)
@@ -132,7 +132,7 @@ def test_cpu_half_storage_fp32_state(dtype):
     p = LIFParameters(tau=2.5, v_reset=None)
     qgrads = tuple(g.to(dtype) for g in grads)
     s, vl, vs, gx, gv0 = _run(lambda a, b: cpu.if_family_cpu(a, b, p, sg, True)[:3], x, v0, qgrads)
-    rs, rvl, rvs, rgx, rgv0 = _run(lambda a, b: F.lif_multi_step(a, b, p, sg, True), x.float(), v0.float(),
+    rs, rvl, rvs, rgx, rgv0 = _run(lambda a, b: neuron_fn.lif_multi_step(a, b, p, sg, True), x.float(), v0.float(),
                                    tuple(g.float() for g in qgrads))
     assert s.dtype == dtype and torch.equal(s.float(), rs)
     assert torch.equal(vs, rvs.to(dtype)) and torch.equal(vl, rvl.to(dtype))
@@ -290,7 +290,7 @@ def test_torch_reference_backward_is_linear_in_T():
     counts = {}
     for T in (8, 32):
         x = torch.randn(T, 64, requires_grad=True)
-        s, v, _ = F.lif_multi_step(x, torch.zeros(64), LIFParameters(), surrogate.Sigmoid(alpha=4.0))
+        s, v, _ = neuron_fn.lif_multi_step(x, torch.zeros(64), LIFParameters(), surrogate.Sigmoid(alpha=4.0))
         with Count() as c:
             s.sum().backward()
         counts[T] = c.elements

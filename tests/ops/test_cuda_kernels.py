@@ -39,7 +39,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import surrogate
 
-from neuroq.functional import neuron as F
+from neuroq.functional import neuron as neuron_fn
 from neuroq.functional.neuron import IFParameters, LIFParameters
 from neuroq.functional.saf import SAFParameters
 from neuroq.neuron import IFNode, LIFNode
@@ -278,13 +278,13 @@ def torch_reference(family, x, v0, sg, grads, charge=None, **p):
     if charge is not None:  # a custom charge (torch-on-CUDA arithmetic emulation)
         def step(xt, v):
             h = charge(xt, v)
-            s = F.fire(h, p["v_threshold"], sg)
-            return s, F.hard_or_soft_reset(h, s, p["v_threshold"], p["v_reset"], p["detach_reset"])
-        s, vl, vs = F.multi_step(step, x, v0, True)
+            s = neuron_fn.fire(h, p["v_threshold"], sg)
+            return s, neuron_fn.hard_or_soft_reset(h, s, p["v_threshold"], p["v_reset"], p["detach_reset"])
+        s, vl, vs = neuron_fn.multi_step(step, x, v0, True)
     elif family == "if":
-        s, vl, vs = F.if_multi_step(x, v0, record("if", **p), sg, True)
+        s, vl, vs = neuron_fn.if_multi_step(x, v0, record("if", **p), sg, True)
     else:
-        s, vl, vs = F.lif_multi_step(x, v0, record("lif", **p), sg, True)
+        s, vl, vs = neuron_fn.lif_multi_step(x, v0, record("lif", **p), sg, True)
     g_s, g_vs, g_vl = grads
     loss = (s * g_s).sum() + (vs * g_vs).sum() + (vl * g_vl).sum()
     g_x, g_v0 = torch.autograd.grad(loss, (x, v0))
@@ -501,8 +501,9 @@ def test_host_saf_spikes_equal_soft_reset_lif(harness):
     cur = torch.randn(16, 500, generator=gen) * 1.0 + 0.4
     a_seq, _ = host_saf(harness, FS.accumulate(cur, 2.0), torch.zeros(500), surrogate.Sigmoid(alpha=4.0),
                         tau=2.0, decay_input=False, v_threshold=1.0, detach_state=True)
-    s_lif, _, _ = F.lif_multi_step(cur, torch.zeros(500), LIFParameters(tau=2.0, decay_input=False, v_reset=None),
-                                   surrogate.Sigmoid(alpha=4.0))
+    s_lif, _, _ = neuron_fn.lif_multi_step(cur, torch.zeros(500),
+                                           LIFParameters(tau=2.0, decay_input=False, v_reset=None),
+                                           surrogate.Sigmoid(alpha=4.0))
     s_saf = FS.saf_spikes(a_seq, 2.0)
     assert (s_saf != s_lif).float().mean() < 2e-3 and s_lif.sum() > 100
 

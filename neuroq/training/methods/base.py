@@ -28,7 +28,7 @@ from typing import Callable, ClassVar, Dict, Optional, Type
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from ... import _sj
 from ..._validate import check_choice, check_int
@@ -241,7 +241,7 @@ class Method:
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The task loss of ``logits`` for labels ``y`` (cross-entropy by default)."""
-        return tF.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y)
 
     def compute_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context):
         """``(loss, logits)`` of one minibatch, with the graph for the backward pass (the loop adds the energy

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from ..._validate import check_choice, check_int, check_real
 from ...bayes import (
@@ -217,7 +217,7 @@ class GMVIMethod(Method):
 
     def elbo_terms(self, model: nn.Module, logits: torch.Tensor, y: torch.Tensor, n_data: int):
         """:func:`neuroq.bayes.elbo` of the weight sample that produced ``logits`` (categorical likelihood)."""
-        ll = -tF.cross_entropy(logits, y, reduction="sum")
+        ll = -F.cross_entropy(logits, y, reduction="sum")
         return elbo(model, ll, batch_size=len(y), n_data=n_data, entropy_kind=self.config.entropy)
 
     def compute_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context):

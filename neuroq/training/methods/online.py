@@ -67,7 +67,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from ... import _sj
 from ...convert import lif_from_ottt, lif_from_saf, ottt_from_lif, saf_from_lif
@@ -82,10 +82,10 @@ from .base import FeedForwardConfig, Method, TimeConfig, register
 
 def ottt_loss(o: torch.Tensor, y: torch.Tensor, mse_weight: float = 0.05) -> torch.Tensor:
     r"""OTTT's per-step loss: :math:`(1-w)\,\mathrm{CE}(o, y) + w\,\mathrm{MSE}(o, \mathrm{onehot}(y))`."""
-    ce = tF.cross_entropy(o, y)
+    ce = F.cross_entropy(o, y)
     if mse_weight == 0:
         return ce
-    return (1 - mse_weight) * ce + mse_weight * tF.mse_loss(o, tF.one_hot(y, o.shape[-1]).to(o.dtype))
+    return (1 - mse_weight) * ce + mse_weight * F.mse_loss(o, F.one_hot(y, o.shape[-1]).to(o.dtype))
 
 
 def online_train_step(model: nn.Module, x_seq: torch.Tensor, y: torch.Tensor, optimizer, loss_fn: Callable,

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as tF
+import torch.nn.functional as F
 
 from neuroq import _sj
 from neuroq.data import encode, load_dataset
@@ -272,8 +272,8 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
         if isinstance(m, SAFNode):
             m.sr_box = True  # condition (C2)
     out = O.saf_f_forward(saf, x)  # steps < T without graph: condition (C1)
-    g_saf = torch.autograd.grad(tF.cross_entropy(out, y), list(saf.parameters()))
-    g_sr = spike_representation_grads(lif, x, y, tF.cross_entropy)
+    g_saf = torch.autograd.grad(F.cross_entropy(out, y), list(saf.parameters()))
+    g_sr = spike_representation_grads(lif, x, y, F.cross_entropy)
     # parameters in order: W0 b0 (2 neuron layers below the loss), W1 b1 (1), W2 b2 (readout, 0)
     for i, (a, b) in enumerate(zip(g_saf, g_sr)):
         k = 2 - i // 2
@@ -281,7 +281,7 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
         torch.testing.assert_close(a, vth ** k * b, rtol=1e-9, atol=1e-12)
     out2 = O.saf_f_forward(saf, x, chunk=2)  # chunked graph-free pass: same value and gradient
     torch.testing.assert_close(out2, out, rtol=0, atol=0)
-    g2 = torch.autograd.grad(tF.cross_entropy(out2, y), list(saf.parameters()))
+    g2 = torch.autograd.grad(F.cross_entropy(out2, y), list(saf.parameters()))
     torch.testing.assert_close(g2[0], g_saf[0], rtol=0, atol=0)
     # the forward value is the SR network's output: U^out[T]/c_T = W a^N + b
     _sj.reset_net(lif)
@@ -291,7 +291,7 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
 
     # without (C2) (a smooth surrogate) or without (C1) (graph through a^[T-1]) the relation breaks
     saf_sg = C.saf_from_lif(lif, readout="final")
-    g_sg = torch.autograd.grad(tF.cross_entropy(O.saf_f_forward(saf_sg, x), y), list(saf_sg.parameters()))
+    g_sg = torch.autograd.grad(F.cross_entropy(O.saf_f_forward(saf_sg, x), y), list(saf_sg.parameters()))
     assert not torch.allclose(g_sg[2], vth * g_sr[2], rtol=1e-3)
     saf_nd = C.saf_from_lif(lif, readout="final")
     for m in saf_nd.modules():
@@ -300,7 +300,7 @@ def test_saf_f_gradient_is_vth_times_spike_representation(vth):
     set_step_mode(saf_nd, "m")
     _sj.reset_net(saf_nd)
     out_nd = saf_nd(x)[-1]
-    g_nd = torch.autograd.grad(tF.cross_entropy(out_nd, y), list(saf_nd.parameters()))
+    g_nd = torch.autograd.grad(F.cross_entropy(out_nd, y), list(saf_nd.parameters()))
     torch.testing.assert_close(out_nd, out)
     assert not torch.allclose(g_nd[0], vth ** 2 * g_sr[0], rtol=1e-3)
 
