@@ -2,7 +2,7 @@
 
 Furuya et al., "Spectral Pruning for Recurrent Neural Networks" (AISTATS 2022, arXiv 2105.10832):
 remove hidden units of a trained RNN by choosing the subset J that best reconstructs all hidden
-states from the time-mean covariance of the states, and fold the reconstruction matrix A_J into the
+states from the time-mean covariance of the states, and absorb the reconstruction matrix A_J into the
 weights that read the state (``neuroq.prune.spectral_prune``; docs/spectral_pruning.md).
 
 For each network (``irnn``: ReLU RNN with identity-initialised recurrence, Le et al. 2015; ``srnn``: a

@@ -11,7 +11,7 @@ import torch.nn as nn
 from .._validate import check_choice, check_int, check_real
 from .meter import _Hooked, samples_in_call
 from .models import energy_models, get_energy_model
-from .rules import _CONVS, _TCONVS, CONV_FANOUTS, SynapseRule, is_spike_tensor, synaptic_fns
+from .rules import _CONVS, _TCONVS, CONV_FANOUTS, SynapseRule, is_spike_tensor, merge_time, synaptic_fns
 
 #: the paper's penalty and the rate baselines; every energy model name is a kind too (:class:`ModelPenalty`)
 PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
@@ -211,10 +211,8 @@ class SpikePenalty(_Hooked):
 
 
 def _conv_layout(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Fold a multi-step ``[T, N, C, ...]`` input of a SpikingJelly step-mode conv to ``[T*N, C, ...]``."""
-    if isinstance(m, _CONVS + _TCONVS) and x.dim() == len(m.kernel_size) + 3:
-        return x.flatten(0, 1)
-    return x
+    """A conv's input with a multi-step time axis merged into the batch (:func:`neuroq.energy.rules.merge_time`)."""
+    return merge_time(m, x) if isinstance(m, _CONVS + _TCONVS) else x
 
 
 class SynapticPenalty(SpikePenalty):

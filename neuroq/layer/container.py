@@ -55,14 +55,6 @@ class SeqOp(nn.Sequential, _sj.base.StepModule):
         return f"step_mode={self.step_mode}"
 
 
-def is_time_folding(m: nn.Module) -> bool:
-    """True for containers that run their ops on ``[T·N, ...]`` in multi-step mode (:class:`SeqOp` in
-    ``'m'``, SpikingJelly's ``SeqToANNContainer``)."""
-    if isinstance(m, SeqOp):
-        return m.step_mode == "m"
-    return isinstance(m, _sj.SeqToANNContainer)
-
-
 def set_step_mode(model: nn.Module, step_mode: str) -> nn.Module:
     """Set ``step_mode`` of every step-aware module of ``model`` (neurons, :class:`SeqOp`, SAF layers)."""
     check_choice("step_mode", step_mode, ("s", "m"))

@@ -109,7 +109,7 @@ class SpikingRNNClassifier(_SequenceClassifier):
         s_{1..T} = \mathrm{SpikingRNN}(x_{1..T}),\qquad y = W_o\,\tfrac{1}{T}\textstyle\sum_t s_t + b_o
 
     (``readout_from='mean'``, default: the firing rates; ``'last'`` reads :math:`s_T`).  The
-    readout is linear in the spikes, so spectral pruning folds into it exactly as for the RNN.
+    readout is linear in the spikes, so spectral pruning absorbs into it exactly as for the RNN.
     Reset the state between batches (``functional.reset_net``; neuroq's training loop does).
 
     Args:

@@ -5,4 +5,4 @@ from .spectral import (  # noqa: F401
     greedy_select, information_losses, path_losses, pivoted_select, prune_units, reconstruction_matrix,
     resolve_keep, spectral_prune,
 )
-from .surgery import Fold, LayerAdapter, RNNAdapter, SpikingRNNAdapter, adapter_for, register_layer  # noqa: F401
+from .surgery import Reconstruction, LayerAdapter, RNNAdapter, SpikingRNNAdapter, adapter_for, register_layer  # noqa: F401

@@ -58,7 +58,7 @@ def _magnitude_selector(by: str):
 
 def random_prune(model, keep, data=None, *, seed: int = 0, reconstruct: bool = False, **kwargs):
     r"""Keep ``keep`` units drawn uniformly at random (``seed``); delete the others, or with
-    ``reconstruct=True`` fold the spectral reconstruction :math:`\hat A_J` (needs ``data``).
+    ``reconstruct=True`` absorb the spectral reconstruction :math:`\hat A_J` (needs ``data``).
 
     ``kwargs`` as :func:`neuroq.prune.spectral_prune` (``lam``, ``theta``, ``z``, ``layer``,
     ``readout``, ``stats`` ...).  Outputs ``(pruned, report)``.
@@ -74,7 +74,7 @@ def random_prune(model, keep, data=None, *, seed: int = 0, reconstruct: bool = F
 
 def magnitude_prune(model, keep, data=None, *, by: str = "outgoing", reconstruct: bool = False, **kwargs):
     r"""Keep the ``keep`` units of largest weight magnitude (``by``, module docstring); delete the
-    others, or fold :math:`\hat A_J` with ``reconstruct=True`` (needs ``data``).
+    others, or absorb :math:`\hat A_J` with ``reconstruct=True`` (needs ``data``).
 
     Outputs ``(pruned, report)``.
 
@@ -91,7 +91,7 @@ def magnitude_prune(model, keep, data=None, *, by: str = "outgoing", reconstruct
 
 
 def magnitude_reconstruct_prune(model, data, keep, *, by: str = "outgoing", **kwargs):
-    r"""Magnitude-chosen units with the spectral reconstruction :math:`\hat A_J` folded in
+    r"""Magnitude-chosen units with the spectral reconstruction :math:`\hat A_J` absorbed in
     (selection and reconstruction told apart; module docstring).  Outputs ``(pruned, report)``.
 
     Example::

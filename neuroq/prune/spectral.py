@@ -20,7 +20,7 @@ with ridge :math:`\lambda`:
     J &= \arg\min_{|J| = m^\sharp}\ \theta L_A(J) + (1-\theta) L_B(J)
 
 (:math:`Z` = the downstream weights that read the hidden state; default :math:`W_{hh}` and
-:math:`W_o` stacked), then fold :math:`\hat A_J` into the remaining weights
+:math:`W_o` stacked), then absorb :math:`\hat A_J` into the remaining weights
 (:mod:`neuroq.prune.surgery`): :math:`W_{hh}^\sharp = (W_{hh})_{J,:}\hat A_J`,
 :math:`W_o^\sharp = W_o\hat A_J`.  The degrees of freedom
 :math:`\hat N(\lambda) = \operatorname{Tr}[\hat\Sigma(\hat\Sigma+\lambda I)^{-1}]` bound the
@@ -68,7 +68,7 @@ import torch.nn as nn
 from .. import _sj
 from .._validate import check_bool, check_choice, check_int, check_real
 from ..layer.lowpass import Lowpass
-from .surgery import Fold, adapter_for, fold_linear, supported_layers
+from .surgery import Reconstruction, adapter_for, absorb_linear, supported_layers
 
 _F64 = torch.float64
 
@@ -586,9 +586,9 @@ def _find_readout(model: nn.Module, layer_name: str, m: int, readout):
 
 def _check_per_unit_filters(model: nn.Module, layer_name: str, m: int) -> None:
     """Refuse a per-unit :class:`~neuroq.layer.lowpass.Lowpass` outside the layer (e.g. between it and the
-    readout): it filters each unit with its own time constant, so it neither commutes with the fold
+    readout): it filters each unit with its own time constant, so it neither commutes with the absorption
     :math:`W_o\\hat A_J` nor shrinks with the layer.  A Lowpass with one shared time constant is linear
-    and commutes with the fold, so it is allowed."""
+    and commutes with the absorption, so it is allowed."""
     inside = (lambda n: n == layer_name or n.startswith(layer_name + ".")) if layer_name else (lambda n: True)
     for n, mod in model.named_modules():
         if isinstance(mod, Lowpass) and not inside(n) and mod.log_tau.dim() >= 1 and mod.log_tau.shape[-1] == m:
@@ -737,7 +737,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
     Selection (``select``) and reconstruction (``reconstruct``) are independent, so their effects
     can be told apart: ``select`` picks the units (``'greedy'`` / ``'pivoted'`` spectral
     selection, or any :data:`Selector`, e.g. the baselines' random and magnitude selectors), and
-    ``reconstruct=True`` folds :math:`\hat A_J` (:func:`reconstruction_matrix`) into the
+    ``reconstruct=True`` absorbs :math:`\hat A_J` (:func:`reconstruction_matrix`) into the
     readers of the hidden state, ``False`` just deletes the other units.  See
     :func:`spectral_prune` for the arguments; ``seed`` seeds selectors that draw at random and
     ``method`` names the result in the report.
@@ -786,7 +786,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
                          "covariance is computed from it); pass calibration batches or stats=")
 
     gen = torch.Generator().manual_seed(seed)
-    folds, rep = [], dict(kept=[], order=[], loss_input=[], loss_output=[], objective=[], dof=[], lam=[], n_states=[])
+    recons, rep = [], dict(kept=[], order=[], loss_input=[], loss_output=[], objective=[], dof=[], lam=[], n_states=[])
     for k in range(n_states):
         zk = _z_matrix(z, adapter, mod, k, n_states, ro_mod)
         sigma = lam_abs = None
@@ -809,7 +809,7 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
             A = reconstruction_matrix(sigma, kept, lam_abs, exact_kept)
         else:
             A = torch.eye(m, dtype=_F64)[:, kept]
-        folds.append(Fold(kept, A))
+        recons.append(Reconstruction(kept, A))
         rep["kept"].append(kept)
         rep["order"].append(order)
         rep["loss_input"].append(path.loss_input if path is not None else None)
@@ -823,9 +823,9 @@ def prune_units(model: nn.Module, keep, data=None, *, select: Union[str, Selecto
     _sj.reset_net(model)
     pruned = model if inplace else _sj.clone_net(model)
     p_mod = pruned.get_submodule(name) if name else pruned
-    new_layer = adapter.shrink(p_mod, folds)
+    new_layer = adapter.shrink(p_mod, recons)
     if ro_name is not None:
-        pruned = _replace(pruned, ro_name, fold_linear(pruned.get_submodule(ro_name), folds[-1]))
+        pruned = _replace(pruned, ro_name, absorb_linear(pruned.get_submodule(ro_name), recons[-1]))
     pruned = _replace(pruned, name, new_layer)
     _sj.invalidate_reset_cache(pruned)
     _sj.reset_net(pruned)
@@ -848,7 +848,7 @@ def spectral_prune(model: nn.Module, data, keep, lam: float = 1e-3, theta: float
 
     Collects :math:`\hat\Sigma` of the hidden states over ``data``, selects ``keep`` units
     minimising :math:`\theta L_A + (1-\theta) L_B` and returns a **genuinely smaller** copy of
-    ``model`` with :math:`\hat A_J` folded into the recurrent weights and the readout (equations
+    ``model`` with :math:`\hat A_J` absorbed into the recurrent weights and the readout (equations
     in the module docstring and :mod:`neuroq.prune.surgery`).
 
     Supported layers: ``torch.nn.RNN`` (tanh / ReLU, e.g. the IRNN; any ``num_layers``;

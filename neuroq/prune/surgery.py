@@ -20,7 +20,7 @@ How a layer type exposes its hidden states and weights is described by a :class:
             return [layer.register_forward_hook(lambda mod, args, out: sink(0, out))]
         def recurrent_weights(self, layer, k): return layer.w_h          # [*, m] readers of h
         def incoming_weights(self, layer, k): return layer.w_in          # [m, *] rows per unit
-        def shrink(self, layer, folds): ...                              # new, smaller layer
+        def shrink(self, layer, recons): ...                             # new, smaller layer
 
     register_layer(MyLayer, MyLayerAdapter())
 
@@ -47,7 +47,7 @@ Sink = Callable[[int, torch.Tensor], None]
 
 
 @dataclass
-class Fold:
+class Reconstruction:
     r"""What to keep of one hidden state and how to reconstruct the rest.
 
     Attributes:
@@ -65,17 +65,17 @@ class Fold:
         return torch.as_tensor(self.kept, dtype=torch.long)
 
 
-def fold_columns(weight: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+def absorb_columns(weight: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     r""":math:`W \hat A_J` computed in float64 and returned in ``weight``'s dtype and device."""
     return (weight.detach().to(torch.float64) @ A.to(device=weight.device, dtype=torch.float64)).to(weight.dtype)
 
 
-def fold_linear(linear: nn.Linear, fold: Fold) -> nn.Linear:
+def absorb_linear(linear: nn.Linear, recon: Reconstruction) -> nn.Linear:
     r"""A new ``nn.Linear(len(kept), out)`` computing :math:`W \hat A_J h_J + c` (the reader of the hidden state)."""
-    new = nn.Linear(len(fold.kept), linear.out_features, bias=linear.bias is not None,
+    new = nn.Linear(len(recon.kept), linear.out_features, bias=linear.bias is not None,
                     device=linear.weight.device, dtype=linear.weight.dtype)
     with torch.no_grad():
-        new.weight.copy_(fold_columns(linear.weight, fold.A))
+        new.weight.copy_(absorb_columns(linear.weight, recon.A))
         if linear.bias is not None:
             new.bias.copy_(linear.bias)
     new.train(linear.training)
@@ -117,8 +117,8 @@ class LayerAdapter:
         """``[m, *]``: row ``j`` holds every weight into unit ``j`` of state ``k`` (magnitude baseline)."""
         raise NotImplementedError
 
-    def shrink(self, layer: nn.Module, folds: list) -> nn.Module:
-        """A new layer with ``len(fold.kept)`` units per state, weights folded as in the module docstring."""
+    def shrink(self, layer: nn.Module, recons: list) -> nn.Module:
+        """A new layer with ``len(recon.kept)`` units per state, weights absorbed as in the module docstring."""
         raise NotImplementedError
 
 
@@ -156,7 +156,7 @@ def supported_layers() -> list:
 class RNNAdapter(LayerAdapter):
     r"""``torch.nn.RNN``:
     :math:`h^{(k)}_t = \sigma(W_{ih}^{(k)} h^{(k-1)}_t + b_{ih}^{(k)} + W_{hh}^{(k)} h^{(k)}_{t-1} + b_{hh}^{(k)})`,
-    :math:`h^{(-1)} = x`.  Pruning state :math:`k` with fold :math:`(J_k, A_k)`:
+    :math:`h^{(-1)} = x`.  Pruning state :math:`k` with the reconstruction :math:`(J_k, A_k)`:
 
     .. math::
         W_{hh}^{(k)\sharp} = W^{(k)}_{hh,J_k,:} A_k,\quad
@@ -236,10 +236,10 @@ class RNNAdapter(LayerAdapter):
         """:math:`[W_{ih}^{(k)}\; W_{hh}^{(k)}]`, one row per unit."""
         return torch.cat([getattr(layer, f"weight_ih_l{k}"), getattr(layer, f"weight_hh_l{k}")], dim=1)
 
-    def shrink(self, layer, folds):
+    def shrink(self, layer, recons):
         """A new ``nn.RNN`` with the kept units, weights as in the class docstring; ``ValueError`` unless every
         state keeps the same number of units."""
-        sizes = {len(f.kept) for f in folds}
+        sizes = {len(f.kept) for f in recons}
         if len(sizes) != 1:
             raise ValueError(f"nn.RNN needs the same number of kept units in every layer, got {sorted(sizes)}")
         ref = layer.weight_hh_l0
@@ -247,13 +247,13 @@ class RNNAdapter(LayerAdapter):
                      bias=layer.bias, batch_first=layer.batch_first, dropout=layer.dropout,
                      bidirectional=False, device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
-            for k, f in enumerate(folds):
+            for k, f in enumerate(recons):
                 idx = f.index.to(ref.device)
                 w_ih = getattr(layer, f"weight_ih_l{k}")[idx]
                 if k > 0:
-                    w_ih = fold_columns(w_ih, folds[k - 1].A)
+                    w_ih = absorb_columns(w_ih, recons[k - 1].A)
                 getattr(new, f"weight_ih_l{k}").copy_(w_ih)
-                getattr(new, f"weight_hh_l{k}").copy_(fold_columns(getattr(layer, f"weight_hh_l{k}")[idx], f.A))
+                getattr(new, f"weight_hh_l{k}").copy_(absorb_columns(getattr(layer, f"weight_hh_l{k}")[idx], f.A))
                 if layer.bias:
                     getattr(new, f"bias_ih_l{k}").copy_(getattr(layer, f"bias_ih_l{k}")[idx])
                     getattr(new, f"bias_hh_l{k}").copy_(getattr(layer, f"bias_hh_l{k}")[idx])
@@ -269,7 +269,7 @@ class SpikingRNNAdapter(LayerAdapter):
         W_x^\sharp = (W_x)_{J,:},\quad b^\sharp = b_J,\quad W_h^\sharp = (W_h)_{J,:}\hat A_J,\quad
         W_o^\sharp = W_o \hat A_J .
 
-    **What is exact and what is not.**  The folding replaces the recurrent current
+    **What is exact and what is not.**  The absorption replaces the recurrent current
     :math:`W_h s_{t-1}` seen by a kept unit by :math:`W_h \hat A_J s_{J,t-1}`; it is exact at every
     step where the spike vector is a linear function of the kept spikes, :math:`s = \hat A_J s_J`
     (e.g. removed units whose spike trains duplicate kept units, or keeping all units), and then
@@ -281,9 +281,9 @@ class SpikingRNNAdapter(LayerAdapter):
     to later steps (the reset makes the map non-Lipschitz, unlike :math:`\sigma` =
     tanh/ReLU, where a current error :math:`\delta` moves the state by at most :math:`|\delta|`),
     and (iii) the reconstruction is fitted on the unpruned network's spikes, while the pruned
-    network's spikes drift from them.  The readout fold :math:`W_o\hat A_J` is exact in the same
+    network's spikes drift from them.  The readout's absorption :math:`W_o\hat A_J` is exact in the same
     cases and is the least-squares (ridge) best linear readout of the original spikes otherwise;
-    the readout of a time mean of spikes folds the same way (the mean is linear).
+    the readout of a time mean of spikes absorbs the same way (the mean is linear).
     The membrane potentials of removed units are simply dropped (they only act through spikes).
     """
 
@@ -303,9 +303,9 @@ class SpikingRNNAdapter(LayerAdapter):
         """:math:`[W_x\; W_h]`, one row per unit."""
         return torch.cat([layer.ih.weight, layer.hh.weight], dim=1)
 
-    def shrink(self, layer, folds):
+    def shrink(self, layer, recons):
         """A reset copy of the layer (same LIF parameters) with the kept units, weights as in the class docstring."""
-        (f,) = folds
+        (f,) = recons
         new = copy.deepcopy(layer)       # same LIF parameters, surrogate, step mode
         new.reset()
         idx = f.index.to(layer.hh.weight.device)
@@ -318,7 +318,7 @@ class SpikingRNNAdapter(LayerAdapter):
             new.ih.weight.copy_(ih.weight[idx])
             if ih.bias is not None:
                 new.ih.bias.copy_(ih.bias[idx])
-            new.hh.weight.copy_(fold_columns(hh.weight[idx], f.A))
+            new.hh.weight.copy_(absorb_columns(hh.weight[idx], f.A))
         new.train(layer.training)
         return new
 
@@ -336,7 +336,7 @@ class LMUAdapter(LayerAdapter):
     (:math:`W_h` only with ``hidden_to_memory``, :math:`U` only with ``hidden_recurrent``).  The units
     are those of :math:`h`; the memory :math:`m` is not pruned.  What *produces* unit :math:`j` is row
     :math:`j` of :math:`W`, :math:`c` and :math:`U`; what *reads* :math:`h` is :math:`U`, the encoder
-    :math:`W_h` and the readout.  Pruning with fold :math:`(J, \hat A_J)`:
+    :math:`W_h` and the readout.  Pruning with the reconstruction :math:`(J, \hat A_J)`:
 
     .. math::
         W^\sharp = W_{J,:},\quad c^\sharp = c_J,\quad U^\sharp = U_{J,:}\hat A_J,\quad
@@ -350,7 +350,7 @@ class LMUAdapter(LayerAdapter):
     duplicate kept ones), as for :class:`RNNAdapter`.  A hybrid-spiking hidden activation
     (:class:`neuroq.neuron.SpikingActivation`) keeps its per-unit initial state for the kept units when
     it is a tensor; with ``initial_state='random'`` the smaller layer draws other phases, so its counts
-    are not bit-identical even when the fold is exact (``'zeros'`` is exact).  Custom hidden cells need
+    are not bit-identical even when the absorption is exact (``'zeros'`` is exact).  Custom hidden cells need
     their own adapter (:func:`register_layer`).
     """
 
@@ -394,10 +394,10 @@ class LMUAdapter(LayerAdapter):
         ws = [hc.kernel.weight] + ([hc.recurrent_kernel.weight] if hc.recurrent_kernel is not None else [])
         return torch.cat(ws, 1)
 
-    def shrink(self, layer, folds):
+    def shrink(self, layer, recons):
         """A reset copy of the LMU (or cell) with the kept hidden units, weights as in the class docstring; the
         memory is unchanged."""
-        (f,) = folds
+        (f,) = recons
         new = copy.deepcopy(layer)
         cell = self._cell(new)
         hc = cell.hidden_cell
@@ -415,14 +415,14 @@ class LMUAdapter(LayerAdapter):
             old_u = hc.recurrent_kernel
             rec = nn.Linear(k, k, bias=False, device=old_u.weight.device, dtype=old_u.weight.dtype)
             with torch.no_grad():
-                rec.weight.copy_(fold_columns(old_u.weight[idx], f.A))
+                rec.weight.copy_(absorb_columns(old_u.weight[idx], f.A))
             hc.recurrent_kernel = rec
         if cell.hidden_encoder is not None:
             old_h = cell.hidden_encoder
             enc = nn.Linear(k, old_h.out_features, bias=old_h.bias is not None, device=old_h.weight.device,
                             dtype=old_h.weight.dtype)
             with torch.no_grad():
-                enc.weight.copy_(fold_columns(old_h.weight, f.A))
+                enc.weight.copy_(absorb_columns(old_h.weight, f.A))
                 if old_h.bias is not None:
                     enc.bias.copy_(old_h.bias)
             cell.hidden_encoder = enc

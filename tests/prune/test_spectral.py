@@ -13,7 +13,7 @@ from neuroq.prune import (
     information_losses, magnitude_prune, magnitude_reconstruct_prune, path_losses, pivoted_select,
     random_prune, reconstruction_matrix, register_layer, resolve_keep, spectral_prune,
 )
-from neuroq.prune.surgery import fold_columns
+from neuroq.prune.surgery import absorb_columns
 
 
 # ---- numpy references (no neuroq code) -----------------------------------------------------------
@@ -346,12 +346,12 @@ class ElmanAdapter(LayerAdapter):
     def incoming_weights(self, layer, k):
         return torch.cat([layer.U, layer.W], 1)
 
-    def shrink(self, layer, folds):
-        (f,) = folds
+    def shrink(self, layer, recons):
+        (f,) = recons
         new = Elman(layer.U.shape[1], len(f.kept)).to(layer.W.dtype)
         with torch.no_grad():
             new.U.copy_(layer.U[f.index])
-            new.W.copy_(fold_columns(layer.W[f.index], f.A))
+            new.W.copy_(absorb_columns(layer.W[f.index], f.A))
         return new
 
 

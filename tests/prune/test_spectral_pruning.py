@@ -3,7 +3,7 @@
 * keep = all units gives identical outputs;
 * units that are exact linear combinations of kept units are pruned with no change of output
   (to 1e-6) as lambda -> 0 (ReLU, tanh, stacked and spiking RNNs);
-* the folded reconstruction equals the ridge least-squares solution computed independently
+* the absorbed reconstruction equals the ridge least-squares solution computed independently
   (numpy lstsq on the augmented system) on the states the layer produces;
 * the input (and output) loss never increases as units are added along the selection path;
 * parameter counts of the pruned module;
@@ -212,7 +212,7 @@ def _states_of(model, data):
 
 @pytest.mark.parametrize("kind", ["irnn", "spiking"])
 @pytest.mark.parametrize("exact_kept", [False, True])
-def test_folded_reconstruction_is_the_ridge_least_squares_solution(kind, exact_kept):
+def test_absorbed_reconstruction_is_the_ridge_least_squares_solution(kind, exact_kept):
     if kind == "irnn":
         model = IRNNClassifier(3, 10, 4, input_std=0.7).double()
         data = _seq(4, dtype=D)
@@ -377,7 +377,7 @@ def test_lmu_units_that_copy_kept_units_are_pruned_without_change(case):
     np.testing.assert_allclose(H_kept, H[:, rep.kept[0]], atol=1e-6, rtol=0)
 
 
-def test_lmu_folded_weights_are_the_ridge_solution_and_a_per_unit_lowpass_is_refused():
+def test_lmu_absorbed_weights_are_the_ridge_solution_and_a_per_unit_lowpass_is_refused():
     model = _lmu(hidden_recurrent=True, hidden_to_memory=True)
     data = [torch.randn(10, 6, 2, dtype=D) for _ in range(4)]
     pruned, rep = spectral_prune(model, data, keep=5, lam=0.05, exact_kept=False)
