@@ -6,7 +6,8 @@ Furuya et al., "Variational Inference with Gaussian Mixture by Entropy Approxima
 * :mod:`~neuroq.bayes.priors`   Gaussian and scale-mixture priors
 * :mod:`~neuroq.bayes.layers`   :class:`GaussianMixtureLinear`, :class:`GaussianMixtureConv2d`
 * :mod:`~neuroq.bayes.elbo`     the ELBO with its data-set-size scaling
-* :mod:`~neuroq.bayes.predictive`  S-sample predictive, entropy / mutual information, NLL, ECE, AUROC
+* :mod:`~neuroq.bayes.predictive`  S-sample predictive, entropy / mutual information, NLL, ECE and its
+  calibration bins, AUROC
 * :mod:`~neuroq.bayes.convert`  :func:`bayesify` for existing (spiking) networks, :func:`component_network` back
 """
 from .convert import bayesify, component_network, load_component  # noqa: F401
@@ -21,7 +22,7 @@ from .mixture import (  # noqa: F401
     use_component,
 )
 from .predictive import (  # noqa: F401
-    auroc, ece, expected_entropy, gaussian_predictive_nll, mutual_information, nll, predictive_entropy,
-    predictive_mean, predictive_probs, predictive_samples,
+    CalibrationBins, auroc, calibration_bins, ece, expected_entropy, gaussian_predictive_nll, mutual_information,
+    nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
 )
 from .priors import GaussianPrior, ScaleMixturePrior  # noqa: F401

@@ -16,6 +16,10 @@ the original network's outputs (the "zero-variance limit").
 With ``shared=True`` (default) the whole network is *one* mixture over all its weights (one component
 index per draw, as in Furuya et al., arXiv 2202.13059); ``shared=False`` gives each layer its own
 mixture (a product of per-layer mixtures: :math:`K^L` joint modes, entropy the sum of the layers').
+Each converted layer owns its means and scales; the one :class:`~neuroq.bayes.MixtureGroup` (mixing
+logits, held draw) is a submodule of the first converted layer and a plain reference in the others,
+so the network's ``state_dict`` holds it once (``0.group.logits`` for a ``Sequential`` starting with a
+Linear layer) and :func:`~neuroq.bayes.mixture_groups` finds it.
 
 The way back: :func:`component_network` gives the deterministic network whose weights are the means
 of one component (for ``K = 1`` the posterior-mean network), with the layer types bayesify replaced

@@ -8,8 +8,11 @@ For the layer's parameters :math:`\theta = (W, b)` (Furuya et al., arXiv 2202.13
     y = W x + b \ \text{ with }\ (W, b) = \mu_k + \sigma_k\odot\varepsilon,\ k\sim\mathrm{Cat}(w)
 
 (``k`` and :math:`\varepsilon` are one draw of the layer's :class:`~neuroq.bayes.mixture.MixtureGroup`;
-gradients are pathwise, see :mod:`neuroq.bayes.mixture`).  Parameters are stored per component:
-``weight_means``/``weight_rhos`` ``[K, *weight.shape]`` and ``bias_means``/``bias_rhos`` ``[K, out]``.
+gradients are pathwise, see :mod:`neuroq.bayes.mixture`).  Each layer owns its parameters, stored per
+component: ``weight_means``/``weight_rhos`` ``[K, *weight.shape]`` and ``bias_means``/``bias_rhos``
+``[K, out]``.  The mixing logits and the held draw belong to the group, which ``layer.group`` names: a
+submodule of the group's first layer only, a plain reference in the others (so a network's
+``state_dict`` holds the shared logits once, e.g. ``0.group.logits``).
 
 **Sampling granularity.**  One weight sample serves the whole minibatch and all ``T`` time steps of
 one input (no per-example sampling: the local reparameterisation trick and flipout would draw
@@ -69,6 +72,9 @@ class GaussianMixtureLayer(nn.Module):
     """Base of the mixture layers: per-component means and scales, a shared group, a prior.
 
     Subclasses call :meth:`_add_block` for each parameter tensor and use :meth:`sampled` in forward.
+    Without ``group`` the layer makes its own :class:`~neuroq.bayes.MixtureGroup` (attached to the layer:
+    ``resample='forward'`` draws at every call of it).  The group becomes a submodule (``group``) of the
+    first layer that joins it; later members keep ``group`` as a plain attribute, not a submodule.
     """
 
     def __init__(self, K: Optional[int], prior, init_scale: float, mixing: str, resample: str,
@@ -82,13 +88,32 @@ class GaussianMixtureLayer(nn.Module):
             raise TypeError(f"group must be a neuroq.bayes.MixtureGroup or None, got {type(group).__name__}")
         elif K is not None and check_int("K", K, ge=1) != group.K:
             raise ValueError(f"K={K} differs from the group's K={group.K}")
-        self.group = group
+        if group.blocks():  # the group has a first member already, which owns it: refer to it
+            object.__setattr__(self, "group", group)
+        else:               # the first member: the group is its submodule
+            self.group = group
         self.prior = check_prior(prior)
         self._block_names: list = []
 
     @property
+    def owns_group(self) -> bool:
+        """Whether the group is a submodule of this layer (its first member) rather than a reference."""
+        return self._modules.get("group") is not None
+
+    @property
     def K(self) -> int:
+        """Number of mixture components (the group's)."""
         return self.group.K
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # state dicts written before the group had one owner repeat it under every member layer
+        # (``2.group.logits`` next to ``0.group.logits``, the same tensor): the copies are skipped
+        if not self.owns_group:
+            for key in [k for k in state_dict if k.startswith(prefix + "group.")]:
+                del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _add_block(self, name: str, means: torch.Tensor, init_scale: float) -> None:
         """Register ``<name>_means = means [K, ...]`` and ``<name>_rhos`` (σ = ``init_scale``)."""
@@ -211,6 +236,7 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         return layer.to(linear.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`x W^\top + b` with the held weight sample, ``[..., in_features] -> [..., out_features]``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GaussianMixtureLinear: input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -221,6 +247,7 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         return tF.linear(x, w, b)
 
     def extra_repr(self):
+        """Shape, ``K``, initial scale and prior (shown by ``print(model)``)."""
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.has_bias}, "
                 + self._common_repr())
 
@@ -306,6 +333,7 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
         return tF.conv2d(x, w, b, self.stride, 0, self.dilation, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution with the held kernel sample: ``[N, C, H, W]`` or ``[T, N, C, H, W]`` (one sample, all T)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GaussianMixtureConv2d: input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() not in (4, 5) or x.shape[-3] != self.in_channels:
@@ -320,6 +348,7 @@ class GaussianMixtureConv2d(GaussianMixtureLayer):
         return self._conv(x, w, b)
 
     def extra_repr(self):
+        """Shape, convolution arguments, ``K``, initial scale and prior (shown by ``print(model)``)."""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.has_bias}, "
                 + self._common_repr())

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -285,6 +284,11 @@ class _Draw:
         self.stats = None     # list[_BlockStats]
         self.versions = None  # parameter versions the stats were computed at
 
+    def __getstate__(self):
+        # a copy (deepcopy, pickle) keeps the draw but not the statistics: they are cached against the
+        # version counters of the original's parameters, which the copy's parameters do not continue
+        return {"k": self.k, "eps": self.eps, "stats": None, "versions": None}
+
 
 class MixtureGroup(_sj.MemoryModule):
     r"""One Gaussian mixture over several weight tensors ("blocks"), with one component index per draw.
@@ -296,6 +300,16 @@ class MixtureGroup(_sj.MemoryModule):
     (Furuya et al., arXiv 2202.13059: a mixture over *all* the weights).  The mixture layers of
     :mod:`neuroq.bayes.layers` register their weight and bias here; :func:`neuroq.bayes.bayesify`
     gives the whole network one group (``shared=True``) or each layer its own.
+
+    **Who owns what.**  The layers own their means and scales (``weight_means``, ``weight_rhos``, ...).
+    The group owns what the layers share: the mixing logits, the score-function baseline and the held
+    draw.  It is a submodule (named ``group``) of exactly one module, the first layer that joins it
+    (for :func:`~neuroq.bayes.bayesify`, the network's first converted layer), so ``state_dict()``,
+    ``parameters()``, ``.to()`` and ``reset_net`` see it once; every other member layer refers to it
+    through a plain attribute ``group`` that is not a submodule.  (Not the network itself: an
+    ``nn.Sequential`` calls every child it has.)  The group lists its blocks as plain ``(layer, name)``
+    references, so ``copy.deepcopy`` and pickling follow them as usual: a copied network gets its own
+    group, wired to its own copied layers.
 
     **What is sampled when.**  A draw is one component index :math:`k` and one noise tensor per
     block: one weight sample for *every example of the minibatch and every time step* of one
@@ -348,55 +362,27 @@ class MixtureGroup(_sj.MemoryModule):
             self.logits = nn.Parameter(torch.zeros(self.K))
         else:
             self.register_buffer("logits", torch.zeros(self.K))
-        self._blocks: list = []          # (weakref to layer, name)
-        self._hook = None
+        self._blocks: list = []          # (layer, name): plain references, not submodules
+        self._hook = None                # handle of the forward pre-hook set by attach()
         #: component index every new draw takes (``None``: drawn from the mixing weights)
         self.fixed_component: Optional[int] = None
         self.register_memory("_draw", None)
 
     # ---- blocks -------------------------------------------------------------------------
     def register_block(self, layer: nn.Module, name: str) -> int:
-        """Add the tensor ``layer.<name>_means`` / ``layer.<name>_rhos`` ``[K, ...]``; return its index."""
+        """Add the tensor ``layer.<name>_means`` / ``layer.<name>_rhos`` ``[K, ...]``; return its index.
+
+        The group keeps a reference to ``layer`` (it does not become a submodule of the group)."""
         means = getattr(layer, f"{name}_means")
         if means.shape[0] != self.K:
             raise ValueError(f"block {name!r} has {means.shape[0]} components but the group has K={self.K}")
-        self._blocks.append((weakref.ref(layer), name))
+        self._blocks.append((layer, name))
         self.clear()
         return len(self._blocks) - 1
 
-    def blocks(self):
-        """The live blocks as ``(layer, name)`` pairs (blocks of deleted layers are dropped)."""
-        live = [(ref(), name) for ref, name in self._blocks]
-        if any(layer is None for layer, _ in live):
-            self._blocks = [b for b, (layer, _) in zip(self._blocks, live) if layer is not None]
-            self.clear()
-            live = [b for b in live if b[0] is not None]
-        return live
-
-    def __deepcopy__(self, memo):
-        # weak references do not deep-copy: rebuild them to the copied layers
-        import copy
-
-        cls = type(self)
-        new = cls.__new__(cls)
-        memo[id(self)] = new
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_blocks", "_hook")}
-        new.__dict__.update(copy.deepcopy(state, memo))
-        new._blocks = [(weakref.ref(copy.deepcopy(ref(), memo)), name) for ref, name in self._blocks
-                       if ref() is not None]
-        new._hook = None
-        new._memories["_draw"] = None
-        return new
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_blocks"] = [(ref(), name) for ref, name in self._blocks]
-        state["_hook"] = None
-        return state
-
-    def __setstate__(self, state):
-        state["_blocks"] = [(weakref.ref(layer), name) for layer, name in state["_blocks"] if layer is not None]
-        super().__setstate__(state)
+    def blocks(self) -> list:
+        """The blocks as ``(layer, name)`` pairs, in the order they were registered."""
+        return list(self._blocks)
 
     def means_and_scales(self):
         """``[(means [K, ...], scales [K, ...]), ...]`` for every block (differentiable)."""
@@ -525,11 +511,13 @@ class MixtureGroup(_sj.MemoryModule):
         return h
 
     def extra_repr(self):
+        """``K``, mixing, resampling policy and number of blocks (shown by ``print(model)``)."""
         grad = f", weight_grad={self.weight_grad}" if self.mixing == "learned" else ""
         return (f"K={self.K}, mixing={self.mixing}{grad}, resample={self.resample_mode}, "
                 f"blocks={len(self._blocks)}")
 
     def forward(self, *args, **kwargs):  # pragma: no cover - a group is not called
+        """Not used: a group holds parameters and draws, the layers that read them are called."""
         raise RuntimeError("MixtureGroup holds parameters and draws; it is not called on inputs")
 
 
@@ -545,8 +533,17 @@ class _ClearDraw:
 
 
 def mixture_groups(model: nn.Module) -> list:
-    """The distinct :class:`MixtureGroup` modules of ``model`` (each once)."""
-    return [m for m in model.modules() if isinstance(m, MixtureGroup)]
+    """The distinct :class:`MixtureGroup` modules of ``model`` (each once), in module order.
+
+    A group counts when it is a submodule of ``model`` or the ``group`` of one of its mixture layers.
+    """
+    out, seen = [], set()
+    for m in model.modules():
+        g = m if isinstance(m, MixtureGroup) else getattr(m, "group", None)
+        if isinstance(g, MixtureGroup) and id(g) not in seen:
+            seen.add(id(g))
+            out.append(g)
+    return out
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ mixture predictive :math:`\frac1S\sum_s\mathcal N(y; f_{\theta_s}(x), \sigma^2)`
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -139,24 +139,59 @@ def nll(probs_mean: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> t
     return -torch.log(p.clamp_min(check_real("eps", eps, ge=0))).mean()
 
 
-def ece(probs_mean: torch.Tensor, target: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
-    r"""Expected calibration error with ``n_bins`` equal-width bins of the top-class confidence (L1).
+class CalibrationBins(NamedTuple):
+    """Per confidence bin of :func:`calibration_bins`: ``count [M]`` (long), ``accuracy [M]`` and
+    ``confidence [M]`` (the bin's fraction correct and mean top-class probability; NaN where empty)."""
 
-    Bins are :math:`(\frac{b-1}{M}, \frac bM]` (the first also holds 0).  Inputs: ``probs_mean [N, C]``,
-    ``target [N]``.  Output: scalar in ``[0, 1]``.
+    count: torch.Tensor
+    accuracy: torch.Tensor
+    confidence: torch.Tensor
+
+
+def calibration_bins(probs_mean: torch.Tensor, target: torch.Tensor, n_bins: int = 15) -> CalibrationBins:
+    r"""Equal-width bins of the top-class confidence: size, accuracy and mean confidence of each.
+
+    Bin :math:`b = 1..M` holds the examples whose confidence :math:`\max_c\bar p_c` lies in
+    :math:`(\frac{b-1}{M}, \frac bM]` (the first also holds 0).  These are the bins of :func:`ece` and
+    of a reliability diagram (accuracy against confidence per bin).  Inputs: ``probs_mean [N, C]``,
+    ``target [N]``.  Output: :class:`CalibrationBins` of ``[M]`` tensors (differentiable in the probabilities).
+
+    Example::
+
+        >>> bins = calibration_bins(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 0]), n_bins=5)
+        >>> bins.count.tolist(), bins.accuracy[4].item()
+        ([0, 0, 0, 1, 1], 1.0)
     """
     _check_targets(probs_mean, target)
     M = check_int("n_bins", n_bins, ge=1)
     conf, pred = probs_mean.max(1)
     correct = (pred == target.long()).to(probs_mean.dtype)
     idx = torch.clamp(torch.ceil(conf * M).long() - 1, 0, M - 1)
-    n = conf.numel()
-    total = probs_mean.new_zeros(())
+    empty = probs_mean.new_full((), float("nan"))
+    count, acc, mean_conf = [], [], []
     for b in range(M):
         sel = idx == b
         cnt = int(sel.sum())
+        count.append(cnt)
+        acc.append(correct[sel].mean() if cnt else empty)
+        mean_conf.append(conf[sel].mean() if cnt else empty)
+    return CalibrationBins(torch.tensor(count, dtype=torch.long, device=probs_mean.device), torch.stack(acc),
+                           torch.stack(mean_conf))
+
+
+def ece(probs_mean: torch.Tensor, target: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
+    r"""Expected calibration error with ``n_bins`` equal-width bins of the top-class confidence (L1).
+
+    :math:`\sum_b\frac{|B_b|}{N}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|` over the bins of
+    :func:`calibration_bins` (:math:`(\frac{b-1}{M}, \frac bM]`, the first also holds 0).  Inputs:
+    ``probs_mean [N, C]``, ``target [N]``.  Output: scalar in ``[0, 1]``.
+    """
+    bins = calibration_bins(probs_mean, target, n_bins)
+    n = probs_mean.shape[0]
+    total = probs_mean.new_zeros(())
+    for b, cnt in enumerate(bins.count.tolist()):
         if cnt:
-            total = total + cnt / n * (correct[sel].mean() - conf[sel].mean()).abs()
+            total = total + cnt / n * (bins.accuracy[b] - bins.confidence[b]).abs()
     return total
 
 

@@ -102,6 +102,7 @@ class ScaleMixturePrior:
         self.std2 = check_real("std2", std2, gt=0)
 
     def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i\log p(\theta_i)`, the two parts added by ``logaddexp`` (stable for :math:`\sigma_2\ll 1`)."""
         def log_normal(s):
             return -0.5 * (theta / s) ** 2 - math.log(s) - 0.5 * _LOG_2PI
         a = math.log(self.pi) + log_normal(self.std1)
@@ -109,6 +110,7 @@ class ScaleMixturePrior:
         return torch.logaddexp(a, b).sum()
 
     def expected_log_prob(self, means: torch.Tensor, scales: torch.Tensor) -> Optional[torch.Tensor]:
+        """``None``: the expectation under a Gaussian component has no closed form (the ELBO uses the sample)."""
         return None
 
     def __repr__(self):

@@ -11,8 +11,8 @@ import torch.nn.functional as tF
 from scipy import stats
 
 from neuroq.bayes import (
-    GaussianMixtureLinear, auroc, bayesify, ece, expected_entropy, gaussian_predictive_nll, mutual_information,
-    nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
+    GaussianMixtureLinear, auroc, bayesify, calibration_bins, ece, expected_entropy, gaussian_predictive_nll,
+    mutual_information, nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
 )
 from neuroq.neuron import LIFNode
 
@@ -48,6 +48,26 @@ def test_ece_matches_torchmetrics():
         y = torch.randint(0, 4, (400,), generator=torch.Generator().manual_seed(seed))
         ref = tm.multiclass_calibration_error(pm, y, num_classes=4, n_bins=15, norm="l1")
         torch.testing.assert_close(ece(pm, y, n_bins=15), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_calibration_bins_match_numpy_and_give_the_ece():
+    pm = _probs(N=300, C=5, seed=4).mean(0)
+    y = torch.randint(0, 5, (300,), generator=torch.Generator().manual_seed(4))
+    M = 10
+    bins = calibration_bins(pm, y, n_bins=M)
+    conf, pred = pm.max(1).values.numpy(), pm.argmax(1).numpy()
+    b = np.searchsorted(np.linspace(0, 1, M + 1)[1:-1], conf, side="left")  # (b/M, (b+1)/M], 0 in the first
+    for i in range(M):
+        sel = b == i
+        assert int(bins.count[i]) == sel.sum()
+        if sel.any():
+            assert float(bins.accuracy[i]) == pytest.approx((pred[sel] == y.numpy()[sel]).mean(), abs=1e-12)
+            assert float(bins.confidence[i]) == pytest.approx(conf[sel].mean(), abs=1e-12)
+        else:
+            assert bool(bins.accuracy[i].isnan()) and bool(bins.confidence[i].isnan())
+    full = bins.count > 0
+    ref = (bins.count[full] / 300 * (bins.accuracy[full] - bins.confidence[full]).abs()).sum()
+    torch.testing.assert_close(ece(pm, y, n_bins=M), ref)
 
 
 def test_ece_of_a_calibrated_predictor_is_small_and_of_an_overconfident_one_large():
