@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as tF
 
 from neuroq.bayes import (
-    auroc, ece, entropy_approx_error, entropy_error_bound, mixture_groups, mutual_information, nll,
-    predictive_entropy, separation_ratio, systematic_components,
+    auroc, calibration_bins, ece, entropy_approx_error, entropy_error_bound, mixture_groups, mutual_information,
+    nll, predictive_entropy, separation_ratio, systematic_components,
 )
 from neuroq.bayes.mixture import inverse_softplus
 from neuroq.data import batches, load_dataset
@@ -173,17 +173,12 @@ def scores(probs: torch.Tensor) -> dict:
 
 
 def reliability(pm: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict:
-    """Per equal-width confidence bin (the bins of :func:`neuroq.bayes.ece`): count, accuracy, mean confidence."""
-    conf, pred = pm.max(1)
-    idx = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
-    out = dict(count=[], acc=[], conf=[])
-    for b in range(n_bins):
-        sel = idx == b
-        n = int(sel.sum())
-        out["count"].append(n)
-        out["acc"].append(float((pred[sel] == y[sel]).double().mean()) if n else None)
-        out["conf"].append(float(conf[sel].mean()) if n else None)
-    return out
+    """Per equal-width confidence bin (:func:`neuroq.bayes.calibration_bins`, the bins of
+    :func:`neuroq.bayes.ece`): count, accuracy, mean confidence (``None`` for an empty bin)."""
+    bins = calibration_bins(pm, y, n_bins)
+    count = bins.count.tolist()
+    return dict(count=count, acc=[float(a) if n else None for a, n in zip(bins.accuracy, count)],
+                conf=[float(c) if n else None for c, n in zip(bins.confidence, count)])
 
 
 def roc_points(score_in, score_out, n: int = 101) -> dict:
