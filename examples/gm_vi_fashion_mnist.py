@@ -48,8 +48,7 @@ from neuroq.bayes import (
 from neuroq.bayes.mixture import inverse_softplus
 from neuroq.data import batches, load_dataset
 from neuroq.io import atomic_write_json, machine_info, seed_everything
-from neuroq.training import Context, TrainConfig, Trainer, get, meter_run
-from neuroq.training.loop import inference_model
+from neuroq.training import Context, TrainConfig, Trainer, get, inference_model, meter_run
 from neuroq.training.methods.gmvi import GMVIMethod
 
 NETS = ("mlp", "smlp")
@@ -225,7 +224,7 @@ def evaluate_run(method, model, ds, ood, a, seed: int) -> dict:
     # bayesian-torch network has no deterministic form here and is not metered
     if not isinstance(method, BayesianTorchMF):
         net = inference_model(method, model, a.device)
-        rep = meter_run(method, net, ds.test, "direct", a.device, samples=a.energy_samples, batch_size=256).report()
+        rep = meter_run(method, net, ds.test, a.device, samples=a.energy_samples, batch_size=256).report()
         rec["energy_pj_per_forward"] = rep["total"]["energy_pj_per_sample"]
         rec["firing_rate"] = rep["total"].get("firing_rate")
     rec["eval_time_s"] = time.time() - t0
