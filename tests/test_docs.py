@@ -54,3 +54,21 @@ def test_api_reference_builds_without_warnings(tmp_path):
                         str(tmp_path / "html")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "html" / "index.html").is_file()
+
+
+def test_every_file_of_the_method_table_exists():
+    """README's 'Where each method lives' names every file of each paper method; each must exist (library
+    and training-method paths are relative to neuroq/, the rest to the repository), and every method's row names its
+    example, docs page and tests."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- begin:method-files -->")[1].split("<!-- end:method-files -->")[0]
+    rows = [r for r in table.strip().splitlines()[2:] if r.startswith("|")]
+    assert len(rows) == 8
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 6, row
+        for k, cell in enumerate(cells[1:], start=1):
+            for path in re.findall(r"`([^`]+/[^`]*|[^`]+\.py)`", cell):
+                where = ROOT / "neuroq" / path if k <= 2 else ROOT / path
+                assert where.exists(), f"{cells[0]}: {path} ({where}) does not exist"
+        assert "examples/" in cells[3] and "docs/" in cells[4] and "tests/" in cells[5], row

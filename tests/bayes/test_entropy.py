@@ -2,7 +2,7 @@
 each against an independent reference (scipy densities and quadrature, closed forms).
 
 The paper's acceptance checks (K = 1, the sandwich, the separation sweep) are in
-tests/methods/test_gm_vi.py."""
+tests/training/methods/test_gm_vi.py."""
 from __future__ import annotations
 
 import math

@@ -658,7 +658,7 @@ def test_docs_result_blocks_are_generated_from_the_committed_json(marker, json_p
     import importlib
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     md = importlib.import_module(module).render_markdown(json.loads((root / json_path).read_text()))
     text = (root / "docs" / "gm_vi.md").read_text()
     start, end = f"<!-- begin:{marker} -->", f"<!-- end:{marker} -->"
