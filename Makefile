@@ -26,9 +26,11 @@ DEMO_METHODS := lif,s2nn,saf-e,ottt-o,maqd,ann
 demo: $(STAMP)
 	$(PY) -m neuroq.cli compare --dataset digits --methods $(DEMO_METHODS) --epochs 15 --jobs 2 --out runs/demo
 
-# The whole test suite against the installed SpikingJelly (2.0.0 by default).
+# The whole test suite against the installed SpikingJelly (2.0.0 by default), slow end-to-end checks
+# included (a plain `pytest` leaves those out: setup.cfg).
+ALL_TESTS := -m "slow or not slow"
 test: $(DEV)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(ALL_TESTS)
 
 # The same suite with SpikingJelly 0.0.0.0.14 first on the path.
 $(SJ14)/.ok: $(DEV)
@@ -36,7 +38,7 @@ $(SJ14)/.ok: $(DEV)
 	touch $@
 
 test-sj14: $(SJ14)/.ok
-	PYTHONPATH=$(SJ14) $(PY) -m pytest -q
+	PYTHONPATH=$(SJ14) $(PY) -m pytest -q $(ALL_TESTS)
 
 clean:
 	rm -rf $(VENV) $(SJ14) runs build *.egg-info

@@ -39,6 +39,7 @@ def test_cli_viz_all_kinds(lif_run, tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_feature_maps_of_a_conv_checkpoint(tmp_path):
     run = tmp_path / "cnn"
     assert main(["train", "--method", "lif", *TINY, "--arch", "cnn", "--limit-test", "8", "--no-report",
@@ -82,6 +83,7 @@ def test_accuracy_energy_from_run_folders(lif_run, tmp_path):
                        [e["total"]["energy_pj_per_sample"], m["final_test_acc"]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", M.available())
 def test_cli_verbs_work_for_every_method(method, tmp_path):
     if "image" not in M.method_class(method).kinds:   # needs MNIST sequences: tests/training/test_lmu_methods.py

@@ -48,6 +48,7 @@ def test_snippets_run(page, tmp_path, monkeypatch, capsys):
                 assert m.group(1).strip() in out, (page.name, i + 1, m.group(1), out)
 
 
+@pytest.mark.slow
 def test_api_reference_builds_without_warnings(tmp_path):
     pytest.importorskip("sphinx", reason="the API reference needs sphinx (the dev extra)")
     r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(ROOT / "docs" / "api"),

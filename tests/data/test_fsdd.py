@@ -113,6 +113,7 @@ def test_errors_name_what_is_expected(tmp_path):
         log_mel(torch.zeros(2, 3, 4000))
 
 
+@pytest.mark.slow
 def test_cli_trains_a_sequence_method_on_fsdd(recordings, tmp_path, capsys):
     seq = [n for n in available() if "sequence" in method_class(n).kinds]
     if not seq:

@@ -157,6 +157,7 @@ def test_online_methods_train_on_frames(nmnist_archive, name):
     assert m.predict(net, x, ctx).shape == (8, 10)
 
 
+@pytest.mark.slow
 def test_cli_trains_lif_on_100_nmnist_samples(nmnist_archive, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--method", "lif", "--dataset", "nmnist?T=4", "--data-dir", str(nmnist_archive), "-T", "4",

@@ -6,6 +6,7 @@ import pytest
 from neuroq.cli import main
 
 
+@pytest.mark.slow
 def test_compare_writes_the_table_the_frontier_and_resumes(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--dataset", "digits", "--methods", "lif,s2nn,ann", "--epochs", "1", "--limit-train", "150",
@@ -46,6 +47,7 @@ def test_compare_refuses_what_does_not_apply(tmp_path, capsys):
     assert "--amp" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_prices_every_model_and_remeters_without_training(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--dataset", "digits", "--methods", "lif,ann", "--epochs", "1", "--limit-train", "120",

@@ -66,6 +66,7 @@ def test_lmu_cli_run_and_energy_verb(mnist_dir, tmp_path):
     assert not (tmp_path / "v" / "raster_0.png").exists()
 
 
+@pytest.mark.slow
 def test_hybrid_cli_schedule_is_stored_and_reloaded(mnist_dir, tmp_path):
     run = tmp_path / "hyb"
     assert _train(mnist_dir, run, "--method", "hybrid-lmu", "--epochs", "3", "--dt-schedule", "geometric:8:2:2",
@@ -140,6 +141,7 @@ def test_options_refused_where_they_do_not_apply(mnist_dir, capsys, tmp_path):
     assert LMUConfig(readout="lowpass", readout_tau=5.0).readout_tau == 5.0
 
 
+@pytest.mark.slow
 def test_example_end_to_end_on_tiny_sizes(mnist_dir, tmp_path):
     from examples import hybrid_lmu_psmnist as ex
 

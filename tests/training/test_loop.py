@@ -37,6 +37,7 @@ def test_train_writes_all_outputs(tmp_path):
     assert ck["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     args = BASE + ["--epochs", "8", "--no-report"]
     ref = tmp_path / "ref"
@@ -97,6 +98,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert (tmp_path / "t.json").read_text() == "{}"
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_stay_in_sync(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")

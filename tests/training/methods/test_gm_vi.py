@@ -613,6 +613,7 @@ def test_gm_vi_cli_trains_reloads_and_refuses_foreign_options(tmp_path, capsys):
         _method(base="relu")
 
 
+@pytest.mark.slow
 def test_gm_vi_joins_neuroq_compare(tmp_path):
     from neuroq.cli import main
 
