@@ -108,7 +108,7 @@ class BayesianTorchMF(GMVIMethod):
     def on_epoch(self, model, epoch):
         pass
 
-    def convert_for_inference(self, model):
+    def inference_network(self, model):
         return model
 
 

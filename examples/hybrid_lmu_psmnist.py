@@ -103,7 +103,7 @@ def reseed(model, seed):
 
 def measure(method, model, data, a) -> dict:
     """Test accuracy and the EnergyMeter's figures of a trained model (eval mode, its current dt)."""
-    net = method.convert_for_inference(model).to(a.device).eval()
+    net = method.inference_network(model).to(a.device).eval()
     reseed(net, 12345)
     t0 = time.time()
     acc = evaluate(method, net, data.test, device=a.device, batch_size=a.eval_batch)

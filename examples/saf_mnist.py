@@ -95,7 +95,7 @@ def main(argv=None):
         res = dict(final_test_acc=hist[-1]["test_acc"], history=hist,
                    mean_time_per_minibatch_s=sum(h["time_per_minibatch_s"] for h in hist) / len(hist))
         if method in ("saf-e", "saf-f"):  # SAF-trained weights in a plain LIF network: same predictions?
-            net = methods[method].convert_for_inference(model).to(dev).eval()
+            net = methods[method].inference_network(model).to(dev).eval()
             agree = 0
             with torch.no_grad():
                 for i in range(0, len(ds.x_test), 1000):

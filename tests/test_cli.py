@@ -106,4 +106,4 @@ def test_cli_verbs_work_for_every_method(method, tmp_path):
 def _inference_net_and_input(ck):
     from neuroq.training import load_run
     method, model, ds, cfg = load_run(ck)
-    return method.convert_for_inference(model), method.record_input(ds.x_test[:1])
+    return method.inference_network(model), method.record_input(ds.x_test[:1])

@@ -117,7 +117,7 @@ def main(argv=None):
             print(path)
 
     method, model, ds, args = load_run(demo / "checkpoint.pt")
-    net = method.convert_for_inference(model).eval()
+    net = method.inference_network(model).eval()
     K = a.sample
     label = int(ds.y_test[K])
     one = method.record_input(ds.x_test[K:K + 1])
@@ -131,7 +131,7 @@ def main(argv=None):
          "rates.png", "per-layer histogram of neuron firing rates and rate heatmap over time (data colour scale)")
     # the T=8 run of the sweep gives longer traces than the T=4 demo
     lm, lmodel, lds, largs = load_run(sweep["lif-T8"] / "checkpoint.pt")
-    lrec = viz.record(lm.convert_for_inference(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1]),
+    lrec = viz.record(lm.inference_network(lmodel).eval(), lm.record_input(lds.x_test[K:K + 1]),
                       v=True)
     first = next(iter(lrec.v))
     ax = viz.membrane_trace(lrec, layer=first, max_traces=3,
@@ -148,7 +148,7 @@ def main(argv=None):
     files["raster.gif"] = "animated raster, one frame per time step"
 
     cm, cmodel, cds, cargs = load_run(sweep["lif-cnn-T4"] / "checkpoint.pt")
-    cnet = cm.convert_for_inference(cmodel).eval()
+    cnet = cm.inference_network(cmodel).eval()
     crec = viz.record(cnet, cm.record_input(cds.x_test[K:K + 1]))
     conv1 = next(k for k, v in crec.items() if v.dim() == 5)
     save(viz.feature_maps(crec, layer=conv1, sample=0,

@@ -8,9 +8,9 @@ Furuya et al., "Variational Inference with Gaussian Mixture by Entropy Approxima
 * :mod:`~neuroq.bayes.elbo`     the ELBO with its data-set-size scaling
 * :mod:`~neuroq.bayes.predictive`  S-sample predictive, entropy / mutual information, NLL, ECE and its
   calibration bins, AUROC
-* :mod:`~neuroq.bayes.convert`  :func:`bayesify` for existing (spiking) networks, :func:`component_network` back
+* :mod:`~neuroq.bayes.network`  :func:`bayesify` for existing (spiking) networks, :func:`component_network` back
 """
-from .convert import bayesify, component_network, load_component  # noqa: F401
+from .network import bayesify, component_network, load_component  # noqa: F401
 from .elbo import ELBOTerms, elbo, entropy, kl_divergence, log_prior  # noqa: F401
 from .entropy import (  # noqa: F401
     bhattacharyya_coefficients, entropy_approx_error, entropy_error_bound, gaussian_entropy, mixture_entropy_approx,

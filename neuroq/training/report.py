@@ -19,8 +19,8 @@ from .methods import Method
 
 
 def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
-    """The model to meter and plot: ``method.convert_for_inference(model)`` in eval mode on ``device``."""
-    return method.convert_for_inference(model).to(device).eval()
+    """The model to meter and plot: ``method.inference_network(model)`` in eval mode on ``device``."""
+    return method.inference_network(model).to(device).eval()
 
 
 @torch.no_grad()

@@ -121,7 +121,7 @@ class Method:
 
     Hooks the loop calls (override what differs): :meth:`build_model`, :meth:`make_optimizer`,
     :meth:`compute_loss` (default: :meth:`forward` and :meth:`loss`), :meth:`predict`,
-    :meth:`convert_for_inference` (the model to meter and plot) and :meth:`on_epoch`.  The loop
+    :meth:`inference_network` (the model to meter and plot) and :meth:`on_epoch`.  The loop
     (:func:`neuroq.training.loop.train_step`) owns the optimiser step, mixed precision, the energy
     penalty and the divergence check; only a method that updates the weights several times per batch
     (the online ones) overrides :meth:`train_step`, and then takes neither ``--amp`` nor
@@ -262,12 +262,12 @@ class Method:
         """Class scores ``[N, classes]`` of the batch ``x`` (no graph); the argmax is the prediction."""
         return self.forward(model, x, ctx)
 
-    def convert_for_inference(self, model: nn.Module) -> nn.Module:
+    def inference_network(self, model: nn.Module) -> nn.Module:
         """The model to meter and visualize (e.g. SAF -> LIF); the trained model by default."""
         return model
 
     def record_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Input of :meth:`convert_for_inference`'s model for a batch ``x`` (rasters, energy reports)."""
+        """Input of :meth:`inference_network`'s model for a batch ``x`` (rasters, energy reports)."""
         return self.inputs(x)
 
     def on_epoch(self, model: nn.Module, epoch: int) -> None:

@@ -30,7 +30,7 @@ default, the one for separated components) after ``--freeze-mixing-epochs`` epoc
 Prediction averages the class probabilities of ``S = --mc-samples`` weight samples, their components
 chosen systematically (:math:`\approx S w_k` per component), and returns
 :math:`\log\bar p = \log\frac1S\sum_s\mathrm{softmax}(f_{\theta_s}(x))`, so the loop's argmax accuracy and
-the NLL :math:`-\log\bar p_y` agree.  ``convert_for_inference`` is the deterministic network with the
+the NLL :math:`-\log\bar p_y` agree.  ``inference_network`` is the deterministic network with the
 means of the heaviest component (:func:`neuroq.bayes.component_network`; for ``K = 1`` the posterior
 mean), which the energy meter and ``neuroq viz`` run: a Bayesian prediction costs about ``S`` times its
 energy.
@@ -248,7 +248,7 @@ class GMVIMethod(Method):
         r""":math:`\log\bar p`, the log of the predictive mean over ``mc_samples`` weight samples, ``[N, classes]``."""
         return torch.log(self.predict_probs(model, x, ctx).mean(0).clamp_min(1e-30))
 
-    def convert_for_inference(self, model: nn.Module) -> nn.Module:
+    def inference_network(self, model: nn.Module) -> nn.Module:
         """The deterministic network with the heaviest component's means (posterior mean for K = 1)."""
         return component_network(model)
 

@@ -6,7 +6,7 @@ All four build the reference MLP/CNN without normalization (BatchNorm is not lin
 does not allow it) with soft-reset LIF neurons (``decay_input=False``, :math:`\lambda = 1 - 1/\tau`)
 and convert it (:mod:`neuroq.convert`); the per-step loss is OTTT's ``(1-w) CE + w MSE(onehot)``
 (``--mse-weight``, default 0.05).  Prediction: mean of the per-step outputs (SAF-E, OTTT), the final
-weighted average (SAF-F).  ``convert_for_inference`` returns the equivalent plain LIF network (same
+weighted average (SAF-F).  ``inference_network`` returns the equivalent plain LIF network (same
 spikes), which is what the energy report and the rasters use.  Mixed precision and the energy penalty
 are refused: these methods train with their own step.
 
@@ -235,7 +235,7 @@ class _SAF(_Online):
     def predict(self, model, x, ctx):
         return saf_predict(model, self.inputs(x, ctx), self.readout)
 
-    def convert_for_inference(self, model):
+    def inference_network(self, model):
         return lif_from_saf(model).to(next(model.parameters()).device)
 
 
@@ -292,7 +292,7 @@ class _OTTT(_Online):
         _sj.reset_net(model)
         return run_steps(model, self.inputs(x, ctx)).mean(0)
 
-    def convert_for_inference(self, model):
+    def inference_network(self, model):
         return lif_from_ottt(model).to(next(model.parameters()).device)
 
 

@@ -577,7 +577,7 @@ def test_gm_vi_trainer_gives_the_training_split_size_and_converts_for_inference(
                  TrainConfig(epochs=1, batch_size=32, val_fraction=0.2), label=None)
     tr.fit()
     assert set(seen) == {80} and len(tr.train_set) == 80
-    det = tr.method.convert_for_inference(tr.model)
+    det = tr.method.inference_network(tr.model)
     assert not mixture_layers(det) and sum(isinstance(m, nn.Linear) for m in det.modules()) == 2
     with EnergyMeter(det) as meter, torch.no_grad():
         det(tr.method.record_input(data.test.x[:4]))
