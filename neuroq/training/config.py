@@ -78,6 +78,11 @@ def nonneg_float(name):
     return _positive(float, name, minimum=0)
 
 
+def nonneg_int(name):
+    """argparse type: an integer >= 0."""
+    return _positive(int, name, minimum=0)
+
+
 SCHEDULES = ("cosine", "cosine-step", "onecycle", "constant")
 SHUFFLES = ("epoch", "stream")
 

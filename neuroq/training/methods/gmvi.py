@@ -44,7 +44,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -60,7 +59,7 @@ from ...bayes import (
 from ...functional import IFParameters, LIFParameters
 from ...models import classifier
 from ...neuron import LIFNode
-from ..config import option, positive_float, positive_int, record_option
+from ..config import nonneg_int, option, positive_float, positive_int, record_option
 from .base import Context, FeedForwardConfig, Method, TimeConfig, register
 
 BASES = ("lif", "ann")
@@ -68,19 +67,6 @@ PRIORS = ("gaussian", "scale-mixture")
 MEAN_INITS = ("independent", "jitter")
 DRAWS = ("sample", "all")
 ENTROPIES = ("approx", "lower", "mc")
-
-
-def _nonneg_int(name):
-    """argparse type: an integer >= 0, with an error naming the option."""
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}")
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
-        return v
-    return parse
 
 
 @dataclass
@@ -112,7 +98,7 @@ class GMVIConfig(TimeConfig, FeedForwardConfig):
                               "function; separated components) or pathwise (overlapping ones)",
                               choices=("score", "pathwise"))
     freeze_mixing_epochs: int = option(1, "learned mixing: keep the weights uniform for the first N epochs",
-                                       parse=_nonneg_int("--freeze-mixing-epochs"))
+                                       parse=nonneg_int("--freeze-mixing-epochs"))
     draw: str = option("sample", "weight samples per training step: sample (one, its component drawn from the "
                        "mixing weights) or all (one per component, weighted: stratified, K forward passes)",
                        choices=DRAWS)
