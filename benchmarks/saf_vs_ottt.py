@@ -57,7 +57,7 @@ METHODS = ("saf-e", "saf-f", "saf-f-step", "ottt-o", "ottt-a", "sj-ottt-o", "sj-
 # numbers this script does NOT measure, kept beside the measurements for comparison
 REFERENCE = {
     "paper_cifar10_gpu": {
-        "source": "SAF paper (later revision, quoted by a secondary review; METHODS.md §2), CIFAR-10, T=6",
+        "source": "Saiin et al., arXiv 2310.02772 (TMLR 2024; later revision, via a secondary review), CIFAR-10, T=6",
         "saf-e": {"time_s": 0.468, "memory_gb": 1.184}, "ottt-o": {"time_s": 0.666, "memory_gb": 1.656},
         "saf-f": {"time_s": 0.247, "memory_gb": 1.157}, "ottt-a": {"time_s": 0.661, "memory_gb": 1.656},
     },

@@ -118,6 +118,8 @@ class Tracer(torch.fx.Tracer):
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """Stateful modules (neurons ...), the time-folding containers (:class:`~neuroq.layer.SeqOp`,
+        ``SeqToANNContainer``) and the foldable normalizations are leaves; otherwise as ``torch.fx.Tracer``."""
         if isinstance(m, (_sj.MemoryModule,) + _FOLD) or is_foldable(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)

@@ -251,6 +251,8 @@ class EnergyMeter(_Hooked):
 
     # ---- hooks --------------------------------------------------------------------------
     def reset(self) -> None:
+        """Clear the ledger: empty per-layer, per-neuron and per-norm records for every module of the model, no
+        samples counted, the activity records restarted (the hooks, if any, stay registered)."""
         self.layers: "OrderedDict[str, dict]" = OrderedDict()
         self.neurons: "OrderedDict[str, dict]" = OrderedDict()
         self.norms: "OrderedDict[str, dict]" = OrderedDict()
@@ -275,6 +277,8 @@ class EnergyMeter(_Hooked):
             (name or type(m).__name__, _Activity()) for name, m in self.model.named_modules() if _emits_counts(m))
 
     def start(self) -> "EnergyMeter":
+        """Register the forward hooks (synaptic layers, neurons, BatchNorm, memories, spike-count activations) and
+        the sample counter; returns the meter.  A second call does nothing."""
         if self._handles:
             return self
         for name, m in self.model.named_modules():
@@ -294,6 +298,7 @@ class EnergyMeter(_Hooked):
         return self
 
     def add_samples(self, n: int) -> None:
+        """Add ``n`` to the number of samples the per-sample figures divide by (for ``batch_dim=None``)."""
         self.samples += int(n)
 
     def _count_samples(self, module, args):
@@ -492,6 +497,7 @@ class EnergyMeter(_Hooked):
         return rep
 
     def save(self, path) -> dict:
+        """Write :meth:`report` to ``path`` as indented JSON (atomically) and return it."""
         from ..io import atomic_write_text
 
         rep = self.report()

@@ -2,7 +2,7 @@ r"""Torch reference of the hybrid-spiking quantiser with temporally diffused err
 
 Voelker, Rasmussen, Eliasmith, "A Spike in Performance: Training Hybrid-Spiking Neural Networks
 with Quantized Activation Functions", arXiv 2002.03553; the semantics are those of ABR's
-``pytorch_spiking.SpikingActivation`` / ``keras_spiking.SpikingActivationCell`` (METHODS.md §8, §10.1).
+``pytorch_spiking.SpikingActivation`` / ``keras_spiking.SpikingActivationCell``.
 
 Per neuron, with base activation :math:`f`, time step :math:`dt` and state :math:`v \in [0, 1)`:
 
@@ -272,8 +272,9 @@ def bits_of_activity(counts: torch.Tensor, sample_dims: int = 2, per_neuron: boo
     (magnitude bits, plus a sign bit when the neuron ever emits a negative count); a silent neuron
     needs 0 bits, a binary 0/1 spiking neuron 1 bit, a neuron emitting counts in {-3..3} 3 bits.
     The layer figure is the mean :math:`\bar b = \frac{1}{|I|}\sum_i b_i` over its neurons.  This is
-    neuroq's reading of the paper's "activities need at most 3.74 bits on average" (METHODS.md §8,
-    [R]): *at most* = the largest count of each neuron, *on average* = over the neurons.  See
+    neuroq's reading of the paper's "activities need at most 3.74 bits on average" (Voelker,
+    Rasmussen, Eliasmith, arXiv 2002.03553, abstract; a reconstruction, not confirmed by the paper):
+    *at most* = the largest count of each neuron, *on average* = over the neurons.  See
     :func:`significant_bits` for the per-event figure ("1.26 significant bits multiplying each weight").
     It is :func:`neuron_bits` of :func:`activity_extremes`; :class:`neuroq.energy.EnergyMeter` keeps
     the extremes over a run (running max / or) and applies :func:`neuron_bits` to them.

@@ -1,7 +1,8 @@
 r"""Torch reference of the Legendre Memory Unit's memory (Voelker, Kajić, Eliasmith, NeurIPS 2019).
 
 The memory is the linear system that keeps a Legendre-polynomial summary of a sliding window of
-``theta`` steps of its input :math:`u` (METHODS.md §10.2, as keras-lmu builds it):
+``theta`` steps of its input :math:`u` (Voelker, Kajić, Eliasmith, NeurIPS 2019; the matrices as
+keras-lmu builds them):
 
 .. math::
     A_{ij} &= (2i+1)\begin{cases}-1 & i < j\\ (-1)^{i-j+1} & i \ge j\end{cases},\qquad

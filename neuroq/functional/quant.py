@@ -23,7 +23,8 @@ each :math:`\Theta` replaced by ``sg``: forward identical, backward
 (With the STE and a :math:`\Delta` that requires grad, autograd also yields the LSQ step gradient
 :math:`\partial Q/\partial\Delta = q - \mathbb{1}[l\le z\le h]\,z`; neuroq's layers keep :math:`\Delta` fixed.)
 
-The paper's exact constants are not public (METHODS.md §1 [NF]); neuroq's reading (METHODS.md §1, [R]):
+The paper's exact constants could not be read, so the ones used here are neuroq's choice; the level sets
+below are neuroq's reading of the abstract (a reconstruction, not confirmed by the paper):
 
 * **weights**, :math:`M_w` states, symmetric: levels :math:`\Delta_w\{-\tfrac{M_w-1}{2},\dots,\tfrac{M_w-1}{2}\}`
   (0 included for odd :math:`M_w`, half-integers for even :math:`M_w`), see :func:`quantize_weight`;

@@ -126,7 +126,7 @@ def saf_step(u_hat: torch.Tensor, a_prev: torch.Tensor, p: SAFParameters,
         sr_ct: when given (the step's :math:`c_t`), the spike's backward is the Spike-Representation
             indicator :math:`\partial s/\partial\hat U = \mathbb 1[0 < \hat U/c_t < V_{th}]`
             instead of the surrogate (the condition under which SAF-F's gradient is
-            :math:`V_{th}` times the SR gradient; see :mod:`neuroq.training.online`).
+            :math:`V_{th}` times the SR gradient; see :mod:`neuroq.training.methods.online`).
 
     Returns :math:`\hat a[t]`, ``[N, ...]``.
     """

@@ -42,6 +42,8 @@ class SeqOp(nn.Sequential, _sj.base.StepModule):
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the ops on ``x``: ``[N, ...]`` as is in ``'s'`` mode; ``[T, N, ...]`` folded to ``[T·N, ...]`` and
+        unfolded back in ``'m'`` mode."""
         if self.step_mode == "s":
             return super().forward(x)
         if not isinstance(x, torch.Tensor) or x.dim() < 2:
@@ -52,6 +54,7 @@ class SeqOp(nn.Sequential, _sj.base.StepModule):
         return y.reshape(T, N, *y.shape[1:])
 
     def extra_repr(self):
+        """The step mode, shown in the module's ``repr``."""
         return f"step_mode={self.step_mode}"
 
 

@@ -2,7 +2,7 @@ r"""Legendre Memory Unit (LMU) cell and layer, with an optional hybrid-spiking h
 
 Voelker, Kajić, Eliasmith, "Legendre Memory Units: Continuous-Time Representation in Recurrent
 Neural Networks", NeurIPS 2019; the parallel (FFT) form of Chilkuri & Eliasmith, ICML 2021; the
-hybrid-spiking LMU of Voelker, Rasmussen, Eliasmith, arXiv 2002.03553 (METHODS.md §8, §10.2).  The
+hybrid-spiking LMU of Voelker, Rasmussen, Eliasmith, arXiv 2002.03553.  The
 cell follows keras-lmu's ``LMUCell`` (its options and initialisers; the code here is neuroq's own):
 
 .. math::
@@ -135,6 +135,11 @@ class LegendreMemory(nn.Module):
 
     def forward(self, u: torch.Tensor, m: Optional[torch.Tensor] = None, mode: str = "step",
                 source: Optional[tuple] = None) -> torch.Tensor:
+        r"""Update the memory from its input ``u`` (``mode``: ``'step'``, ``'recurrent'``, ``'fft'`` or ``'last'``;
+        shapes in the class docstring).  ``m`` is the state before the first step (``None`` = 0; only ``'step'``
+        and ``'recurrent'`` take one).  ``source=(x, weight, bias)`` (``'fft'`` only) computes the same memory
+        from the input ``x`` of :math:`u = x W^\top + b`, which is cheaper to differentiate. Returns the
+        flattened memory, ``[..., memory_d*order]``."""
         mode = check_choice("mode", mode, ("step", "recurrent", "fft", "last"))
         if source is not None:
             if mode != "fft" or m is not None:
@@ -179,6 +184,7 @@ class LegendreMemory(nn.Module):
         return m.flatten(-2)
 
     def extra_repr(self):
+        """The memory's shape and discretiser, shown in the module's ``repr``."""
         return f"order={self.order}, theta={self.theta}, memory_d={self.memory_d}, discretizer={self.discretizer!r}"
 
 
@@ -236,12 +242,17 @@ class LMUHiddenCell(nn.Module):
         return self.activation(z)
 
     def forward(self, h_in: torch.Tensor, h_prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One step: ``act(W h_in + b)``, plus ``U h_prev`` for a recurrent cell when ``h_prev`` is given. ``h_in``
+        ``[N, in_features]`` -> ``[N, hidden_size]``; the activation runs in step mode ``'s'``."""
         z = self.kernel(h_in)
         if self.recurrent and h_prev is not None:
             z = z + self.recurrent_kernel(h_prev)
         return self._act(z, "s")
 
     def forward_seq(self, h_in_seq: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A whole sequence, ``[T, N, in_features]`` -> ``[T, N, hidden_size]``, from the hidden state ``h0``
+        (``None`` = 0; only read by a recurrent cell).  A feed-forward cell runs its activation once in step mode
+        ``'m'``; a recurrent cell loops over the steps."""
         z_seq = self.kernel(h_in_seq)
         if not self.recurrent:
             return self._act(z_seq, "m")
@@ -255,6 +266,7 @@ class LMUHiddenCell(nn.Module):
         return torch.stack(out)
 
     def extra_repr(self):
+        """The cell's sizes and whether it is recurrent, shown in the module's ``repr``."""
         return f"in_features={self.in_features}, hidden_size={self.hidden_size}, recurrent={self.recurrent}"
 
 
@@ -374,6 +386,7 @@ class LMUCell(_sj.MemoryModule):
 
     @property
     def hidden_is_recurrent(self) -> bool:
+        """Whether the hidden cell takes ``h_{t-1}`` (its attribute ``recurrent``; False when it has none)."""
         return bool(getattr(self.hidden_cell, "recurrent", False))
 
     # ---- pieces shared with LMU ---------------------------------------------------------------
@@ -390,10 +403,14 @@ class LMUCell(_sj.MemoryModule):
         return module(z)
 
     def hidden_input(self, m: torch.Tensor, x: torch.Tensor, mode: str) -> torch.Tensor:
+        """What the hidden cell reads: the memory ``m`` (through ``m_activation``, if any, run in step mode
+        ``mode``), followed by ``x`` along the last axis when ``input_to_hidden``."""
         mh = self._run(self.m_activation, m, mode)
         return torch.cat([mh, x], dim=-1) if self.input_to_hidden else mh
 
     def hidden_step(self, h_in: torch.Tensor, h_prev: Optional[torch.Tensor]) -> torch.Tensor:
+        """One step of the hidden cell: ``h_in`` ``[N, F]`` -> ``[N, hidden_size]``.  A recurrent cell also gets
+        ``h_prev`` (``None`` = zeros); a feed-forward cell is called on ``h_in`` alone."""
         cell = self.hidden_cell
         if isinstance(cell, LMUHiddenCell):
             return cell(h_in, h_prev)
@@ -405,6 +422,9 @@ class LMUCell(_sj.MemoryModule):
         return cell(h_in)
 
     def hidden_seq(self, h_in_seq: torch.Tensor) -> torch.Tensor:
+        """The hidden cell over a whole sequence ``[T, N, F]`` -> ``[T, N, hidden_size]``, from zero hidden state:
+        the cell's ``forward_seq`` if it has one, else a loop of :meth:`hidden_step` for a recurrent cell, else
+        one call in step mode ``'m'``."""
         cell = self.hidden_cell
         if hasattr(cell, "forward_seq"):
             return cell.forward_seq(h_in_seq)
@@ -447,12 +467,15 @@ class LMUCell(_sj.MemoryModule):
         return m, h
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step ``[N, input_size]`` -> ``h_t`` ``[N, hidden_size]``; the memories ``m`` and ``h`` are updated."""
         self._check(x, "s")
         h, m = self.step(x, *self._state(x.shape[0]))
         self.m, self.h = m, h
         return h
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """A chunk of steps ``[T, N, input_size]`` -> ``[T, N, hidden_size]``, continuing from the stored state and
+        leaving the final state in the memories ``m`` and ``h``."""
         self._check(x_seq, "m")
         m, h = self._state(x_seq.shape[1])
         out = []
@@ -463,6 +486,7 @@ class LMUCell(_sj.MemoryModule):
         return torch.stack(out)
 
     def extra_repr(self):
+        """The cell's sizes, connections and step mode, shown in the module's ``repr``."""
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, memory_d={self.memory_d}, "
                 f"hidden_to_memory={self.hidden_to_memory}, memory_to_memory={self.memory_to_memory}, "
                 f"input_to_hidden={self.input_to_hidden}, step_mode={self.step_mode}")
@@ -521,10 +545,12 @@ class LMU(nn.Module):
 
     @property
     def A(self) -> torch.Tensor:
+        r""":math:`\bar A`, ``[order, order]`` (buffer of ``cell.memory``)."""
         return self.cell.memory.A
 
     @property
     def B(self) -> torch.Tensor:
+        r""":math:`\bar B`, ``[order, 1]`` (buffer of ``cell.memory``)."""
         return self.cell.memory.B
 
     @property
@@ -533,6 +559,7 @@ class LMU(nn.Module):
         return not (self.cell.hidden_to_memory or self.cell.memory_to_memory)
 
     def resolved_mode(self) -> str:
+        """The form :meth:`forward` runs: ``'fft'`` or ``'recurrent'`` (``'auto'`` resolved by :attr:`parallel_ok`)."""
         if self.mode == "auto":
             return "fft" if self.parallel_ok else "recurrent"
         return self.mode
@@ -568,6 +595,8 @@ class LMU(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run a whole sequence from zero state (shapes in the class docstring): the last-step form when
+        :attr:`last_step_ok`, else the FFT or recurrent form of :meth:`resolved_mode`."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"LMU: input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 3 or x.shape[-1] != self.cell.input_size:
@@ -587,4 +616,5 @@ class LMU(nn.Module):
         return h.transpose(0, 1) if self.batch_first else h
 
     def extra_repr(self):
+        """The output options and the form, shown in the module's ``repr``."""
         return f"return_sequences={self.return_sequences}, batch_first={self.batch_first}, mode={self.mode!r}"

@@ -1,7 +1,7 @@
 r"""First-order lowpass synapse with a learnable time constant per unit.
 
 The synaptic filter of ABR's spiking libraries (keras-spiking ``Lowpass``, pytorch-spiking
-``Lowpass``; METHODS.md §10.1), used to smooth the spike trains of
+``Lowpass``), used to smooth the spike trains of
 :class:`neuroq.neuron.SpikingActivation` (Voelker, Rasmussen, Eliasmith, arXiv 2002.03553):
 
 .. math::
@@ -101,6 +101,7 @@ class Lowpass(_sj.MemoryModule):
         return torch.zeros_like(x)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Filter one step ``x`` ``[N, ...]`` (the identity in training when ``apply_during_training`` is False)."""
         check_step_input(type(self).__name__, x, "s")
         if self.training and not self.apply_during_training:
             return x
@@ -110,6 +111,7 @@ class Lowpass(_sj.MemoryModule):
         return self.y
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Filter a sequence ``[T, N, ...]`` step by step from the stored state; returns ``[T, N, ...]``."""
         check_step_input(type(self).__name__, x_seq, "m")
         if self.training and not self.apply_during_training:
             return x_seq
@@ -158,5 +160,6 @@ class Lowpass(_sj.MemoryModule):
         return y
 
     def extra_repr(self):
+        """The filter's options, shown in the module's ``repr``."""
         return (f"units={self.units!r}, dt={self.dt}, learn_tau={self.learn_tau}, "
                 f"apply_during_training={self.apply_during_training}, step_mode={self.step_mode}")

@@ -81,6 +81,9 @@ class OTTTSequential(_sj.MemoryModule):
         return self.layers[i]
 
     def single_step_forward(self, x):
+        """One step ``x`` ``[N, ...]``.  In training with gradients enabled, the OTTT forward (spikes for the value,
+        traces for the gradient, the input trace updated when ``input_trace``); otherwise the plain network.
+        Returns the last layer's output for this step."""
         online = self.training and torch.is_grad_enabled()
         if not online:
             for m in self.layers:
@@ -108,4 +111,6 @@ class OTTTSequential(_sj.MemoryModule):
         return spike
 
     def multi_step_forward(self, x_seq):
+        """Loop :meth:`single_step_forward` over ``x_seq`` ``[T, N, ...]``; returns the outputs stacked,
+        ``[T, N, ...]``."""
         return torch.stack([self.single_step_forward(x) for x in x_seq.unbind(0)])

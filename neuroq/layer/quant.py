@@ -73,6 +73,8 @@ class WeightQuantizer(nn.Module):
         return (self.states - 1) / 2.0
 
     def forward(self, w_hat: torch.Tensor) -> torch.Tensor:
+        r"""Fake-quantize the standardized weight ``w_hat`` to :math:`\Delta\cdot` its :math:`M` symmetric levels
+        (same shape; gradients by the STE or the surrogate)."""
         return quantize_weight(w_hat, self.states, self.step, self.surrogate)
 
     def integer(self, w_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -86,6 +88,7 @@ class WeightQuantizer(nn.Module):
             return (2 * idx - (self.states - 1)).to(torch.int32), self.step / 2
 
     def extra_repr(self):
+        """The number of states and the step, shown in the module's ``repr``."""
         return f"states={self.states}, step={self.step:.4g}"
 
 
@@ -107,9 +110,12 @@ class ActQuantizer(nn.Module):
         self.surrogate = _resolve_surrogate(surrogate)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        r"""Quantize ``h`` to :math:`\Delta\{0..M-1\}` (round, then clip; same shape; gradients by the clipped STE or
+        the surrogate)."""
         return quantize_activation(h, self.states, self.step, self.surrogate)
 
     def extra_repr(self):
+        """The number of states and the step, shown in the module's ``repr``."""
         return f"states={self.states}, step={self.step:.4g}"
 
 
@@ -121,7 +127,7 @@ def _check_states(name, states):
 
 
 def _weight_quantizer(w_states, w_step, weight_quant):
-    """The weight quantizer part: ``weight_quant`` if given (a module mapping :math:`\hat W` to its
+    r"""The weight quantizer part: ``weight_quant`` if given (a module mapping :math:`\hat W` to its
     fake-quantized value, with ``states`` and ``integer(w_hat) -> (ints, scale)`` for export), else the
     shorthand ``WeightQuantizer(w_states, w_step)`` (``None``: full precision)."""
     if weight_quant is None:
@@ -222,6 +228,8 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
         self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` ``[N, C_in, H, W]`` with :meth:`quantized_weight` (and the bias); returns
+        ``[N, C_out, H', W']``."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"QuantConv2d expects input [N, C, H, W], got shape {tuple(getattr(x, 'shape', ()))} "
                              "(wrap it in neuroq.layer.SeqOp for [T, N, C, H, W])")
@@ -231,6 +239,7 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
+        """``nn.Conv2d``'s ``repr`` fields plus ``w_states`` and whether there is a gain."""
         return super().extra_repr() + f", w_states={self.w_states}, gain={self.gain is not None}"
 
 
@@ -249,12 +258,15 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         self._init_quant(w_states, w_step, ws_eps, gain, weight_standardization, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[..., in_features]`` times :meth:`quantized_weight` (plus the bias); returns
+        ``[..., out_features]``."""
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear(in_features={self.in_features}) expects input [..., {self.in_features}], "
                              f"got shape {tuple(getattr(x, 'shape', ()))}")
         return F.linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
+        """``nn.Linear``'s ``repr`` fields plus ``w_states`` and whether there is a gain."""
         return super().extra_repr() + f", w_states={self.w_states}, gain={self.gain is not None}"
 
 
@@ -322,12 +334,15 @@ class QuantAct(Neuron):
         return self.quantizer(h)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantize one step ``[N, ...]`` elementwise (a ReLU when ``a_states`` is ``None``)."""
         check_step_input(type(self).__name__, x, "s")
         return self._act(x)
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Quantize ``[T, N, ...]`` elementwise (no state: the same map as one step)."""
         check_step_input(type(self).__name__, x_seq, "m")
         return self._act(x_seq)
 
     def extra_repr(self):
+        """The number of states, the range and the step mode, shown in the module's ``repr``."""
         return f"a_states={self.a_states}, a_range={self.a_range}, step_mode={self.step_mode}"

@@ -110,6 +110,8 @@ class SpikingRNN(Neuron):
     detach_reset = property(lambda self: self.params.detach_reset)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: ``x`` ``[N, input_size]`` -> spikes ``[N, hidden_size]``, from the stored ``v`` and previous
+        spikes ``s``, which are then updated."""
         self._check(x, "s")
         cur = self.ih(x)
         s, v = self.step(cur, self._stored_state("v", cur), self._stored_state("s", cur))
@@ -117,6 +119,9 @@ class SpikingRNN(Neuron):
         return s
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """A sequence ``[T, N, input_size]`` -> spikes ``[T, N, hidden_size]``, continuing from the stored state
+        (the input projection is one matrix product over all steps, the recurrence a loop).  Keeps ``v_seq`` when
+        ``store_v_seq``."""
         self._check(x_seq, "m")
         cur_seq = self.ih(x_seq)                      # all T input projections in one matmul
         v = self._stored_state("v", cur_seq[0])
@@ -133,10 +138,12 @@ class SpikingRNN(Neuron):
         return torch.stack(spikes)
 
     def reset(self):
+        """Reset the memories ``v`` and ``s`` to their initial values and drop ``v_seq``."""
         super().reset()
         self.v_seq = None
 
     def extra_repr(self) -> str:
+        """The layer's sizes, LIF parameters and step mode, shown in the module's ``repr``."""
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, tau={self.tau}, "
                 f"decay_input={self.decay_input}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
                 f"detach_reset={self.detach_reset}, step_mode={self.step_mode}")

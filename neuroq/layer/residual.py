@@ -11,8 +11,8 @@ where :math:`\mathcal{N}` is a spiking neuron, and the shortcut :math:`P` is the
 :math:`x_l` when shapes match, else a strided 1x1 convolution of the block's input spikes
 :math:`a_l` (He et al.'s projection on the pre-activated input).  The residual stream
 :math:`x_l` is real-valued (a sum of postsynaptic potentials); every convolution receives
-spikes, so it costs only accumulates (SOPs).  METHODS.md §4 [R]: the paper's exact shortcut
-handling could not be read.
+spikes, so it costs only accumulates (SOPs).  This shortcut handling is a reconstruction (neuroq's
+reading, not confirmed by the paper): the paper's own could not be read.
 """
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ class PreActBlock(nn.Module):
             self.shortcut = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[T, N, C_in, H, W]`` (``'m'``) or ``[N, C_in, H, W]`` (``'s'``) -> the next residual stream,
+        ``[T, N, C_out, H', W']`` or ``[N, C_out, H', W']`` (``H' = ceil(H / stride)``)."""
         need = 5 if self.step_mode == "m" else 4
         if x.dim() != need:
             lay = "[T, N, C, H, W]" if self.step_mode == "m" else "[N, C, H, W]"

@@ -131,11 +131,14 @@ class SAFLinear(_SAFSynapse):
         return out.to(m.weight.device, m.weight.dtype)
 
     def to_module(self) -> nn.Linear:
+        """The plain ``nn.Linear`` twin of this synapse (copied weight and bias, same device and dtype), for LIF
+        inference."""
         m = nn.Linear(self.in_features, self.out_features, self.bias is not None)
         _copy_weight_bias(m, self)
         return m.to(self.weight.device, self.weight.dtype)
 
     def extra_repr(self):
+        """The layer's sizes, bias, ``tau`` and step mode, shown in the module's ``repr``."""
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, " \
                f"tau={self.tau}, step_mode={self.step_mode}"
 
@@ -160,6 +163,8 @@ class SAFConv2d(_SAFSynapse):
         self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
 
     def get_weight(self) -> torch.Tensor:
+        """The weight the convolution uses: ``weight`` itself (a weight-standardized subclass returns its
+        standardized weight)."""
         return self.weight
 
     def _linear(self, x, bias=None):
@@ -176,12 +181,15 @@ class SAFConv2d(_SAFSynapse):
         return out.to(m.weight.device, m.weight.dtype)
 
     def to_module(self) -> nn.Conv2d:
+        """The plain ``nn.Conv2d`` twin of this synapse (copied weight and bias, same device and dtype), for LIF
+        inference."""
         m = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                       self.dilation, self.groups, self.bias is not None)
         _copy_weight_bias(m, self)
         return m.to(self.weight.device, self.weight.dtype)
 
     def extra_repr(self):
+        """The convolution's shape, bias, ``tau`` and step mode, shown in the module's ``repr``."""
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.bias is not None}, tau={self.tau}, step_mode={self.step_mode}")
 
@@ -198,6 +206,7 @@ class SAFWSConv2d(SAFConv2d):
         self.eps = check_real("eps", eps, gt=0)
 
     def get_weight(self):
+        """The scaled standardized weight, ``standardize_weight(weight, eps, scaled=True, gain=gain)``."""
         return standardize_weight(self.weight, self.eps, scaled=True, gain=self.gain)
 
     @classmethod
@@ -214,6 +223,7 @@ class SAFWSConv2d(SAFConv2d):
         return out.to(m.weight.device, m.weight.dtype)
 
     def to_module(self) -> ScaledWSConv2d:
+        """The :class:`ScaledWSConv2d` twin of this synapse (copied weight, bias and gain), for LIF inference."""
         m = ScaledWSConv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                            self.dilation, self.groups, self.bias is not None, self.gain is not None, self.eps)
         _copy_weight_bias(m, self)
@@ -237,16 +247,21 @@ class SAFInput(_sj.MemoryModule):
         self.register_memory("acc", None)
 
     def single_step_forward(self, x):
+        r"""Accumulate one step: ``x`` ``[N, ...]`` -> :math:`\hat x[t] = \lambda\hat x[t-1] + x` (the stored
+        accumulation is detached)."""
         acc = x if self.acc is None else FS.decay(self.tau) * self.acc + x
         self.acc = acc.detach()
         return acc
 
     def multi_step_forward(self, x_seq):
+        r"""Accumulate ``x_seq`` ``[T, N, ...]`` from the stored accumulation; returns :math:`\hat x` ``[T, N, ...]``
+        and stores the last step, detached."""
         acc = FS.accumulate(x_seq, self.tau, None if self.acc is None else self.acc)
         self.acc = acc[-1].detach()
         return acc
 
     def extra_repr(self):
+        """``tau`` and the step mode, shown in the module's ``repr``."""
         return f"tau={self.tau}, step_mode={self.step_mode}"
 
 
@@ -268,6 +283,8 @@ class SAFReadout(_sj.MemoryModule):
         self.register_memory("t", 0)
 
     def single_step_forward(self, u):
+        r"""One step of :math:`\hat U^{out}` ``[N, ...]`` -> the output of the step (``'step'``) or the weighted
+        average so far (``'final'``); the time step counter advances by one."""
         t = int(self.t) + 1
         self.t = t
         if self.mode == "final":
@@ -278,6 +295,8 @@ class SAFReadout(_sj.MemoryModule):
         return out
 
     def multi_step_forward(self, u_seq):
+        """``u_seq`` ``[T, N, ...]`` -> the outputs of all T steps (``'step'``: de-accumulated; ``'final'``: divided
+        by :math:`c_t`), continuing from the stored step and previous value."""
         T = u_seq.shape[0]
         t0 = int(self.t)
         if self.mode == "final":
@@ -290,6 +309,7 @@ class SAFReadout(_sj.MemoryModule):
         return out
 
     def extra_repr(self):
+        """``tau``, the readout mode and the step mode, shown in the module's ``repr``."""
         return f"tau={self.tau}, mode={self.mode}, step_mode={self.step_mode}"
 
 
@@ -352,6 +372,7 @@ class SAFSequential(nn.Sequential):
         check_saf_network(self)
 
     def forward(self, x):
+        """Check the network again (:func:`check_saf_network`), then run the modules in order."""
         check_saf_network(self)
         return super().forward(x)
 

@@ -60,9 +60,12 @@ class ScaledWSConv2d(nn.Conv2d):
         self.eps = check_real("eps", eps, gt=0)
 
     def get_weight(self) -> torch.Tensor:
+        """The standardized weight used in :meth:`forward`:
+        ``standardize_weight(weight, eps, scaled=True, gain=gain)``."""
         return standardize_weight(self.weight, self.eps, scaled=True, gain=self.gain)
 
     def forward(self, x):
+        """Convolve ``x`` ``[N, C_in, H, W]`` with :meth:`get_weight` (and the bias)."""
         return F.conv2d(x, self.get_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -75,7 +78,9 @@ class Scale(nn.Module):
         self.scale = check_real("scale", scale)
 
     def forward(self, x):
+        """``scale * x`` (any shape)."""
         return x * self.scale
 
     def extra_repr(self):
+        """The constant, shown in the module's ``repr``."""
         return f"scale={self.scale}"

@@ -209,6 +209,7 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
 
     @params.setter
     def params(self, p):
+        """Check that ``p`` is a :attr:`params_type` record, store it, and update the reset value of ``v``."""
         if not isinstance(p, self.params_type):
             raise TypeError(f"{type(self).__name__}.params must be a {self.params_type.__name__}, "
                             f"got {type(p).__name__}")
@@ -228,15 +229,18 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
 
     @property
     def supported_backends(self):
+        """The backends this neuron accepts: ``'auto'``, ``'torch'``, ``'cpu'`` and ``'cupy'``."""
         return BACKENDS
 
     # Our own property: SpikingJelly 0.0.0.0.14's setter would reject 'auto' and import CuPy.
     @property
     def backend(self) -> str:
+        """The chosen backend, one of :attr:`supported_backends` (``'auto'`` picks one per call; settable)."""
         return self._neuroq_backend
 
     @backend.setter
     def backend(self, value: str):
+        """Check and set the backend (one of :attr:`supported_backends`)."""
         self._neuroq_backend = check_choice("backend", value, BACKENDS)
 
     # ---- what a subclass states -------------------------------------------------------
@@ -302,6 +306,8 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
         return out if isinstance(out, ops.KernelOut) else ops.KernelOut(*out)
 
     def single_step_forward(self, x: torch.Tensor):
+        """One step: ``x`` ``[N, ...]`` -> spikes ``[N, ...]`` from the stored ``v``, which is updated (the fused
+        kernel with T = 1 when the backend allows it, else :meth:`step`)."""
         check_step_input(type(self).__name__, x, "s")
         v0 = self._initial_v(x)
         out = self._kernel(x.unsqueeze(0), v0, False)
@@ -318,6 +324,9 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
         return neuron_fn.multi_step(self.step, x_seq, v, self.store_v_seq)
 
     def multi_step_forward(self, x_seq: torch.Tensor):
+        """``x_seq`` ``[T, N, ...]`` -> spikes ``[T, N, ...]`` from the stored ``v``, which is left at the last step
+        (the fused kernel when the backend allows it, else :meth:`multi_step_torch`); keeps ``v_seq`` when
+        ``store_v_seq``."""
         check_step_input(type(self).__name__, x_seq, "m")
         check_time_steps(type(self).__name__, x_seq)
         v0 = self._initial_v(x_seq[0])
@@ -332,10 +341,12 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
         return spikes
 
     def reset(self):
+        """Reset ``v`` to its initial value and drop ``v_seq``."""
         super().reset()
         self.v_seq = None
 
     def extra_repr(self):
+        """The neuron's parameters, step mode and backend, shown in the module's ``repr``."""
         p = self.params
         return (f"v_threshold={p.v_threshold}, v_reset={p.v_reset}, detach_reset={p.detach_reset}, "
                 f"step_mode={self.step_mode}, backend={self.backend}")

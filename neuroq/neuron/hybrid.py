@@ -1,7 +1,7 @@
 r"""Hybrid-spiking activation (quantiser with temporally diffused error) and its dt schedule.
 
 Voelker, Rasmussen, Eliasmith, "A Spike in Performance: Training Hybrid-Spiking Neural Networks with
-Quantized Activation Functions", arXiv 2002.03553 (METHODS.md §8, §10.1).  The semantics are ABR's
+Quantized Activation Functions", arXiv 2002.03553.  The semantics are ABR's
 (``pytorch_spiking.SpikingActivation``); the equations and the exact fixed-point arithmetic are in
 :mod:`neuroq.functional.hybrid`.
 
@@ -111,10 +111,12 @@ class SpikingActivation(Neuron):
     # ---- the knob -------------------------------------------------------------------------
     @property
     def dt(self) -> float:
+        """The interpolation knob: spikes per unit of :math:`f` per step (finite, > 0; settable)."""
         return self._dt
 
     @dt.setter
     def dt(self, value: float):
+        """Check (finite, > 0) and set ``dt``."""
         value = check_real("dt", value, gt=0)
         if not math.isfinite(value):
             raise ValueError(f"dt must be finite, got {value!r}")
@@ -123,9 +125,11 @@ class SpikingActivation(Neuron):
     # the knob travels with the weights: ``state_dict()`` holds ``dt`` (as the module's extra state), so
     # a checkpoint taken at any point of a SpikingSchedule reloads with the dt it was trained at
     def get_extra_state(self) -> dict:
+        """``{'dt': dt}``, saved by ``state_dict()`` so a checkpoint keeps the ``dt`` it was trained at."""
         return {"dt": self._dt}
 
     def set_extra_state(self, state) -> None:
+        """Restore ``dt`` from the ``{'dt': ...}`` saved by :meth:`get_extra_state`."""
         if not isinstance(state, dict) or "dt" not in state:
             raise ValueError(f"{type(self).__name__}: extra state must be a dict with 'dt', got {state!r}")
         self.dt = float(state["dt"])
@@ -165,6 +169,8 @@ class SpikingActivation(Neuron):
                              f"not broadcast to the input step shape {tuple(x.shape)}") from None
 
     def reset(self):
+        """Set ``v`` back to ``None`` (the next step draws a new initial state); with ``reseed_on_reset`` also
+        restart the random stream."""
         super().reset()
         if self.reseed_on_reset:
             self._generators = {}
@@ -174,6 +180,8 @@ class SpikingActivation(Neuron):
         return self.training and not self.spiking_aware_training
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: ``x`` ``[N, ...]`` -> :math:`n_t/dt` of the same shape, updating ``v`` (:math:`f(x)` itself in
+        training when ``spiking_aware_training`` is False)."""
         check_step_input(type(self).__name__, x, "s")
         if self._non_spiking():
             return self.activation(x)
@@ -181,6 +189,8 @@ class SpikingActivation(Neuron):
         return a
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """``x_seq`` ``[T, N, ...]`` -> :math:`n_t/dt` ``[T, N, ...]`` by the closed form over all steps, leaving
+        ``v`` at the last step (:math:`f(x)` itself in training when ``spiking_aware_training`` is False)."""
         check_step_input(type(self).__name__, x_seq, "m")
         if self._non_spiking():
             return self.activation(x_seq)
@@ -188,6 +198,7 @@ class SpikingActivation(Neuron):
         return a
 
     def extra_repr(self):
+        """``dt``, the training and initial-state options and the step mode, shown in the module's ``repr``."""
         return (f"dt={self._dt}, spiking_aware_training={self.spiking_aware_training}, "
                 f"initial_state={self.initial_state!r}, step_mode={self.step_mode}")
 
@@ -211,7 +222,7 @@ class SpikingSchedule:
 
     So :math:`dt(e) = dt_0` up to epoch :math:`w` and :math:`dt_1` from epoch :math:`w + E` on.  The
     paper trains "while smoothly interpolating between the non-spiking and spiking regimes"; its
-    exact schedule is not known (METHODS.md §8 [NF]): this is neuroq's choice.
+    exact schedule could not be read: this is neuroq's choice.
 
     Args:
         start_dt: :math:`dt_0` (> 0), e.g. 100 (many spikes per step: nearly non-spiking).
@@ -283,6 +294,7 @@ class SpikingSchedule:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SpikingSchedule":
+        """Build a schedule from a dict of :meth:`to_dict` (keys a subset of the constructor's arguments)."""
         if not isinstance(d, dict):
             raise TypeError(f"SpikingSchedule.from_dict needs a dict, got {type(d).__name__}")
         unknown = set(d) - set(cls._FIELDS)

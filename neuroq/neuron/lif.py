@@ -55,6 +55,7 @@ class IFNode(BaseNode, _SJ.IFNode):
     params_type = IFParameters
 
     def neuronal_charge(self, x, v):
+        """IF charge :math:`H[t] = V[t-1] + X[t]`."""
         return neuron_fn.if_charge(x, v)
 
 
@@ -108,7 +109,10 @@ class LIFNode(BaseNode, _SJ.LIFNode):
                          store_v_seq=store_v_seq, params=params)
 
     def neuronal_charge(self, x, v):
+        """LIF charge: :math:`H[t]` from ``x`` and ``v`` by the leak of ``tau`` (the two forms of the class
+        docstring)."""
         return neuron_fn.lif_charge(x, v, self.params)
 
     def extra_repr(self):
+        """:class:`BaseNode`'s ``repr`` fields plus ``tau`` and ``decay_input``."""
         return super().extra_repr() + f", tau={self.params.tau}, decay_input={self.params.decay_input}"

@@ -1,6 +1,6 @@
 r"""OTTT's online LIF neuron (Xiao et al., "Online Training Through Time for Spiking Neural Networks",
 NeurIPS 2022): the membrane is detached between steps in training and every neuron keeps a presynaptic
-trace for the gradient of the next synapse (see :class:`neuroq.training.online.OTTTSequential`)."""
+trace for the gradient of the next synapse (see :class:`neuroq.layer.OTTTSequential`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -57,11 +57,14 @@ class OnlineLIFNode(LIFNode):
         self.register_memory("trace", None)
 
     def step(self, x, v):
+        """One step, pure: the LIF step with ``v`` detached first in training (no gradient through time)."""
         if self.training:
             v = v.detach()
         return super().step(x, v)
 
     def single_step_forward(self, x):
+        r"""One step ``x`` ``[N, ...]`` -> spikes; updates ``v`` and, in training, the trace
+        :math:`\hat a[t] = \lambda\hat a[t-1] + s[t]` (spikes detached)."""
         check_step_input(type(self).__name__, x, "s")
         v0 = self._initial_v(x)
         if self.training:
@@ -81,6 +84,8 @@ class OnlineLIFNode(LIFNode):
         return s
 
     def multi_step_forward(self, x_seq):
+        """``x_seq`` ``[T, N, ...]`` -> spikes ``[T, N, ...]``.  In training, a loop over :meth:`step` with the
+        membrane detached between steps (the trace is not kept); in eval, the plain LIF forward."""
         if self.training:  # detached membrane between steps: the generic loop over step()
             check_step_input(type(self).__name__, x_seq, "m")
             spikes, self.v, v_seq = neuron_fn.multi_step(self.step, x_seq, self._initial_v(x_seq[0]), self.store_v_seq)

@@ -6,8 +6,8 @@ A network of these neurons runs with **one time step**: each layer's postsynapti
 .. math::
     s = \Theta(u - V_{th}),
 
-with no membrane state, leak or reset (METHODS.md §5: an IF/LIF neuron with one step and zero
-initial potential reduces to this).  The backward pass uses ``surrogate_function``; the default is
+with no membrane state, leak or reset (an IF/LIF neuron run for one step from zero initial
+potential reduces to this).  The backward pass uses ``surrogate_function``; the default is
 :class:`neuroq.surrogate.S2NN`, the multi-step surrogate gradient reduced to one step.
 """
 from __future__ import annotations
@@ -60,13 +60,16 @@ class S2NNNode(Neuron):
         self.step_mode = check_choice("step_mode", step_mode, ("s", "m"))
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Theta(u - V_{th})` for one input ``[N, ...]`` (the surrogate gives the backward)."""
         check_step_input(type(self).__name__, x, "s")
         return self.surrogate_function(x - self.v_threshold)
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Theta(u - V_{th})` for ``[T, N, ...]`` at once (no state: the same as T single steps)."""
         check_step_input(type(self).__name__, x_seq, "m")
         # elementwise and stateless: all steps at once equals step-by-step
         return self.surrogate_function(x_seq - self.v_threshold)
 
     def extra_repr(self):
+        """The threshold and the step mode, shown in the module's ``repr``."""
         return f"v_threshold={self.v_threshold}, step_mode={self.step_mode}"

@@ -120,6 +120,8 @@ class SAFNode(BaseNode):
         return None if self.params.sr_box else super()._kernel(x_seq, v0, store_v_seq, **extra)
 
     def single_step_forward(self, x: torch.Tensor):
+        r"""One step: :math:`\hat U[t]` ``[N, ...]`` -> :math:`\hat a[t]` (also stored in ``v``); the step counter
+        ``t`` advances by one."""
         check_step_input(type(self).__name__, x, "s")
         self._check_backend()
         a0 = self._initial_v(x)
@@ -130,11 +132,13 @@ class SAFNode(BaseNode):
         return a
 
     def multi_step_torch(self, x_seq, v):
+        """Torch reference over T steps (:func:`neuroq.functional.saf.saf_multi_step`):
+        ``-> (a_seq, a_last, a_seq | None)``, the last kept only with ``store_v_seq``."""
         a_seq, a_last = FS.saf_multi_step(x_seq, v, self.params, self.surrogate_function, int(self.t))
         return a_seq, a_last, (a_seq if self.store_v_seq else None)
 
     def multi_step_forward(self, x_seq: torch.Tensor):
-        """BaseNode's multi-step forward (kernel or :meth:`multi_step_torch`; the output and ``v`` are
+        r"""BaseNode's multi-step forward (kernel or :meth:`multi_step_torch`; the output and ``v`` are
         :math:`\hat a`), then the step counter ``t`` advances by T."""
         self._check_backend()
         a_seq = super().multi_step_forward(x_seq)
@@ -142,6 +146,7 @@ class SAFNode(BaseNode):
         return a_seq
 
     def extra_repr(self):
+        """The neuron's parameters, step mode and backend, shown in the module's ``repr``."""
         p = self.params
         return (f"tau={p.tau}, v_threshold={p.v_threshold}, decay_input={p.decay_input}, "
                 f"detach_state={p.detach_state}, sr_box={p.sr_box}, step_mode={self.step_mode}, "

@@ -61,16 +61,21 @@ class CPUKernels(Kernels):
     name = "cpu"
 
     def check(self, x):
+        """Raise :class:`~neuroq.ops.Unsupported` unless ``x`` is on the CPU."""
         if x.device.type != "cpu":
             raise Unsupported(f"the CPU kernels need CPU tensors, got {x.device}")
 
     def neuron(self, params):
+        """The IF/LIF record's constants as an ``NQNeuron`` ctypes struct (division by tau unless it is a power of
+        two)."""
         return fill(NQNeuron, neuron_constants(params, recip_div=_recip(params)))
 
     def saf(self, params):
+        """The SAF record's constants as an ``NQSAF`` ctypes struct."""
         return fill(NQSAF, saf_constants(params, recip_div=_recip(params)))
 
     def surrogate(self, sg):
+        """The surrogate constants ``sg`` as an ``NQSurrogate`` ctypes struct."""
         return fill(NQSurrogate, sg)
 
     def empty(self, like):
@@ -84,6 +89,8 @@ class CPUKernels(Kernels):
         return out
 
     def if_forward(self, c, x, v0, spike, v_seq, v_last, trace0, trace_last, for_backward):
+        """Run ``nq_cpu_if_forward`` on ``x`` ``[T, N]``; returns ``(x, v0)``, the inputs the backward recomputes
+        the forward from."""
         T, N = x.shape
         library(x.dtype).nq_cpu_if_forward(ctypes.byref(c.neuron), _ptr(x), _ptr(v0), _ptr(spike), _ptr(v_seq),
                                            _ptr(v_last), _ptr(trace0), _ptr(trace_last), c.trace_decay, N, T,
@@ -91,6 +98,8 @@ class CPUKernels(Kernels):
         return x, v0
 
     def if_backward(self, c, saved, g_spike, g_v_seq, g_v_last, g_x, g_v0):
+        """Run ``nq_cpu_if_backward`` from the saved ``(x, v0)`` into ``g_x`` (and ``g_v0``); a ``None`` spike
+        gradient is passed as zeros."""
         x, v0 = saved
         T, N = x.shape
         if g_spike is None:
@@ -100,12 +109,15 @@ class CPUKernels(Kernels):
                                             N, T, _threads())
 
     def saf_forward(self, c, u, a0, a_seq, a_last, for_backward):
+        """Run ``nq_cpu_saf_forward`` on ``u`` ``[T, N]``; returns ``(u, a0)`` for the backward."""
         T, N = u.shape
         library(u.dtype).nq_cpu_saf_forward(ctypes.byref(c.neuron), _ptr(u), _ptr(a0), _ptr(a_seq), _ptr(a_last),
                                             N, T, _threads())
         return u, a0
 
     def saf_backward(self, c, saved, g_a_seq, g_a_last, g_u, g_a0):
+        """Run ``nq_cpu_saf_backward`` from the saved ``(u, a0)`` into ``g_u`` (and ``g_a0``); a ``None`` sequence
+        gradient is passed as zeros."""
         u, a0 = saved
         T, N = u.shape
         if g_a_seq is None:
@@ -115,6 +127,7 @@ class CPUKernels(Kernels):
                                              _threads())
 
     def surrogate_backward(self, sg, x, g, g_x):
+        """Run ``nq_cpu_surrogate_backward``: ``g_x = g * sg'(x)`` over all elements."""
         library(x.dtype).nq_cpu_surrogate_backward(ctypes.byref(sg), _ptr(x), _ptr(g), _ptr(g_x), x.numel(),
                                                    _threads())
 

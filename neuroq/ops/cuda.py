@@ -117,15 +117,20 @@ class CupyKernels(Kernels):
     name = "cupy"
 
     def neuron(self, params):
+        """The IF/LIF record's constants as the kernel's scalar arguments (multiplication by 1/tau)."""
         return neuron_constants(params, recip_div=True)
 
     def saf(self, params):
+        """The SAF record's constants as the kernel's scalar arguments."""
         return saf_constants(params, recip_div=True)
 
     def surrogate(self, sg):
+        """The surrogate constants ``sg`` as a tuple of kernel arguments."""
         return tuple(sg)
 
     def if_forward(self, c, x, v0, spike, v_seq, v_last, trace0, trace_last, for_backward):
+        """Launch ``nq_if_family_forward`` on ``x`` ``[T, N]``; returns ``(H,)`` (the pre-spike potential in the
+        storage dtype) when ``for_backward``, else ``()``."""
         T, N = x.shape
         saved = torch.empty_like(x) if for_backward else None  # H in the storage dtype
         _run("nq_if_family_forward", x, N,
@@ -134,6 +139,7 @@ class CupyKernels(Kernels):
         return () if saved is None else (saved,)
 
     def if_backward(self, c, saved, g_spike, g_v_seq, g_v_last, g_x, g_v0):
+        """Launch ``nq_if_family_backward`` from the saved H into ``g_x`` (and ``g_v0``)."""
         (h,) = saved
         T, N = h.shape
         _run("nq_if_family_backward", h, N,
@@ -141,6 +147,8 @@ class CupyKernels(Kernels):
               np.int64(N), np.int32(T)) + tuple(c.neuron) + tuple(c.sg))
 
     def saf_forward(self, c, u, a0, a_seq, a_last, for_backward):
+        """Launch ``nq_saf_forward_kernel`` on ``u`` ``[T, N]``; returns ``(X,)`` (the value the backward needs, in
+        the storage dtype) when ``for_backward``, else ``()``."""
         T, N = u.shape
         x_saved = torch.empty_like(u) if for_backward else None
         _run("nq_saf_forward_kernel", u, N,
@@ -149,6 +157,7 @@ class CupyKernels(Kernels):
         return () if x_saved is None else (x_saved,)
 
     def saf_backward(self, c, saved, g_a_seq, g_a_last, g_u, g_a0):
+        """Launch ``nq_saf_backward_kernel`` from the saved X into ``g_u`` (and ``g_a0``)."""
         (x_saved,) = saved
         T, N = x_saved.shape
         _run("nq_saf_backward_kernel", x_saved, N,
@@ -156,6 +165,7 @@ class CupyKernels(Kernels):
              + tuple(c.neuron) + tuple(c.sg))
 
     def surrogate_backward(self, sg, x, g, g_x):
+        """Launch ``nq_surrogate_backward_kernel``: ``g_x = g * sg'(x)`` over all elements."""
         n = x.numel()
         _run("nq_surrogate_backward_kernel", x, n, (_ptr(x), _ptr(g), _ptr(g_x), np.int64(n)) + tuple(sg))
 

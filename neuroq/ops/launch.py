@@ -131,6 +131,8 @@ class IFFamilyFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x2, v2, trace0, k, c):
+        """Run the backend's IF/LIF forward and save what its backward needs; the trace is marked
+        non-differentiable."""
         ctx.set_materialize_grads(False)
         spike, v_last, v_seq, tr_last, saved = _if_forward(k, c, x2, v2, trace0, True)
         ctx.save_for_backward(*saved)  # freed by backward (not an attribute that outlives it)
@@ -142,6 +144,8 @@ class IFFamilyFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_spike, g_v_last, g_v_seq, _g_trace):
+        """Gradients of ``x`` and ``v0`` (the latter only when needed) from those of the spikes, ``v_last`` and
+        ``v_seq``, by the backend's IF/LIF backward."""
         saved = ctx.saved_tensors
         T, N = saved[0].shape
         dtype, device = saved[0].dtype, saved[0].device
@@ -196,6 +200,7 @@ class SAFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u2, a2, k, c):
+        """Run the backend's SAF forward and save what its backward needs."""
         ctx.set_materialize_grads(False)
         a_seq, a_last, saved = _saf_forward(k, c, u2, a2, True)
         ctx.save_for_backward(*saved)
@@ -205,6 +210,8 @@ class SAFFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_a_seq, g_a_last):
+        """Gradients of ``u_hat`` and ``a0`` (the latter only when needed and the state is not detached) from those
+        of ``a_seq`` and ``a_last``, by the backend's SAF backward."""
         saved = ctx.saved_tensors
         T, N = saved[0].shape
         dtype, device = saved[0].dtype, saved[0].device

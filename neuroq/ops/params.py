@@ -152,6 +152,8 @@ def require_surrogate(surrogate_function) -> tuple:
 
 
 def require_storage(dtype: torch.dtype) -> str:
+    """The kernels' storage type name of ``dtype`` (``'float'``, ``'nq_f16'``, ``'nq_bf16'``); :class:`Unsupported`
+    for any other dtype."""
     if dtype not in STORAGE_TYPES:
         raise Unsupported(f"the kernels store fp32, fp16 or bf16, not {dtype}")
     return STORAGE_TYPES[dtype]

@@ -4,7 +4,8 @@ the equations, streaming == whole sequence, shapes, gradients, initialisation an
 and the Lowpass synapse against scipy.signal.lfilter.
 
 keras-lmu is TensorFlow-only and TensorFlow is not installed here: the references are scipy and
-explicit loops of the equations (METHODS.md §10.2)."""
+explicit loops of the equations (Voelker, Kajić, Eliasmith, NeurIPS 2019, with the matrices as
+keras-lmu builds them)."""
 import numpy as np
 import pytest
 import scipy.signal as ss

@@ -1,8 +1,9 @@
 r"""Layer-Batch Normalization (LBN) of MaQD (Sawada, Saiin, Suetake, arXiv 2403.14999).
 
 The abstract states only that LBN is "independent of the mini-batch size" and "does not require any
-additional computation cost during inference"; its exact definition was not available
-(METHODS.md §1 [NF]).  neuroq implements the two readings of METHODS.md §9, default (a):
+additional computation cost during inference"; its exact definition could not be read.
+neuroq implements two readings that fit the abstract (reconstructions, not confirmed by the paper),
+default (a):
 
 **(a) ``reading='a'`` (default)** — one mean and variance per *layer*, over the whole mini-batch
 tensor :math:`(N, C, H, W)` in training:

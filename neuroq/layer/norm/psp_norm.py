@@ -10,9 +10,9 @@ potential** :math:`x` (e.g. a conv output, before the neuron) by its **second ra
     y = \gamma_c\,\frac{x}{\sqrt{m_{2,c} + \epsilon}}\;(+\,\beta_c)
 
 (compare BatchNorm's :math:`(x-\mu_c)/\sqrt{\sigma_c^2+\epsilon}`).  neuroq's choices where the
-paper's text was unavailable (METHODS.md §4, §9): statistics per channel, shared over time steps
-(over ``(T, N, H, W)`` in step mode ``'m'``, ``(N, H, W)`` in ``'s'``); per-channel scale
-:math:`\gamma`; the shift :math:`\beta` is off by default (it would re-introduce the offset the
+paper's text could not be read (its abstract does not give them): statistics per channel, shared
+over time steps (over ``(T, N, H, W)`` in step mode ``'m'``, ``(N, H, W)`` in ``'s'``);
+per-channel scale :math:`\gamma`; the shift :math:`\beta` is off by default (it would re-introduce the offset the
 method removes) and available with ``bias=True``.  At inference the running second moment is used,
 and :func:`neuroq.layer.norm.fold` merges the layer into the preceding convolution at no cost.
 """
@@ -133,7 +133,7 @@ class _PSPNormBase(RunningNorm, _sj.base.StepModule):
 
 class PSPNorm1d(_PSPNormBase):
     r"""PSPN for ``[N, C]`` / ``[N, C, L]`` (step mode ``'s'``) or ``[T, N, C(, L)]`` (``'m'``):
-    :math:`y = \gamma_c x / \sqrt{\mathbb{E}[x^2]_c + \epsilon}` (see :mod:`neuroq.layer.psp_norm`).
+    :math:`y = \gamma_c x / \sqrt{\mathbb{E}[x^2]_c + \epsilon}` (see :mod:`neuroq.layer.norm.psp_norm`).
 
     Args:
         num_features: channels C.
@@ -151,7 +151,7 @@ class PSPNorm1d(_PSPNormBase):
 
 class PSPNorm2d(_PSPNormBase):
     r"""PSPN for ``[N, C, H, W]`` (step mode ``'s'``) or ``[T, N, C, H, W]`` (``'m'``):
-    :math:`y = \gamma_c x / \sqrt{\mathbb{E}_{(t),n,h,w}[x^2]_c + \epsilon}` (see :mod:`neuroq.layer.psp_norm`).
+    :math:`y = \gamma_c x / \sqrt{\mathbb{E}_{(t),n,h,w}[x^2]_c + \epsilon}` (see :mod:`neuroq.layer.norm.psp_norm`).
 
     Args: as :class:`PSPNorm1d`.
     """

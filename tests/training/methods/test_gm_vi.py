@@ -1,5 +1,5 @@
 """Acceptance checks for Gaussian-mixture VI with the entropy approximation (Furuya et al.,
-arXiv 2202.13059; METHODS.md section 7 and 10.4).
+arXiv 2202.13059).
 
 * the approximation is the analytic Gaussian entropy for K = 1 (scipy);
 * sum_k w_k H(N_k) <= H_MC <= approximation on overlapping mixtures, each gap many standard errors wide;

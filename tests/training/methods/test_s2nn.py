@@ -1,4 +1,5 @@
-"""S2NN: the reduced single-step surrogate and the single-step neuron (METHODS.md §5, §9)."""
+"""S2NN (Suetake, Ikegawa, Saiin, Sawada, arXiv 2201.10879): the reduced single-step surrogate and the
+single-step neuron."""
 import math
 
 import pytest
