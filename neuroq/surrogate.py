@@ -254,7 +254,7 @@ class S2NN(_sj.SurrogateFunctionBase):
                                   "(set spiking=True)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`\Theta(x)` for ``x = u - V_th`` with the reduced gradient in the backward pass (same shape and
+        r""":math:`\Theta(x)` for ``x = u - V_th`` with the reduced gradient in the backward pass (same shape and
         dtype as ``x``); overridden so ``t_ref``, ``v_threshold`` and ``per_step`` reach the spike function on
         both SpikingJelly versions."""
         if not self.spiking:

@@ -102,7 +102,7 @@ def conv_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> to
 
 
 def conv_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
-    """MACs of real-valued input entering conv ``m``: every output element (``out``, all steps and samples)
+    r"""MACs of real-valued input entering conv ``m``: every output element (``out``, all steps and samples)
     costs :math:`C_{in}/g\cdot\prod k` of them."""
     return int(out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size))
 
@@ -116,7 +116,7 @@ def conv_transpose_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nomin
 
 
 def conv_transpose_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
-    """MACs of real-valued input entering transposed conv ``m``: every input element (all steps and samples)
+    r"""MACs of real-valued input entering transposed conv ``m``: every input element (all steps and samples)
     meets :math:`C_{out}/g\cdot\prod k` weights."""
     x = merge_time(m, x)
     return int(x.numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size))

@@ -233,7 +233,7 @@ class RNNAdapter(LayerAdapter):
         return getattr(layer, f"weight_ih_l{k + 1}") if k + 1 < layer.num_layers else None
 
     def incoming_weights(self, layer, k):
-        """:math:`[W_{ih}^{(k)}\; W_{hh}^{(k)}]`, one row per unit."""
+        r""":math:`[W_{ih}^{(k)}\; W_{hh}^{(k)}]`, one row per unit."""
         return torch.cat([getattr(layer, f"weight_ih_l{k}"), getattr(layer, f"weight_hh_l{k}")], dim=1)
 
     def shrink(self, layer, recons):
@@ -300,7 +300,7 @@ class SpikingRNNAdapter(LayerAdapter):
         return layer.hh.weight
 
     def incoming_weights(self, layer, k):
-        """:math:`[W_x\; W_h]`, one row per unit."""
+        r""":math:`[W_x\; W_h]`, one row per unit."""
         return torch.cat([layer.ih.weight, layer.hh.weight], dim=1)
 
     def shrink(self, layer, recons):
@@ -389,7 +389,7 @@ class LMUAdapter(LayerAdapter):
         return torch.cat([w.weight for w in ws], 0)
 
     def incoming_weights(self, layer, k):
-        """:math:`[W\; U]` (``U`` only with ``hidden_recurrent``), one row per unit."""
+        r""":math:`[W\; U]` (``U`` only with ``hidden_recurrent``), one row per unit."""
         hc = self._cell(layer).hidden_cell
         ws = [hc.kernel.weight] + ([hc.recurrent_kernel.weight] if hc.recurrent_kernel is not None else [])
         return torch.cat(ws, 1)

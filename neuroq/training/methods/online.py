@@ -265,7 +265,7 @@ class SAFFConfig(OnlineConfig):
 
 @register("saf-f")
 class SAFFMethod(_SAF):
-    """``--method saf-f``: the SAF network with the loss on the final accumulation
+    r"""``--method saf-f``: the SAF network with the loss on the final accumulation
     :math:`\hat U^{out}[T]/c_T`, one backward and one optimizer step per minibatch (:func:`saf_f_train_step`)."""
 
     help = "SAF-F: spike accumulation forwarding, loss on the final accumulation, one backward per batch"
