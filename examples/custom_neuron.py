@@ -1,8 +1,9 @@
 """Write your own neuron: an adaptive-threshold LIF, trained on scikit-learn's digits.
 
-neuroq's :class:`~neuroq.neuron.BaseNode` asks a subclass for its charge equation (and here a
-custom fire/reset); single- and multi-step modes, ``functional.reset_net``, the energy meter and
-the raster plot then work unchanged.
+neuroq's :class:`~neuroq.neuron.BaseNode` asks a neuron with several states to name them and to
+write one pure step; single- and multi-step modes, ``functional.reset_net``, a fused kernel
+generated from the step, the energy meter and the raster plot then work unchanged (see
+``docs/neurons.md``).
 
     python -m examples.custom_neuron --epochs 15 --out runs/custom_neuron
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from neuroq import viz
@@ -29,42 +29,25 @@ class AdaptiveLIFNode(BaseNode):
         S[t] &= \Theta(H[t] - V_{th} - \beta A[t-1]) \\
         A[t] &= \rho A[t-1] + S[t],\quad V[t] = H[t](1 - S[t])
 
-    The adaptation ``A`` is a second state registered with ``register_memory``, so
-    ``functional.reset_net`` clears it too.  As every neuroq step, :meth:`adaptive_step` is pure: it
-    takes both states and returns the new ones; only the two ``*_step_forward`` methods store them.
+    Two states, declared in ``states``: the membrane ``v`` (starts at ``v_reset``) and the
+    adaptation ``a`` (starts at 0).  The base class registers both (``functional.reset_net`` clears
+    them), passes them to the pure :meth:`step` and stores what it returns; there is no forward
+    method here.
 
     Inputs: ``[N, ...]`` (``step_mode='s'``) or ``[T, N, ...]`` (``'m'``).  Outputs: spikes, same shape.
     """
 
+    states = ("v", "a")
+
     def __init__(self, tau=2.0, beta=0.5, rho=0.8, **kw):
         super().__init__(**kw)
         self.tau, self.beta, self.rho = tau, beta, rho
-        self.register_memory("a", 0.0)
 
-    def neuronal_charge(self, x, v):
-        return v + (x - v) / self.tau
-
-    def adaptive_step(self, x, v, a):
+    def step(self, x, v, a):
         """One step, pure: ``(x, v, a) -> (spike, v_next, a_next)``."""
-        h = self.neuronal_charge(x, v)
+        h = v + (x - v) / self.tau
         s = self.surrogate_function(h - self.v_threshold - self.beta * a)
         return s, self.neuronal_reset(h, s), self.rho * a + s
-
-    def _initial_a(self, x):
-        return self.a if isinstance(self.a, torch.Tensor) else torch.full_like(x, float(self.a))
-
-    def single_step_forward(self, x):
-        s, self.v, self.a = self.adaptive_step(x, self._initial_v(x), self._initial_a(x))
-        return s
-
-    def multi_step_forward(self, x_seq):
-        v, a = self._initial_v(x_seq[0]), self._initial_a(x_seq[0])
-        spikes = []
-        for x in x_seq.unbind(0):  # O(T): x_seq[t] would make backward O(T^2)
-            s, v, a = self.adaptive_step(x, v, a)
-            spikes.append(s)
-        self.v, self.a = v, a
-        return torch.stack(spikes)
 
 
 def build(hidden=128):

@@ -132,6 +132,35 @@ def multi_step(step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, 
     return torch.stack(spikes), v, (torch.stack(vs) if vs is not None else None)
 
 
+def multi_step_states(step: Callable, x_seq: torch.Tensor, states: tuple, store: Optional[tuple] = None):
+    """Run ``step(x_t, *states) -> (spike_t, *states)`` over the first axis of ``x_seq`` for a neuron with
+    several states (O(T) time and memory, as :func:`multi_step`).
+
+    ``store``: per state, whether to keep its sequence.  Returns ``(spike_seq, last states (a tuple),
+    state sequences (a tuple, None where not kept))``.
+
+    Example::
+
+        >>> import torch
+        >>> step = lambda x, v, a: ((v + x >= 1.0 + a).float(), v + x, 0.5 * a)
+        >>> s, (v, a), (v_seq, a_seq) = multi_step_states(step, torch.ones(3, 1), (torch.zeros(1), torch.ones(1)),
+        ...                                               (True, False))
+        >>> s.flatten().tolist(), v_seq.flatten().tolist(), a_seq
+        ([0.0, 1.0, 1.0], [1.0, 2.0, 3.0], None)
+    """
+    states = tuple(states)
+    store = tuple(store) if store is not None else (False,) * len(states)
+    spikes = []
+    seqs = [[] if keep else None for keep in store]
+    for x in x_seq.unbind(0):
+        spike, *states = step(x, *states)
+        spikes.append(spike)
+        for seq, value in zip(seqs, states):
+            if seq is not None:
+                seq.append(value)
+    return torch.stack(spikes), tuple(states), tuple(None if q is None else torch.stack(q) for q in seqs)
+
+
 def if_step(x: torch.Tensor, v: torch.Tensor, p: IFParameters, surrogate_function: Callable):
     """One IF step ``(x [N, ...], v) -> (spike, v_next)``."""
     h = if_charge(x, v)

@@ -49,6 +49,9 @@ class Recording(OrderedDict):
             empty unless recorded with ``v=True``.
         h: ``{layer: [T, N, ...]}`` potential before reset, :math:`H[t]`, for the layers where it
             can be had (module docstring); empty unless recorded with ``v=True``.
+        states: ``{layer: {state: [T, N, ...]}}``, the further states of neurons that declare several
+            (:attr:`neuroq.neuron.BaseNode.states`, e.g. an adaptation ``a``); empty unless recorded with
+            ``v=True``.
         v_threshold: ``{layer: threshold}`` (a float where it is one) of each layer in ``v``.
 
     The mapping itself is always the spikes, so every plot of :mod:`neuroq.viz` takes a
@@ -59,21 +62,24 @@ class Recording(OrderedDict):
         rec = viz.Recording({"fc": spikes}, labels={"fc": "LIF 1 (fc 10)"})   # spikes [T, N, 10]
     """
 
-    def __init__(self, *args, labels=None, v=None, h=None, v_threshold=None, **kwargs):
+    def __init__(self, *args, labels=None, v=None, h=None, v_threshold=None, states=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.labels = OrderedDict() if labels is None else OrderedDict(labels)
         self.v = OrderedDict() if v is None else OrderedDict(v)
         self.h = OrderedDict() if h is None else OrderedDict(h)
         self.v_threshold = OrderedDict() if v_threshold is None else OrderedDict(v_threshold)
+        self.states = OrderedDict() if states is None else OrderedDict(states)
 
     def _state(self) -> dict:
-        return {"labels": self.labels, "v": self.v, "h": self.h, "v_threshold": self.v_threshold}
+        return {"labels": self.labels, "v": self.v, "h": self.h, "v_threshold": self.v_threshold,
+                "states": self.states}
 
     def __reduce__(self):  # keep the attributes through copy/pickle
         return (type(self), (list(self.items()),), self._state())
 
     def copy(self) -> "Recording":
-        """A shallow copy that keeps ``labels``, ``v``, ``h`` and ``v_threshold`` (``OrderedDict.copy`` would not)."""
+        """A shallow copy that keeps ``labels``, ``v``, ``h``, ``v_threshold`` and ``states`` (``OrderedDict.copy``
+        would not)."""
         return type(self)(self, **self._state())
 
 
@@ -87,7 +93,10 @@ def _charge(m: nn.Module, x: torch.Tensor, v: torch.Tensor) -> Optional[torch.Te
     except (TypeError, ValueError):
         return None
     if n_args == 2:  # neuroq: pure (x, v) -> h
-        h = fn(x, v)
+        try:
+            h = fn(x, v)
+        except NotImplementedError:  # a neuron that states its whole step instead (several states)
+            return None
         return h if isinstance(h, torch.Tensor) else None
     if n_args == 1:  # SpikingJelly: charges self.v in place
         saved = m.v
@@ -175,7 +184,7 @@ class Recorder:
             self._thresholds[name] = th
             if self.want_v:
                 flags = {}
-                for flag in ("store_v_seq", "store_h_seq"):
+                for flag in ("store_v_seq", "store_h_seq", "store_state_seqs"):
                     if hasattr(m, flag):
                         flags[flag] = getattr(m, flag)
                         setattr(m, flag, True)
@@ -235,6 +244,11 @@ class Recorder:
                 vs = getattr(m, "v_seq", None) if multi else getattr(m, "v", None)
                 if isinstance(vs, torch.Tensor):
                     self._steps.setdefault(name + "/v", []).append((multi, vs.detach().cpu()))
+                names = m.state_names() if callable(getattr(m, "state_names", None)) else ("v",)
+                for state in names[1:]:  # the further states of a neuron that declares several
+                    seq = getattr(m, state + "_seq", None) if multi else getattr(m, state, None)
+                    if isinstance(seq, torch.Tensor):
+                        self._steps.setdefault(name + "//" + state, []).append((multi, seq.detach().cpu()))
                 h = None if name in self._no_h else self._h_of(name, m, multi, out, vs)
                 if h is None:
                     self._no_h.add(name)  # one call without H: the layer gets no H at all
@@ -253,7 +267,10 @@ class Recorder:
         rec = Recording()
         for key, items in self._steps.items():
             seq = torch.cat([t if multi else t.unsqueeze(0) for multi, t in items], 0)
-            if key.endswith("/v"):
+            if "//" in key:
+                layer, state = key.split("//")
+                rec.states.setdefault(layer, OrderedDict())[state] = seq
+            elif key.endswith("/v"):
                 rec.v[key[:-2]] = seq
             elif key.endswith("/h"):
                 if key[:-2] not in self._no_h:
