@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a network with one of neuroq's methods",
                        description="Train a network with one of neuroq's methods; writes checkpoint.pt, "
                                    "metrics.json, energy.json and raster.png to --out.")
-    t.add_argument("--method", default="lif", choices=M.available(),
-                   help="training method: " + "; ".join(f"{n}: {M.method_class(n).help}" for n in M.available()))
+    t.add_argument("--method", default="lif", type=method_name, metavar="METHOD",
+                   help="training method: " + "; ".join(f"{n}: {M.method_class(n).help}" for n in M.available())
+                        + " (your own: --import MODULE)")
     t.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     t.add_argument("--no-report", action="store_true", help="skip energy.json and raster.png")
@@ -108,7 +109,42 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
     v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
     v.set_defaults(func=_cmd_viz)
+    for verb in sub.choices.values():
+        verb.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                          help="import MODULE first, a module that registers your own methods, neurons or energy "
+                               "models (repeatable; docs/training.md, 'Writing a method')")
     return p
+
+
+def method_name(text: str) -> str:
+    """argparse type of ``--method``: a registered method (else an error that names them and how to add one)."""
+    from .training import methods as M
+
+    try:
+        M.method_class(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid choice: {e}") from None
+    return text
+
+
+def load_plugins(argv) -> list:
+    """Before the parser is built (it lists the methods and their options): import the plugins
+    (:mod:`neuroq.plugins`: entry points of ``neuroq.plugins``, ``NEUROQ_IMPORT``) and the ``--import MODULE``
+    modules of ``argv``, found on the Python path or in the current folder (searched last: it shadows nothing
+    installed); returns those modules.  :class:`neuroq.plugins.PluginError` names one that fails."""
+    import os
+
+    from . import plugins
+
+    pre = argparse.ArgumentParser(prog="neuroq", add_help=False, allow_abbrev=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    imports = pre.parse_known_args(argv)[0].imports
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    plugins.load_default()
+    for name in imports:
+        plugins.import_module(name, "--import")
+    return imports
 
 
 def check_device(device: str) -> str:
@@ -154,9 +190,26 @@ def _cmd_train(args):
     data = load_dataset(cfg)
     tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     tr.fit()
+    if tr.is_main:
+        _record_method_module(method, args.out)
     if tr.is_main and not args.no_report:
         report_run(method, tr.model, data, args.out, tr.device)
     tr.close()
+
+
+def _record_method_module(method, out) -> None:
+    """Add the module of a method from outside neuroq (``--import``, a plugin) to ``out/metrics.json``
+    (``method_module``), so ``neuroq viz`` / ``energy`` of the run can import it."""
+    import json
+    from pathlib import Path
+
+    from .io import atomic_write_json
+
+    module = type(method).__module__
+    path = Path(out) / "metrics.json"
+    if module.startswith("neuroq.") or module == "__main__" or not path.is_file():
+        return
+    atomic_write_json(path, dict(json.loads(path.read_text()), method_module=module))
 
 
 def _cmd_compare(args):
@@ -173,6 +226,8 @@ def _cmd_compare(args):
         from .data import load_dataset
 
         names = applicable_methods(load_dataset(train, limit_train=1, limit_test=1).kind)
+    for name in names:
+        M.method_class(name)  # unknown: the registered ones and how to add one
     for k in options:
         if not any(k in C.field_names(M.method_class(m).Config) for m in names if m in M.available()):
             raise ValueError(f"{C.cli_name(k)} applies to none of the compared methods ({', '.join(names)})")
@@ -186,9 +241,45 @@ def _cmd_compare(args):
 
 def _load(args):
     from .training.checkpoint import checkpoint_path, load_run
+    from .training.methods.base import UnknownMethodError
 
     check_device(args.device)
-    return load_run(checkpoint_path(args.checkpoint), args.device, args.data_dir)
+    path = checkpoint_path(args.checkpoint)
+    try:
+        return load_run(path, args.device, args.data_dir)
+    except UnknownMethodError as e:
+        _import_method_module(path, e)
+    return load_run(path, args.device, args.data_dir)
+
+
+def _import_method_module(path, err) -> None:
+    """The run at ``path`` was trained with a method not registered here (``err``): import the module that
+    registered it (``method_module`` in its metrics.json), or say what to pass."""
+    import json
+
+    from . import plugins
+    from .training import methods as M
+
+    name, metrics = err.name, path.parent / "metrics.json"
+    try:
+        module = json.loads(metrics.read_text()).get("method_module")
+    except (OSError, ValueError, AttributeError):
+        module = None
+    if not module:
+        raise ValueError(f"{str(path)!r} was trained with --method {name}, which is not registered here: add "
+                         f"--import MODULE, the module that registers it (registered: {', '.join(M.available())}; "
+                         "docs/training.md)") from None
+    try:
+        plugins.import_module(module, "--import")
+    except plugins.PluginError as e:
+        raise ValueError(f"this run was trained with --method {name} from module {module}, which cannot be imported "
+                         f"here ({plugins._why(e.__cause__ or e)}): put it on the Python path and add --import "
+                         f"{module}") from None
+    if name not in M.available():
+        raise ValueError(f"this run was trained with --method {name} from module {module}, but importing {module} "
+                         f"registers no method {name!r} (registered: {', '.join(M.available())})") from None
+    print(f"note: imported {module}, which registers --method {name} of this run (its metrics.json says so)",
+          file=sys.stderr)
 
 
 def _test_slice(data, start, n, what):
@@ -330,14 +421,38 @@ def _cmd_viz(args):
 
 def main(argv=None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status: 0 on success, 2 after
-    printing a ``ValueError``, ``TypeError`` or ``OSError`` as a one-line error (argparse exits on bad usage)."""
-    parser = build_parser()
+    printing a ``ValueError``, ``TypeError`` or ``OSError`` as a one-line error (argparse exits on bad usage).
+    The plugins and the ``--import`` modules are imported first (:func:`load_plugins`); one that fails to import
+    is a one-line error naming it (status 2)."""
+    import os
+
+    from . import plugins
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        imports = load_plugins(argv)
+        parser = build_parser()
+    except plugins.PluginError as e:
+        print(f"neuroq: error: {e}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentError as e:
+        print(f"neuroq: error: an option of a registered method clashes with one of neuroq's ({e}): rename that "
+              "field of the method's Config", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
+    env = os.environ.get(plugins.ENV)
+    if imports:  # the processes a command starts (compare's workers) import them too
+        os.environ[plugins.ENV] = ",".join(dict.fromkeys(plugins.env_modules() + imports))
     try:
         args.func(args)
     except (ValueError, TypeError, OSError) as e:
         print(f"neuroq {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if imports and env is None:
+            os.environ.pop(plugins.ENV, None)
+        elif imports:
+            os.environ[plugins.ENV] = env
     return 0
 
 

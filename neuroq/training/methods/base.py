@@ -3,21 +3,11 @@
 A method is a class with a typed ``Config`` dataclass (its options: architecture, neuron parameters,
 quantizer states ...) registered under a name with :func:`register`.  The one training loop
 (:mod:`neuroq.training.loop`) calls only the hooks declared here, so adding a method never changes
-the loop, the CLI or the checkpoint format::
-
-    @register("my-lif")
-    class MyLIF(Method):
-        help = "LIF network with my own neuron"
-
-        @dataclass
-        class Config(TimeConfig, FeedForwardConfig):
-            tau: float = option(2.0, "membrane time constant (> 1)")
-
-        def neuron(self):
-            return MyLIFNode(tau=self.config.tau)
+the loop, the CLI or the checkpoint format (:class:`Method` has an example).
 
 Every option of a method's ``Config`` becomes a ``neuroq train`` option of the same name; an option
-that the chosen method does not have is refused.
+that the chosen method does not have is refused.  A method registered in your own module is on the
+command line after ``--import that.module`` (or a ``neuroq.plugins`` entry point, :mod:`neuroq.plugins`).
 """
 from __future__ import annotations
 
@@ -129,6 +119,42 @@ class Method:
 
     :meth:`bind` fixes the run's input :class:`Layout` once (encoding, kind of sample, T); every
     input the method makes (:meth:`inputs`, :meth:`record_input`) follows it.
+
+    Example: a method with its own neuron, a quadratic integrate-and-fire (QIF) network.  :meth:`neuron`
+    returns a *factory* (the network calls it once per spiking layer), not a neuron::
+
+        from dataclasses import dataclass
+
+        from neuroq.neuron import BaseNode
+        from neuroq.training import register
+        from neuroq.training.config import option
+        from neuroq.training.methods import FeedForwardConfig, Method, TimeConfig
+
+
+        class QIFNode(BaseNode):
+            # quadratic integrate-and-fire: H[t] = V[t-1] + (X[t] + V[t-1] (V[t-1] - v_c)) / tau
+
+            def __init__(self, tau=2.0, v_c=0.5, **kw):
+                super().__init__(**kw)
+                self.tau, self.v_c = tau, v_c
+
+            def neuronal_charge(self, x, v):
+                return v + (x + v * (v - self.v_c)) / self.tau
+
+
+        @register("qif")
+        class QIF(Method):
+            help = "QIF network (quadratic integrate-and-fire), BPTT with surrogate gradients"
+
+            @dataclass
+            class Config(TimeConfig, FeedForwardConfig):
+                tau: float = option(2.0, "membrane time constant (> 1)")
+
+            def neuron(self):
+                return lambda: QIFNode(tau=self.config.tau, detach_reset=True, step_mode="m")
+
+    In Python, ``neuroq.training.fit(get("qif", T=4), data, TrainConfig())`` trains it; on the command line
+    ``neuroq train --import that.module --method qif --tau 3`` (docs/training.md, "Writing a method").
     """
 
     name: ClassVar[str] = "base"
@@ -216,7 +242,12 @@ class Method:
         """The network for ``data`` (a :class:`neuroq.data.TaskData`): the reference MLP/CNN with
         :meth:`neuron` by default, built for one time step of the data (``data.step_shape``)."""
         cfg = self.config
-        return classifier(getattr(data, "step_shape", data.in_shape), data.num_classes, self.neuron(), cfg.arch,
+        factory = self.neuron()
+        if isinstance(factory, nn.Module):
+            raise TypeError(f"{type(self).__name__}.neuron() returned a {type(factory).__name__} module; it must "
+                            f"return a factory that makes one neuron per layer: return lambda: "
+                            f"{type(factory).__name__}(...)")
+        return classifier(getattr(data, "step_shape", data.in_shape), data.num_classes, factory, cfg.arch,
                           cfg.hidden)
 
     def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -280,15 +311,31 @@ class Method:
 
 
 # ---- registry -------------------------------------------------------------------------------
+#: how to add a method, for the errors that name the registered ones
+HOW_TO_ADD = ("add your own with @neuroq.training.register in a module and pass --import that.module "
+              "(docs/training.md)")
+
+
+class UnknownMethodError(ValueError):
+    """No method is registered under :attr:`name`; the message names the registered ones and how to add one."""
+
+    def __init__(self, name: str, registered):
+        self.name = name
+        super().__init__(f"unknown method {name!r}; registered: {', '.join(registered)}; {HOW_TO_ADD}")
+
+
 def register(name: str):
-    """Class decorator: make a :class:`Method` subclass available as ``neuroq train --method name``."""
+    """Class decorator: make a :class:`Method` subclass available as ``neuroq train --method name`` (from your
+    own module: ``neuroq train --import your.module --method name``, :mod:`neuroq.plugins`)."""
     def deco(cls):
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__name__}")
+        old = _METHODS.get(name)
+        if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                                            cls.__qualname__):
+            raise ValueError(f"method {name!r} is already registered by {old.__module__}.{old.__qualname__}")
         if not dataclasses.is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
         cls.name = name
-        _METHODS[name] = cls
+        _METHODS[name] = cls  # the same class again (its module re-imported): the new one
         return cls
     return deco
 
@@ -296,19 +343,24 @@ def register(name: str):
 def _load_builtins():
     for mod in BUILTIN_MODULES:
         importlib.import_module(mod)
+    from ... import plugins
+
+    plugins.load_default()  # entry points of neuroq.plugins and NEUROQ_IMPORT modules, once
 
 
 def available() -> list[str]:
-    """Sorted names of every registered method (the built-in ones are imported first)."""
+    """Sorted names of every registered method (the built-in ones and the plugins,
+    :mod:`neuroq.plugins`, are imported first)."""
     _load_builtins()
     return sorted(_METHODS)
 
 
 def method_class(name: str) -> Type[Method]:
-    """The :class:`Method` subclass registered as ``name``; ``ValueError`` naming the choices if there is none."""
+    """The :class:`Method` subclass registered as ``name``; :class:`UnknownMethodError` (a ``ValueError``)
+    naming the registered ones and how to add one if there is none."""
     _load_builtins()
     if name not in _METHODS:
-        raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}; got {name!r}")
+        raise UnknownMethodError(name, sorted(_METHODS))
     return _METHODS[name]
 
 
