@@ -1,7 +1,9 @@
 """Spiking synaptic penalty (issue 6): the penalty is the energy metric itself.
 
-* its value equals EnergyMeter's SOP count for the same model and batch (MLP, strided/padded CNN,
-  residual; neuroq and SpikingJelly neurons; single and multi-step; nominal and exact fan-out);
+* its value equals an independent count of spikes x fan-out (forward hooks and an explicit loop over
+  positions, no meter code) and SpikingJelly 2.0.0's ``op_counter``, and EnergyMeter's SOP count, for
+  the same model and batch (MLP, strided/padded CNN, residual; neuroq and SpikingJelly neurons; single
+  and multi-step; nominal and exact fan-out);
 * with p = 1 its gradient w.r.t. each neuron's membrane potential is fan-out x surrogate derivative;
 * p acts on the per-sample spike count of each presynaptic neuron; the rate baselines are the
   unweighted counts;
@@ -122,6 +124,63 @@ def test_value_equals_energy_meter_sops(arch, neuron, fanout, rate):
         assert per_layer[k] == pytest.approx(spiking[k], rel=1e-6)
     # the buffer was cleared
     assert float(pen.penalty().detach()) == 0.0
+
+
+def _independent_sops(model, x, fanout):
+    """Synaptic operations per sample counted without the meter's code: forward pre-hooks take the input of
+    every Linear/Conv2d, and each spike is charged its fan-out -- an explicit loop over its position for
+    ``'exact'`` (:func:`_exact_conv_fanout`), ``C_out k^2 / s^2`` for ``'nominal'``, ``out_features`` for a
+    Linear.  Layers whose input is not binary do MACs and are left out."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((mod, args[0].detach().clone())))
+             for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d) or isinstance(m, _sj.layer.Conv2d)
+             or isinstance(m, _sj.layer.Linear)]
+    with torch.no_grad():
+        _sj.reset_net(model)
+        model(x)
+    for h in hooks:
+        h.remove()
+    total = 0.0
+    for mod, inp in seen:
+        if not bool(((inp == 0) | (inp == 1)).all()):
+            continue
+        if isinstance(mod, nn.Linear):
+            total += float(inp.sum()) * mod.out_features
+            continue
+        if inp.dim() == 5:
+            inp = inp.flatten(0, 1)
+        if fanout == "exact":
+            per_pixel = _exact_conv_fanout(mod, inp.shape[-2], inp.shape[-1])
+            total += float((inp * per_pixel).sum())
+        else:
+            kh, kw = mod.kernel_size
+            sh, sw = mod.stride
+            total += float(inp.sum()) * mod.out_channels * kh * kw / (sh * sw)
+    return total / x.shape[1]
+
+
+@pytest.mark.parametrize("arch,neuron,fanout", [
+    (a, n, f) for a, n, f in itertools.product(ARCHS, NEURONS, ("nominal", "exact"))])
+def test_value_equals_an_independent_count_of_spikes_times_fanout(arch, neuron, fanout):
+    """The p = 1 penalty against a count that shares no code with the meter or the penalty (see
+    :func:`_independent_sops`), and for the exact rule against SpikingJelly 2.0.0's ``op_counter``."""
+    build, shape = ARCHS[arch]
+    model = build(NEURONS[neuron])
+    _boost(model)
+    x = _input(shape, rate=False)            # analog input: the first layer does MACs, the rest SOPs
+    want = _independent_sops(model, x, fanout)
+    assert want > 0
+    with SynapticPenalty(model, conv_fanout=fanout) as pen:
+        _sj.reset_net(model)
+        model(x)
+    assert float(pen.penalty().detach()) == pytest.approx(want, rel=1e-6)
+    oc = _sj.op_counter()
+    if fanout == "exact" and oc is not None:
+        syn = oc.SynOpCounter()
+        _sj.reset_net(model)
+        with torch.no_grad(), oc.DispatchCounterMode([syn]):
+            model(x)
+        assert syn.get_total() / x.shape[1] == pytest.approx(want, rel=1e-6)
 
 
 @pytest.mark.parametrize("neuron", list(NEURONS))
