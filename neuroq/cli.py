@@ -190,26 +190,9 @@ def _cmd_train(args):
     data = load_dataset(cfg)
     tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     tr.fit()
-    if tr.is_main:
-        _record_method_module(method, args.out)
     if tr.is_main and not args.no_report:
         report_run(method, tr.model, data, args.out, tr.device)
     tr.close()
-
-
-def _record_method_module(method, out) -> None:
-    """Add the module of a method from outside neuroq (``--import``, a plugin) to ``out/metrics.json``
-    (``method_module``), so ``neuroq viz`` / ``energy`` of the run can import it."""
-    import json
-    from pathlib import Path
-
-    from .io import atomic_write_json
-
-    module = type(method).__module__
-    path = Path(out) / "metrics.json"
-    if module.startswith("neuroq.") or module == "__main__" or not path.is_file():
-        return
-    atomic_write_json(path, dict(json.loads(path.read_text()), method_module=module))
 
 
 def _cmd_compare(args):
@@ -241,45 +224,9 @@ def _cmd_compare(args):
 
 def _load(args):
     from .training.checkpoint import checkpoint_path, load_run
-    from .training.methods.base import UnknownMethodError
 
     check_device(args.device)
-    path = checkpoint_path(args.checkpoint)
-    try:
-        return load_run(path, args.device, args.data_dir)
-    except UnknownMethodError as e:
-        _import_method_module(path, e)
-    return load_run(path, args.device, args.data_dir)
-
-
-def _import_method_module(path, err) -> None:
-    """The run at ``path`` was trained with a method not registered here (``err``): import the module that
-    registered it (``method_module`` in its metrics.json), or say what to pass."""
-    import json
-
-    from . import plugins
-    from .training import methods as M
-
-    name, metrics = err.name, path.parent / "metrics.json"
-    try:
-        module = json.loads(metrics.read_text()).get("method_module")
-    except (OSError, ValueError, AttributeError):
-        module = None
-    if not module:
-        raise ValueError(f"{str(path)!r} was trained with --method {name}, which is not registered here: add "
-                         f"--import MODULE, the module that registers it (registered: {', '.join(M.available())}; "
-                         "docs/training.md)") from None
-    try:
-        plugins.import_module(module, "--import")
-    except plugins.PluginError as e:
-        raise ValueError(f"this run was trained with --method {name} from module {module}, which cannot be imported "
-                         f"here ({plugins._why(e.__cause__ or e)}): put it on the Python path and add --import "
-                         f"{module}") from None
-    if name not in M.available():
-        raise ValueError(f"this run was trained with --method {name} from module {module}, but importing {module} "
-                         f"registers no method {name!r} (registered: {', '.join(M.available())})") from None
-    print(f"note: imported {module}, which registers --method {name} of this run (its metrics.json says so)",
-          file=sys.stderr)
+    return load_run(checkpoint_path(args.checkpoint), args.device, args.data_dir)
 
 
 def _test_slice(data, start, n, what):

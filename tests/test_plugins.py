@@ -5,7 +5,6 @@ methods and broken plugins are errors that say what to do; the ``Method`` docstr
 import inspect
 import json
 import os
-import shutil
 import sys
 import textwrap
 
@@ -13,6 +12,7 @@ import pytest
 
 from neuroq import plugins
 from neuroq.cli import main
+from neuroq.io import load_checkpoint, save_checkpoint
 from neuroq.training import methods as M
 from neuroq.training.methods import base
 
@@ -127,16 +127,16 @@ def test_a_run_of_a_module_not_here_says_what_to_add(user_run, tmp_path, monkeyp
     _forget_usermod(monkeypatch)
     run = tmp_path / "moved"
     run.mkdir()
-    shutil.copy(user_run / "checkpoint.pt", run)
-    m = json.loads((user_run / "metrics.json").read_text())
-    (run / "metrics.json").write_text(json.dumps(dict(m, method_module="gone_module_xyz")))
+    ck = load_checkpoint(user_run / "checkpoint.pt")
+    assert ck["method_module"] == "usermod"              # the checkpoint records the method's module
+    save_checkpoint(run / "checkpoint.pt", dict(ck, method_module="gone_module_xyz"))
     assert main(["energy", str(run), "--samples", "20"]) == 2
     err = _one_line(capsys.readouterr().err)
     assert ("this run was trained with --method qif from module gone_module_xyz, which cannot be imported here "
             "(ModuleNotFoundError: No module named 'gone_module_xyz')") in err
     assert err.endswith("add --import gone_module_xyz")
-    m.pop("method_module")
-    (run / "metrics.json").write_text(json.dumps(m))
+    ck.pop("method_module")                               # a checkpoint from before the field existed
+    save_checkpoint(run / "checkpoint.pt", ck)
     assert main(["viz", str(run), "--kind", "raster"]) == 2
     err = _one_line(capsys.readouterr().err)
     assert "was trained with --method qif, which is not registered here: add --import MODULE" in err

@@ -24,7 +24,8 @@ def run_state(trainer) -> dict:
     """Everything a run checkpoint holds for ``trainer`` (a :class:`~neuroq.training.loop.Trainer`)."""
     st = dict(format=FORMAT, epoch=len(trainer.history), model=trainer.model.state_dict(),
               optimizer=trainer.optimizer.state_dict(), history=trainer.history, train=to_dict(trainer.cfg),
-              method=trainer.method.name, method_config=to_dict(trainer.method.config),
+              method=trainer.method.name, method_module=type(trainer.method).__module__,
+              method_config=to_dict(trainer.method.config),
               data=dict(name=trainer.data.name, in_shape=list(trainer.data.in_shape),
                         num_classes=trainer.data.num_classes, kind=trainer.data.kind, meta=trainer.data.meta))
     if trainer.scheduler is not None:
@@ -113,7 +114,7 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
 
     path = checkpoint_path(path)
     ck = read_run(path)
-    cls = method_class(ck["method"])
+    cls = _method_class_of(ck, path)
     method = cls(from_dict(cls.Config, ck["method_config"]))
     train = from_dict(TrainConfig, ck["train"])
     stored = ck.get("data") or {}
@@ -140,6 +141,40 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
                               f"({str(e).splitlines()[0]})") from None
     method.bind(train, data)
     return method, model.to(device).eval(), data, train
+
+
+def _method_class_of(ck: dict, path):
+    """The class of the run's method; a method from outside neuroq that is not registered here is imported
+    from the module the checkpoint records (``method_module``, with a note on stderr), or the error says
+    what to add."""
+    import sys
+
+    from .. import plugins
+    from .methods import available
+    from .methods.base import UnknownMethodError
+
+    name = ck["method"]
+    try:
+        return method_class(name)
+    except UnknownMethodError:
+        pass
+    module = ck.get("method_module")
+    if not module or module.startswith("neuroq.") or module == "__main__":
+        raise ValueError(f"{str(path)!r} was trained with --method {name}, which is not registered here: add "
+                         f"--import MODULE, the module that registers it (registered: {', '.join(available())}; "
+                         "docs/training.md)") from None
+    try:
+        plugins.import_module(module, "--import")
+    except plugins.PluginError as e:
+        raise ValueError(f"this run was trained with --method {name} from module {module}, which cannot be imported "
+                         f"here ({plugins._why(e.__cause__ or e)}): put it on the Python path and add --import "
+                         f"{module}") from None
+    if name not in available():
+        raise ValueError(f"this run was trained with --method {name} from module {module}, but importing {module} "
+                         f"registers no method {name!r} (registered: {', '.join(available())})") from None
+    print(f"note: imported {module}, which registers --method {name} of this run (its checkpoint says so)",
+          file=sys.stderr)
+    return method_class(name)
 
 
 def checkpoint_path(path) -> Path:

@@ -385,7 +385,8 @@ class Trainer:
         vals = [(h["val_acc"], h["epoch"]) for h in self.history if h.get("val_acc") is not None]
         best = max(vals, key=lambda v: (v[0], -v[1]), default=None)  # first epoch of the best val accuracy
         best_rec = self.history[best[1] - 1] if best is not None else None
-        m = dict(method=self.method.name, dataset=self.data.name, T=self.method.T, epochs_done=len(self.history),
+        m = dict(method=self.method.name, method_module=type(self.method).__module__, dataset=self.data.name,
+                 T=self.method.T, epochs_done=len(self.history),
                  final_test_acc=self.history[-1]["test_acc"] if self.history else None,
                  final_val_acc=self.history[-1].get("val_acc") if self.history else None,
                  best_epoch=best[1] if best else None, best_val_acc=best[0] if best else None,
