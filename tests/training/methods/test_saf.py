@@ -304,6 +304,13 @@ def spike_representation_grads(lif_model: nn.Module, x_seq: torch.Tensor, y: tor
 
 @pytest.mark.parametrize("vth", [0.5, 1.0, 1.7])
 def test_saf_f_gradient_is_vth_times_spike_representation(vth):
+    """What this shows, plainly: the per-neuron derivative is *set* to the SR indicator (``sr_box``,
+    condition C2), which is also the derivative the reference uses, so the test does not check that
+    derivative.  It checks everything around it: that SAF-F's forward (the accumulation, the graph-free
+    steps 1..T-1, the readout U^[T]/c_T) gives the SR network's values, and that autograd through the SAF
+    network's layers composes those derivatives into V_th^k times the gradient of a separately built
+    graph of the clamp map (:func:`spike_representation_grads`).  Without C2 (a smooth surrogate) or C1
+    the equality fails, as the theorem says."""
     g = torch.Generator().manual_seed(11)
     T = 6
     lif = _mlp3(vth, g)
