@@ -28,11 +28,8 @@ def test_output_is_x_over_rms_times_gamma(cls, shape_s, step_mode):
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
     y = layer(x)
-    ref, m2 = rms_reference(x, c_axis, layer.weight.detach(), 1e-5)
+    ref, _ = rms_reference(x, c_axis, layer.weight.detach(), 1e-5)
     torch.testing.assert_close(y, ref)
-    # per channel, the output's second raw moment is gamma^2 (up to eps)
-    dims = tuple(d for d in range(x.dim()) if d != c_axis)
-    torch.testing.assert_close((y ** 2).mean(dims), layer.weight.detach() ** 2 * m2 / (m2 + 1e-5))
 
 
 def test_statistics_are_shared_over_time_steps():
@@ -211,6 +208,40 @@ def test_preact_resnet_shapes_and_input_layouts():
     torch.testing.assert_close(y4, y5)
     s2 = preact_resnet(20, neuron=lambda: S2NNNode(), T=1, width=4)
     assert s2(x).shape == (1, 2, 10)
+
+
+def _block_firing_rates(depth, norm, x):
+    """Firing rate of every LIF layer of a freshly initialised pre-activation net (train mode), counted from
+    the neurons' own outputs by forward hooks (no meter, no model code)."""
+    torch.manual_seed(0)
+    net = preact_resnet(depth, norm=norm, T=2, width=4, neuron=lambda: LIFNode(step_mode="m"))
+    net.train()
+    rates = []
+    hooks = [m.register_forward_hook(lambda m, a, out: rates.append(float(out.mean())))
+             for m in net.modules() if isinstance(m, LIFNode)]
+    neuroq.reset_net(net)
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return rates
+
+
+def test_pspn_keeps_firing_controlled_over_depth():
+    """The paper's mechanism is firing control: with PSPN every spiking layer of a net fires at a moderate
+    rate however deep the net (20, 56, 110 layers), with no drift from the first blocks to the last;
+    without normalization the same nets fall silent.  (At initialization BatchNorm's firing is controlled
+    on these nets too -- docs/pspn.md gives the measurement -- so that contrast is not asserted here.)"""
+    torch.manual_seed(5)
+    x = torch.rand(16, 1, 16, 16)
+    for depth in (20, 56, 110):
+        rates = _block_firing_rates(depth, "pspn", x)
+        assert len(rates) == depth - 1
+        assert all(0.005 < r < 0.15 for r in rates), (depth, rates)
+        third = len(rates) // 3
+        first, last = sorted(rates[:third])[third // 2], sorted(rates[-third:])[third // 2]
+        assert 0.5 < last / first < 2.0, (depth, first, last)
+        assert max(_block_firing_rates(depth, "none", x)[1:]) < 1e-3
 
 
 def test_pspn_keeps_potentials_bounded_in_a_deep_net():
