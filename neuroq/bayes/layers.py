@@ -197,7 +197,11 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
             ``weight_grad`` come from it): one component index for all layers of the group.
         weight_grad: gradient to learned mixing weights, ``'pathwise'`` (overlapping components) or
             ``'score'`` (well-separated ones; applied by :func:`~neuroq.bayes.elbo`), see
-            :class:`~neuroq.bayes.MixtureGroup`.
+            :class:`~neuroq.bayes.MixtureGroup`; it matters with ``mixing='learned'`` only.  The default ``'pathwise'`` suits overlapping components; its gradient to
+            the mixing weights is heavy-tailed once the components separate (its variance grows like
+            :math:`e^{s^2/2}` in the separation ratio :math:`s`; docs/gm_vi.md measures it), so for separated
+            components -- what a trained mixture usually has -- use ``'score'`` with the loss from
+            :func:`~neuroq.bayes.elbo`, which applies it (``--method gm-vi`` does).
 
     Component means start from ``nn.Linear``'s initialisation, drawn independently per component.
 
