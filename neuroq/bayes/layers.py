@@ -195,13 +195,13 @@ class GaussianMixtureLinear(GaussianMixtureLayer):
         resample: ``'forward'`` (new weight sample per call) or ``'reset'`` (held until ``reset_net``).
         group: share an existing :class:`~neuroq.bayes.MixtureGroup` (then ``K``/``mixing``/``resample``/
             ``weight_grad`` come from it): one component index for all layers of the group.
-        weight_grad: gradient to learned mixing weights, ``'pathwise'`` (overlapping components) or
-            ``'score'`` (well-separated ones; applied by :func:`~neuroq.bayes.elbo`), see
-            :class:`~neuroq.bayes.MixtureGroup`; it matters with ``mixing='learned'`` only.  The default ``'pathwise'`` suits overlapping components; its gradient to
-            the mixing weights is heavy-tailed once the components separate (its variance grows like
-            :math:`e^{s^2/2}` in the separation ratio :math:`s`; docs/gm_vi.md measures it), so for separated
-            components -- what a trained mixture usually has -- use ``'score'`` with the loss from
-            :func:`~neuroq.bayes.elbo`, which applies it (``--method gm-vi`` does).
+        weight_grad: gradient to learned mixing weights, ``'pathwise'`` (overlapping components) or ``'score'`` (well-
+            separated ones; applied by :func:`~neuroq.bayes.elbo`), see :class:`~neuroq.bayes.MixtureGroup`; it matters
+            with ``mixing='learned'`` only.  The default ``'pathwise'`` suits overlapping components; its gradient to
+            the mixing weights is heavy-tailed once the components separate (its variance grows like :math:`e^{s^2/2}`
+            in the separation ratio :math:`s`; docs/gm_vi.md measures it), so for separated components -- what a trained
+            mixture usually has -- use ``'score'`` with the loss from :func:`~neuroq.bayes.elbo`, which applies it
+            (``--method gm-vi`` does).
 
     Component means start from ``nn.Linear``'s initialisation, drawn independently per component.
 

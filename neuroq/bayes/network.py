@@ -69,11 +69,11 @@ def bayesify(model: nn.Module, K: int = 2, prior=None, init_scale: float = 1e-3,
         shared: one mixture over the whole network (default) or one per layer.
         inplace: convert ``model`` itself instead of a deep copy.
         weight_grad: gradient to learned mixing weights, ``'pathwise'`` or ``'score'`` (see
-            :class:`~neuroq.bayes.MixtureGroup`); it matters with ``mixing='learned'`` only.  The default ``'pathwise'`` suits overlapping components; its gradient to
-            the mixing weights is heavy-tailed once the components separate (its variance grows like
-            :math:`e^{s^2/2}` in the separation ratio :math:`s`; docs/gm_vi.md measures it), so for separated
-            components -- what a trained mixture usually has -- use ``'score'`` with the loss from
-            :func:`~neuroq.bayes.elbo`, which applies it (``--method gm-vi`` does).
+            :class:`~neuroq.bayes.MixtureGroup`); it matters with ``mixing='learned'`` only.  The default ``'pathwise'``
+            suits overlapping components; its gradient to the mixing weights is heavy-tailed once the components
+            separate (its variance grows like :math:`e^{s^2/2}` in the separation ratio :math:`s`; docs/gm_vi.md
+            measures it), so for separated components -- what a trained mixture usually has -- use ``'score'`` with the
+            loss from :func:`~neuroq.bayes.elbo`, which applies it (``--method gm-vi`` does).
 
     Returns: the converted model.  Other subclasses of ``nn.Linear``/``nn.Conv2d`` (e.g. quantised or
     weight-standardised layers, whose forward transforms the weight) are left as they are, with a warning.
