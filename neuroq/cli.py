@@ -19,6 +19,33 @@ from .training import config as C
 VIZ_KINDS = ("raster", "rates", "membrane", "maps", "energy", "animation", "all")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: no usage dump, the subcommand's ``--help`` named, and a "did you mean"
+    for a mistyped option."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message):
+        import difflib
+        import re
+
+        subs = {name: parser for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                for name, parser in a.choices.items()}
+        command = next((w for w in getattr(self, "_argv", []) if w in subs), None)
+        where = subs[command] if command else self
+        hint = ""
+        bad = re.match(r"unrecognized arguments: (.*)", message)
+        if bad:
+            known = sorted({o for a in where._actions for o in a.option_strings if o.startswith("--")})
+            for word in bad.group(1).split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)
+                if word.startswith("-") and close:
+                    hint += f"; {word}: did you mean {close[0]}?"
+        self.exit(2, f"{self.prog}: error: {message}{hint} (`{where.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``neuroq`` argument parser: the subcommands ``train``, ``compare``, ``energy`` and ``viz``, each with
     its handler as ``func``; ``train``'s options come from :class:`~neuroq.training.TrainConfig` and every
@@ -26,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .training import methods as M
 
-    p = argparse.ArgumentParser(prog="neuroq", description=__doc__.split("\n")[0])
+    p = _Parser(prog="neuroq", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"neuroq {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -239,8 +239,14 @@ def _checked_spec(spec: str) -> tuple[str, dict]:
             raise ValueError(f"dataset {spec!r}: a factory is given as package.module:function, e.g. "
                              "mypkg.data:make_task")
     elif name not in _LOADERS:
+        import difflib
+
+        lower = {n.lower(): n for n in _LOADERS}
+        close = [lower[name.lower()]] if name.lower() in lower else \
+            difflib.get_close_matches(name, list(_LOADERS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"dataset must be one of {', '.join(repr(n) for n in _LOADERS)} (optionally "
-                         f"NAME?key=value&...), or package.module:factory; got {spec!r}")
+                         f"NAME?key=value&...), or package.module:factory; got {spec!r}{hint}")
     return name, options
 
 

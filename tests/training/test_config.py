@@ -99,3 +99,34 @@ def test_help_text_for_every_train_option():
             flag = "--no-download" if f.name == "download" else C.cli_name(f.name)
             assert flag in text, flag
     assert "default" in text
+
+
+def test_python_configs_fail_like_the_command_line():
+    """``get`` refuses an option the method lacks by name, with its options and a close match; one hidden
+    width is accepted as one layer; a mistyped dataset gets a "did you mean"."""
+    with pytest.raises(ValueError, match=r"w_states does not apply to method 'lif' \(its options: arch, hidden, T"):
+        get("lif", w_states=3)
+    with pytest.raises(ValueError, match="tua does not apply .*did you mean tau"):
+        get("lif", tua=3.0)
+    assert get("lif", hidden=128).config.hidden == (128,)
+    assert get("irnn", hidden=16).config.hidden == (16,) and get("lmu", hidden=32).config.hidden == (32,)
+    with pytest.raises(ValueError, match="hidden must be a width or a sequence of widths"):
+        get("lif", hidden="wide")
+    from neuroq.data import load_dataset
+
+    with pytest.raises(ValueError, match="did you mean 'mnist'"):
+        load_dataset("MNIST")
+    with pytest.raises(ValueError, match="did you mean 'fashion-mnist'"):
+        load_dataset("fashion_mnist")
+
+
+def test_cli_errors_are_one_line_with_a_close_match(capsys):
+    for argv, want in [(["train", "--tua", "3"], "--tua: did you mean --tau?"),
+                       (["compare", "--mehods", "lif"], "--mehods: did you mean --methods?"),
+                       (["train", "--dataset", "MNIST"], "did you mean 'mnist'?")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert want in err and err.count("\n") == 1 and "usage:" not in err, err
+        assert f"`neuroq {argv[0]} --help` lists the options" in err

@@ -56,6 +56,10 @@ class FeedForwardConfig(MethodConfig):
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if isinstance(self.hidden, int) and not isinstance(self.hidden, bool):
+            self.hidden = (self.hidden,)            # one hidden layer
+        if not isinstance(self.hidden, (tuple, list)):
+            raise ValueError(f"hidden must be a width or a sequence of widths, got {self.hidden!r}")
         self.hidden = tuple(self.hidden)
         if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be positive integer widths, got {self.hidden!r}")
@@ -164,6 +168,14 @@ class Method:
     kinds: ClassVar[tuple] = ("image",)
 
     def __init__(self, config: Optional[MethodConfig] = None, **options):
+        fields = [f.name for f in dataclasses.fields(self.Config)]
+        unknown = [k for k in options if k not in fields]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], fields, n=1, cutoff=0.6)
+            raise ValueError(f"{unknown[0]} does not apply to method {self.name!r} (its options: "
+                             f"{', '.join(fields) or 'none'})" + (f"; did you mean {close[0]}?" if close else ""))
         if config is None:
             config = self.Config(**options)
         elif options:

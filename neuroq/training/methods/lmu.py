@@ -71,6 +71,10 @@ class LMUConfig(MethodConfig):
                        "memory), fft, or recurrent (the streaming recurrence)", choices=MODES)
 
     def __post_init__(self):
+        if isinstance(self.hidden, int) and not isinstance(self.hidden, bool):
+            self.hidden = (self.hidden,)
+        if not isinstance(self.hidden, (tuple, list)):
+            raise ValueError(f"hidden must be one positive width for the LMU (one layer), got {self.hidden!r}")
         self.hidden = tuple(self.hidden)
         if len(self.hidden) != 1 or isinstance(self.hidden[0], bool) or not isinstance(self.hidden[0], int) \
                 or self.hidden[0] < 1:

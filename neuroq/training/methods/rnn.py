@@ -86,6 +86,10 @@ class RNNConfig(MethodConfig):
                               "(0: off)", parse=nonneg_float("--grad-clip"))
 
     def __post_init__(self):
+        if isinstance(self.hidden, int) and not isinstance(self.hidden, bool):
+            self.hidden = (self.hidden,)
+        if not isinstance(self.hidden, (tuple, list)):
+            raise ValueError(f"hidden must be a width or a sequence of widths, got {self.hidden!r}")
         self.hidden = tuple(self.hidden)
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be positive integer widths, got {self.hidden!r}")
