@@ -46,6 +46,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint} (`{where.prog} --help` lists the options)\n")
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a command: the one line to print instead of a traceback."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``neuroq`` argument parser: the subcommands ``train``, ``compare``, ``energy`` and ``viz``, each with
     its handler as ``func``; ``train``'s options come from :class:`~neuroq.training.TrainConfig` and every
@@ -64,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training method: " + "; ".join(f"{n}: {M.method_class(n).help}" for n in M.available())
                         + " (your own: --import MODULE)")
     t.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start over in --out even if it holds a run (by default the same command resumes the run "
+                        "in --out, and a run of other options there is refused)")
+    t.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     t.add_argument("--no-report", action="store_true", help="skip energy.json and raster.png")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     C.add_options(t, {"train": C.TrainConfig}, title="training options")
@@ -215,8 +222,14 @@ def _cmd_train(args):
 
     method, cfg = train_configs(args)
     data = load_dataset(cfg)
-    tr = Trainer(method, data, cfg, out=args.out, resume=args.resume, progress=not args.quiet)
-    tr.fit()
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite starts over and --resume continues: give one of them")
+    tr = Trainer(method, data, cfg, out=args.out, resume=not args.overwrite, progress=not args.quiet)
+    try:
+        tr.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after epoch {len(tr.history)} of {cfg.epochs}; run the same command to "
+                          "resume") from None
     if tr.is_main and not args.no_report:
         report_run(method, tr.model, data, args.out, tr.device)
     tr.close()
@@ -422,6 +435,13 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"neuroq {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"neuroq {args.command}: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"neuroq {args.command}: interrupted; run the same command to resume (finished work is kept)",
+              file=sys.stderr)
+        return 130
     finally:
         if imports and env is None:
             os.environ.pop(plugins.ENV, None)

@@ -88,8 +88,8 @@ def read_run(path) -> dict:
 def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
     """Refuse to resume from ``ck`` with another method or other options (except ``TrainConfig.RESUMABLE``)."""
     if ck["method"] != method.name:
-        raise ValueError(f"--resume: checkpoint {path} was trained with --method {ck['method']}, this run asks for "
-                         f"--method {method.name}; use another --out or the same options")
+        raise ValueError(f"{path} holds a run of --method {ck['method']}, this run asks for --method {method.name}: "
+                         "give another --out, the same options to resume it, or --overwrite to start over there")
     new = dict(to_dict(cfg), **{f"method.{k}": v for k, v in to_dict(method.config).items()})
     old = dict(ck["train"], **{f"method.{k}": v for k, v in ck["method_config"].items()})
     for k, v in new.items():
@@ -97,8 +97,8 @@ def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
             continue
         if k in old and old[k] != v:
             name = k.split(".", 1)[-1]
-            raise ValueError(f"--resume: checkpoint {path} was trained with {name}={old[k]!r}, this run asks for "
-                             f"{name}={v!r}; use another --out or the same options")
+            raise ValueError(f"{path} holds a run trained with {name}={old[k]!r}, this run asks for {name}={v!r}: "
+                             "give another --out, the same options to resume it, or --overwrite to start over there")
 
 
 def load_run(path, device: str = "cpu", data_dir=None, data=None):

@@ -84,6 +84,8 @@ def _run_one(job: dict, progress) -> dict:
     report = None if progress is None else (lambda rec: progress.put((job["method"], job["seed"], rec)))
     tr = Trainer(method, data, cfg, out=job["out"], resume=True, label=None,
                  callbacks=[report] if report else ())
+    if report and tr.start_epoch:
+        report(dict(resumed_epochs=tr.start_epoch))  # the progress bar starts where the run is
     metrics = tr.fit()
     train_wall = time.time() - t0
     peak = max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
@@ -202,6 +204,9 @@ def _run_all(jobs_list: list, jobs: int, progress: bool, epochs: int) -> list:
             time.sleep(0.2)
             while not prog.empty():
                 m, seed, rec = prog.get()
+                if "resumed_epochs" in rec:
+                    bars[m].update(min(rec["resumed_epochs"], epochs))
+                    continue
                 bars[m].update(1)
                 if rec.get("test_acc") is not None:
                     bars[m].set_postfix(seed=seed, test_acc=f"{rec['test_acc']:.3f}")

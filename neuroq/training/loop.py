@@ -176,7 +176,7 @@ class Trainer:
         ck = restore_run(self, path)
         old_epochs = int(ck["train"]["epochs"])
         if self.cfg.epochs < self.start_epoch:
-            raise ValueError(f"--resume: checkpoint {path} has {self.start_epoch} epochs done; --epochs "
+            raise ValueError(f"{path} has {self.start_epoch} epochs done; --epochs "
                              f"{self.cfg.epochs} asks for fewer (give at least {self.start_epoch})")
         if self.cfg.epochs != old_epochs:
             self._replan_schedule(old_epochs)

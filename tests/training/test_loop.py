@@ -365,3 +365,38 @@ def test_load_dataset_takes_the_run_configuration():
                                                                                                           3)
     with pytest.raises(TypeError, match="dataset spec"):
         load_dataset(3)
+
+
+def test_the_same_command_resumes_ctrl_c_is_one_line_and_another_run_is_refused(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after epoch 1 prints one line and leaves the checkpoint; the same command, run again without
+    any flag, resumes (no epoch is trained twice); a different run in that folder is refused with the
+    option named and --overwrite offered; --overwrite starts over."""
+    from neuroq.training.loop import Trainer
+
+    out = tmp_path / "r"
+    cmd = BASE + ["--epochs", "2", "--limit-train", "100", "--out", str(out), "--no-report"]
+    real = Trainer.run_epoch
+
+    def stop_after_first(self, epoch):
+        rec = real(self, epoch)
+        if epoch == 0:
+            raise KeyboardInterrupt
+        return rec
+
+    monkeypatch.setattr(Trainer, "run_epoch", stop_after_first)
+    assert main(cmd) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "neuroq train: interrupted after epoch 1 of 2; run the same command to resume"
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "run_epoch", real)
+    first = json.loads((out / "metrics.json").read_text())["history"][0]
+    assert main(cmd) == 0
+    assert "resumed from" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_done"] == 2 and m["history"][0] == first
+    # another method in the same folder: refused, naming the difference and the way out
+    assert main(["train", "--method", "if", *cmd[3:]]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run of --method lif, this run asks for --method if" in err and "--overwrite" in err
+    assert main(["train", "--method", "if", *cmd[3:], "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["method"] == "if"
