@@ -21,11 +21,13 @@ Register another named dataset with :func:`register_dataset`.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib
 import inspect
 import numbers
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -259,6 +261,9 @@ def _call(fn: Callable, what: str, options: dict, data_dir, download):
         params = {}
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     own = [n for n, p in params.items() if n not in _COMMON and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if data_dir is not None and getattr(fn, "reads_data_dir", True) is False:
+        raise ValueError(f"dataset {what} reads no folder (it ships with a dependency), but data_dir="
+                         f"{str(data_dir)!r} was given: drop --data-dir")
     kw = {k: v for k, v in (("data_dir", data_dir), ("download", download)) if k in params or var_kw}
     for key, value in options.items():
         if key in _COMMON:
@@ -273,6 +278,9 @@ def _call(fn: Callable, what: str, options: dict, data_dir, download):
             except ValueError as e:
                 raise ValueError(f"dataset {what}: option {key}: {e}") from None
         kw[key] = value
+    if data_dir is not None and not download and not Path(data_dir).expanduser().exists():
+        raise FileNotFoundError(f"dataset {what}: data_dir={str(data_dir)!r} does not exist, and download is off "
+                                "(--no-download): give the folder that holds the dataset's files")
     return fn(**kw)
 
 
@@ -465,6 +473,7 @@ def from_datasets(train: Dataset, test: Dataset, num_classes: Optional[int] = No
 
 
 def _digits(data_dir=None, download=True) -> TaskData:
+    """scikit-learn's 8x8 digits (shipped with scikit-learn: no folder, no download)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -474,6 +483,35 @@ def _digits(data_dir=None, download=True) -> TaskData:
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     return TaskData("digits", ArrayDataset(torch.from_numpy(xtr), torch.from_numpy(ytr)),
                     ArrayDataset(torch.from_numpy(xte), torch.from_numpy(yte)), 10, (1, 8, 8))
+
+
+_digits.reads_data_dir = False
+
+
+@contextlib.contextmanager
+def undo_on_failure(root: Path):
+    """Run a download into ``root``; if it raises, remove every folder and file it created (the folders
+    from the first missing ancestor of ``root`` down, and new files under an existing ``root``), then
+    re-raise."""
+    root = Path(root)
+    first_new = None
+    for p in [root, *root.parents]:
+        if p.exists():
+            break
+        first_new = p
+    before = set(root.rglob("*")) if root.exists() else set()
+    try:
+        yield
+    except BaseException:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        elif root.exists():
+            for p in sorted(set(root.rglob("*")) - before, key=lambda q: len(q.parts), reverse=True):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        raise
 
 
 _IDX_FILES = {
@@ -529,8 +567,9 @@ def _idx_dataset(name: str, data_dir: Optional[str], download: bool) -> TaskData
 
         cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}[name]
         try:
-            cls(str(root), train=True, download=True)
-            cls(str(root), train=False, download=True)
+            with undo_on_failure(root):
+                cls(str(root), train=True, download=True)
+                cls(str(root), train=False, download=True)
         except Exception as e:  # no network, a proxy, a full disk ...
             raise FileNotFoundError(f"dataset {name!r}: no IDX files in {str(root)!r} and the download failed "
                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); pass "

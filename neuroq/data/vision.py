@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._validate import check_bool
-from .datasets import TaskData, register_dataset, require
+from .datasets import TaskData, register_dataset, require, undo_on_failure
 
 #: per-channel mean and standard deviation of the CIFAR-10 training images (scaled to [0, 1])
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -64,7 +64,8 @@ def cifar10(data_dir: Optional[str] = None, download: bool = True, normalize: bo
     for train in (True, False):
         tf = cifar10_transform(normalize, augment and train)
         try:
-            splits[train] = tv.datasets.CIFAR10(str(root), train=train, transform=tf, download=download)
+            with undo_on_failure(root):  # a failed download leaves no folder or partial file behind
+                splits[train] = tv.datasets.CIFAR10(str(root), train=train, transform=tf, download=download)
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
             raise FileNotFoundError(f"dataset 'cifar10': {str(root / _FOLDER)!r} is missing or corrupted ({e}); pass "
                                     f"--data-dir with the folder holding {_FOLDER}/ (data_batch_1..5, test_batch, "

@@ -1,6 +1,7 @@
 """Data loading/encoding and the custom-neuron example."""
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,39 @@ def test_rate_encoding_refuses_unnormalised_images():
     with pytest.raises(ValueError, match=r"intensities in \[0, 1\]"):
         encode(-torch.rand(2, 3), 4, "rate")
     encode(torch.randint(0, 256, (4, 1, 3, 3)).float(), 4, "direct")  # direct encoding takes any value
+
+
+def test_a_failed_download_leaves_no_folder_and_data_dir_is_checked(tmp_path, monkeypatch):
+    """A download that fails removes every folder and partial file it created; --data-dir that does not
+    exist with --no-download is an error naming it; a data_dir given to digits (which reads none) is
+    refused."""
+    import torchvision
+
+    from neuroq.data.datasets import undo_on_failure
+
+    def failing(root, train=True, download=True, **kw):
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "train-images-idx3-ubyte.gz.part").write_bytes(b"partial")
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", failing)
+    target = tmp_path / "new" / "deeper"
+    with pytest.raises(FileNotFoundError, match="download failed"):
+        load_dataset("mnist", str(target))
+    assert not (tmp_path / "new").exists()                      # the folders it created are gone
+    keep = tmp_path / "existing"
+    keep.mkdir()
+    (keep / "mine.txt").write_text("user file")
+    with pytest.raises(FileNotFoundError, match="download failed"):
+        load_dataset("mnist", str(keep))
+    assert [p.name for p in keep.iterdir()] == ["mine.txt"]     # new files gone, the user's file kept
+    with pytest.raises(RuntimeError):
+        with undo_on_failure(tmp_path / "x"):
+            (tmp_path / "x").mkdir()
+            raise RuntimeError("boom")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(FileNotFoundError, match="does not exist, and download is off"):
+        load_dataset("mnist", str(tmp_path / "nowhere"), download=False)
+    with pytest.raises(ValueError, match="reads no folder .* drop --data-dir"):
+        load_dataset("digits", str(tmp_path))
