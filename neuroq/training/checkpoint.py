@@ -6,6 +6,7 @@ tensors only (they load with ``weights_only=True``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from ..io import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, from_dict, to_dict
@@ -101,8 +102,36 @@ def check_compatible(ck: dict, method, cfg: TrainConfig, path) -> None:
                              "give another --out, the same options to resume it, or --overwrite to start over there")
 
 
-def load_run(path, device: str = "cpu", data_dir=None, data=None):
-    """Rebuild ``(method, model, data, train config)`` from a ``neuroq train`` checkpoint (its file or
+class Run(NamedTuple):
+    """A trained run rebuilt by :func:`load_run`; unpacks as ``method, model, data, train``."""
+
+    method: Any
+    model: Any
+    data: Any
+    train: Any
+
+    def predict(self, x):
+        """Class scores ``[N, classes]`` (their argmax is the prediction) for samples ``x`` as the dataset gives
+        them -- a batch ``[N, *in_shape]`` or one sample ``in_shape`` (images ``[C, H, W]``, sequences ``[T, F]``,
+        frames ``[T, C, H, W]``) -- encoded, reset and read out exactly as in training (the method's bound
+        layout and :meth:`~neuroq.training.methods.Method.predict`)."""
+        import torch
+
+        x = torch.as_tensor(x)
+        shape = tuple(self.data.in_shape)
+        if tuple(x.shape) == shape:
+            x = x.unsqueeze(0)
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"x must be samples of shape {shape} ([N, {', '.join(map(str, shape))}] for a batch), as "
+                             f"dataset {self.data.name!r} gives them (not encoded), got shape {tuple(x.shape)}")
+        p = next(iter(self.model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+        self.model.eval()
+        return self.method.predict(self.model, x.to(device=device, dtype=torch.get_default_dtype()))
+
+
+def load_run(path, device: str = "cpu", data_dir=None, data=None) -> Run:
+    """Rebuild the :class:`Run` ``(method, model, data, train config)`` of a ``neuroq train`` checkpoint (its file or
     the run folder); the model is in eval mode on ``device`` and the method is bound to the run's input
     layout (:meth:`~neuroq.training.methods.Method.bind`).
 
@@ -140,7 +169,7 @@ def load_run(path, device: str = "cpu", data_dir=None, data=None):
         raise CheckpointError(f"{str(path)!r}: the stored weights do not fit the {ck['method']} model "
                               f"({str(e).splitlines()[0]})") from None
     method.bind(train, data)
-    return method, model.to(device).eval(), data, train
+    return Run(method, model.to(device).eval(), data, train)
 
 
 def _method_class_of(ck: dict, path):

@@ -400,3 +400,23 @@ def test_the_same_command_resumes_ctrl_c_is_one_line_and_another_run_is_refused(
     assert "holds a run of --method lif, this run asks for --method if" in err and "--overwrite" in err
     assert main(["train", "--method", "if", *cmd[3:], "--overwrite"]) == 0
     assert load_checkpoint(out / "checkpoint.pt")["method"] == "if"
+
+
+def test_load_run_predict_is_the_training_readout(tmp_path):
+    """``neuroq.load_run(path).predict(x)`` takes samples as the dataset gives them (a batch or one sample),
+    encodes, resets and reads out as training did: its accuracy on the test set is the run's reported
+    test accuracy; a wrong layout is refused with the expected shape named."""
+    import neuroq
+
+    out = tmp_path / "p"
+    assert main(BASE + ["--epochs", "2", "--limit-train", "300", "--out", str(out), "--no-report"]) == 0
+    run = neuroq.load_run(out)
+    method, model, data, cfg = run                        # still unpacks as before
+    scores = run.predict(data.test.x)
+    assert scores.shape == (len(data.test), 10)
+    acc = float((scores.argmax(1) == data.test.y).double().mean())
+    assert acc == pytest.approx(json.loads((out / "metrics.json").read_text())["final_test_acc"], abs=1e-12)
+    torch.testing.assert_close(run.predict(data.test.x[3]), scores[3:4])
+    with pytest.raises(ValueError, match=r"x must be samples of shape \(1, 8, 8\)"):
+        run.predict(torch.rand(5, 8, 8))
+    assert neuroq.neuron.LIFNode is not None and "viz" in dir(neuroq)   # subpackages load on first use
