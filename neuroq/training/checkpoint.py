@@ -207,6 +207,11 @@ def _method_class_of(ck: dict, path):
 
 
 def checkpoint_path(path) -> Path:
-    """``path`` itself, or ``path/checkpoint.pt`` for a run folder."""
+    """``path`` itself, or ``path/checkpoint.pt`` for a run folder; a comparison folder (``compare.json``) is an
+    error that names its runs."""
     p = Path(path)
+    if p.is_dir() and not (p / CHECKPOINT).exists() and (p / "compare.json").exists():
+        runs = sorted(str(c.parent) for c in p.glob(f"*/seed*/{CHECKPOINT}"))
+        raise CheckpointError(f"{str(p)!r} is a comparison (compare.json), not a run: give one of its runs"
+                              + (f", e.g. {', '.join(runs[:3])}{' ...' if len(runs) > 3 else ''}" if runs else ""))
     return p / CHECKPOINT if p.is_dir() else p

@@ -104,7 +104,7 @@ def _run_one(job: dict, progress) -> dict:
                 energy_models={k: dict(energy_pj=v["total"]["energy_pj_per_sample"],
                                        components_pj=v["total"]["components_pj_per_sample"])
                                for k, v in rep["energy_models"].items()},
-                meter=m,
+                meter=m, metered_samples=rep["samples"],
                 macs=tot["macs_per_sample"], firing_rate=tot.get("firing_rate"),
                 params=sum(p.numel() for p in tr.model.parameters()), train_time_s=metrics["train_time_s"],
                 wall_time_s=train_wall, peak_memory_mib=gpu_peak if gpu_peak is not None else peak,
@@ -358,9 +358,12 @@ def markdown_table(summary: dict) -> str:
                      f" | {fr} | {r['params']:,} | {r['train_time_s']:.0f} | {r['peak_memory_mib']:.0f} | {on} |")
     t = summary["train"]
     mach = summary["machine"]
+    counts = {r.get("metered_samples") for row in summary["methods"].values() for r in row.get("runs", [])}
+    metered = (f"{counts.pop()}" if len(counts) == 1 and None not in counts
+               else f"up to {summary['meter']['samples']}")  # files written before the count was kept
     lines += ["", f"{summary['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']} ({t['schedule']}), "
               f"{summary['seeds']} seed(s) per method, method options {summary['options'] or 'defaults'}; energy "
-              f"metered on {summary['meter']['samples']} test samples under the energy models {', '.join(models)} "
+              f"metered on {metered} test samples under the energy models {', '.join(models)} "
               f"({summary['meter']['conv_fanout']} fan-out for SOPs; \"mem.\": weight, state and I/O traffic); "
               f"machine: {mach.get('gpu') or mach.get('processor')}, {mach.get('cpu_count')} CPUs, torch "
               f"{mach.get('torch')}, SpikingJelly {mach.get('spikingjelly')}."]

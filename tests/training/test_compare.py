@@ -92,3 +92,37 @@ def test_energy_and_viz_commands_take_energy_models(tmp_path, capsys):
     assert main(["viz", str(out), "--kind", "energy", "--energy", "lemaire", "--samples", "20",
                  "--out", str(tmp_path / "v")]) == 0
     assert (tmp_path / "v" / "energy_lemaire.png").stat().st_size > 10_000
+
+
+def test_a_comparison_folder_given_as_a_run_names_its_runs(tmp_path, capsys):
+    """``neuroq energy runs/compare`` says the folder is a comparison and names runs inside it."""
+    from neuroq.cli import main
+
+    (tmp_path / "lif" / "seed0").mkdir(parents=True)
+    (tmp_path / "lif" / "seed0" / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "compare.json").write_text("{}")
+    assert main(["energy", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a comparison (compare.json), not a run: give one of its runs, e.g." in err
+    assert str(tmp_path / "lif" / "seed0") in err
+
+
+def test_the_footnote_states_the_samples_actually_metered():
+    """digits has 360 test samples: a comparison asking the meter for 512 says 360, the count its runs
+    report; a file written before runs kept the count says "up to 512"."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from neuroq.training.compare import markdown_table
+
+    summary = json.loads((Path(__file__).resolve().parents[2] / "examples/results/demo_compare.json").read_text())
+    old = copy.deepcopy(summary)
+    for row in old["methods"].values():
+        for r in row["runs"]:
+            r.pop("metered_samples", None)
+    assert "metered on up to 512 test samples" in markdown_table(old)
+    for row in summary["methods"].values():
+        for r in row["runs"]:
+            r["metered_samples"] = 360
+    assert "metered on 360 test samples" in markdown_table(summary)
