@@ -16,6 +16,14 @@ PNG and, for papers and slides, vector PDF/SVG:
 * :func:`learning_curves` — a metric per epoch of several runs, mean ± std over seeds
 * :func:`animate_raster` — GIF of the raster filling in step by step
 * :func:`layer_labels` — readable layer names (``LIF 1 (conv 32×4×4)``) from a model
+
+Interactive, in the browser (Bokeh, the ``report`` extra; :mod:`neuroq.viz.interactive`), each returning a Bokeh
+layout that ``bokeh.io.show`` displays (Jupyter too) and :func:`save_html` writes as one offline HTML file:
+
+* :func:`interactive_raster` — every layer's spikes, stacked on a linked time axis, hover, membrane traces by click
+* :func:`interactive_rates` — population rate per step, mean rate per step, histogram of neuron rates
+* :func:`interactive_energy` — per-layer energy by component, one panel per energy model
+* :func:`interactive_frontier` — accuracy against energy of a ``neuroq compare``, one panel per energy model
 """
 from .raster import raster, select_neurons  # noqa: F401
 from .record import Recorder, Recording, record  # noqa: F401
@@ -28,4 +36,6 @@ from .animate import animate_raster  # noqa: F401
 from .curves import learning_curves  # noqa: F401
 from .labels import layer_labels  # noqa: F401
 from .save import save  # noqa: F401
+from .interactive import (interactive_energy, interactive_frontier, interactive_raster, interactive_rates,  # noqa: F401
+                          save_html)
 from .style import PALETTE, color, style  # noqa: F401
