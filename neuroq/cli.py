@@ -1,4 +1,4 @@
-"""``neuroq`` command line: ``train``, ``compare``, ``energy``, ``viz``.
+"""``neuroq`` command line: ``train``, ``compare``, ``energy``, ``viz``, ``report``.
 
     neuroq train --method lif --dataset digits -T 4 --epochs 30 --out runs/train
     neuroq compare --dataset digits --methods lif,s2nn,saf-e,ottt-o,maqd,ann --out runs/compare
@@ -143,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
     v.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
     v.set_defaults(func=_cmd_viz)
+
+    r = sub.add_parser("report", help="one self-contained interactive HTML page of a run, a comparison or a checkpoint",
+                       description="Write report.html: spike rasters of every spiking layer (hover, linked zoom, "
+                                   "membrane traces), firing rates, per-layer energy, metrics and config of each run, "
+                                   "and for a comparison the accuracy-energy frontier. It opens offline (everything "
+                                   "inline). Needs the report extra: pip install 'neuroq[report]'.")
+    r.add_argument("path", help="a `neuroq compare` folder (compare.json), a run folder (checkpoint.pt) or a checkpoint")
+    r.add_argument("--out", default=None, help="HTML file to write (default: report.html in that folder)")
+    r.add_argument("--samples", type=C.positive_int("--samples"), default=16,
+                   help="test samples in each raster (default: 16)")
+    r.add_argument("--max-marks", type=C.nonneg_int("--max-marks"), default=None,
+                   help="spikes in view drawn as marks; more are drawn as spike counts per pixel (default: 20,000)")
+    r.add_argument("--energy-samples", type=C.positive_int("--energy-samples"), default=256,
+                   help="test samples metered for a run without energy.json (default: 256)")
+    r.add_argument("--backend", default="webgl", choices=("webgl", "canvas"),
+                   help="how the browser draws the rasters (default: webgl; canvas can be faster without a GPU)")
+    r.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
+    r.set_defaults(func=_cmd_report)
     for verb in sub.choices.values():
         verb.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                           help="import MODULE first, a module that registers your own methods, neurons or energy "
@@ -404,6 +423,20 @@ def _cmd_viz(args):
             written.append(out / f"raster_{K}.gif")
     for p in written:
         print(p)
+
+
+def _cmd_report(args):
+    from .report import write_report
+
+    check_device(args.device)
+    try:
+        out = write_report(args.path, args.out, samples=args.samples, marks_max=args.max_marks, device=args.device,
+                           data_dir=args.data_dir, energy_samples=args.energy_samples, backend=args.backend)
+    except ImportError as e:  # the report extra is missing: say which, in one line (status 2)
+        if "neuroq[report]" not in str(e):
+            raise
+        raise ValueError(str(e)) from None
+    print(f"wrote {out}")
 
 
 def main(argv=None) -> int:
