@@ -62,6 +62,7 @@ from .._validate import check_bool, check_callable, check_choice, check_step_inp
 from ..functional import neuron as neuron_fn
 from ..functional.neuron import IFParameters
 from ..ops.dispatch import BACKENDS, resolve
+from ..ops.params import STORAGE_TYPES
 
 
 class Neuron(_sj.MemoryModule):
@@ -406,13 +407,8 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
     def _launch_kernel(self, x_seq, v0, store_v_seq, **extra):
         # Under torch.compile the launch is one opaque eager call (a graph break): the fused kernel
         # runs as in eager mode, the layers around it compile as usual.
-        ok, changed = _kernel_owner_check(type(self))
-        if not ok:
-            if self.backend != "auto":
-                _warn_once(("override", type(self), self.backend),
-                           f"{type(self).__name__} overrides {', '.join(changed)}: the fused {self.backend!r} kernel "
-                           f"implements the parent's equations, so it runs the torch loop over its own step()")
-            return None
+        if not _kernel_owner_check(type(self))[0]:
+            return None  # the class changes the kernel's equations: the kernel generated from its own step runs
         backend = resolve(self.backend, x_seq, self.kernel_family)
         if backend == "torch":
             return None
@@ -438,8 +434,41 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
 
     def _generated_kernel(self, x_seq: torch.Tensor, states0: tuple, store: tuple):
         """The kernel generated from :meth:`step` (:mod:`neuroq.ops.generated`) on ``x_seq`` ``[T, N, ...]``:
-        a :class:`neuroq.ops.generated.StepOut`, or ``None`` where it does not run (the torch loop runs)."""
-        return None
+        a :class:`neuroq.ops.StepOut`, or ``None`` where it does not run (the torch loop runs)."""
+        if isinstance(x_seq, torch.fx.Proxy) or x_seq.dtype not in STORAGE_TYPES:
+            return None  # (a float64 tensor: the torch loop, silently, as for the hand-written kernels)
+        return self._launch_generated(x_seq, states0, store)
+
+    @torch.compiler.disable
+    def _launch_generated(self, x_seq, states0, store):
+        backend = resolve(self.backend, x_seq, "generated")
+        if backend == "torch":
+            return None
+        from ..ops import generated
+
+        name = type(self).__name__
+        try:
+            prog = generated.program(self)
+        except ops.Unsupported as e:  # a property of the step: said once, whatever the backend
+            ok, changed = _kernel_owner_check(type(self))
+            why = f" (it overrides {', '.join(changed)} of a neuron with a hand-written kernel)" if changed else ""
+            _warn_once(("generated", type(self), str(e)),
+                       f"neuroq: {name}.step {e}{why}; {name} runs the torch loop over its own step()")
+            return None
+        try:
+            return generated.launch(backend, prog, x_seq, states0, store)
+        except ops.Unsupported as e:  # a property of this call (device, dtype): said for an explicit backend
+            if self.backend != "auto":
+                _warn_once(("unsupported", type(self), backend, str(e)),
+                           f"neuroq {backend} kernel: {e}; {name} neurons run the torch reference")
+            return None
+        except RuntimeError as e:  # the generated source did not compile (said once, with the compiler's line)
+            if "compil" not in str(e) and "ABI" not in str(e):
+                raise
+            _warn_once(("compile", type(self), str(e)),
+                       f"neuroq: the kernel generated from {name}.step did not build ({str(e).splitlines()[0]}); "
+                       f"{name} runs the torch loop over its own step()")
+            return None
 
     def _call_step(self, x: torch.Tensor, states: tuple) -> tuple:
         out = self.step(x, *states)

@@ -13,6 +13,10 @@ r"""neuroq's fused multi-step kernels and their dispatch.
   and the CuPy modules;
 * :mod:`neuroq.ops.launch` -- the launch layer both backends share: checks, flattening, output
   buffers, the autograd Functions and the gradient plumbing;
+* :mod:`neuroq.ops.codegen` and :mod:`neuroq.ops.generated` -- kernels generated from a neuron's own
+  pure step (traced by ``torch.fx``, differentiated, emitted into the same loop templates:
+  ``step_kernels_cpu.cpp``, ``step_entry_points.cuh`` / ``step_kernels.cu``); :func:`generated_source`
+  shows the code;
 * :mod:`neuroq.ops.cpu` and :mod:`neuroq.ops.cuda` -- the two backends: how each kernel runs on
   the device (ctypes calls, CuPy launches), and their registered launchers;
 * this module -- the registry of launchers keyed by ``(backend, family)``.
@@ -23,7 +27,8 @@ an :class:`~neuroq.functional.IFParameters` / :class:`~neuroq.functional.LIFPara
 optional ``(trace0, decay)`` for OTTT's presynaptic trace); for ``"saf"`` as
 ``fn(u_hat_seq, a0, params, surrogate_function, store_v_seq=False) -> KernelOut``.  A launcher that
 cannot run a case (a surrogate without a device version, a dtype) raises :class:`Unsupported`;
-the neuron then runs its torch reference.  Built in: ``("cpu" | "cupy", "if" | "lif" | "saf")``.
+the neuron then runs its torch reference.  Built in: ``("cpu" | "cupy", "if" | "lif" | "saf")``, and
+``"generated"`` (the kernels generated from a neuron's own step run through :mod:`neuroq.ops.generated`).
 Importing this package needs neither a compiler, CuPy nor a GPU.
 
 Example -- a third-party kernel for a new family::
@@ -59,11 +64,35 @@ class KernelOut(NamedTuple):
     trace: Optional[torch.Tensor] = None
 
 
+class StepOut(NamedTuple):
+    """What a generated kernel returns: ``out`` [T, N, ...] (spikes), the last states (a tuple, one
+    [N, ...] tensor per state) and the state sequences (a tuple, [T, N, ...] or None per state)."""
+
+    out: torch.Tensor
+    states: tuple
+    state_seqs: tuple
+
+
 def kernel_source(name: str) -> str:
     """Full text of kernel file ``name`` with neuroq's local ``#include "..."`` inlined, so a cache
     key (a hash of the text) changes whenever a header changes."""
-    text = (KERNEL_DIR / name).read_text()
+    return expand_includes((KERNEL_DIR / name).read_text())
+
+
+def expand_includes(text: str) -> str:
+    """``text`` with every ``#include "<file>"`` of a file beside this module inlined (recursively)."""
     return _INCLUDE.sub(lambda m: kernel_source(m.group(1)), text)
+
+
+def generated_source(node, backend: str = "cpu", dtype: torch.dtype = torch.float32) -> str:
+    """The source of the kernel generated from ``node``'s pure step (a :class:`neuroq.neuron.BaseNode`) for
+    ``backend`` ``'cpu'`` (C++/OpenMP) or ``'cupy'`` (CUDA): a header naming its constants' values, the
+    emitted ``struct NQStep`` and the loop template it is compiled with (``#include`` lines as written;
+    :func:`expand_includes` inlines them).  Raises :class:`Unsupported` naming an op the generator cannot
+    compile.  See :mod:`neuroq.ops.generated`."""
+    from . import generated
+
+    return generated.source(node, backend, dtype)
 
 
 _KERNELS: dict = {}

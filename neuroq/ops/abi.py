@@ -62,6 +62,33 @@ CPU_ENTRY_POINTS = {
 }
 
 
+#: ``name -> (argtypes, restype)`` of a generated kernel's CPU library (``step_kernels_cpu.cpp``): the
+#: constants and surrogates by pointer, per-state tensors as arrays of pointers
+STEP_ENTRY_POINTS = {
+    "nq_step_abi": ([_P], None),
+    "nq_step_forward": ([_P, _P, _P, _P, _P, _P, _LL, _I, _I], None),
+    "nq_step_backward": ([_P, _P, _P, _P, _P, _P, _P, _P, _P, _LL, _I, _I], None),
+}
+
+
+def declare_step(lib: ctypes.CDLL) -> None:
+    """Set the argument and result types of a generated kernel library's entry points."""
+    for name, (argtypes, restype) in STEP_ENTRY_POINTS.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+
+
+def check_step_abi(lib: ctypes.CDLL, dtype: torch.dtype) -> None:
+    """``RuntimeError`` unless a generated library's storage and surrogate struct sizes are the ones ctypes
+    uses."""
+    out = (ctypes.c_int * 5)()
+    lib.nq_step_abi(out)
+    want = (torch.tensor([], dtype=dtype).element_size(), ctypes.sizeof(NQSurrogate))
+    if (out[3], out[4]) != want:
+        raise RuntimeError(f"neuroq generated kernel ABI mismatch: C sizes {(out[3], out[4])}, Python {want}")
+
+
 def declare(lib: ctypes.CDLL) -> None:
     """Set the argument and result types of the CPU library's entry points."""
     for name, (argtypes, restype) in CPU_ENTRY_POINTS.items():

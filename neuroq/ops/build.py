@@ -16,6 +16,12 @@ process lock and a lock file, so threads and processes may race safely.  ``-marc
 OpenMP are optional: without them the build is retried.  Without a compiler :func:`cpu_status`
 says why and ``backend='auto'`` runs the torch reference after a one-line notice.
 
+**Generated kernels** (:func:`step_library`, :func:`cuda_step_function`).  The source emitted from a
+neuron's step (:mod:`neuroq.ops.generated`) is compiled the same way: on the CPU one translation unit
+with the flags above and ``-ffp-contract=off`` throughout, into the same cache (name
+``neuroq_step_<storage>-<hash>.so``; the hash covers the source, so neurons of one structure share a
+library); on CUDA through ``cupy.RawModule`` with the options of the hand-written kernels.
+
 **CUDA** (:func:`cuda_function`).  ``neuron_kernels.cu``, with the files it includes inlined (so
 CuPy's cache key, a hash of the text, sees every header), is compiled by ``cupy.RawModule`` (NVRTC) once
 per (dtype, options) with :func:`compile_options`; CuPy keeps its own on-disk cache.  Importing
@@ -217,6 +223,53 @@ def cpu_library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         return lib
 
 
+#: the generated kernels: one unit, exact throughout (gradients then equal the torch loop's to rounding)
+STEP_UNIT_FLAGS = ("-ffp-contract=off",)
+_STEP_LIBS: dict = {}
+_STEP_FAILED: dict = {}
+
+
+def step_library(text: str, dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
+    """The loaded library of a generated kernel's CPU source ``text`` (``#include`` lines not yet inlined)
+    for storage ``dtype``: built on first use (or found in the on-disk cache), declared and checked
+    (:mod:`neuroq.ops.abi`); ``RuntimeError`` with the compiler's message if the build fails (remembered:
+    one try per source and process)."""
+    key = (text, dtype)
+    lib = _STEP_LIBS.get(key)
+    if lib is not None:
+        return lib
+    with _LOAD_LOCK:
+        if key in _STEP_LIBS:
+            return _STEP_LIBS[key]
+        if key in _STEP_FAILED:
+            raise RuntimeError(_STEP_FAILED[key])
+        from . import abi, expand_includes
+
+        full = expand_includes(text)
+        stem = f"neuroq_step_{require_storage(dtype)}"
+        try:
+            path, errors = None, []
+            for arch, omp in ((True, True), (False, True), (False, False)):
+                try:
+                    path = shared_library(full, compile_flags(dtype, arch, omp) + STEP_UNIT_FLAGS, stem,
+                                          link_flags=LINK_FLAGS if omp else ("-shared",))
+                    break
+                except RuntimeError as e:
+                    errors.append(str(e))
+                    if "no C++ compiler" in str(e):
+                        break
+            if path is None:
+                raise RuntimeError(errors[0])
+            lib = ctypes.CDLL(str(path))
+            abi.declare_step(lib)
+            abi.check_step_abi(lib, dtype)
+        except Exception as e:
+            _STEP_FAILED[key] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RuntimeError(_STEP_FAILED[key]) from e
+        _STEP_LIBS[key] = lib
+        return lib
+
+
 def cpu_status() -> tuple[bool, str]:
     """(usable, reason) of the fp32 CPU kernels, building them if needed (once per process)."""
     try:
@@ -249,6 +302,27 @@ def compile_options(dtype: torch.dtype) -> tuple:
     if dtype not in STORAGE_TYPES:
         raise TypeError(f"CuPy kernels store fp32, fp16 or bf16, got {dtype}")
     return BASE_OPTIONS + (f"-DNQ_STORAGE={STORAGE_TYPES[dtype]}",)
+
+
+def cuda_step_function(text: str, name: str, dtype: torch.dtype, device_index: int):
+    """Kernel ``name`` of a generated kernel's CUDA source ``text`` (its includes are inlined here) for
+    storage ``dtype`` on device ``device_index``, compiled once per (source, dtype) and cached."""
+    import cupy
+
+    options = compile_options(dtype)
+    key = (text, dtype, options, device_index, name)
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        mod = _MODULES.get((text, dtype, options))
+        if mod is None:
+            from . import expand_includes
+
+            mod = cupy.RawModule(code=expand_includes(text), options=options)
+            _MODULES[(text, dtype, options)] = mod
+        with cupy.cuda.Device(device_index):
+            fn = mod.get_function(name)
+        _FUNCTIONS[key] = fn
+    return fn
 
 
 def cuda_function(name: str, dtype: torch.dtype, device_index: int):

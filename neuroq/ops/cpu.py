@@ -43,6 +43,11 @@ def _ptr(t: Optional[torch.Tensor]):
     return None if t is None else t.data_ptr()
 
 
+def _ptrs(tensors):
+    """A C array of the tensors' data pointers (null for ``None``)."""
+    return (ctypes.c_void_p * max(1, len(tensors)))(*[None if t is None else t.data_ptr() for t in tensors])
+
+
 def _recip(params) -> bool:
     """CPU torch divides by tau; multiplying instead is bit-identical only for a power-of-two tau."""
     tau = getattr(params, "tau", None)
@@ -131,6 +136,40 @@ class CPUKernels(Kernels):
         library(x.dtype).nq_cpu_surrogate_backward(ctypes.byref(sg), _ptr(x), _ptr(g), _ptr(g_x), x.numel(),
                                                    _threads())
 
+    # ---- generated kernels (step_kernels_cpu.cpp) ----------------------------------------------
+    def step_module(self, prog, dtype):
+        """The generated kernel's library for storage ``dtype`` (built once per source)."""
+        from .generated import cpu_module
+
+        return cpu_module(prog, dtype)
+
+    def step_constants(self, prog):
+        """The constants (ctypes floats) and surrogates (``NQSurrogate`` array) of a generated kernel."""
+        from .generated import cpu_constants
+
+        return cpu_constants(prog)
+
+    def step_forward(self, c, x, states0, spike, seqs, lasts, for_backward):
+        """Run ``nq_step_forward`` on ``x`` ``[T, N]``; returns ``(x, *states0)``, the inputs the backward
+        recomputes the forward from."""
+        T, N = x.shape
+        c.module.nq_step_forward(c.consts, _ptr(x), _ptrs(states0), _ptr(spike),
+                                 _ptrs(seqs) if any(q is not None for q in seqs) else None, _ptrs(lasts), N, T,
+                                 _threads())
+        return (x, *states0)
+
+    def step_backward(self, c, saved, g_spike, g_seqs, g_lasts, g_x, g_states0):
+        """Run ``nq_step_backward`` from the saved ``(x, *states0)`` into ``g_x`` (and the wanted
+        ``g_states0``); a ``None`` spike gradient is passed as zeros."""
+        x, states0 = saved[0], saved[1:]
+        T, N = x.shape
+        if g_spike is None:
+            g_spike = torch.zeros_like(x)
+        c.module.nq_step_backward(c.consts, c.sg, _ptr(x), _ptrs(states0), _ptr(g_spike),
+                                  _ptrs(g_seqs) if any(g is not None for g in g_seqs) else None,
+                                  _ptrs(g_lasts) if any(g is not None for g in g_lasts) else None,
+                                  _ptr(g_x), _ptrs(g_states0), N, T, _threads())
+
 
 KERNELS = CPUKernels()
 
@@ -159,8 +198,15 @@ def surrogate_backward_cpu(x: torch.Tensor, grad: torch.Tensor, sg: tuple) -> Op
     return surrogate_backward(KERNELS, x, grad, sg)
 
 
+def generated_launcher(*args, **kwargs):
+    """The registry entry of the generated kernels (family ``"generated"``: dispatch sees that the backend
+    has them); they run through :func:`neuroq.ops.generated.launch`, not through this entry."""
+    raise RuntimeError("the generated kernels run through neuroq.ops.generated.launch(backend, program, ...)")
+
+
 register("cpu", "if", if_family_cpu)
 register("cpu", "lif", if_family_cpu)
 register("cpu", "saf", saf_cpu)
+register("cpu", "generated", generated_launcher)  # the kernels generated from a step (neuroq.ops.generated)
 
 __all__ = ["KERNELS", "CPUKernels", "if_family_cpu", "saf_cpu", "surrogate_backward_cpu", "library", "status"]

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from . import KERNEL_DIR, KernelOut, Unsupported, register
-from .build import CUPY_ADDED_OPTIONS, ILP, KERNEL_SOURCES, compile_options, cuda_function
+from .build import CUPY_ADDED_OPTIONS, ILP, KERNEL_SOURCES, compile_options, cuda_function, cuda_step_function
 from .launch import Kernels, if_family, saf, surrogate_backward
 from .params import STORAGE_TYPES, neuron_constants, saf_constants, torch_reciprocal
 
@@ -106,6 +106,24 @@ def _cupy_stream(cupy, torch_stream, index: int):
 def _run(name: str, like: torch.Tensor, n: int, args: tuple) -> None:
     if n > 0:  # (a grid of no blocks is no launch)
         _launch(name, like.dtype, like.device, n, args)
+
+
+def _step_launch(source: str, name: str, dtype: torch.dtype, device: torch.device, n: int, args: tuple) -> None:
+    """Launch kernel ``name`` of a generated kernel's CUDA ``source`` (compiled once per source and dtype)
+    over ``n`` neurons on ``device``'s current torch stream."""
+    if device.type != "cuda":
+        raise RuntimeError(f"neuroq CuPy kernels need CUDA tensors, got tensors on {device}")
+    import cupy
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    fn = cuda_step_function(source, name, dtype, index)
+    with cupy.cuda.Device(index), _cupy_stream(cupy, torch.cuda.current_stream(index), index):
+        fn((grid_size(n, index),), (THREADS,), args)
+
+
+def _run_step(source: str, name: str, like: torch.Tensor, n: int, args: tuple) -> None:
+    if n > 0:
+        _step_launch(source, name, like.dtype, like.device, n, args)
 
 
 class CupyKernels(Kernels):
@@ -169,6 +187,56 @@ class CupyKernels(Kernels):
         n = x.numel()
         _run("nq_surrogate_backward_kernel", x, n, (_ptr(x), _ptr(g), _ptr(g_x), np.int64(n)) + tuple(sg))
 
+    # ---- generated kernels (step_entry_points.cuh) ----------------------------------------------
+    def step_module(self, prog, dtype):
+        """The generated kernel's CUDA source (compiled by CuPy on first launch, per device)."""
+        return prog.text("cuda")
+
+    def step_constants(self, prog):
+        """The constants and the surrogates' fields of a generated kernel as numpy scalars."""
+        from .generated import cuda_constants
+
+        return cuda_constants(prog)
+
+    def step_forward(self, c, x, states0, spike, seqs, lasts, for_backward):
+        """Launch ``nq_step_forward``: the states stacked ``[K, N]``, the kept sequences one ``[count, T, N]``
+        buffer (``seqs`` are its views) with a bit mask; returns ``(x, saved)`` with ``saved`` the fp32
+        states before every step ``[K, T, N]`` when ``for_backward``, else ``()``."""
+        T, N = x.shape
+        K = c.n_states
+        st0 = torch.stack(tuple(states0))
+        last = torch.empty((K, N), dtype=x.dtype, device=x.device)
+        mask = sum(1 << i for i, q in enumerate(seqs) if q is not None)
+        seq_base = next((q for q in seqs if q is not None), None)  # slot 0 of the [count, T, N] buffer
+        saved = torch.empty((K, T, N), dtype=torch.float32, device=x.device) if for_backward else None
+        _run_step(c.module, "nq_step_forward", x, N,
+                  (_ptr(x), _ptr(st0), _ptr(spike), _ptr(seq_base), np.int32(mask), _ptr(saved), _ptr(last),
+                   np.int64(N), np.int32(T)) + tuple(c.consts))
+        for i, t in enumerate(lasts):
+            t.view(-1).copy_(last[i])
+        return (x, saved) if for_backward else ()
+
+    def step_backward(self, c, saved, g_spike, g_seqs, g_lasts, g_x, g_states0):
+        """Launch ``nq_step_backward`` from the saved ``(x, states)``: the wanted initial-state gradients come
+        out stacked and are copied into ``g_states0``."""
+        x, states = saved
+        T, N = x.shape
+        K = c.n_states
+        mask = sum(1 << i for i, g in enumerate(g_seqs) if g is not None)
+        g_seq = torch.stack([g for g in g_seqs if g is not None]) if mask else None
+        g_last = None
+        if any(g is not None for g in g_lasts):
+            g_last = torch.stack([torch.zeros((N,), dtype=x.dtype, device=x.device) if g is None else g
+                                  for g in g_lasts])
+        want = any(g is not None for g in g_states0)
+        g_st0 = torch.empty((K, N), dtype=x.dtype, device=x.device) if want else None
+        _run_step(c.module, "nq_step_backward", x, N,
+                  (_ptr(x), _ptr(states), _ptr(g_spike), _ptr(g_seq), np.int32(mask), _ptr(g_last), _ptr(g_x),
+                   _ptr(g_st0), np.int64(N), np.int32(T)) + tuple(c.consts) + tuple(c.sg))
+        for i, g in enumerate(g_states0):
+            if g is not None:
+                g.copy_(g_st0[i])
+
 
 KERNELS = CupyKernels()
 
@@ -188,9 +256,16 @@ def surrogate_backward_cuda(x: torch.Tensor, grad: torch.Tensor, sg: tuple) -> O
     return surrogate_backward(KERNELS, x, grad, sg)
 
 
+def generated_launcher(*args, **kwargs):
+    """The registry entry of the generated kernels (family ``"generated"``); they run through
+    :func:`neuroq.ops.generated.launch`."""
+    raise RuntimeError("the generated kernels run through neuroq.ops.generated.launch(backend, program, ...)")
+
+
 register("cupy", "if", if_family_cupy)
 register("cupy", "lif", if_family_cupy)
 register("cupy", "saf", saf_cupy)
+register("cupy", "generated", generated_launcher)  # the kernels generated from a step (neuroq.ops.generated)
 
 # (the compile settings and storage types stay importable from here, where they used to live)
 __all__ = ["KERNELS", "CupyKernels", "if_family_cupy", "saf_cupy", "surrogate_backward_cuda", "Unsupported",

@@ -24,6 +24,11 @@
 // -ffp-contract=off).  Storage may be fp32, fp16 or bf16; the state and the arithmetic are fp32.
 //
 // Layout [T, N] contiguous: element (t, i) at t * N + i (64-bit index: T*N may exceed 2^31).
+// Generated neurons (neuroq/ops/codegen.py): a neuron's own pure step, traced and emitted as a struct
+// NQStep { enum { NSTATE, NCONST, NSG }; forward(c, x, st) -> spike; backward(c, sg, x, st, g_spike, gs)
+// -> dL/dx } with its constants c[] as run-time values; the same two loop shapes run it (the tiles
+// nq_step_*_tile below, the CPU blocks of step_kernels_cpu.cpp).
+//
 // Two loop shapes use the per-element functions below:
 //   * CUDA ("tiles"): one thread owns NQ_ILP neurons i, i + blockDim, ... and loops over T with their
 //     states in registers, loading the next step's inputs before this step's arithmetic
@@ -35,9 +40,11 @@
 
 #if defined(__CUDACC__)
 #define NQ_HD __host__ __device__ __forceinline__
+#define NQ_HD_MEMBER __host__ __device__ __forceinline__
 #define NQ_UNROLL _Pragma("unroll")
 #else
 #define NQ_HD static inline __attribute__((always_inline))
+#define NQ_HD_MEMBER inline __attribute__((always_inline))
 #define NQ_UNROLL
 #endif
 
@@ -515,6 +522,97 @@ NQ_HD void nq_surrogate_backward_tile(const NQSurrogate& sg, const S* x, const S
         nq_index_t i = base + (nq_index_t)j * lane_stride;
         if (i < n) nq_store(g_x + i, nq_load(g + i) * nq_surrogate_grad(sg.kind, sg.inner, sg, nq_load(x + i)));
     }
+}
+
+// ---- generated neurons: tiles over a traced step (neuroq/ops/codegen.py) ----------------------
+// NEURON is the emitted struct NQStep: NEURON::NSTATE states per neuron, NEURON::forward updates them
+// in place and returns the spike, NEURON::backward is the step's vector-Jacobian product.
+// Layouts: st0 / last / g_last / g_st0 [NSTATE, N]; x, spike, g_x [T, N]; the kept sequences
+// seq / g_seq [popcount(mask), T, N] (state i, if bit i of the mask is set, in slot "set bits below
+// i"); saved [NSTATE, T, N] fp32: the states before each step, what backward recomputes the step from.
+template <typename S, typename NEURON>
+NQ_HD void nq_step_forward_tile(const float* c, const S* x, const S* st0, S* spike, S* seq, int seq_mask,
+                                float* saved, S* last, nq_index_t base, nq_index_t lane_stride,
+                                nq_index_t n, int steps) {
+    enum { K = NEURON::NSTATE };
+    float st[NQ_ILP][K], xn[NQ_ILP];
+    nq_index_t idx[NQ_ILP];
+    bool ok[NQ_ILP];
+    const nq_index_t plane = (nq_index_t)steps * n;
+    NQ_UNROLL
+    for (int j = 0; j < NQ_ILP; ++j) {
+        idx[j] = base + (nq_index_t)j * lane_stride;
+        ok[j] = idx[j] < n;
+        for (int i = 0; i < K; ++i) st[j][i] = ok[j] ? nq_load(st0 + (nq_index_t)i * n + idx[j]) : 0.0f;
+        xn[j] = (ok[j] && steps > 0) ? nq_load(x + idx[j]) : 0.0f;
+    }
+    nq_index_t row = 0;
+    for (int t = 0; t < steps; ++t, row += n) {
+        float xc[NQ_ILP];
+        NQ_UNROLL
+        for (int j = 0; j < NQ_ILP; ++j) {
+            xc[j] = xn[j];
+            xn[j] = (ok[j] && t + 1 < steps) ? nq_load(x + row + n + idx[j]) : 0.0f;
+        }
+        NQ_UNROLL
+        for (int j = 0; j < NQ_ILP; ++j) {
+            if (!ok[j]) continue;
+            nq_index_t k = row + idx[j];
+            if (saved)
+                for (int i = 0; i < K; ++i) saved[(nq_index_t)i * plane + k] = st[j][i];
+            nq_store(spike + k, NEURON::forward(c, xc[j], st[j]));
+            if (seq) {
+                int slot = 0;
+                for (int i = 0; i < K; ++i)
+                    if ((seq_mask >> i) & 1) nq_store(seq + (nq_index_t)(slot++) * plane + k, st[j][i]);
+            }
+        }
+    }
+    NQ_UNROLL
+    for (int j = 0; j < NQ_ILP; ++j)
+        if (ok[j])
+            for (int i = 0; i < K; ++i) nq_store(last + (nq_index_t)i * n + idx[j], st[j][i]);
+}
+
+// Gradients in: g_spike [T,N], g_seq (mask), g_last [NSTATE,N] (each may be null = zero).
+// Gradients out: g_x [T,N], g_st0 [NSTATE,N] (may be null).
+template <typename S, typename NEURON>
+NQ_HD void nq_step_backward_tile(const float* c, const NQSurrogate* sg, const S* x, const float* saved,
+                                 const S* g_spike, const S* g_seq, int g_seq_mask, const S* g_last, S* g_x,
+                                 S* g_st0, nq_index_t base, nq_index_t lane_stride, nq_index_t n, int steps) {
+    enum { K = NEURON::NSTATE };
+    float g[NQ_ILP][K];
+    nq_index_t idx[NQ_ILP];
+    bool ok[NQ_ILP];
+    const nq_index_t plane = (nq_index_t)steps * n;
+    NQ_UNROLL
+    for (int j = 0; j < NQ_ILP; ++j) {
+        idx[j] = base + (nq_index_t)j * lane_stride;
+        ok[j] = idx[j] < n;
+        for (int i = 0; i < K; ++i)
+            g[j][i] = (ok[j] && g_last) ? nq_load(g_last + (nq_index_t)i * n + idx[j]) : 0.0f;
+    }
+    nq_index_t row = (nq_index_t)(steps - 1) * n;
+    for (int t = steps - 1; t >= 0; --t, row -= n) {
+        NQ_UNROLL
+        for (int j = 0; j < NQ_ILP; ++j) {
+            if (!ok[j]) continue;
+            nq_index_t k = row + idx[j];
+            float st[K];
+            for (int i = 0; i < K; ++i) st[i] = saved[(nq_index_t)i * plane + k];
+            if (g_seq) {
+                int slot = 0;
+                for (int i = 0; i < K; ++i)
+                    if ((g_seq_mask >> i) & 1) g[j][i] += nq_load(g_seq + (nq_index_t)(slot++) * plane + k);
+            }
+            float gs = g_spike ? nq_load(g_spike + k) : 0.0f;
+            nq_store(g_x + k, NEURON::backward(c, sg, nq_load(x + k), st, gs, g[j]));
+        }
+    }
+    NQ_UNROLL
+    for (int j = 0; j < NQ_ILP; ++j)
+        if (ok[j] && g_st0)
+            for (int i = 0; i < K; ++i) nq_store(g_st0 + (nq_index_t)i * n + idx[j], g[j][i]);
 }
 
 #endif  // NEUROQ_OPS_KERNELS_CUH

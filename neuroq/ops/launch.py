@@ -81,6 +81,25 @@ class Kernels:
         """``g_x = g * sg'(x)`` elementwise (``sg`` packed)."""
         raise NotImplementedError
 
+    def step_module(self, prog, dtype):
+        """The compiled module of a generated kernel (:class:`~neuroq.ops.generated.StepProgram`) for storage
+        ``dtype``."""
+        raise NotImplementedError
+
+    def step_constants(self, prog):
+        """The packed run-time constants and surrogates of a generated kernel."""
+        raise NotImplementedError
+
+    def step_forward(self, c: "StepCall", x, states0, spike, seqs, lasts, for_backward: bool) -> tuple:
+        """A generated kernel's forward into ``spike``, the per-state ``lasts`` and the kept ``seqs`` (a tuple
+        with ``None`` for a sequence not kept; the kept ones are views of one ``[count, T, N]`` buffer)."""
+        raise NotImplementedError
+
+    def step_backward(self, c: "StepCall", saved: tuple, g_spike, g_seqs, g_lasts, g_x, g_states0) -> None:
+        """A generated kernel's backward from what :meth:`step_forward` returned into ``g_x`` and the wanted
+        ``g_states0`` (``None`` entries: not wanted)."""
+        raise NotImplementedError
+
 
 class Call:
     """The constants of one launch (packed by the backend once; kept by the autograd ctx)."""
@@ -255,3 +274,87 @@ def surrogate_backward(k: Kernels, x: torch.Tensor, grad: torch.Tensor, sg: Opti
     out = k.empty(xc)
     k.surrogate_backward(k.surrogate(sg), xc, gc, out)
     return out
+
+
+# ---- generated kernels (a neuron's own step, neuroq.ops.generated) --------------------------------
+class StepCall:
+    """The constants of one launch of a generated kernel (kept by the autograd ctx)."""
+
+    __slots__ = ("module", "consts", "sg", "n_states", "store", "state_shape")
+
+    def __init__(self, module, consts, sg, n_states, store, state_shape):
+        self.module, self.consts, self.sg = module, consts, sg
+        self.n_states, self.store, self.state_shape = n_states, tuple(store), tuple(state_shape)
+
+
+def _step_forward(k: Kernels, c: StepCall, x2, s2, for_backward: bool):
+    spike = k.empty(x2)
+    lasts = tuple(_state(c, x2) for _ in range(c.n_states))
+    count = sum(c.store)
+    buf = torch.empty((count,) + tuple(x2.shape), dtype=x2.dtype, device=x2.device) if count else None
+    slots = iter(range(count))
+    seqs = tuple(buf[next(slots)] if keep else None for keep in c.store)
+    saved = k.step_forward(c, x2, s2, spike, seqs, lasts, for_backward)
+    return spike, lasts, seqs, saved
+
+
+class StepFunction(torch.autograd.Function):
+    """``(x [T,N], kernels, call, *states0 [N]) -> (spike, *last states, *state sequences | None)`` of a
+    generated kernel; backward is the traced step's vector-Jacobian product in reverse time."""
+
+    @staticmethod
+    def forward(ctx, x2, k, c, *s2):
+        """Run the backend's forward of the generated kernel and save what its backward needs."""
+        ctx.set_materialize_grads(False)
+        spike, lasts, seqs, saved = _step_forward(k, c, x2, s2, True)
+        ctx.save_for_backward(*saved)
+        ctx.k, ctx.c = k, c
+        return (spike, *lasts, *seqs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spike, *g_rest):
+        """Gradients of ``x`` and of the initial states that need one, from those of the spikes, the last states
+        and the kept sequences."""
+        saved = ctx.saved_tensors
+        c = ctx.c
+        K = c.n_states
+        T, N = saved[0].shape
+        dtype, device = saved[0].dtype, saved[0].device
+        gs = flat_grad(g_spike, (T, N), dtype)  # referenced until the kernel has run
+        g_lasts = tuple(flat_grad(g, (N,), dtype) for g in g_rest[:K])
+        g_seqs = tuple(flat_grad(g, (T, N), dtype) if keep else None for g, keep in zip(g_rest[K:], c.store))
+        g_x = ctx.k.empty(saved[0])
+        g_s0 = tuple(torch.empty((N,), dtype=dtype, device=device) if ctx.needs_input_grad[3 + i] else None
+                     for i in range(K))
+        ctx.k.step_backward(c, saved, gs, g_seqs, g_lasts, g_x, g_s0)
+        return (g_x, None, None, *g_s0)
+
+
+def step_family(k: Kernels, prog, x_seq: torch.Tensor, states0: tuple, store: tuple):
+    """A generated kernel (``prog``: a :class:`~neuroq.ops.generated.StepProgram`) on backend ``k``:
+    ``x_seq [T, ...]`` from the states ``states0`` (each ``[...]``, broadcast) ->
+    :class:`~neuroq.ops.StepOut` ``(spike_seq, last states, state sequences)``, keeping the sequences
+    ``store`` names.  Raises :class:`~neuroq.ops.Unsupported` for a tensor the backend cannot take or a
+    dtype other than fp32/fp16/bf16."""
+    from . import StepOut
+
+    k.check(x_seq)
+    require_storage(x_seq.dtype)
+    K = prog.n_states
+    if len(states0) != K or len(store) != K:
+        raise ValueError(f"the step has {K} state(s), got {len(states0)} initial states and {len(store)} store flags")
+    shape = x_seq.shape
+    T, N = shape[0], math.prod(shape[1:])
+    x2 = x_seq.contiguous().reshape(T, N)
+    s2 = tuple((s if tuple(s.shape) == tuple(shape[1:]) else s.expand(shape[1:]))
+               .to(device=x_seq.device, dtype=x_seq.dtype).contiguous().reshape(N) for s in states0)
+    consts, sg = k.step_constants(prog)
+    c = StepCall(k.step_module(prog, x_seq.dtype), consts, sg, K, store, shape[1:])
+    if torch.is_grad_enabled() and (x2.requires_grad or any(s.requires_grad for s in s2)):
+        outs = StepFunction.apply(x2, k, c, *s2)
+    else:
+        spike, lasts, seqs, _ = _step_forward(k, c, x2, s2, False)
+        outs = (spike, *lasts, *seqs)
+    seqs = tuple(None if q is None else q.reshape(shape) for q in outs[1 + K:])
+    return StepOut(outs[0].reshape(shape), tuple(outs[1:1 + K]), seqs)

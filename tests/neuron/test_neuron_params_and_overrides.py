@@ -4,7 +4,8 @@
   inf, tau <= 1 and v_threshold <= v_reset refused), one help text per field;
 * modules hold a record: ``node.tau`` etc. read and write it (validated); from_params;
 * issue 15.3: a subclass overriding neuronal_charge / neuronal_fire / step is honoured in
-  multi-step mode on every backend (the fused paths run only the class's own equations);
+  multi-step mode on every backend (the fused paths run only the class's own equations: a kernel
+  generated from its own step, or the loop after one notice);
 * issue 15.9: T = 0 is a clear error (was an IndexError); NaN thresholds, v_threshold <= v_reset and
   s2nn_gradient(t_ref=0) are refused (were accepted / NaN);
 * the docstring examples of the neurons, records and references run as written (doctest).
@@ -157,16 +158,27 @@ def test_overridden_charge_and_fire_are_honoured_in_multi_step(backend):
         assert torch.equal(d, ref)
 
 
+class CumsumLIF(LIFNode):
+    """An override the generated kernels cannot compile (cumsum is not elementwise)."""
+
+    def neuronal_charge(self, x, v):
+        return v + torch.cumsum(x, dim=-1)
+
+
 def test_explicit_kernel_backend_says_once_that_an_override_runs_the_loop(monkeypatch):
+    """An override gets a kernel generated from its own step (neuroq.ops.generated, no notice); one the
+    generator cannot compile runs the loop over its own step after one notice, whatever the backend."""
     import neuroq.neuron.base as base
 
     monkeypatch.setattr(base, "_WARNED", set())
-    with pytest.warns(RuntimeWarning, match="SilentLIF overrides neuronal_charge.*own step"):
-        SilentLIF(step_mode="m", backend="cpu")(torch.ones(3, 2))
+    with pytest.warns(RuntimeWarning, match="CumsumLIF.step uses torch.cumsum.*overrides neuronal_charge.*own step"):
+        CumsumLIF(step_mode="m", backend="cpu")(torch.ones(3, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        SilentLIF(step_mode="m", backend="cpu")(torch.ones(3, 2))
-        SilentLIF(step_mode="m", backend="auto")(torch.ones(3, 2))  # 'auto' is silent
+        CumsumLIF(step_mode="m", backend="cpu")(torch.ones(3, 2))
+        CumsumLIF(step_mode="m", backend="auto")(torch.ones(3, 2))  # said once per class and reason
+        SilentLIF(step_mode="m", backend="cpu")(torch.ones(3, 2))  # the generated kernel: nothing to say
+        SilentLIF(step_mode="m", backend="auto")(torch.ones(3, 2))
     assert LIFNode().kernel_allowed() and not SilentLIF().kernel_allowed()
 
 
