@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spikes in view drawn as marks; more are drawn as spike counts per pixel (default: 20,000)")
     r.add_argument("--energy-samples", type=C.positive_int("--energy-samples"), default=256,
                    help="test samples metered for a run without energy.json (default: 256)")
-    r.add_argument("--backend", default="webgl", choices=("webgl", "canvas"),
-                   help="how the browser draws the rasters (default: webgl; canvas can be faster without a GPU)")
+    r.add_argument("--backend", default="auto", choices=("auto", "webgl", "canvas"),
+                   help="how the browser draws the rasters: auto (default) uses WebGL where the browser has it in "
+                        "hardware and canvas where it is missing or software")
     r.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
     r.set_defaults(func=_cmd_report)

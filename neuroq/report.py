@@ -35,6 +35,8 @@ SAMPLES = 16
 ENERGY_SAMPLES = 256
 #: file name of the page in the folder it describes
 REPORT = "report.html"
+#: how the rasters are drawn: WebGL where the browser has it in hardware, else canvas ("auto"), or either always
+BACKENDS = ("auto", "webgl", "canvas")
 
 _CSS = """
 <style>
@@ -157,7 +159,7 @@ def _curves(history: list, name: str, width: int):
 
 def run_section(ckpt, name: str = "run", samples: int = SAMPLES, marks_max: Optional[int] = None,
                 trace_max: Optional[int] = None, device: str = "cpu", data_dir=None,
-                energy_samples: int = ENERGY_SAMPLES, backend: str = "webgl", heading: Optional[str] = None):
+                energy_samples: int = ENERGY_SAMPLES, backend: str = "auto", heading: Optional[str] = None):
     """The report of one run (its checkpoint file ``ckpt``) as a Bokeh layout, and a summary of it
     (``{method, dataset, T, accuracy, path, spikes}``)."""
     import torch
@@ -182,7 +184,7 @@ def run_section(ckpt, name: str = "run", samples: int = SAMPLES, marks_max: Opti
     rep = _energy_report(ckpt, method, net, data, device, energy_samples)
     width = I.WIDTH
     kw = dict(sample_labels=ys)
-    raster = I.interactive_raster(rec, name=name, backend=backend,
+    raster = I.interactive_raster(rec, name=name, backend="canvas" if backend == "canvas" else "webgl",
                                   marks_max=I.MARKS_MAX if marks_max is None else marks_max,
                                   trace_max=I.TRACE_MAX if trace_max is None else trace_max, **kw)
     rates = I.interactive_rates(rec, x_range=raster.select_one({"name": f"{name}:time"}), name=f"{name}:rates", **kw) \
@@ -296,6 +298,27 @@ _PAGE_JS = """
 (function () {
   const loaded = {};
   const keys = KEYS;
+  // backend "auto": WebGL where the browser draws it in hardware, canvas where WebGL is missing or software
+  // (SwiftShader, llvmpipe: there every WebGL frame is read back to the page, slower than canvas)
+  const soft = (function () {
+    try {
+      const c = document.createElement("canvas");
+      const gl = c.getContext("webgl2") || c.getContext("webgl");
+      if (!gl) return true;
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+      const lose = gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();
+      return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+    } catch (e) { return true; }
+  })();
+  window.neuroq_backend = AUTO ? (soft ? "canvas" : "webgl") : "as built";
+  function canvas_only(o) {
+    if (Array.isArray(o)) { for (const v of o) canvas_only(v); return; }
+    if (o === null || typeof o !== "object") return;
+    if (o.output_backend === "webgl") o.output_backend = "canvas";
+    for (const k in o) { const v = o[k]; if (v !== null && typeof v === "object") canvas_only(v); }
+  }
   function open(name) {
     const key = keys[name] || name;
     const sec = document.getElementById("nq-sec-" + key);
@@ -304,6 +327,7 @@ _PAGE_JS = """
     for (const a of document.querySelectorAll(".nq-nav a")) a.classList.toggle("on", a.dataset.key === key);
     if (!loaded[key]) {
       const item = JSON.parse(document.getElementById("nq-item-" + key).textContent);
+      if (AUTO && soft) canvas_only(item.doc);
       loaded[key] = Bokeh.embed.embed_item(item, "nq-root-" + key);
     }
     if (decodeURIComponent(location.hash.slice(1)) !== key && document.querySelector(".nq-nav")) location.hash = key;
@@ -327,11 +351,15 @@ _PAGE_CSS = """
 """
 
 
-def page_html(sections, title: str) -> str:
+def page_html(sections, title: str, backend: str = "auto") -> str:
     """One self-contained HTML page of ``sections`` (``[(key, label, Bokeh layout)]``): BokehJS and every
     section's data inline, a navigation bar when there is more than one section, each section drawn
     when it is first opened (``#key`` in the address opens it; ``window.neuroq_open(key)`` from a
-    plot), and the Content-Security-Policy of :func:`neuroq.viz.save_html`."""
+    plot), and the Content-Security-Policy of :func:`neuroq.viz.save_html`. ``backend="auto"`` draws
+    the WebGL figures on canvas in a browser whose WebGL is missing or software (``window.neuroq_backend``
+    says which); ``"webgl"`` or ``"canvas"`` keep the figures as built."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     from bokeh.embed import json_item
     from bokeh.embed.bundle import bundle_for_objs_and_resources
     from bokeh.resources import INLINE
@@ -351,7 +379,7 @@ def page_html(sections, title: str) -> str:
                     f"<script type='application/json' id='nq-item-{_e(key)}'>{data}</script>")
     keys = {lab: key for key, lab, _ in sections}
     script = (_PAGE_JS.replace("KEYS", json.dumps(keys).replace("<", "\\u003c"))
-              .replace("FIRST", json.dumps(sections[0][0])))
+              .replace("FIRST", json.dumps(sections[0][0])).replace("AUTO", json.dumps(backend == "auto")))
     return ("<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">\n<title>{_e(title)}</title>\n"
             f"<style>{_PAGE_CSS}</style>\n{js}\n{css}\n</head>\n<body>\n{nav}\n" + "\n".join(body)
@@ -359,13 +387,15 @@ def page_html(sections, title: str) -> str:
 
 
 def build_report(path, samples: int = SAMPLES, marks_max: Optional[int] = None, trace_max: Optional[int] = None,
-                 device: str = "cpu", data_dir=None, energy_samples: int = ENERGY_SAMPLES, backend: str = "webgl"):
+                 device: str = "cpu", data_dir=None, energy_samples: int = ENERGY_SAMPLES, backend: str = "auto"):
     """The report of ``path`` (a compare folder, a run folder or a checkpoint) as ``([(key, label, Bokeh
     layout)], title)``: one section per run plus the overview of a comparison."""
     from .viz.interactive import require_bokeh
 
     require_bokeh()
     kind, where = report_kind(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     kw = dict(samples=samples, marks_max=marks_max, trace_max=trace_max, device=device, data_dir=data_dir,
@@ -389,9 +419,10 @@ def write_report(path, out=None, **kw) -> Path:
         out = out / REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page_html(sections, title), encoding="utf-8")
+    tmp.write_text(page_html(sections, title, kw.get("backend", "auto")), encoding="utf-8")
     os.replace(tmp, out)
     return out
 
 
-__all__ = ["build_report", "write_report", "page_html", "run_section", "report_kind", "SAMPLES", "ENERGY_SAMPLES", "REPORT"]
+__all__ = ["build_report", "write_report", "page_html", "run_section", "report_kind", "SAMPLES", "ENERGY_SAMPLES", "REPORT",
+           "BACKENDS"]

@@ -350,6 +350,10 @@ def test_report_of_a_short_run_in_headless_chromium(runs, browser, tmp_path):
     for k, n in counts.items():  # the spikes the page holds per layer = the recorded ones
         assert _js(browser, "return find(arguments[0]).data.x.length", f"run:spikes:{k}") == n
     layers = list(counts)
+    # --backend auto: WebGL where the browser has it in hardware, canvas where it is software (as here, headless)
+    backend = browser.execute_script("return window.neuroq_backend")
+    assert backend in ("webgl", "canvas")
+    assert _js(browser, "return find(arguments[0]).output_backend", f"run:layer:{layers[0]}") == backend
     # hover over a spike: the tooltip names the layer and the neuron
     k = layers[0]
     x, y = _js(browser, "const s = find(arguments[0]); const i = Math.floor(s.data.x.length / 2);"

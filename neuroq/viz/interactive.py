@@ -195,20 +195,28 @@ def _style_figure(p) -> None:
     p.outline_line_color = None
 
 
-# JS shared by the raster's views: which spikes are in view, marks or counts per pixel
+# JS of a raster panel's view: which spikes are in view, drawn as marks or counted per pixel; run once per range
+# change (a zoom sets start and end: one update, as a microtask, before the next paint)
 _VIEW_JS = r"""
+if (img.__nq_pending) return;
+img.__nq_pending = true;
+queueMicrotask(() => { img.__nq_pending = false; update(); });
+function update() {
 const xs = src.data.x, ys = src.data.y;
 function lb(v) { let lo = 0, hi = xs.length; while (lo < hi) { const m = (lo + hi) >> 1; if (xs[m] < v) lo = m + 1; else hi = m; } return lo; }
 const cx0 = Math.max(0, Math.floor(xr.start + 0.5)), cx1 = Math.min(W - 1, Math.ceil(xr.end - 0.5));
 const cy0 = Math.max(0, Math.floor(yr.start + 0.5)), cy1 = Math.min(N - 1, Math.ceil(yr.end - 0.5));
-const nf = (v) => v.toLocaleString("en-US");
+const nf = (v) => String(v).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 const Ctor = img.data.image[0].constructor;
 let k = 0, lo = 0, hi = 0;
 if (cx1 >= cx0 && cy1 >= cy0) {
   lo = lb(cx0); hi = lb(cx1 + 1);
-  for (let i = lo; i < hi; i++) { const y = ys[i]; if (y >= cy0 && y <= cy1) k++; }
+  if (hi - lo <= MAX) k = 0;  // few enough in the time window: marks, count them below
+  else for (let i = lo; i < hi && k <= MAX; i++) { const y = ys[i]; if (y >= cy0 && y <= cy1) k++; }  // more than MAX?
 }
 if (k <= MAX) {
+  k = 0;
+  for (let i = lo; i < hi; i++) { const y = ys[i]; if (y >= cy0 && y <= cy1) k++; }
   const mx = new Float32Array(k), my = new Float32Array(k);
   let j = 0;
   for (let i = lo; i < hi; i++) { const y = ys[i]; if (y >= cy0 && y <= cy1) { mx[j] = xs[i]; my[j] = y; j++; } }
@@ -216,7 +224,7 @@ if (k <= MAX) {
   glyph.width = Math.max(0.7, 2 / px_x);
   glyph.height = Math.max(0.8, 2 / px_y);
   marks.data = {x: mx, y: my};
-  img.data = {image: [new Ctor(new Float32Array(1), [1, 1])], x: [0], y: [0], dw: [0], dh: [0]};
+  if (img.data.dw[0] != 0) img.data = {image: [new Ctor(new Float32Array(1), [1, 1])], x: [0], y: [0], dw: [0], dh: [0]};
   plot.title.text = `${label}: showing ${nf(k)} of ${nf(TOTAL)} spikes (those in view), one mark each`;
 } else {
   const ncx = cx1 - cx0 + 1, ncy = cy1 - cy0 + 1;
@@ -224,18 +232,21 @@ if (k <= MAX) {
   const w = Math.ceil(ncx / bx), h = Math.ceil(ncy / by);
   const grid = new Float32Array(w * h);
   let top = 0;
+  k = 0;
   for (let i = lo; i < hi; i++) {
     const y = ys[i];
     if (y < cy0 || y > cy1) continue;
     const g = Math.floor((y - cy0) / by) * w + Math.floor((xs[i] - cx0) / bx);
     const c = grid[g] + 1; grid[g] = c; if (c > top) top = c;
+    k++;
   }
-  marks.data = {x: new Float32Array(0), y: new Float32Array(0)};
+  if (marks.data.x.length) marks.data = {x: new Float32Array(0), y: new Float32Array(0)};
   mapper.high = Math.max(top, 1);
   img.data = {image: [new Ctor(grid, [h, w])], x: [cx0 - 0.5], y: [cy0 - 0.5], dw: [w * bx], dh: [h * by]};
   const cell = (bx == 1 && by == 1) ? "one pixel per neuron and step" :
     `spikes per pixel of ${bx} column${bx > 1 ? "s" : ""} × ${by} neuron${by > 1 ? "s" : ""}`;
   plot.title.text = `${label}: showing ${nf(k)} of ${nf(TOTAL)} spikes (those in view), counted: ${cell}`;
+}
 }
 """
 
