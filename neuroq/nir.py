@@ -87,7 +87,7 @@ _FOLD = (SeqOp, _sj.SeqToANNContainer)
 
 __all__ = ["Tracer", "trace", "export", "load", "to_spikingjelly"]
 
-_NIR_HINT = "neuroq.nir needs the 'nir' package (pip install nir)"
+_NIR_HINT = "neuroq.nir needs the 'nir' and 'nirtorch' packages: pip install 'neuroq[nir]'"
 
 
 def _nir():

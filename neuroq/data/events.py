@@ -51,7 +51,7 @@ _WHAT = "dataset 'nmnist'"
 
 
 def _tonic():
-    return require("tonic", _WHAT)
+    return require("tonic", _WHAT, pip="'neuroq[data]'")
 
 
 def _events_dtype():

@@ -29,7 +29,7 @@ _FOLDER = "cifar-10-batches-py"
 
 def cifar10_transform(normalize: bool = True, augment: bool = False):
     """The torchvision transform of one CIFAR-10 image (module docstring): PIL image -> float ``[3, 32, 32]``."""
-    T = require("torchvision", "dataset 'cifar10'").transforms
+    T = require("torchvision", "dataset 'cifar10'", pip="'neuroq[data]'").transforms
     steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
     steps.append(T.ToTensor())
     if normalize:
@@ -56,7 +56,7 @@ def cifar10(data_dir: Optional[str] = None, download: bool = True, normalize: bo
     """
     check_bool("normalize", normalize)
     check_bool("augment", augment)
-    tv = require("torchvision", "dataset 'cifar10'")
+    tv = require("torchvision", "dataset 'cifar10'", pip="'neuroq[data]'")
     root = Path(data_dir).expanduser() if data_dir else Path.home() / ".cache" / "neuroq" / "cifar10"
     if root.name == _FOLDER:
         root = root.parent
