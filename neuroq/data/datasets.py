@@ -563,8 +563,7 @@ def _idx_dataset(name: str, data_dir: Optional[str], download: bool) -> TaskData
             missing = [v for k, v in _IDX_FILES.items() if not found[k]]
             raise FileNotFoundError(f"data_dir={str(root)!r} lacks IDX files {missing} for dataset {name!r}; "
                                     "pass a folder with the standard (.gz) IDX files or allow download")
-        import torchvision
-
+        torchvision = require("torchvision", f"downloading dataset {name!r}", pip="'neuroq[data]'")
         cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}[name]
         try:
             with undo_on_failure(root):
