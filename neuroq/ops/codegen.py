@@ -3,7 +3,7 @@ r"""Generated kernels, part 1: from a neuron's pure step to C++ / CUDA source.
 A neuron's :meth:`~neuroq.neuron.BaseNode.step` ``(x, *states) -> (spike, *states)`` is
 
 1. **traced** by ``torch.fx`` (symbolic tracing of a wrapper that calls ``node.step``), with every
-   SpingJelly surrogate module a leaf: the spike :math:`\Theta(\cdot)` of the step;
+   SpikingJelly surrogate module a leaf: the spike :math:`\Theta(\cdot)` of the step;
 2. **lowered** to a small graph of elementwise fp32 operations (:class:`StepGraph`): every tensor is
    one value per neuron, every Python number met while tracing (``tau``, ``v_threshold`` ...) a
    *run-time constant* (the kernel reads it from an array, so a new ``tau`` needs no new compile);
@@ -215,7 +215,11 @@ class _Lower:
         if isinstance(mod, _sj.SurrogateFunctionBase):
             if kwargs or len(args) != 1:
                 raise Unsupported(f"calls the surrogate {type(mod).__name__} with more than one argument")
-            require_surrogate(mod)  # Unsupported: no device version / not in spiking mode
+            try:
+                require_surrogate(mod)
+            except Unsupported:
+                raise Unsupported(f"uses the surrogate {type(mod).__name__}, which has no device version (or is not in "
+                                  "spiking mode)") from None
             idx = self.sg_index.setdefault(id(mod), len(self.g.surrogates))
             if idx == len(self.g.surrogates):
                 self.g.surrogates.append(mod)

@@ -407,7 +407,7 @@ def test_float64_and_a_surrogate_without_device_version(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.equal(QIF(step_mode="m")(x), QIF(step_mode="m", backend="torch")(x))
-    with pytest.warns(RuntimeWarning, match=r"QIF.step no device version of surrogate SoftSign"):
+    with pytest.warns(RuntimeWarning, match=r"QIF.step uses the surrogate SoftSign, which has no device version"):
         QIF(step_mode="m", surrogate_function=surrogate.SoftSign(alpha=2.0))(x.float())
 
 
