@@ -1,6 +1,7 @@
 """How the interactive report scales: a page with more than a million spikes, measured in headless Chromium.
 
     python benchmarks/report_scale.py            # writes benchmarks/results/report_scale.json
+    python benchmarks/report_scale.py --docs     # rewrites the measurements in docs/viz.md from that JSON
 
 Three measurements, each in a fresh headless Chromium (the Debian ``chromium`` the browser tests use; without a GPU
 it draws WebGL with SwiftShader, in software):
@@ -178,12 +179,62 @@ def measure_marks(tmp: Path, sizes=(5_000, 20_000, 100_000)) -> list:
     return out
 
 
+BEGIN, END = "<!-- report-scale:begin -->", "<!-- report-scale:end -->"
+DOCS = ROOT / "docs" / "viz.md"
+
+
+def docs_block(res: dict) -> str:
+    """The measurements of ``docs/viz.md`` (between the report-scale markers), from the JSON."""
+    m, w = res["million"], res["million_webgl_forced"]
+    mach = res["machine"]
+    sizes = ", ".join(f"{v['neurons']:,}" for v in m["layers"].values())
+    lines = [f"Measured by `python benchmarks/report_scale.py` (`benchmarks/results/report_scale.json`) in headless "
+             f"{res['browser'].split(' built')[0]} (WebGL in software: SwiftShader) with Bokeh {res['bokeh']} on "
+             f"{mach['processor']}, {mach['cpu_count']} CPUs:", "",
+             f"* **{m['spikes']:,} spikes** (3 layers of {sizes} "
+             f"neurons, {m['samples']} samples × T = {m['T']}, with membrane traces): a {m['file_mib']} MiB page, built "
+             f"in {m['build_s']:.1f} s; **drawn {m['load_to_drawn_ms_median'] / 1000:.2f} s after the navigation starts** "
+             f"(median of {m['loads']} loads: {', '.join(f'{t / 1000:.2f}' for t in m['load_to_drawn_ms'])} s; "
+             f"target < {m['target_ms'] / 1000:.0f} s: {'met' if m['target_met'] else '**not met**'}); the page holds "
+             f"every spike ({'equal to the recording' if m['spikes_held_equal_recorded'] else '**not** equal to the recording'}).",
+             f"* zoom and pan of that page ({m['zoom_pan_frames']} range changes, each timed until painted; "
+             f"{m['drawn_with']}, the `auto` choice here): median {m['frame_ms_median']:.0f} ms, 90th percentile "
+             f"{m['frame_ms_p90']:.0f} ms, worst {m['frame_ms_max']:.0f} ms on the first pass; "
+             f"{m['again_frame_ms_median']:.0f} / {m['again_frame_ms_p90']:.0f} / {m['again_frame_ms_max']:.0f} ms "
+             f"once warm. With WebGL forced (read back from software every frame): median {w['frame_ms_median']:.0f} ms, "
+             f"worst {w['frame_ms_max']:.0f} ms.",
+             "* one mark per spike (`marks_max` above the count; a page of one layer of 2,048 neurons, 16 samples × "
+             "T = 8), frame time median / worst:"]
+    for n in sorted({r["spikes"] for r in res["marks"]}):
+        by = {r["backend"]: r for r in res["marks"] if r["spikes"] == n}
+        lines.append(f"  * {n:,} spikes: canvas {by['canvas']['frame_ms_median']:.0f} / {by['canvas']['frame_ms_max']:.0f} ms, "
+                     f"WebGL {by['webgl']['frame_ms_median']:.0f} / {by['webgl']['frame_ms_max']:.0f} ms;")
+    lines[-1] = lines[-1].rstrip(";") + "."
+    lines += ["", "A frame time includes two animation frames (at least 33 ms at 60 Hz). Only this browser, without a "
+              "GPU, was measured; where WebGL runs in hardware `auto` draws with it, and that was not measured here."]
+    return "\n".join(lines)
+
+
+def write_docs(res: dict) -> None:
+    text = DOCS.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOCS} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOCS.write_text(head + BEGIN + "\n" + docs_block(res) + "\n" + END + tail)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--loads", type=int, default=3, help="fresh loads of the million-spike page (default: 3)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--no-marks", action="store_true", help="skip the marks measurement")
+    ap.add_argument("--docs", action="store_true", help="only rewrite the block of docs/viz.md from --out, measure nothing")
     args = ap.parse_args(argv)
+    if args.docs:
+        write_docs(json.loads(Path(args.out).read_text()))
+        print(f"rewrote the report-scale block of {DOCS}")
+        return 0
     reason = _browser.missing()
     if reason:
         print(f"report_scale: headless Chromium cannot run here: {reason}", file=sys.stderr)

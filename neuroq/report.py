@@ -263,11 +263,14 @@ def _compare_sections(folder: Path, **kw):
                   ", ".join(k for k in models if m in fronts.get(k, ())) or "–"]
         rows.append(cells)
     t = summary.get("train", {})
+    counts = {r.get("metered_samples") for row in methods.values() for r in row.get("runs", [])}
+    metered = (f"{counts.pop()}" if len(counts) == 1 and None not in counts
+               else f"up to {summary['meter']['samples']}")  # compare.json files from before the count was kept
     legend = " ".join(f"<span style='color:{color(i)};font-size:16px'>●</span> {_e(m)} (T = {methods[m]['T']})&nbsp;"
                       for i, m in enumerate(methods))
     head = (f"<h1>neuroq compare: {_e(summary.get('dataset'))}, {len(methods)} methods</h1>"
             f"<span class='muted'>{_e(folder)}: {t.get('epochs')} epochs, batch {t.get('batch_size')}, lr {t.get('lr')}, "
-            f"{summary.get('seeds')} seed(s) per method; energy metered on {summary['meter']['samples']} test samples "
+            f"{summary.get('seeds')} seed(s) per method; energy metered on {metered} test samples "
             "under each energy model (accounting numbers, not measured power).</span>"
             "<h2>Test accuracy against energy per inference, one panel per energy model</h2>"
             f"<div>{legend}&nbsp;&nbsp;<span class='muted'>- - Pareto front of the method means. Hover a point for its "

@@ -162,6 +162,11 @@ class _Raster:
         return f"#{self.ids[b]}{lab}"
 
 
+def _label_chars(T: int, ids) -> int:
+    """Characters of the longest time-axis label: a step number, or for ``T = 1`` a sample's name."""
+    return len(str(T - 1)) if T > 1 else max((len(i) for i in ids), default=1)
+
+
 def _spike_coords(a: np.ndarray, P: int) -> tuple:
     """Cells ``(x, neuron)`` of every spike of ``a`` ``[S, T, N]``, sorted by ``x`` (then neuron)."""
     s, t, n = np.nonzero(a)
@@ -250,25 +255,24 @@ if (k <= MAX) {
 }
 """
 
-# JS of the time axis: every step when the labels fit, else the first and last step of each sample, else
-# the first step of every k-th sample
+# JS of the time axis: ticks at every `per`-th step of each sample in view, `per` the smallest of 1, 2, 5, 10, 20 ...
+# that leaves room for the labels; where a sample is too narrow for two, step 0 of every k-th sample
 _TICKS_JS = r"""
 const {start, end} = cb_data;
 function nice(v) { const e = Math.pow(10, Math.floor(Math.log10(Math.max(v, 1)))); for (const m of [1, 2, 5, 10]) if (m * e >= v) return m * e; return 10 * e; }
 const out = [];
-const fit = Math.max(4, Math.floor(FW / 12));
+const px = FW / Math.max(1e-9, end - start);  // pixels per column
+const gap = 8 + 6 * LW;  // pixels from one label to the next (LW: characters of the longest label)
+const push = (x) => { if (x >= start && x <= end) out.push(x); };
 if (T == 1) {
-  const step = nice((end - start) / Math.min(fit, 30));
+  const step = nice(gap / px);
   for (let x = Math.ceil(Math.max(start, 0) / step) * step; x <= Math.min(end, S - 1); x += step) out.push(x);
   return out;
 }
 const b0 = Math.max(0, Math.floor(start / P)), b1 = Math.min(S - 1, Math.floor(end / P));
-const nsamp = b1 - b0 + 1, steps = (end - start) * T / P;
-const push = (x) => { if (x >= start && x <= end) out.push(x); };
-if (steps <= fit) { for (let b = b0; b <= b1; b++) for (let t = 0; t < T; t++) push(b * P + t); return out; }
-if (nsamp <= 1.5) { const per = nice(steps / Math.min(fit, 20)); for (let b = b0; b <= b1; b++) for (let t = 0; t < T; t += per) push(b * P + t); return out; }
-if (2 * nsamp <= fit) { for (let b = b0; b <= b1; b++) { push(b * P); push(b * P + T - 1); } return out; }
-const k = Math.max(1, Math.ceil(nsamp / (fit / 2)));
+const per = nice(gap / px);
+if (per < T) { for (let b = b0; b <= b1; b++) for (let t = 0; t < T; t += per) push(b * P + t); return out; }
+const k = Math.max(1, Math.ceil(gap / (px * P)));
 for (let b = Math.ceil(b0 / k) * k; b <= b1; b += k) push(b * P);
 return out;
 """
@@ -412,7 +416,7 @@ def interactive_raster(recording, samples=None, layers: Optional[Sequence[str]] 
     ids = [r.tick_text(b) for b in range(S)]
     xr = Range1d(-0.5, W - 0.5, bounds=(-0.5, W - 0.5), name=f"{name}:time")
     hover_x = CustomJSHover(args=dict(P=P, T=T, ids=[r.sample_text(b) for b in range(S)]), code=_HOVER_X_JS)
-    ticker = CustomJSTicker(args=dict(P=P, T=T, S=S, FW=width), major_code=_TICKS_JS)
+    ticker = CustomJSTicker(args=dict(P=P, T=T, S=S, FW=width, LW=_label_chars(T, ids)), major_code=_TICKS_JS)
     tick_fmt = CustomJSTickFormatter(args=dict(P=P, T=T, ids=ids), code=_TICK_LABEL_JS)
 
     rec_v = getattr(recording, "v", None) or {}
@@ -442,7 +446,8 @@ def interactive_raster(recording, samples=None, layers: Optional[Sequence[str]] 
         tplot.add_tools(HoverTool(renderers=[vs, hs], tooltips=[("step" if T > 1 else "sample", "@x"),
                                                                 ("V", "@v{0.000}"), ("H", "@h{0.000}")]))
         if T == 1:
-            tplot.xaxis.ticker = CustomJSTicker(args=dict(P=1, T=1, S=S, FW=min(width, 620)), major_code=_TICKS_JS)
+            tplot.xaxis.ticker = CustomJSTicker(args=dict(P=1, T=1, S=S, FW=min(width, 620), LW=_label_chars(1, ids)),
+                                                major_code=_TICKS_JS)
             tplot.xaxis.formatter = CustomJSTickFormatter(args=dict(P=1, T=1, ids=ids), code=_TICK_LABEL_JS)
         _style_figure(tplot)
 
@@ -497,7 +502,8 @@ def interactive_raster(recording, samples=None, layers: Optional[Sequence[str]] 
         if i == 0 and T > 1:
             top = LinearAxis(ticker=FixedTicker(ticks=[b * P + (T - 1) / 2 for b in range(S)], minor_ticks=[]),
                              major_label_overrides={b * P + (T - 1) / 2: ids[b] for b in range(S)},
-                             major_label_policy=NoOverlap(), axis_label="test sample (#index (label))")
+                             major_label_policy=NoOverlap(),
+                             axis_label="test sample (#index (label))" if r.sample_labels else "test sample (#index)")
             p.add_layout(top, "above")
         _style_figure(p)
         view = CustomJS(args=dict(src=src, marks=marks, img=img, mapper=mapper, glyph=mr.glyph, xr=xr, yr=yr, plot=p,
@@ -602,7 +608,7 @@ def interactive_rates(recording, samples=None, layers: Optional[Sequence[str]] =
                  title="population rate: fraction of the layer's neurons firing at each step",
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", y_axis_label="rate", name=f"{name}:population",
                  min_border_left=70, min_border_right=20)
-    pop.xaxis.ticker = CustomJSTicker(args=dict(P=P, T=T, S=S, FW=width), major_code=_TICKS_JS)
+    pop.xaxis.ticker = CustomJSTicker(args=dict(P=P, T=T, S=S, FW=width, LW=_label_chars(T, ids)), major_code=_TICKS_JS)
     pop.xaxis.formatter = CustomJSTickFormatter(args=dict(P=P, T=T, ids=ids), code=_TICK_LABEL_JS)
     pop.xaxis.axis_label = "time step (a blank column between test samples)" if T > 1 else "test sample"
     hover_x = CustomJSHover(args=dict(P=P, T=T, ids=[r.sample_text(b) for b in range(S)]), code=_HOVER_X_JS)
