@@ -37,7 +37,8 @@ def test_the_wheel_installs_a_working_neuroq_command(tmp_path):
 
     where = run(str(py), "-c", "import neuroq, neuroq.ops.build as b; print(neuroq.__file__); "
                                "print(all((b.Path(b.__file__).parent / f).is_file() for f in "
-                               "('kernels.cuh', 'neuron_kernels_cpu.cpp', 'neuron_kernels.cu', 'entry_points.cuh')))")
+                               "('kernels.cuh', 'neuron_kernels_cpu.cpp', 'neuron_kernels.cu', 'entry_points.cuh', "
+                               "'step_kernels_cpu.cpp', 'step_kernels.cu', 'step_entry_points.cuh')))")
     path, sources = where.stdout.split()
     assert Path(path).is_relative_to(env) and sources == "True"
     assert "neuroq 0.1.0" in run(str(env / "bin" / "neuroq"), "--version").stdout

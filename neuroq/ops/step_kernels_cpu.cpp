@@ -30,7 +30,9 @@
 typedef NQ_STORAGE S;
 
 #define NQ_K ((int)NQStep::NSTATE)
+#ifndef NQ_STEP_FLOATS
 #define NQ_STEP_FLOATS 16384                 // state floats per block, all states together
+#endif
 #define NQ_STEP_BMAX (NQ_STEP_FLOATS / NQ_K)  // neurons per block
 #define NQ_STEP_SCRATCH_BYTES 524288          // backward: steps * (NSTATE + 1) * B * 4 bytes per block
 #define NQ_STEP_MIN_PARALLEL 32768            // below this many elements (T*N) one thread does all
