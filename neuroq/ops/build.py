@@ -201,19 +201,7 @@ def cpu_library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         try:
             from . import abi
 
-            path, errors = None, []
-            for arch, omp in ((True, True), (False, True), (False, False)):  # -march=native, OpenMP: optional
-                try:
-                    path = shared_library(text, compile_flags(dtype, arch, omp), stem, units=UNITS,
-                                          link_flags=LINK_FLAGS if omp else ("-shared",))
-                    break
-                except RuntimeError as e:
-                    errors.append(str(e))
-                    if "no C++ compiler" in str(e):
-                        break
-            if path is None:
-                raise RuntimeError(errors[0])
-            lib = ctypes.CDLL(str(path))
+            lib = ctypes.CDLL(str(_build_with_fallbacks(text, dtype, stem, units=UNITS)))
             abi.declare(lib)
             abi.check_abi(lib, dtype)
         except Exception as e:
@@ -221,6 +209,21 @@ def cpu_library(dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
             raise RuntimeError(_FAILED[dtype]) from e
         _LIBS[dtype] = lib
         return lib
+
+
+def _build_with_fallbacks(text: str, dtype: torch.dtype, stem: str, extra: tuple = (), **kw) -> Path:
+    """:func:`shared_library` of ``text`` with ``-march=native`` and OpenMP, dropping them in that order when
+    the compiler refuses (both optional); ``RuntimeError`` with the first error when no build works."""
+    errors = []
+    for arch, omp in ((True, True), (False, True), (False, False)):
+        try:
+            return shared_library(text, compile_flags(dtype, arch, omp) + tuple(extra), stem,
+                                  link_flags=LINK_FLAGS if omp else ("-shared",), **kw)
+        except RuntimeError as e:
+            errors.append(str(e))
+            if "no C++ compiler" in str(e):
+                break
+    raise RuntimeError(errors[0])
 
 
 #: the generated kernels: one unit, exact throughout (gradients then equal the torch loop's to rounding)
@@ -248,19 +251,7 @@ def step_library(text: str, dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         full = expand_includes(text)
         stem = f"neuroq_step_{require_storage(dtype)}"
         try:
-            path, errors = None, []
-            for arch, omp in ((True, True), (False, True), (False, False)):
-                try:
-                    path = shared_library(full, compile_flags(dtype, arch, omp) + STEP_UNIT_FLAGS, stem,
-                                          link_flags=LINK_FLAGS if omp else ("-shared",))
-                    break
-                except RuntimeError as e:
-                    errors.append(str(e))
-                    if "no C++ compiler" in str(e):
-                        break
-            if path is None:
-                raise RuntimeError(errors[0])
-            lib = ctypes.CDLL(str(path))
+            lib = ctypes.CDLL(str(_build_with_fallbacks(full, dtype, stem, extra=STEP_UNIT_FLAGS)))
             abi.declare_step(lib)
             abi.check_step_abi(lib, dtype)
         except Exception as e:
