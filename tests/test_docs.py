@@ -58,10 +58,10 @@ def test_api_reference_builds_without_warnings(tmp_path):
 
 
 def test_every_file_of_the_method_table_exists():
-    """README's 'Where each method lives' names every file of each paper method; each must exist (library
-    and training-method paths are relative to neuroq/, the rest to the repository), and every method's row names its
-    example, docs page and tests."""
-    text = (ROOT / "README.md").read_text()
+    """docs/architecture.md's 'Where each method lives' names every file of each paper method; each must exist
+    (library and training-method paths are relative to neuroq/, the rest to the repository), and every method's
+    row names its example, docs page and tests."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
     table = text.split("<!-- begin:method-files -->")[1].split("<!-- end:method-files -->")[0]
     rows = [r for r in table.strip().splitlines()[2:] if r.startswith("|")]
     assert len(rows) == 8
