@@ -1,4 +1,4 @@
-"""``neuroq`` command line: ``train``, ``compare``, ``energy``, ``viz``, ``report``.
+"""``neuroq`` command line: ``train``, ``compare``, ``energy``, ``viz``, ``report``, ``predict``.
 
     neuroq train --method lif --dataset digits -T 4 --epochs 30 --out runs/train
     neuroq compare --dataset digits --methods lif,s2nn,saf-e,ottt-o,maqd,ann --out runs/compare
@@ -163,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
     r.set_defaults(func=_cmd_report)
+    q = sub.add_parser("predict", help="class predictions of a trained run for samples in a file",
+                       description="Predict the classes of the samples in --input with a trained run, encoded, reset "
+                                   "and read out as training did (neuroq.load_run(RUN).predict). Prints one line per "
+                                   "sample: index, predicted class, its score.")
+    q.add_argument("checkpoint", metavar="RUN", help="a run folder or its checkpoint.pt")
+    q.add_argument("--input", required=True, metavar="FILE",
+                   help="samples as the dataset gives them (not encoded), a batch [N, *shape] or one sample: "
+                        ".npy, .npz (its only array, or the one named x) or .pt (a tensor)")
+    q.add_argument("--out", default=None, metavar="FILE",
+                   help="also write the predictions and class scores: .json or .csv")
+    q.add_argument("-b", "--batch-size", type=C.positive_int("--batch-size"), default=256,
+                   help="samples per forward pass (default: 256)")
+    q.add_argument("--data-dir", default=None, help="dataset folder, if it moved since training")
+    q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ... (default: cpu)")
+    q.set_defaults(func=_cmd_predict)
     for verb in sub.choices.values():
         verb.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                           help="import MODULE first, a module that registers your own methods, neurons or energy "
@@ -438,6 +453,98 @@ def _cmd_report(args):
             raise
         raise ValueError(str(e)) from None
     print(f"wrote {out}")
+
+
+def read_samples(path) -> "torch.Tensor":
+    """The samples in ``path`` (``--input`` of ``neuroq predict``): a ``.npy`` array, a ``.npz`` archive (its only
+    array, or the one named ``x``) or a ``.pt`` tensor, as a float tensor; anything else is an error naming the
+    file and the formats."""
+    import pickle
+    import zipfile
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--input {str(path)!r}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                if "x" not in keys and len(keys) != 1:
+                    raise ValueError(f"--input {str(path)!r} holds the arrays {keys}: name the samples x")
+                x = z["x" if "x" in keys else keys[0]]
+        elif suffix == ".pt":
+            x = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(x, torch.Tensor):
+                raise ValueError(f"--input {str(path)!r} holds a {type(x).__name__}, not a tensor")
+        else:
+            raise ValueError(f"--input {str(path)!r}: expected a .npy, .npz or .pt file of samples")
+    except ValueError as e:
+        if str(e).startswith("--input"):
+            raise
+        raise ValueError(f"--input {str(path)!r} is not a readable {suffix} file ({str(e).splitlines()[0]})") from None
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise ValueError(f"--input {str(path)!r} is not a readable {suffix} file ({str(e).splitlines()[0]})") from None
+    x = torch.as_tensor(x)
+    if x.dtype == torch.bool or x.is_complex() or not (x.is_floating_point() or x.dtype in (
+            torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise ValueError(f"--input {str(path)!r}: samples must be real numbers, got dtype {x.dtype}")
+    return x.to(torch.get_default_dtype())
+
+
+def _cmd_predict(args):
+    import csv
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .io import atomic_write_text
+    from .training.checkpoint import checkpoint_path, load_run
+
+    check_device(args.device)
+    x = read_samples(args.input)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".json", ".csv"):
+        raise ValueError(f"--out {str(out)!r}: expected a .json or .csv file")
+    if out is not None and out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a .json or .csv file")
+    run = load_run(checkpoint_path(args.checkpoint), args.device, args.data_dir)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"--input {args.input!r} holds NaN or infinite values")
+    one = tuple(x.shape) == tuple(run.data.in_shape)
+    xs = x.unsqueeze(0) if one else x
+    if xs.dim() == 0 or not len(xs):
+        raise ValueError(f"--input {args.input!r} holds no samples")
+    with torch.no_grad():
+        scores = torch.cat([run.predict(xs[i:i + args.batch_size]).float().cpu()
+                            for i in range(0, len(xs), args.batch_size)])
+    pred = scores.argmax(1)
+    for i, (c, s) in enumerate(zip(pred.tolist(), scores.max(1).values.tolist())):
+        print(f"{i}\t{c}\t{s:.6g}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            text = json.dumps(dict(run=str(checkpoint_path(args.checkpoint)), method=run.method.name,
+                                   dataset=run.data.name, input=str(args.input), predictions=pred.tolist(),
+                                   scores=scores.tolist()), indent=1)
+        else:
+            import io
+
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["index", "prediction"] + [f"score_{k}" for k in range(scores.shape[1])])
+            for i, (c, row) in enumerate(zip(pred.tolist(), scores.tolist())):
+                w.writerow([i, c] + [f"{v:.9g}" for v in row])
+            text = buf.getvalue()
+        atomic_write_text(out, text)
+        print(f"wrote {out}")
 
 
 def main(argv=None) -> int:

@@ -107,3 +107,43 @@ def _inference_net_and_input(ck):
     from neuroq.training import load_run
     method, model, ds, cfg = load_run(ck)
     return method.inference_network(model), method.record_input(ds.x_test[:1])
+
+
+def test_cli_predict_from_a_file_is_run_predict(lif_run, tmp_path, capsys):
+    """``neuroq predict RUN --input FILE`` gives ``neuroq.load_run(RUN).predict(x)`` for the samples in a .npy,
+    .npz or .pt file (a batch or one sample), prints one line per sample and writes .json/.csv; bad files
+    and shapes are one-line errors naming --input."""
+    import neuroq
+
+    run = neuroq.load_run(lif_run)
+    x = run.data.test.x[:7]
+    want = run.predict(x)
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.savez(tmp_path / "x.npz", x=x.numpy(), y=np.zeros(7))
+    torch.save(x[2].clone(), tmp_path / "one.pt")
+    assert main(["predict", str(lif_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.json")]) == 0
+    lines = [ln.split("\t") for ln in capsys.readouterr().out.splitlines() if "\t" in ln]
+    assert [int(c) for _, c, _ in lines] == want.argmax(1).tolist()
+    got = json.loads((tmp_path / "p.json").read_text())
+    assert got["predictions"] == want.argmax(1).tolist() and got["method"] == "lif"
+    torch.testing.assert_close(torch.tensor(got["scores"]), want.float(), rtol=1e-6, atol=1e-7)
+    assert main(["predict", str(lif_run / "checkpoint.pt"), "--input", str(tmp_path / "x.npz"),
+                 "--out", str(tmp_path / "p.csv"), "-b", "3"]) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 8 and rows[0].startswith("index,prediction,score_0")
+    assert [int(r.split(",")[1]) for r in rows[1:]] == want.argmax(1).tolist()
+    capsys.readouterr()
+    assert main(["predict", str(lif_run), "--input", str(tmp_path / "one.pt")]) == 0
+    assert capsys.readouterr().out.split("\t")[1] == str(int(want[2].argmax()))
+    np.save(tmp_path / "bad.npy", np.zeros((5, 8, 8), np.float32))
+    np.save(tmp_path / "nan.npy", np.full((2, 1, 8, 8), np.nan, np.float32))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    for f, msg in [("bad.npy", "x must be samples of shape (1, 8, 8)"), ("nan.npy", "NaN"),
+                   ("junk.npy", "is not a readable .npy file"), ("missing.npy", "no such file"),
+                   ("x.txt", "expected a .npy, .npz or .pt file")]:
+        (tmp_path / "x.txt").write_text("1")
+        assert main(["predict", str(lif_run), "--input", str(tmp_path / f)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "\n" == err[-1] and err.count("\n") == 1, err
+    assert main(["predict", str(lif_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.txt")]) == 2
+    assert "--out" in capsys.readouterr().err

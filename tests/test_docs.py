@@ -1,7 +1,8 @@
-"""The documentation is executable: every ``python`` block of README.md and docs/*.md runs as written
-(the blocks of one page in order, in one namespace, from an empty working directory), the results
+"""The documentation is executable: every ``python`` block of README.md and docs/*.md runs as written, on its
+own in a fresh interpreter (the blocks of one page in order, from one empty working directory), the results
 its comments promise (``print(...)  # expected``) are printed, and the API reference builds with
 warnings as errors."""
+import os
 import re
 import subprocess
 import sys
@@ -26,26 +27,25 @@ def test_the_docs_have_snippets():
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)], ids=lambda p: p.name)
-def test_snippets_run(page, tmp_path, monkeypatch, capsys):
-    from neuroq.training.methods import base
-
-    base._load_builtins()
-    monkeypatch.setattr(base, "_METHODS", dict(base._METHODS))  # a page may register a method: not for later tests
-    from neuroq.energy import models as energy_models
-
-    monkeypatch.setattr(energy_models, "_MODELS", type(energy_models._MODELS)(energy_models._MODELS))  # ... or a model
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))  # pages may write a module and import it
-    ns = {"__name__": f"docs_{page.stem}"}
+def test_snippets_run(page, tmp_path):
+    """Each block runs on its own in a fresh interpreter, as when pasted alone: it imports what it uses and
+    defines what it needs. The blocks of a page run in order in one working directory, so files an earlier
+    block wrote (a trained run, a module) are there, as for a reader following the page."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NEUROQ_IMPORT", "PYTHONSTARTUP")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                            if p])  # pages may write a module and import it
+    env["MPLBACKEND"] = "Agg"
     for i, code in enumerate(_blocks(page)):
         if "nir_exchange" in code and not _sj.IS_SJ2:
             continue  # SpikingJelly 0.0.0.0.14 has no NIR exchange (the page says so)
-        exec(compile(code, f"{page.relative_to(ROOT)}: python block {i + 1}", "exec"), ns)
-        out = capsys.readouterr().out
+        where = f"{page.relative_to(ROOT)}: python block {i + 1}"
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, f"{where} fails when run on its own:\n{r.stderr[-3000:]}"
         for line in code.splitlines():  # the results the snippet's comments promise
             m = re.match(r"print\(.*\)\s+# (.+)$", line.strip())
             if m:
-                assert m.group(1).strip() in out, (page.name, i + 1, m.group(1), out)
+                assert m.group(1).strip() in r.stdout, (where, m.group(1), r.stdout)
 
 
 @pytest.mark.slow

@@ -33,7 +33,8 @@ def classifier(in_shape: Sequence[int], num_classes: int, neuron: Callable[[], n
     """The reference network for an input of shape ``in_shape`` (``[C, H, W]``): :func:`spiking_mlp`
     with ``hidden`` widths or :func:`spiking_cnn`, chosen by :func:`select_arch`."""
     if select_arch(in_shape, arch) == "mlp":
-        return spiking_mlp(math.prod(in_shape), tuple(hidden), num_classes, neuron, norm=norm)
+        return spiking_mlp(math.prod(in_shape), tuple(hidden), num_classes, neuron, norm=norm,
+                           sample_shape=tuple(in_shape))
     return spiking_cnn(tuple(in_shape), num_classes, neuron, norm=norm)
 
 
@@ -59,21 +60,29 @@ class FeedForward(nn.Sequential):
             raise ValueError(f"{type(self).__name__} expects multi-step input [T, N, *{list(self.sample_shape)}], got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         got = tuple(x.shape[2:])
-        ok = math.prod(got) == math.prod(self.sample_shape) if self.flat else got == self.sample_shape
+        n = math.prod(self.sample_shape)
+        if self.flat and len(self.sample_shape) == 1:  # built from a count only: any sample with as many values
+            ok, want = math.prod(got) == n, f"{n} values"
+        elif self.flat:  # the sample's shape or its flattened form
+            ok, want = got in (self.sample_shape, (n,)), f"shape {list(self.sample_shape)} (or [{n}])"
+        else:
+            ok, want = got == self.sample_shape, f"shape {list(self.sample_shape)}"
         if not ok:
-            want = f"{math.prod(self.sample_shape)} values" if self.flat else f"shape {list(self.sample_shape)}"
-            raise ValueError(f"{type(self).__name__} was built for samples of {want}, got input {tuple(x.shape)} "
-                             f"(samples {list(got)})")
+            raise ValueError(f"{type(self).__name__} was built for samples of {want} and takes multi-step input "
+                             f"[T, N, *sample] (time first), got input {tuple(x.shape)} (samples {list(got)}); "
+                             "encode samples over time first, or call neuroq.load_run(path).predict(x), which "
+                             "does")
         return super().forward(x)
 
 
 def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
-                neuron: Callable[[], nn.Module], norm: bool = True) -> nn.Sequential:
+                neuron: Callable[[], nn.Module], norm: bool = True, sample_shape=None) -> nn.Sequential:
     """Flatten -> [Linear -> (BatchNorm1d) -> neuron] x len(hidden) -> Linear, multi-step
     (``[T, N, *sample]`` with ``in_features`` values per sample -> ``[T, N, num_classes]``).
 
     BatchNorm statistics are shared over T and N (``SeqToANNContainer``) and fold into the
-    linear layer at inference, so they cost no energy there."""
+    linear layer at inference, so they cost no energy there.  ``sample_shape`` (e.g. ``(1, 8, 8)``) makes the
+    input check strict: samples of that shape or flat; without it any sample of ``in_features`` values passes."""
     check_int("in_features", in_features, ge=1)
     check_int("num_classes", num_classes, ge=2)
     layers: list[nn.Module] = [nn.Flatten(start_dim=2)]
@@ -86,7 +95,10 @@ def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
             layers += [nn.Linear(prev, h), _neuron(neuron)]
         prev = h
     layers.append(nn.Linear(prev, num_classes))
-    return FeedForward((in_features,), *layers, flat=True)
+    if sample_shape is not None and math.prod(sample_shape) != in_features:
+        raise ValueError(f"spiking_mlp: sample_shape {tuple(sample_shape)} has {math.prod(sample_shape)} values, "
+                         f"in_features is {in_features}")
+    return FeedForward(tuple(sample_shape) if sample_shape is not None else (in_features,), *layers, flat=True)
 
 
 def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callable[[], nn.Module],

@@ -13,10 +13,26 @@ def _lif():
 def test_mlp_feature_mismatch():
     net = spiking_mlp(64, (16,), 10, _lif)
     assert net(torch.rand(2, 3, 1, 8, 8)).shape == (2, 3, 10)
-    with pytest.raises(ValueError, match=r"built for samples of 64 values, got input \(2, 3, 1, 7, 7\)"):
+    with pytest.raises(ValueError, match=r"built for samples of 64 values .*got input \(2, 3, 1, 7, 7\)"):
         net(torch.rand(2, 3, 1, 7, 7))
     with pytest.raises(ValueError, match=r"multi-step input \[T, N"):
         net(torch.rand(3, 64))
+
+
+def test_unencoded_batch_fed_to_a_trained_mlp_is_refused():
+    """A batch of images ``[N, C, H, W]`` fed straight to the reference MLP of a dataset must not be read as
+    ``[T, N, H, W]`` (it has as many values per "sample"): the error names the time-first layout and the
+    call that encodes."""
+    from neuroq.models import classifier
+
+    net = classifier((1, 8, 8), 10, _lif, "mlp", (16,))
+    assert net(torch.rand(2, 3, 1, 8, 8)).shape == (2, 3, 10)
+    assert net(torch.rand(2, 3, 64)).shape == (2, 3, 10)  # already flat
+    with pytest.raises(ValueError, match=r"shape \[1, 8, 8\] \(or \[64\]\).*\[T, N, \*sample\].*got input "
+                                         r"\(5, 1, 8, 8\).*load_run\(path\).predict"):
+        net(torch.rand(5, 1, 8, 8))
+    with pytest.raises(ValueError, match="sample_shape"):
+        spiking_mlp(64, (16,), 10, _lif, sample_shape=(1, 7, 7))
 
 
 def test_cnn_shape_checks():
