@@ -10,11 +10,15 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_real(name: str, value, *, gt=None, ge=None, lt=None, le=None, allow_none=False):
+def check_real(name: str, value, *, gt=None, ge=None, lt=None, le=None, allow_none=False, finite=True):
+    """``float(value)`` if it is a real number (not a bool) in the bounds, and finite unless ``finite=False``
+    (NaN is refused always): else an error naming ``name``."""
     if value is None and allow_none:
         return None
     if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if value != value or (finite and value in (float("inf"), float("-inf"))):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
     conds = []
     if gt is not None and not value > gt:
         conds.append(f"> {gt}")
@@ -79,3 +83,21 @@ def check_step_input(module_name: str, x, step_mode: str):
             f"{module_name} in step_mode={step_mode!r} expects input of shape {layout} "
             f"(rank >= {need}), got shape {tuple(x.shape)}"
         )
+
+
+def check_samples(name: str, x) -> None:
+    """``x`` is a batch of input samples: a real (floating-point) tensor of rank >= 1 with only finite values
+    (integer and bool tensors are refused, naming the conversion; NaN/inf name the count). Used where data
+    enters a network (encoders, :meth:`Method.inputs`, ``Run.predict``): one pass over the batch."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}"
+                        + ("" if x.is_complex() else " (convert it, e.g. x.float() / 255 for 8-bit images)"))
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension, got a 0-d tensor")
+    bad = (~torch.isfinite(x)).sum()
+    if bool(bad):
+        raise ValueError(f"{name} holds {int(bad)} NaN or infinite values (of {x.numel()})")

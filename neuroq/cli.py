@@ -455,7 +455,7 @@ def _cmd_report(args):
     print(f"wrote {out}")
 
 
-def read_samples(path) -> "torch.Tensor":
+def read_samples(path):
     """The samples in ``path`` (``--input`` of ``neuroq predict``): a ``.npy`` array, a ``.npz`` archive (its only
     array, or the one named ``x``) or a ``.pt`` tensor, as a float tensor; anything else is an error naming the
     file and the formats."""

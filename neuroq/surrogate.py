@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from . import _sj
 from ._validate import check_int
-from .functional._records import finite_real
+from ._validate import check_real
 from .functional.s2nn import PER_STEP, S2NNParameters  # noqa: F401  (PER_STEP: re-exported)
 
 
@@ -96,9 +96,9 @@ def s2nn_gradient(u: torch.Tensor, t_ref: int, alpha: float, v_threshold: float 
         0.42
     """
     check_int("t_ref", t_ref, ge=1)
-    finite_real("v_threshold", v_threshold, gt=0)
+    check_real("v_threshold", v_threshold, gt=0)
     if not isinstance(per_step, nn.Module):
-        finite_real("alpha", alpha, gt=0)
+        check_real("alpha", alpha, gt=0)
     v = torch.zeros_like(u)
     g = torch.ones_like(u)
     acc = torch.zeros_like(u)

@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .._validate import check_choice, check_int
+from .._validate import check_choice, check_int, check_samples
 
 ENCODINGS = ("direct", "rate")
 
@@ -15,9 +15,13 @@ def encode(x: torch.Tensor, T: int, encoding: str = "direct", generator: Optiona
 
     * ``direct``: the analog input repeated at every step (the first layer then does MACs).
     * ``rate``: Bernoulli/Poisson spikes with probability equal to the intensity.
+
+    ``x`` must be a real tensor of finite values with at least one dimension (the batch); NaN or inf is an
+    error here, where every training and evaluation batch of an image dataset passes.
     """
     check_int("T", T, ge=1)
     check_choice("encoding", encoding, ENCODINGS)
+    check_samples("x", x)
     xs = x.unsqueeze(0).expand(T, *x.shape)
     if encoding == "direct":
         return xs

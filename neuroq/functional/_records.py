@@ -7,19 +7,8 @@ names the field), normalises numbers to ``float``/``int``, and documents each fi
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from .._validate import check_bool, check_int, check_real
-
-
-def finite_real(name: str, value, *, allow_none: bool = False, **bounds):
-    """``check_real`` that also refuses NaN and +-inf (a NaN passes every comparison silently)."""
-    if value is None and allow_none:
-        return None
-    out = check_real(name, value)  # type check first: the message names the argument
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return check_real(name, value, **bounds)
+from .._validate import check_bool, check_int
 
 
 def param(default, help: str):

@@ -34,7 +34,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ._records import check_record_bool, finite_real, param, set_field
+from .._validate import check_real
+from ._records import check_record_bool, param, set_field
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,8 +54,8 @@ class IFParameters:
     detach_reset: bool = param(False, "detach the spike in the reset path (no gradient through the reset)")
 
     def __post_init__(self):
-        set_field(self, "v_threshold", finite_real("v_threshold", self.v_threshold))
-        set_field(self, "v_reset", finite_real("v_reset", self.v_reset, allow_none=True))
+        set_field(self, "v_threshold", check_real("v_threshold", self.v_threshold))
+        set_field(self, "v_reset", check_real("v_reset", self.v_reset, allow_none=True))
         check_record_bool(self, "detach_reset")
         if self.v_reset is not None and not self.v_threshold > self.v_reset:
             raise ValueError(
@@ -77,7 +78,7 @@ class LIFParameters(IFParameters):
 
     def __post_init__(self):
         super().__post_init__()
-        set_field(self, "tau", finite_real("tau", self.tau, gt=1.0))
+        set_field(self, "tau", check_real("tau", self.tau, gt=1.0))
         check_record_bool(self, "decay_input")
 
 

@@ -16,7 +16,8 @@ from typing import Union
 
 import torch.nn as nn
 
-from ._records import check_record_int, finite_real, param, set_field
+from .._validate import check_real
+from ._records import check_record_int, param, set_field
 
 #: per-step surrogate derivatives known in closed form (and on the fused kernels)
 PER_STEP = ("sigmoid", "atan", "rect")
@@ -35,8 +36,8 @@ class S2NNParameters:
 
     def __post_init__(self):
         check_record_int(self, "t_ref", ge=1)
-        set_field(self, "alpha", finite_real("alpha", self.alpha, gt=0.0))
-        set_field(self, "v_threshold", finite_real("v_threshold", self.v_threshold, gt=0.0))
+        set_field(self, "alpha", check_real("alpha", self.alpha, gt=0.0))
+        set_field(self, "v_threshold", check_real("v_threshold", self.v_threshold, gt=0.0))
         if not isinstance(self.per_step, nn.Module) and self.per_step not in PER_STEP:
             raise ValueError(f"per_step must be one of {PER_STEP} or a SpikingJelly surrogate module, "
                              f"got {self.per_step!r}")

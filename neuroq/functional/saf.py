@@ -33,7 +33,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ._records import check_record_bool, finite_real, param, set_field
+from .._validate import check_real
+from ._records import check_record_bool, param, set_field
 
 
 def decay(tau: float) -> float:
@@ -94,8 +95,8 @@ class SAFParameters:
     sr_box: bool = param(False, "Spike-Representation indicator 1[0 < U/c_t < V_th] as the spike's backward")
 
     def __post_init__(self):
-        set_field(self, "tau", finite_real("tau", self.tau, gt=1.0))
-        set_field(self, "v_threshold", finite_real("v_threshold", self.v_threshold, gt=0.0))
+        set_field(self, "tau", check_real("tau", self.tau, gt=1.0))
+        set_field(self, "v_threshold", check_real("v_threshold", self.v_threshold, gt=0.0))
         for name in ("decay_input", "detach_state", "sr_box"):
             check_record_bool(self, name)
 

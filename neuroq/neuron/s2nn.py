@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import check_callable, check_choice, check_step_input
-from ..functional._records import finite_real
+from .._validate import check_callable, check_choice, check_real, check_step_input
 from ..surrogate import S2NN
 from .base import Neuron
 
@@ -49,7 +48,7 @@ class S2NNNode(Neuron):
 
     def __init__(self, v_threshold: float = 1.0, surrogate_function=None, step_mode: str = "s"):
         super().__init__()
-        self.v_threshold = finite_real("v_threshold", v_threshold, gt=0)
+        self.v_threshold = check_real("v_threshold", v_threshold, gt=0)
         if surrogate_function is None:
             surrogate_function = S2NN(v_threshold=self.v_threshold)
         self.surrogate_function = check_callable("surrogate_function", surrogate_function)

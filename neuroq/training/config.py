@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from .._validate import check_choice, check_int, check_real
+from .._validate import check_bool, check_choice, check_int, check_real
 from ..data.encode import ENCODINGS
 from ..energy.penalty import penalty_kinds
 from .log import LOGGERS
@@ -57,10 +59,17 @@ def _positive(cast, name, strict=False, minimum=None):
             v = cast(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {s!r}")
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {s!r}")
         if not (v > lo if strict else v >= lo):
             raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {lo}, got {v}")
         return v
     return parse
+
+
+def finite_float(name):
+    """argparse type: any finite number (the type of a float option without bounds)."""
+    return _positive(float, name, minimum=-math.inf)
 
 
 def positive_int(name):
@@ -184,6 +193,7 @@ class TrainConfig:
         for k in ("limit_train", "limit_test"):
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), ge=1)
+        check_fields(self)
 
 
 def to_dict(cfg) -> dict:
@@ -203,6 +213,52 @@ def from_dict(cls, d: dict, strict: bool = True):
         if k in names:
             kw[k] = tuple(v) if isinstance(v, list) and isinstance(names[k].default, tuple) else v
     return cls(**kw)
+
+
+def check_fields(cfg) -> None:
+    """Check every field of the config dataclass ``cfg`` as the command line would: its type (from the
+    default: bool, int, float, str, tuples of them; ``None`` only where that is the default), finite numbers,
+    its ``choices`` and its option's ``parse`` (the bounds ``--lr`` or ``--hidden`` check on the command line).
+    A bad value is a ``ValueError``/``TypeError`` naming the field and what was expected."""
+    for f in dataclasses.fields(cfg):
+        v, d, meta = getattr(cfg, f.name), _default(f), f.metadata
+        if v is None:
+            if d is None or "Optional" in str(f.type):
+                continue
+            raise TypeError(f"{f.name} must be set (default {d!r}), got None")
+        if meta.get("choices") and not isinstance(v, (tuple, list)):
+            check_choice(f.name, v, meta["choices"])
+        seq = isinstance(v, (tuple, list)) and isinstance(d, (tuple, list))
+        items = v if seq else (v,)
+        if seq and not v and d and meta.get("nargs") == "+":
+            raise ValueError(f"{f.name} needs at least one value, got {v!r}")
+        like = d[0] if isinstance(d, (tuple, list)) and d else d
+        if like is None:
+            t = str(f.type)
+            like = 0.0 if "float" in t else 0 if "int" in t else "" if "str" in t else None
+        for item in items:
+            where = f"{f.name} (an element of {tuple(v)!r})" if seq else f.name
+            if isinstance(like, bool):
+                check_bool(where, item)
+            elif isinstance(like, int):
+                if not isinstance(item, numbers.Integral) or isinstance(item, bool):
+                    if meta.get("parse") is None or isinstance(item, (bool, float)):
+                        raise TypeError(f"{where} must be an integer, got {item!r}")
+            elif isinstance(like, float):
+                if not (isinstance(item, numbers.Real) and not isinstance(item, bool)):
+                    if meta.get("parse") is None or not isinstance(item, str):
+                        raise TypeError(f"{where} must be a number, got {item!r} ({type(item).__name__})")
+                elif not math.isfinite(item):
+                    raise ValueError(f"{where} must be a finite number, got {item!r}")
+            elif isinstance(like, str) and not isinstance(item, str):
+                raise TypeError(f"{where} must be a string, got {item!r} ({type(item).__name__})")
+            parse = meta.get("parse")
+            if parse is not None and parse not in (int, float, str):
+                try:
+                    parse(item if isinstance(item, str) else repr(item))
+                except argparse.ArgumentTypeError as e:
+                    raise ValueError(f"{where}: {e}") from None
+    return None
 
 
 def _fields(cls) -> list:
@@ -261,7 +317,9 @@ def add_options(parser: argparse.ArgumentParser, configs: dict[str, type], title
         if choices:
             kw["choices"] = choices
         parse = meta.get("parse")
-        if parse is None and d is not None and not isinstance(d, (tuple, list)):
+        if parse is None and isinstance(d, float):
+            parse = finite_float(flags[-1])
+        elif parse is None and d is not None and not isinstance(d, (tuple, list)):
             parse = type(d)
         if parse is not None:
             kw["type"] = parse

@@ -101,7 +101,7 @@ class _LayerBatchNorm(RunningNorm):
             y = (x - mean) * torch.rsqrt(var + self.eps)
             batch_mean, batch_var = mean.mean(), (var * (n / max(n - 1, 1))).mean()
         with torch.no_grad():
-            m = self._count_batch()
+            m = self._count_batch(batch_mean, batch_var)
             self.running_mean.mul_(1 - m).add_(m * batch_mean.detach())
             self.running_var.mul_(1 - m).add_(m * batch_var.detach())
         if self.affine:

@@ -97,7 +97,7 @@ class _PSPNormBase(RunningNorm, _sj.base.StepModule):
             m2 = x.pow(2).mean(dim=dims)
             if self.training and self.track_running_stats:
                 with torch.no_grad():
-                    mom = self._count_batch()
+                    mom = self._count_batch(m2)
                     self.running_m2.mul_(1.0 - mom).add_(m2.detach().to(self.running_m2.dtype), alpha=mom)
         else:
             m2 = self.running_m2

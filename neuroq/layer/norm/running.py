@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 import torch.nn as nn
 
 from ..._validate import check_bool, check_int, check_real
@@ -26,10 +27,17 @@ class RunningNorm(nn.Module):
         self.momentum = check_real("momentum", momentum, gt=0, le=1, allow_none=True)
         self.affine = check_bool("affine", affine)
 
-    def _count_batch(self) -> float:
+    def _count_batch(self, *stats) -> float:
         r"""Count one more training batch (``num_batches_tracked``) and return the weight :math:`m` of its
         statistic :math:`s` in the running estimate :math:`\hat s \leftarrow (1-m)\,\hat s + m\,s`:
         ``momentum``, or :math:`1/\text{batches}` (the cumulative average) when it is ``None``.  Call it
-        under ``torch.no_grad()``."""
+        under ``torch.no_grad()`` with the batch's statistics ``stats``: a non-finite one (the batch held NaN
+        or inf) is a ``ValueError`` and the running estimates and the count stay as they were, so one bad batch
+        never poisons them for good."""
+        for s in stats:
+            if not bool(torch.isfinite(s).all()):
+                raise ValueError(f"{type(self).__name__}({self.num_features}): the training batch holds NaN or "
+                                 "infinite values; its statistics were not added to the running estimates (they are "
+                                 "unchanged)")
         self.num_batches_tracked.add_(1)
         return (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum

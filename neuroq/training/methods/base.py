@@ -21,10 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ... import _sj
-from ..._validate import check_choice, check_int
+from ..._validate import check_choice, check_int, check_samples
 from ...data import ENCODINGS, encode
 from ...models import ARCHS, classifier
-from ..config import TrainConfig, option, positive_int, to_dict
+from ..config import TrainConfig, check_fields, option, positive_int, to_dict
 
 _METHODS: Dict[str, Type["Method"]] = {}
 
@@ -182,6 +182,7 @@ class Method:
             config = dataclasses.replace(config, **options)
         if not isinstance(config, self.Config):
             raise TypeError(f"method {self.name!r} takes a {self.Config.__qualname__}, got {type(config).__name__}")
+        check_fields(config)
         self.config = config
         self._layout: Optional[Layout] = None
 
@@ -274,6 +275,7 @@ class Method:
         lay = self.layout
         if lay.kind == "image":
             return encode(x, self.T, lay.encoding, ctx.generator if ctx is not None else None)
+        check_samples("x", x)
         return x.transpose(0, 1)
 
     def forward(self, model: nn.Module, x: torch.Tensor, ctx: Optional[Context] = None) -> torch.Tensor:

@@ -40,7 +40,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..._validate import check_real
+from ..._validate import check_real, check_samples
 from ...data import image_to_sequence
 from ...models.rnn import IRNNClassifier, SpikingRNNClassifier
 from ..config import nonneg_float, option, positive_float, positive_int
@@ -153,6 +153,7 @@ class _SequenceMethod(Method):
         """Sequences ``[N, T, F]`` -> ``[T, N, F]``; images ``[N, C, H, W]`` -> their rows ``[H, N, C W]``
         (:func:`neuroq.data.image_to_sequence`, sequential MNIST by rows)."""
         if self.layout.kind == "image":
+            check_samples("x", x)
             return image_to_sequence(x, "rows")
         return super().inputs(x, ctx)
 

@@ -1,0 +1,122 @@
+"""neuroq's policy on bad input (neuroq.checks): non-finite values are refused where data enters a network and
+where they would persist (running statistics), every hyperparameter must be finite and of its type in Python
+as on the command line, and the per-module checks are a debug mode (``neuroq.set_checks``)."""
+import dataclasses
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import neuroq
+from neuroq.cli import main
+from neuroq.data import encode
+from neuroq.layer import LMU, LayerBatchNorm2d, Lowpass, PSPNorm2d, QuantAct, QuantLinear
+from neuroq.neuron import LIFNode
+from neuroq.training import TrainConfig, get
+from neuroq.training import methods as M
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("norm", [PSPNorm2d(3), LayerBatchNorm2d(3)], ids=["PSPN", "LBN"])
+def test_a_nan_batch_leaves_running_statistics_untouched(norm):
+    norm.train()
+    x = torch.rand(4, 3, 5, 5)
+    norm(x)
+    before = {k: v.clone() for k, v in norm.state_dict().items()}
+    x[1, 2, 3, 4] = NAN
+    with pytest.raises(ValueError, match=rf"{type(norm).__name__}\(3\): the training batch holds NaN"):
+        norm(x)
+    for k, v in norm.state_dict().items():
+        assert torch.equal(v, before[k]), k            # running estimates and the batch count unchanged
+    norm(torch.rand(4, 3, 5, 5))                      # and the next good batch counts as usual
+    assert int(norm.num_batches_tracked) == 2
+    assert all(torch.isfinite(v).all() for v in norm.state_dict().values())
+
+
+def test_data_entering_a_network_must_be_finite_real_batches():
+    with pytest.raises(ValueError, match=r"x holds 8 NaN or infinite values \(of 12\)"):
+        encode(torch.tensor([[0.1, NAN, INF]]).repeat(4, 1), 3)
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got dtype torch.uint8.*/ 255"):
+        encode(torch.zeros(2, 4, dtype=torch.uint8), 3)
+    with pytest.raises(TypeError, match="dtype torch.bool"):
+        encode(torch.zeros(2, 4, dtype=torch.bool), 3)
+    with pytest.raises(ValueError, match="0-d tensor"):
+        encode(torch.tensor(0.5), 3)
+    m = get("lmu", hidden=(4,), order=4)          # a sequence method: its inputs are checked too
+    m.bind(TrainConfig(), type("D", (), dict(kind="sequence", steps=5, in_shape=(5, 1), name="s"))())
+    with pytest.raises(ValueError, match=r"x holds 5 NaN or infinite values \(of 10\)"):
+        m.inputs(torch.tensor([[[NAN]] * 5, [[0.0]] * 5]))
+
+
+def _float_fields():
+    for name in M.available():
+        cfg = M.method_class(name).Config
+        for f in dataclasses.fields(cfg):
+            d = getattr(cfg(), f.name)
+            if isinstance(d, float) or (d is None and "float" in str(f.type)):
+                yield name, f.name
+
+
+@pytest.mark.parametrize("method,field", sorted(set(_float_fields())))
+@pytest.mark.parametrize("bad", [NAN, INF, -INF])
+def test_every_float_option_of_every_method_refuses_non_finite(method, field, bad):
+    with pytest.raises(ValueError, match=rf"^{field}\b|^{field} "):
+        get(method, **{field: bad})
+
+
+def test_configs_in_python_check_types_and_bounds_as_the_command_line_does(capsys):
+    with pytest.raises(ValueError, match="lr must be a finite real number, got inf"):
+        TrainConfig(lr=INF)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0)
+    with pytest.raises((TypeError, ValueError), match="T must be an integer"):
+        get("lif", T=2.5)
+    with pytest.raises(ValueError, match=r"hidden must be positive integer widths"):
+        get("lif", hidden=(64, 0))
+    with pytest.raises(ValueError, match="channels needs at least one value"):
+        get("maqd", channels=())
+    with pytest.raises(ValueError, match=r"prior_std.*must be > 0"):
+        get("gm-vi", prior_std=-1.0)
+    with pytest.raises(TypeError, match="data_dir must be a string"):
+        TrainConfig(data_dir=INF)
+    with pytest.raises(TypeError, match="amp must be True or False"):
+        TrainConfig(amp=1)
+    for argv, msg in [(["--lr", "inf"], "--lr must be a finite number"), (["--tau", "nan"], "--tau must be a finite number"),
+                      (["--epochs", "0"], "--epochs must be >= 1"), (["--v-threshold", "inf"], "--v-threshold must be a finite number")]:
+        try:
+            status = main(["train", "--method", "lif", "--quiet", "--out", "/nonexistent/x", *argv])
+        except SystemExit as e:   # argparse's own refusal
+            status = e.code
+        assert status == 2 and msg in capsys.readouterr().err
+
+
+def test_debug_checks_name_the_module_where_nan_enters_or_appears():
+    x = torch.rand(3, 2, 4)
+    x[1, 0, 0] = NAN
+    modules = [(LIFNode(step_mode="m"), x), (QuantAct(2, step_mode="m"), x), (QuantLinear(4, 2), x[1]),
+               (Lowpass(2.0, step_mode="m"), x), (LMU(4, 3, order=2, theta=3.0), x)]
+    was = neuroq.set_checks(True)
+    try:
+        assert neuroq.checks_enabled()
+        for mod, xin in modules:
+            with pytest.raises(ValueError, match=rf"^{type(mod).__name__}: its input holds 1 NaN"):
+                mod(xin)
+            neuroq.reset_net(mod)
+        lin = QuantLinear(4, 2, w_states=None)     # full precision: no weight quantizer before it
+        with torch.no_grad():
+            lin.weight[0, 0] = INF                    # a module's own output: named as its output
+        with pytest.raises(ValueError, match="QuantLinear: its output holds"):
+            lin(torch.rand(2, 4))
+    finally:
+        neuroq.set_checks(was)
+    assert not neuroq.checks_enabled()
+    for mod, xin in modules:                          # off (the default): no per-call cost, NaN propagates
+        neuroq.reset_net(mod)
+        mod(xin)
+    r = subprocess.run([sys.executable, "-c", "import neuroq; print(neuroq.checks_enabled())"],
+                       env={**__import__("os").environ, "NEUROQ_CHECKS": "1"}, capture_output=True, text=True)
+    assert r.stdout.strip() == "True", r.stderr
+    assert math.isnan(NAN)
