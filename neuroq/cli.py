@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from .training import config as C
+from .training.report import METER_SAMPLES
 
 VIZ_KINDS = ("raster", "rates", "membrane", "maps", "energy", "animation", "all")
 
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=C.positive_int("--threads"), default=None,
                    help="torch threads per training (default: 1 with --jobs > 1, else all cores)")
     c.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
-    c.add_argument("--samples", type=C.positive_int("--samples"), default=512,
-                   help="test samples every method is metered on (default: 512)")
+    c.add_argument("--samples", type=C.positive_int("--samples"), default=METER_SAMPLES,
+                   help=f"test samples every method is metered on (default: {METER_SAMPLES})")
     c.add_argument("--e-ac", type=C.positive_float("--e-ac"), default=0.9, help="pJ per accumulate (default: 0.9)")
     c.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=4.6, help="pJ per MAC (default: 4.6)")
     c.add_argument("--conv-fanout", default="nominal", choices=("nominal", "exact"),
@@ -108,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("energy", help="per-layer energy report of a trained checkpoint (table + JSON)")
     e.add_argument("checkpoint", help="checkpoint.pt written by `neuroq train` (or its run folder)")
-    e.add_argument("--samples", type=C.positive_int("--samples"), default=512,
-                   help="test samples to meter (default: 512)")
+    e.add_argument("--samples", type=C.positive_int("--samples"), default=METER_SAMPLES,
+                   help=f"test samples to meter (default: {METER_SAMPLES}, as every energy figure of a run)")
     e.add_argument("--out", default=None, help="JSON file to write (default: energy.json beside the checkpoint)")
     e.add_argument("--e-ac", type=C.positive_float("--e-ac"), default=None, help="pJ per accumulate (default 0.9)")
     e.add_argument("--e-mac", type=C.positive_float("--e-mac"), default=None, help="pJ per MAC (default 4.6)")
@@ -129,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sample", type=int, default=0, help="index of the test sample to show (default: 0)")
     v.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
     v.add_argument("--kind", default="all", choices=VIZ_KINDS, help="which plot(s) (default: all)")
-    v.add_argument("--samples", type=C.positive_int("--samples"), default=256,
-                   help="test samples for the energy bars and the rate plot's batch average (default: 256)")
+    v.add_argument("--samples", type=C.positive_int("--samples"), default=METER_SAMPLES,
+                   help=f"test samples for the energy bars and the rate plot's batch average (default: {METER_SAMPLES}, "
+                        "as neuroq energy)")
     v.add_argument("--energy", type=energy_spec, default=None,
                    help="energy model of --kind energy (bars stacked by component; default: compute)")
     v.add_argument("--max-neurons", type=C.positive_int("--max-neurons"), default=200,
@@ -155,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test samples in each raster (default: 16)")
     r.add_argument("--max-marks", type=C.nonneg_int("--max-marks"), default=None,
                    help="spikes in view drawn as marks; more are drawn as spike counts per pixel (default: 20,000)")
-    r.add_argument("--energy-samples", type=C.positive_int("--energy-samples"), default=256,
-                   help="test samples metered for a run without energy.json (default: 256)")
+    r.add_argument("--energy-samples", type=C.positive_int("--energy-samples"), default=METER_SAMPLES,
+                   help=f"test samples metered for a run without energy.json (default: {METER_SAMPLES})")
     r.add_argument("--backend", default="auto", choices=("auto", "webgl", "canvas"),
                    help="how the browser draws the rasters: auto (default) uses WebGL where the browser has it in "
                         "hardware and canvas where it is missing or software")

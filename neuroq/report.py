@@ -29,10 +29,12 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from .training.report import METER_SAMPLES
+
 #: test samples in each raster
 SAMPLES = 16
 #: test samples metered when a run has no energy.json
-ENERGY_SAMPLES = 256
+ENERGY_SAMPLES = METER_SAMPLES  # one default for every energy figure of a run (training.report)
 #: file name of the page in the folder it describes
 REPORT = "report.html"
 #: how the rasters are drawn: WebGL where the browser has it in hardware, else canvas ("auto"), or either always

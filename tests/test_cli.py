@@ -59,7 +59,7 @@ def test_cli_energy_table_and_json(lif_run, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep["samples"] == 25 and rep["method"] == "lif" and "machine" in rep
     for k, d in rep["layers"].items():
-        assert k in text
+        assert f"{d['label']} [{k}]" in text        # the plots' name of the layer, its module path beside
         assert d["energy_pj"] == pytest.approx(d["sops"] * rep["e_ac_pj"] + d["macs"] * rep["e_mac_pj"])
     # the same numbers as metering the model directly
     from neuroq.training import load_run
@@ -68,6 +68,9 @@ def test_cli_energy_table_and_json(lif_run, tmp_path, capsys):
         _sj.reset_net(model)
         model(method.record_input(ds.x_test[:25]))
     assert rep["total"]["sops"] == pytest.approx(m.report()["total"]["sops"])
+    labels = viz.layer_labels(model, viz.record(model, method.record_input(ds.x_test[:2])))  # the plots' names
+    assert {k: d["label"] for k, d in rep["neurons"].items()} == {k: labels[k] for k in rep["neurons"]}
+    assert all(rep["layers"][k]["label"] == labels[k] for k in rep["layers"])
     assert rep["total"]["energy_pj_per_sample"] == pytest.approx(m.report()["total"]["energy_pj_per_sample"])
     assert main(["energy", str(lif_run / "checkpoint.pt"), "--samples", "25", "--out", str(out),
                  "--e-ac", "1.0", "--e-mac", "2.0"]) == 0

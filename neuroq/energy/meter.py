@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from .. import _sj
 from .._validate import check_choice, check_int, check_real
+from ..labels import layer_labels, with_path
 from ..functional.hybrid import activity_extremes, event_bits, neuron_bits
 from .models import COMPONENTS, EnergyModel, model_list, price, zero
 from .rules import (
@@ -451,11 +452,12 @@ class EnergyMeter(_Hooked):
         primary = models[self.energy_models[0].name]
         layers = OrderedDict()
         tot_sops = tot_macs = 0.0
+        names = layer_labels(self.model)
         for k, r in self.layers.items():
             if r["spike_calls"] == 0 and r["real_calls"] == 0:
                 continue
             e = primary["layers"][k]["energy_pj"]
-            d = dict(type=r["type"], input="spikes" if r["real_calls"] == 0 else (
+            d = dict(label=names.get(k, k), type=r["type"], input="spikes" if r["real_calls"] == 0 else (
                 "real" if r["spike_calls"] == 0 else "mixed"),
                 sops=r["sops"], macs=r["macs"], energy_pj=e,
                 input_rate=(r["spikes_in"] / r["elements_in"]) if r["elements_in"] else None,
@@ -466,7 +468,7 @@ class EnergyMeter(_Hooked):
             tot_sops += r["sops"]
             tot_macs += r["macs"]
         neurons = OrderedDict(
-            (k, dict(type=r["type"], spikes=r["spikes"], firing_rate=r["spikes"] / r["elements"]))
+            (k, dict(label=names.get(k, k), type=r["type"], spikes=r["spikes"], firing_rate=r["spikes"] / r["elements"]))
             for k, r in self.neurons.items() if r["elements"])
         energy = primary["total"]["energy_pj"]
         total = dict(sops=tot_sops, macs=tot_macs, energy_pj=energy, components_pj=primary["total"]["components_pj"])
@@ -510,14 +512,15 @@ class EnergyMeter(_Hooked):
         rep = self.report()
         per = "_per_sample" if rep["samples"] else ""
         if model is None:
-            lines = [f"{'layer':<28}{'input':>7}{'rate':>8}{'SOPs' + per:>22}{'MACs' + per:>22}"
+            w = max([len(with_path(k, d.get('label'))) for k, d in rep["layers"].items()] + [28]) + 1
+            lines = [f"{'layer [module path]':<{w}}{'input':>7}{'rate':>8}{'SOPs' + per:>22}{'MACs' + per:>22}"
                      f"{'pJ' + per:>18}"]
             for k, d in rep["layers"].items():
                 rate = "" if d["input_rate"] is None else f"{d['input_rate']:.3f}"
-                lines.append(f"{k:<28}{d['input']:>7}{rate:>8}{d['sops' + per]:>22.1f}{d['macs' + per]:>22.1f}"
-                             f"{d['energy_pj' + per]:>18.1f}")
+                lines.append(f"{with_path(k, d.get('label')):<{w}}{d['input']:>7}{rate:>8}{d['sops' + per]:>22.1f}"
+                             f"{d['macs' + per]:>22.1f}{d['energy_pj' + per]:>18.1f}")
             t = rep["total"]
-            lines.append(f"{'total':<28}{'':>7}{'':>8}{t['sops' + per]:>22.1f}{t['macs' + per]:>22.1f}"
+            lines.append(f"{'total':<{w}}{'':>7}{'':>8}{t['sops' + per]:>22.1f}{t['macs' + per]:>22.1f}"
                          f"{t['energy_pj' + per]:>18.1f}")
             if rep["energy_model"] != "compute":
                 lines.append(f"(energy under the {rep['energy_model']!r} model; table(model=...) shows its components)")
@@ -527,12 +530,15 @@ class EnergyMeter(_Hooked):
                              f"got {model!r}")
         mr = rep["energy_models"][model]
         key = "components_pj" + per
-        head = f"{'layer':<28}{'kind':>8}" + "".join(f"{c:>15}" for c in COMPONENTS) + f"{'total':>15}"
+        names = {k: with_path(k, (rep["layers"].get(k) or rep["neurons"].get(k) or {}).get("label")) for k in mr["layers"]}
+        w = max([len(v) for v in names.values()] + [28]) + 1
+        head = f"{'layer [module path]':<{w}}{'kind':>8}" + "".join(f"{c:>15}" for c in COMPONENTS) + f"{'total':>15}"
         lines = [f"energy model {model!r}: pJ{' per sample' if per else ''}", head]
         for k, d in mr["layers"].items():
-            lines.append(f"{k:<28}{d['kind']:>8}" + "".join(f"{d[key][c]:>15.1f}" for c in COMPONENTS)
+            lines.append(f"{names[k]:<{w}}{d['kind']:>8}" + "".join(f"{d[key][c]:>15.1f}" for c in COMPONENTS)
                          + f"{d['energy_pj' + per]:>15.1f}")
         t = mr["total"]
-        lines.append(f"{'total':<28}{'':>8}" + "".join(f"{t[key][c]:>15.1f}" for c in COMPONENTS)
+        lines.append(f"{'total':<{w}}{'':>8}" + "".join(f"{t[key][c]:>15.1f}" for c in COMPONENTS)
                      + f"{t['energy_pj' + per]:>15.1f}")
         return "\n".join(lines)
+

@@ -41,11 +41,12 @@ from typing import Optional, Sequence
 from ..io import atomic_write_json, machine_info
 from .config import TrainConfig, from_dict, to_dict
 from .methods import available, method_class
+from .report import METER_SAMPLES
 
 #: the energy models every comparison is priced under by default (``--energy``)
 DEFAULT_ENERGY = "compute,simple,lemaire,loihi"
 #: the meter setting every method is measured with
-METER_DEFAULTS = dict(samples=512, e_ac=0.9, e_mac=4.6, conv_fanout="nominal", energy=DEFAULT_ENERGY)
+METER_DEFAULTS = dict(samples=METER_SAMPLES, e_ac=0.9, e_mac=4.6, conv_fanout="nominal", energy=DEFAULT_ENERGY)
 
 
 def applicable_methods(kind: str) -> list[str]:

@@ -12,6 +12,8 @@ import io
 from pathlib import Path
 from typing import Optional
 
+from ..labels import with_path
+
 LOGGERS = ("csv", "tensorboard")
 
 
@@ -26,7 +28,7 @@ def epoch_scalars(rec: dict, energy: Optional[dict]) -> dict:
                    spiking_energy_pj_per_sample=(tot["sops_per_sample"] * e_ac) if tot.get("sops_per_sample")
                    is not None else None)
         for name, n in energy.get("neurons", {}).items():
-            out[f"firing_rate/{name}"] = n["firing_rate"]
+            out[f"firing_rate/{with_path(name, n.get('label'))}"] = n["firing_rate"]
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -18,13 +18,18 @@ from ..io import atomic_write_json, machine_info
 from .methods import Method
 
 
+#: test samples every energy figure of a run is metered on, by default: ``neuroq train``'s energy.json,
+#: ``neuroq energy``, ``viz --kind energy``, ``compare`` and ``report`` (one number, so they agree)
+METER_SAMPLES = 512
+
+
 def inference_model(method: Method, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
     """The model to meter and plot: ``method.inference_network(model)`` in eval mode on ``device``."""
     return method.inference_network(model).to(device).eval()
 
 
 @torch.no_grad()
-def meter_run(method: Method, net: torch.nn.Module, dataset, device="cpu", samples: int = 512,
+def meter_run(method: Method, net: torch.nn.Module, dataset, device="cpu", samples: int = METER_SAMPLES,
               batch_size: int = 256, **meter_kw):
     """Run ``net`` (the method's inference model) over the first ``samples`` samples of ``dataset``
     inside an :class:`neuroq.energy.EnergyMeter` (``meter_kw`` are its options) and return the meter
@@ -52,7 +57,7 @@ def write_energy_report(meter, method: Method, data, path, device="cpu", **extra
     return rep
 
 
-def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", samples: int = 512,
+def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", samples: int = METER_SAMPLES,
                write_energy: bool = True) -> dict:
     """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
     (test sample 0) to ``out``; returns the energy report (``None`` without it)."""

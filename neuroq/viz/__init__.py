@@ -34,7 +34,7 @@ from .energy_plots import (accuracy_energy, distinct_labels, energy_bars, energy
                            load_run_summary, pareto_front)
 from .animate import animate_raster  # noqa: F401
 from .curves import learning_curves  # noqa: F401
-from .labels import layer_labels  # noqa: F401
+from ..labels import layer_labels  # noqa: F401
 from .save import save  # noqa: F401
 from .interactive import (interactive_energy, interactive_frontier, interactive_raster, interactive_rates,  # noqa: F401
                           save_html)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
-from .labels import resolve_labels, layer_labels  # noqa: E402
+from ..labels import resolve_labels, layer_labels  # noqa: E402
 from .style import GREY, PALETTE, styled  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .labels import recorded_labels, resolve_labels  # noqa: E402
+from ..labels import recorded_labels, resolve_labels  # noqa: E402
 from .style import CMAP, styled  # noqa: E402
 
 

@@ -32,7 +32,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .labels import recorded_labels, resolve_labels
+from ..labels import recorded_labels, resolve_labels
 from .style import GREY, PALETTE, color
 
 #: spikes in view up to which a raster draws one mark per spike; above, each pixel shows a count

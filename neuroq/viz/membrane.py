@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .labels import recorded_labels, resolve_labels  # noqa: E402
+from ..labels import recorded_labels, resolve_labels  # noqa: E402
 from .raster import _to_time_major  # noqa: E402
 from .style import GREY, color, styled, time_axis  # noqa: E402
 

@@ -15,7 +15,7 @@ from matplotlib.path import Path as MPath  # noqa: E402
 from matplotlib.transforms import IdentityTransform, blended_transform_factory  # noqa: E402
 
 from .._validate import check_choice  # noqa: E402
-from .labels import recorded_labels, resolve_labels  # noqa: E402
+from ..labels import recorded_labels, resolve_labels  # noqa: E402
 from .style import GREY, color, styled, time_axis  # noqa: E402
 
 SELECT = ("active", "even", "first")

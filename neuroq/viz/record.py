@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from .. import _sj
-from .labels import _is_neuron, layer_labels
+from ..labels import _is_neuron, layer_labels
 
 
 class Recording(OrderedDict):

@@ -23,12 +23,14 @@ def test_csv_and_tensorboard_logs(tmp_path):
         assert float(r["energy_pj_per_sample"]) > 0
         rates = [k for k in r if k.startswith("firing_rate/")]
         assert len(rates) == 2 and all(0 <= float(r[k]) <= 1 for k in rates)  # the two LIF layers
+        # named as the plots name them, with the module path beside
+        assert sorted(rates) == ["firing_rate/LIF 1 (fc 32) [2]", "firing_rate/LIF 2 (fc 32) [4]"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    assert {"train_loss", "test_acc", "energy_pj_per_sample"} <= set(tags)
+    assert {"train_loss", "test_acc", "energy_pj_per_sample", "firing_rate/LIF 1 (fc 32) [2]"} <= set(tags)
     assert [e.step for e in acc.Scalars("test_acc")] == [1, 2]
     # resuming continues the log instead of starting it again
     assert main(BASE[:-2] + ["--epochs", "3", "--out", str(out), "--log", "csv", "--resume"]) == 0

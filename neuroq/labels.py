@@ -1,4 +1,5 @@
-r"""Readable names for recorded layers: ``LIF 1 (conv 32×4×4)`` instead of the module path ``1``.
+r"""Readable names for layers: ``LIF 1 (conv 32×4×4)`` instead of the module path ``1``, the one naming used
+by the plots, the energy meter's report and table, and the training logs.
 
 A recording of :func:`neuroq.viz.record` is keyed by module path (``"2"``, ``"net.6"``) so it can
 be matched with the model and with :class:`neuroq.energy.EnergyMeter` reports; the plots show a
@@ -27,7 +28,7 @@ _SYNAPSES = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 def _is_neuron(m: nn.Module) -> bool:
-    from ..neuron.base import is_neuron
+    from .neuron.base import is_neuron
 
     return is_neuron(m)
 
@@ -103,6 +104,12 @@ def layer_labels(model: nn.Module, recording: Optional[Mapping] = None) -> "Orde
             desc = _neuron_desc(last_syn, shape)
             out[key] = f"{neuron_kind(m)} {n_neuron}" + (f" ({desc})" if desc else "")
     return out
+
+
+def with_path(path: str, label: Optional[str]) -> str:
+    """A layer's name in tables and logs (the energy table, ``log.csv``, TensorBoard): its label, as the plots
+    show it, with the module path beside it, ``'LIF 1 (fc 256) [1]'``; the path alone without a label."""
+    return f"{label} [{path}]" if label and label != path else path
 
 
 def fallback_label(name: str, tensor=None) -> str:
