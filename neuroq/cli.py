@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as neuroq energy)")
     v.add_argument("--energy", type=energy_spec, default=None,
                    help="energy model of --kind energy (bars stacked by component; default: compute)")
+    v.add_argument("--scale", default="auto", choices=("auto", "log", "linear"),
+                   help="y axis of the energy plots: log, linear, or auto (default): log when the layers differ "
+                        "by more than 100x")
     v.add_argument("--max-neurons", type=C.positive_int("--max-neurons"), default=200,
                    help="neurons per layer in rasters (default: 200)")
     v.add_argument("--dpi", type=C.positive_int("--dpi"), default=150, help="resolution of the PNGs (default: 150)")
@@ -371,7 +374,7 @@ def _cmd_viz(args):
 
     from . import viz
     from .training.checkpoint import checkpoint_path
-    from .training.report import inference_model, meter_run
+    from .training.report import RASTER_SAMPLES_T1, inference_model, meter_run
 
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
@@ -383,6 +386,7 @@ def _cmd_viz(args):
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the plots")
     out.mkdir(parents=True, exist_ok=True)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
+    scale = {"auto": "auto", "log": True, "linear": False}[args.scale]
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
     rec = viz.record(net, method.record_input(x), v="membrane" in kinds)
     names = rec.labels
@@ -400,7 +404,13 @@ def _cmd_viz(args):
         if kind in ("raster", "rates", "membrane", "maps", "animation") and not rec:
             skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
-        if kind == "raster":
+        if kind == "raster" and method.T == 1:  # one step: neurons x samples instead of one column
+            xb, _ = _test_slice(data, K, RASTER_SAMPLES_T1, "--sample")
+            many = viz.record(net, method.record_input(xb.to(args.device)))
+            save(viz.raster(many, max_neurons=args.max_neurons, select=args.select, over="samples",
+                            title=f"{method.name} on {data.name}: test samples {K}-{K + len(xb) - 1} (T = 1)"),
+                 f"raster_{K}.png")
+        elif kind == "raster":
             save(viz.raster(rec, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
@@ -412,27 +422,26 @@ def _cmd_viz(args):
                 skip(f"{method.name} model's neurons keep no membrane potential: no membrane plot")
                 continue
             for layer in rec.v:
-                ax = viz.membrane_trace(rec, layer=layer, title=f"{tag}, {names.get(layer, layer)}")
-                save(ax.figure, f"membrane_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
+                axes = viz.membrane_trace(rec, layer=layer, stacked=True, title=f"{tag}, {names.get(layer, layer)}")
+                save(axes[0].figure, f"membrane_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "maps":
             conv = [k for k, t in rec.items() if t.dim() == 5]
             if not conv:
                 skip(f"{method.name} model has no convolutional spiking layer: no feature maps")
                 continue
             for layer in conv:
-                save(viz.feature_maps(rec, layer=layer, title=f"{tag}, {names.get(layer, layer)}: firing rate "
-                                                             f"per channel"),
+                save(viz.feature_maps(rec, layer=layer, title=tag),  # the figure names the layer itself
                      f"maps_{K}_{layer.replace('.', '_').replace('/', '_')}.png")
         elif kind == "energy":
             if args.energy:
                 meter = meter_run(method, net, data.test, args.device, args.samples, energy=args.energy)
                 for m in meter.energy_models:
-                    save(viz.energy_components(meter, model=m.name, title=f"{method.name} on {data.name}: energy per "
+                    save(viz.energy_components(meter, model=m.name, log=scale, title=f"{method.name} on {data.name}: energy per "
                                                  f"sample under {m.name} ({meter.samples} test samples)"),
                          f"energy_{m.name}.png")
             else:
                 meter = meter_run(method, net, data.test, args.device, args.samples)
-                save(viz.energy_bars(meter, title=f"{method.name} on {data.name}: energy per sample "
+                save(viz.energy_bars(meter, log=scale, title=f"{method.name} on {data.name}: energy per sample "
                                                   f"({meter.samples} test samples)"), "energy.png")
         elif kind == "animation":
             fig = viz.animate_raster(rec, out / f"raster_{K}.gif", max_neurons=args.max_neurons, select=args.select,

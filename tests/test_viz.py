@@ -232,6 +232,50 @@ def test_record_on_spikingjelly_neurons():
         v = h - (h >= 1.0).float()
     assert torch.allclose(r.h["1"], torch.stack(hs), atol=1e-5)
     assert r.labels == OrderedDict([("1", "IF 1 (fc 16)")])
+    # a hard reset cannot be inverted: H comes from the neuron's own step (SpikingJelly 2.0's functional step
+    # with a threshold it never reaches; 0.0.0.0.14's in-place charge), checked against an explicit loop
+    net = nn.Sequential(nn.Linear(20, 16), sjn.LIFNode(tau=2.0, step_mode="m"))
+    r = viz.record(net, x * 3, v=True)
+    with torch.no_grad():
+        i1 = net[0](x * 3)
+    v, hs = torch.zeros_like(i1[0]), []
+    for t in range(T):
+        h = v + (i1[t] - v) / 2.0
+        hs.append(h)
+        v = h * (h < 1.0).float()
+    assert "1" in r.h and torch.allclose(r.h["1"], torch.stack(hs), atol=1e-5)
+    assert bool((r.h["1"] >= 1.0).any())       # spikes, whose H the trace now shows above the threshold
+
+
+def test_membrane_trace_legend_stacked_panels_and_note():
+    """The spike marker is in the legend only when a shown neuron spikes; the how-to-read note is a legend
+    entry (laid out with the figure, not clipped); ``stacked=True`` gives one panel per neuron, shared axes."""
+    T_, n = 6, 4
+    v = torch.linspace(0, 0.9, T_)[:, None].repeat(1, n)   # never reaches the threshold
+    ax = viz.membrane_trace(v, spikes=torch.zeros(T_, n), neurons=[0, 1], v_threshold=1.0)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any(t.startswith("spike") for t in labels) and "after reset" in labels[-1]
+    s = torch.zeros(T_, n)
+    s[3, 1] = 1.0
+    ax = viz.membrane_trace(v, spikes=s, neurons=[0, 1], v_threshold=1.0)
+    assert any(t.get_text().startswith("spike") for t in ax.get_legend().get_texts())
+    axes = viz.membrane_trace(v, spikes=s, neurons=[0, 1, 2], v_threshold=1.0, stacked=True, title="t")
+    assert len(axes) == 3 and len({id(a.figure) for a in axes}) == 1
+    assert [len(a.lines) for a in axes] == [2, 2, 2]           # its trace and the threshold line
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[2])
+    with pytest.raises(ValueError, match="stacked=True draws its own panels"):
+        viz.membrane_trace(v, spikes=s, stacked=True, ax=axes[0])
+
+
+def test_feature_maps_print_the_values_of_tiny_maps():
+    s = torch.zeros(4, 1, 2, 2, 2)
+    s[:2, 0, 0, 0, 1] = 1.0                                      # rate 0.5 at channel 0, (0, 1)
+    fig = viz.feature_maps({"c": s}, title="t")
+    numbers = [t.get_text() for t in fig.axes[0].texts]
+    assert numbers == ["0", ".50", "0", "0"]
+    assert fig._suptitle.get_text().startswith("t\nc: all 2 channels")
+    big = viz.feature_maps({"c": torch.ones(2, 1, 2, 4, 4)})
+    assert not big.axes[0].texts                                # 4x4 and larger: colour only
 
 
 # ---- raster ---------------------------------------------------------------------------------
@@ -353,6 +397,15 @@ def test_raster_of_a_single_step():
     assert np.all(np.asarray(ax.collections[0].get_offsets())[:, 0] == 0)
     assert any(t.get_text() == "no spikes" for t in ax.texts)  # layer b is silent and says so
     assert ax.figure.get_size_inches()[0] < 5  # a narrow figure, not a wide empty axis
+    # with several samples and none chosen, T = 1 runs over the samples: neurons x samples, not one column
+    r = OrderedDict(a=(torch.rand(1, 6, 40) > 0.5).float(), b=torch.zeros(1, 6, 10))
+    for ax in (viz.raster(r), viz.raster(r, over="samples")):
+        assert ax.get_xlim() == (-0.5, 5.5) and "test sample" in ax.get_xlabel()
+        pts = np.asarray(ax.collections[0].get_offsets())
+        assert sorted(map(tuple, pts.astype(int).tolist())) == sorted(
+            (int(i), int(j)) for i, j in zip(*np.nonzero(r["a"][0].numpy())))
+    with pytest.raises(ValueError, match=r"over='samples' needs a T = 1 recording"):
+        viz.raster(OrderedDict(a=torch.zeros(3, 2, 4)), over="samples")
 
 
 # ---- firing rates ---------------------------------------------------------------------------
@@ -522,7 +575,7 @@ def test_energy_bars_units_labels_no_offset(rec):
         net(_x(200))
     rep = m.report()
     for per in (True, False):
-        ax = viz.energy_bars(m, per_sample=per)
+        ax = viz.energy_bars(m, per_sample=per, log=False)
         tops = [b_s.get_height() + b_m.get_height() for b_s, b_m in zip(*ax.containers[:2])]
         unit, factor = viz.energy_unit(tops)
         assert ax.energy_unit == unit and f"({unit}" in ax.get_ylabel()
@@ -537,8 +590,21 @@ def test_energy_bars_units_labels_no_offset(rec):
     assert [n[1] for n in names] == ["real input", "spike input", "spike input"]
     assert [t.get_text().split("\n")[0] for t in viz.energy_bars(rep).get_xticklabels()] == \
         ["Linear 1", "Linear 2", "Linear 3"]  # a bare report: type and position
-    ax = viz.energy_bars(rep, unit="pJ")
+    ax = viz.energy_bars(rep, unit="pJ", log=False)
     assert ax.energy_unit == "pJ"
+    # parts more than 100x apart (a MAC layer beside spike layers): a log axis by default, each decade in
+    # its own unit, every nonzero bar visible
+    tops = np.array([d["energy_pj_per_sample"] for d in rep["layers"].values()])
+    ax = viz.energy_bars(rep)
+    assert (ax.get_yscale() == "log") == (tops.max() / tops[tops > 0].min() > 100)
+    ax = viz.energy_bars(rep, log=True)
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_ylim()
+    assert lo <= tops[tops > 0].min() and hi >= tops.max() and "log scale" in ax.get_ylabel()
+    texts = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert texts and all(t.split()[-1] in ("pJ", "nJ", "µJ", "mJ", "J") and "e" not in t.split()[0] for t in texts)
+    with pytest.raises(ValueError, match="log must be True, False or 'auto'"):
+        viz.energy_bars(rep, log="yes")
 
 
 # ---- accuracy-energy ------------------------------------------------------------------------

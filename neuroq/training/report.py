@@ -57,10 +57,16 @@ def write_energy_report(meter, method: Method, data, path, device="cpu", **extra
     return rep
 
 
+#: test samples in the raster of a T = 1 method (neurons × samples: one step has no time axis to show)
+RASTER_SAMPLES_T1 = 32
+
+
 def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", samples: int = METER_SAMPLES,
                write_energy: bool = True) -> dict:
     """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
-    (test sample 0) to ``out``; returns the energy report (``None`` without it)."""
+    (test sample 0 over time; for a T = 1 method the first :data:`RASTER_SAMPLES_T1` test samples, neurons ×
+    samples; none for a model without spiking neurons) to ``out``; returns the energy report (``None``
+    without it)."""
     from .. import viz
 
     net = inference_model(method, model, device)
@@ -69,9 +75,12 @@ def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", 
         meter = meter_run(method, net, data.test, device, samples=samples)
         rep = write_energy_report(meter, method, data, Path(out) / "energy.json", device)
         print(meter.table())
-    x0, y0 = next(batches(data.test, torch.arange(1), 1))
+    n = 1 if method.T > 1 else min(RASTER_SAMPLES_T1, len(data.test))
+    x0, y0 = next(batches(data.test, torch.arange(n), n))
     rec = viz.record(net, method.record_input(x0.to(device)))
-    ax = viz.raster(rec, title=f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})")
-    viz.save(ax, Path(out) / "raster.png", dpi=150)
+    if rec:  # a model without spiking neurons (the ANN baseline) gets no raster
+        title = (f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})" if n == 1 else
+                 f"{method.name} on {data.name}: test samples 0-{n - 1} (T = 1)")
+        viz.save(viz.raster(rec, title=title), Path(out) / "raster.png", dpi=150)
     _sj.reset_net(net)
     return rep

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
 from ..labels import resolve_labels, layer_labels  # noqa: E402
-from .style import GREY, PALETTE, styled  # noqa: E402
+from .style import GREY, PALETTE, points, styled  # noqa: E402
 
 
 def _load_report(report) -> dict:
@@ -66,6 +66,28 @@ def _unit_formatter(factor: float):
     return FuncFormatter(fmt)
 
 
+def _log_energy_formatter():
+    """Tick labels of a log energy axis (values in pJ): each decade in its own unit, ``100 pJ``, ``1 nJ``,
+    ``10 µJ``, so a span of many decades needs no exponent."""
+    def fmt(x, pos=None):
+        if x <= 0:
+            return ""
+        unit, factor = energy_unit([x])
+        return f"{x / factor:.3g} {unit}"
+    return FuncFormatter(fmt)
+
+
+def _energy_axis(ax, log: bool, factor: float, uname: str, per: bool) -> None:
+    """The y axis of an energy plot: one unit (``uname``) on a linear axis; on a log axis each tick in its own
+    unit (the label then names none)."""
+    if log:
+        ax.yaxis.set_major_formatter(_log_energy_formatter())
+        ax.set_ylabel("energy" + (" / sample" if per else "") + " (log scale)")
+    else:
+        ax.yaxis.set_major_formatter(_unit_formatter(factor))
+        ax.set_ylabel(f"energy ({uname}" + (" / sample)" if per else ")"))
+
+
 def _fmt_energy(e_pj: float, unit: str, factor: float) -> str:
     return f"{e_pj / factor:.4g} {unit}"
 
@@ -88,8 +110,24 @@ def _bar_labels(rep: dict, meter, labels) -> list:
     return [f"{lab}\n{inputs.get(rep['layers'][k].get('input'), '')}".strip() for lab, k in zip(shown, names)]
 
 
+def _auto_log(log, positive) -> bool:
+    """``log`` of the energy plots: ``True``/``False``, or ``'auto'``: log when the nonzero values span more than
+    100×."""
+    if log == "auto":
+        return bool(positive.size) and float(positive.max() / positive.min()) > 100
+    if not isinstance(log, bool):
+        raise ValueError(f"log must be True, False or 'auto', got {log!r}")
+    return log
+
+
+def bar_figure_width(n: int, least: float, per_bar: float, extra: float, most: float = 12.0) -> float:
+    """Width (inches) of a figure of ``n`` bars: ``per_bar`` each plus ``extra``, at least ``least`` and at most
+    ``most`` (a deep network's bars get narrower instead of the figure growing past a page)."""
+    return min(most, max(least, per_bar * n + extra))
+
+
 @styled
-def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, log: bool = False,
+def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, log="auto",
                 title: Optional[str] = None, annotate: bool = True, labels=None, unit: Optional[str] = None):
     r"""Per-layer energy of an :class:`neuroq.energy.EnergyMeter` report, split into SOP and MAC parts.
 
@@ -106,7 +144,9 @@ def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, 
     Args:
         report: ``EnergyMeter.report()``, the meter itself, or a path to ``energy.json`` (or its folder).
         per_sample: plot ``*_per_sample`` values (falls back to totals when ``samples`` is 0).
-        log: logarithmic y axis.
+        log: logarithmic y axis: ``True``, ``False``, or ``'auto'`` (the default): log when the nonzero bars
+            differ by more than 100×, as a MAC-driven first layer and its spike-driven successors do (on a
+            linear axis the spike layers would not show).
         annotate: write each layer's SOP/MAC counts above its bar.
         labels: layer labels ``{layer path: label}`` or one per layer (default: from the meter's
             model, :func:`neuroq.viz.layer_labels`, when a meter is given; else ``Linear 1`` ...).
@@ -137,28 +177,32 @@ def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, 
     e_sop, e_macs = sops * e_ac, macs * e_mac
     total_bar = e_sop + e_macs
     uname, factor = energy_unit(total_bar, unit)
+    positive = total_bar[total_bar > 0]
+    log = _auto_log(log, positive)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(4.8, 1.25 * len(names) + 2.2), 3.8), layout="constrained")
+        _, ax = plt.subplots(figsize=(bar_figure_width(len(names), 4.8, 1.25, 2.2), 3.8), layout="constrained")
     x = np.arange(len(names))
     ax.bar(x, e_sop, color=PALETTE[0], width=0.7, label=f"SOP × {e_ac:g} pJ (spike input)")
     ax.bar(x, e_macs, bottom=e_sop, color=PALETTE[1], width=0.7, label=f"MAC × {e_mac:g} pJ (real-valued input)")
     if annotate:
         for xi, s_, m_, top in zip(x, sops, macs, total_bar):
             parts = ([f"{_si(s_)} SOP"] if s_ else []) + ([f"{_si(m_)} MAC"] if m_ else [])
+            if top <= 0 and log:
+                continue  # nothing to draw on a log axis (the bar is absent; the x label names the layer)
             ax.annotate("\n".join(parts) or "0", (xi, top), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=plt.rcParams["xtick.labelsize"])
-    ax.set_xticks(x, ticklabels, rotation=25 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
-    ax.set_ylabel(f"energy ({uname}" + (" / sample)" if per else ")"))
+                        ha="center", va="bottom", fontsize=points() * (0.8 if len(names) > 8 else 1.0),
+                        rotation=90 if len(names) > 12 else 0)
+    rot = 0 if len(names) <= 4 else (25 if len(names) <= 10 else 60)
+    ax.set_xticks(x, ticklabels, rotation=rot, ha="right" if rot else "center")
     if log:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,)))
         ax.yaxis.set_minor_formatter(NullFormatter())
-        positive = total_bar[total_bar > 0]
         if positive.size:
-            ax.set_ylim(positive.min() / 3, positive.max() * 6)
+            ax.set_ylim(positive.min() / 3, positive.max() * (30 if len(names) > 12 else 6))
     else:
         ax.set_ylim(0, max(1e-12, float(total_bar.max())) * 1.3)
-    ax.yaxis.set_major_formatter(_unit_formatter(factor))
+    _energy_axis(ax, log, factor, uname, per)
     total = rep["total"]["energy_pj" + suf]
     ax.legend(loc="upper right", title=f"total {_fmt_energy(total, uname, factor)}" + (" / sample" if per else ""))
     if title:
@@ -447,12 +491,11 @@ def energy_components(report, model: Optional[str] = None, per_sample: bool = Tr
     vals = vals[:, used]
     comps = [COMPONENTS[i] for i in used]
     positive = vals[vals > 0]
-    if log == "auto":
-        log = bool(positive.size) and positive.max() / positive.min() > 100
+    log = _auto_log(log, positive)
     ticklabels = _component_labels(rep, meter, names, labels)
     uname, factor = energy_unit(vals.sum(1), unit)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(5.2, 1.1 * len(names) + 2.6), 3.9), layout="constrained")
+        _, ax = plt.subplots(figsize=(bar_figure_width(len(names), 5.2, 1.1, 2.6), 3.9), layout="constrained")
     x = np.arange(len(names))
     if log:
         w = 0.8 / max(1, len(comps))
@@ -471,9 +514,9 @@ def energy_components(report, model: Optional[str] = None, per_sample: bool = Tr
                    label=_COMPONENT_LABELS.get(c, c))
             bottom += vals[:, j]
         ax.set_ylim(0, max(1e-12, float(bottom.max())) * 1.25)
-    ax.yaxis.set_major_formatter(_unit_formatter(factor))
-    ax.set_xticks(x, ticklabels, rotation=25 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
-    ax.set_ylabel(f"energy ({uname}" + (" / sample)" if per else ")"))
+    _energy_axis(ax, log, factor, uname, per)
+    rot = 0 if len(names) <= 4 else (25 if len(names) <= 10 else 60)
+    ax.set_xticks(x, ticklabels, rotation=rot, ha="right" if rot else "center")
     total = mr["total"]["energy_pj_per_sample" if per else "energy_pj"]
     ax.legend(loc="upper right", fontsize="small",
               title=f"{model}: total {_fmt_energy(total, uname, factor)}" + (" / sample" if per else ""))

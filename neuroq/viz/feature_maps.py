@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..labels import recorded_labels, resolve_labels  # noqa: E402
-from .style import CMAP, styled  # noqa: E402
+from .style import CMAP, points, styled  # noqa: E402
 
 
 def _ranges(idx) -> str:
@@ -29,6 +29,10 @@ def _ranges(idx) -> str:
     return ", ".join(out)
 
 
+#: maps of at most this many pixels (2×2, 3×3) carry their values as numbers in each pixel
+SMALL_MAP = 9
+
+
 @styled
 def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Optional[int] = None,
                  max_channels: Optional[int] = None, ncols: int = 8, title: Optional[str] = None,
@@ -38,7 +42,8 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
     Tile :math:`c` shows :math:`S_c[t, y, x]` for one step ``t``, or the firing rate
     :math:`\frac{1}{T}\sum_t S_c[t, y, x]` with ``t=None``. Every channel is drawn unless
     ``channels`` or ``max_channels`` pick some; then the title says which (``channels 0–15 of 32``).
-    All tiles share one colour scale from 0 to the largest value drawn.
+    All tiles share one colour scale from 0 to the largest value drawn; maps of at most :data:`SMALL_MAP`
+    pixels (the 2×2 maps of an 8×8 input after two poolings) also print each pixel's value.
 
     Args:
         spikes: the :class:`~neuroq.viz.Recording` of :func:`neuroq.viz.record` (or any mapping
@@ -122,6 +127,11 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
         a.set_yticks([])
         if k < C:
             im = a.imshow(img[k], cmap=cmap or CMAP, vmin=0.0, vmax=vmax, interpolation="nearest")
+            if hh * ww <= SMALL_MAP:  # a few pixels read better as numbers than as blocks of colour
+                for (yy, xx), v in np.ndenumerate(img[k]):
+                    a.text(xx, yy, f"{v:.2f}".lstrip("0") if 0 < v < 1 else f"{v:g}", ha="center", va="center",
+                           fontsize=points(),
+                           color="white" if v > 0.6 * vmax else "black")
             a.set_title(f"c{idx[k]}", fontsize=plt.rcParams["xtick.labelsize"], pad=2)
             for side in ("top", "right"):
                 a.spines[side].set_visible(True)

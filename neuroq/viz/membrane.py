@@ -43,7 +43,8 @@ def _default_neurons(va, ha, sa, max_traces):
 @styled
 def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optional[Sequence[int]] = None,
                    sample: int = 0, v_threshold: Optional[float] = None, max_traces: int = 3,
-                   ax: Optional[plt.Axes] = None, title: Optional[str] = None, h=None, labels=None):
+                   ax: Optional[plt.Axes] = None, title: Optional[str] = None, h=None, labels=None,
+                   stacked: bool = False, _color: int = 0, _note: bool = True):
     r"""Membrane potential over time of a few neurons, the threshold dashed, spikes marked where they fire.
 
     A neuron charges, fires and resets each step (SpikingJelly's three-stage neuron):
@@ -74,13 +75,16 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
         v_threshold: threshold line; default the layer's recorded ``v_threshold`` (else 1.0).
         h: ``[T, neurons...]`` potentials before reset matching a tensor ``v`` (ignored for a recording).
         labels: layer labels ``{layer: label}`` (default: the recording's, e.g. ``LIF 1 (fc 256)``).
+        stacked: one panel per neuron, stacked over a shared time axis, instead of all traces on one axes
+            (traces that cross each other are then read apart); needs ``ax=None``.
     Returns:
         the ``Axes``; ``ax.lines[i]`` is neuron ``neurons[i]``'s trace: with :math:`H`, x data
         ``[0, 0, 1, 1, ...]`` and y data ``[H[0], V[0], H[1], V[1], ...]``; without, x data
         ``0..T-1`` and y data the recorded :math:`V`. ``ax.collections[i]`` are its spikes
         (x = spike steps), ``ax.neurons`` the indices drawn, ``ax.shows_h`` whether :math:`H` is drawn.
         With ``T = 1`` the neurons' x positions are spread around 0 (``ax.dodge[i]`` added to t)
-        so that their single points do not hide each other.
+        so that their single points do not hide each other. With ``stacked=True``: the list of the
+        panels' ``Axes``, one neuron each, in the order of ``neurons``.
 
     Example::
 
@@ -126,6 +130,20 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
     neurons = np.asarray(list(neurons), dtype=int).reshape(-1)
     if neurons.size == 0 or neurons.min() < -n or neurons.max() >= n:
         raise ValueError(f"neurons {neurons.tolist()} must be non-empty indices into {n} neurons")
+    if stacked:
+        if ax is not None:
+            raise ValueError("stacked=True draws its own panels: leave ax=None")
+        fig, axes = plt.subplots(len(neurons), 1, figsize=(6.4 if T > 1 else 4.0, 1.2 + 1.45 * len(neurons)),
+                                 sharex=True, sharey=True, squeeze=False, layout="constrained")
+        axes = list(axes[:, 0])
+        for k, (a, i) in enumerate(zip(axes, neurons)):
+            membrane_trace(va, sa, layer=name, neurons=[i], v_threshold=v_threshold, ax=a, h=ha,
+                           _color=k, _note=k == len(axes) - 1)
+            if k < len(axes) - 1:
+                a.set_xlabel("")
+        if title:
+            fig.suptitle(title)
+        return axes
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4 if T > 1 else 4.0, 3.4), layout="constrained")
     t = np.arange(T)
@@ -133,20 +151,23 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
     dodge = (np.arange(len(neurons)) - (len(neurons) - 1) / 2) * (0.6 / max(len(neurons), 1)) if T == 1 \
         else np.zeros(len(neurons))
     for k, i in enumerate(neurons):
-        c = color(k)
+        c = color(k + _color)
         if ha is not None:  # H[0] -> V[0] -> H[1] -> ...: charge, then (where it fired) the reset drop
             ax.plot(np.repeat(t + dodge[k], 2), np.column_stack([ha[:, i], va[:, i]]).ravel(), color=c,
                     marker="o", markevery=(0, 2), markersize=3.5, label=f"neuron {i}")
         else:
             ax.plot(t + dodge[k], va[:, i], marker="o", markersize=3.5, color=c, label=f"neuron {i}")
+    fired = False
     for k, i in enumerate(neurons):
         ts = np.nonzero(sa[:, i] > 0)[0] if sa is not None else np.zeros(0, dtype=int)
         y = ha[ts, i] if ha is not None else np.full(len(ts), v_threshold)
-        ax.scatter(ts + dodge[k], y, marker="^", s=42, color=color(k), edgecolors="k", linewidths=0.5, zorder=3)
+        ax.scatter(ts + dodge[k], y, marker="^", s=42, color=color(k + _color), edgecolors="k", linewidths=0.5,
+                   zorder=3)
+        fired = fired or bool(len(ts))
     for k, i in enumerate(neurons if ha is None and sa is not None else []):
         ts = np.nonzero(sa[:, i] > 0)[0]
         if len(ts):
-            ax.vlines(ts + dodge[k], va[ts, i], v_threshold, colors=color(k), linestyles=":", linewidth=1.0)
+            ax.vlines(ts + dodge[k], va[ts, i], v_threshold, colors=color(k + _color), linestyles=":", linewidth=1.0)
     ax.axhline(v_threshold, color="k", linestyle="--", linewidth=0.9, label=r"$V_{th}$")
     time_axis(ax, T)
     if ha is not None:
@@ -156,13 +177,17 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
         ax.set_ylabel(r"membrane potential $V[t]$ (after reset)")
         what = r"$V[t]$ after reset ($H[t]$ not recorded); dotted: spike"
     handles, labs = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], marker="^", linestyle="none", color=GREY, markeredgecolor="k",
-                          markeredgewidth=0.5, markersize=7))
-    labs.append("spike" + (r" (at $H[t] \geq V_{th}$)" if ha is not None else ""))
-    ax.legend(handles, labs, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=name,
-              alignment="left")
-    ax.text(1.01, 0.0, what, transform=ax.transAxes, ha="left", va="bottom", color=GREY,
-            fontsize=plt.rcParams["legend.fontsize"], wrap=True)
+    if fired:  # a spike marker only where a shown neuron spikes
+        handles.append(Line2D([], [], marker="^", linestyle="none", color=GREY, markeredgecolor="k",
+                              markeredgewidth=0.5, markersize=7))
+        labs.append("spike" + (r" (at $H[t] \geq V_{th}$)" if ha is not None else ""))
+    if _note:  # how to read the trace, inside the legend (laid out with the figure, never clipped)
+        handles.append(Line2D([], [], linestyle="none"))
+        labs.append(what.replace(", ", ",\n").replace("; ", ";\n"))
+    leg = ax.legend(handles, labs, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title=name,
+                    alignment="left")
+    if _note:
+        leg.get_texts()[-1].set_color(GREY)
     if title:
         ax.set_title(title)
     ax.neurons = neurons.tolist()

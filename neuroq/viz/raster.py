@@ -157,23 +157,24 @@ class SpikeMarks(PathCollection):
 
 @styled
 def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional[plt.Axes] = None,
-           sample: int = 0, max_neurons: Optional[int] = 200, title: Optional[str] = None,
+           sample: Optional[int] = None, max_neurons: Optional[int] = 200, title: Optional[str] = None,
            colors=None, marker_size: Optional[float] = None, layers: Optional[Sequence[str]] = None, neurons=None,
-           select: str = "active", labels=None):
+           select: str = "active", labels=None, over: str = "auto"):
     r"""Spike raster: time on x, neurons on y in one band per layer (first layer on top), one colour per layer.
 
     A mark at :math:`(t, i)` means neuron :math:`i` fired, :math:`S_i[t] = 1` (a graded value
     :math:`S_i[t] > 0` counts as a spike too). A layer with more than ``max_neurons`` neurons shows
     a selection (``select``), said beside its band (``"200 most active of 8,192 neurons"``); a
     band with no spike says so, it is never silently empty. ``T = 1`` (ANN-like single-step
-    methods) gives one column on a narrow figure, labelled as a single step.
+    methods) has no time to show: there, with several samples recorded, the x axis runs over the samples
+    instead (``over="samples"``, the default for ``T = 1``): neurons × samples, one column per sample.
 
     Args:
         spikes: the :class:`~neuroq.viz.Recording` of :func:`neuroq.viz.record` (any mapping
             ``{layer: [T, N, ...]}`` will do; ``sample`` picks the batch element), or a
             ``[T, neurons...]`` tensor for one sample.
         ax: axes to draw on (a new figure when ``None``).
-        sample: batch element to plot.
+        sample: batch element to plot (default: the first; for ``over="samples"`` every one).
         max_neurons: show at most this many neurons per layer, ``None`` for all.
         title: axes title.
         colors: one matplotlib colour per layer (default: :data:`neuroq.viz.style.PALETTE`).
@@ -185,6 +186,9 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
             in this sample), ``"even"`` (evenly spaced) or ``"first"`` (see :func:`select_neurons`).
         labels: layer labels, ``{layer: label}`` or one per plotted layer (default: the
             recording's, e.g. ``LIF 1 (fc 256)``; see :func:`neuroq.viz.layer_labels`).
+        over: what the x axis runs over: ``"time"`` (the steps of sample ``sample``), ``"samples"`` (the
+            recording's samples of a ``T = 1`` recording, ``[1, N, ...]``), or ``"auto"``: samples when
+            ``T = 1``, more than one sample was recorded and no ``sample`` is given, else time.
     Returns:
         the matplotlib ``Axes``; ``ax.collections[i]`` holds layer ``i``'s spikes (one point
         ``(t, row)`` each, rows counted from the first layer's first shown neuron),
@@ -211,14 +215,29 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
         if title:
             ax.set_title(title)
         return ax
-    items = layer_items(spikes, sample, layers)
+    check_choice("over", over, ("auto", "time", "samples"))
+    if isinstance(spikes, Mapping):
+        t_n = [tuple(v.shape[:2]) for v in spikes.values() if isinstance(v, torch.Tensor) and v.dim() >= 2]
+        if over == "auto":
+            over = "samples" if t_n and t_n[0][0] == 1 and t_n[0][1] > 1 and sample is None else "time"
+        if over == "samples":
+            if not t_n or t_n[0][0] != 1:
+                raise ValueError(f"over='samples' needs a T = 1 recording [1, N, ...], got T = "
+                                 f"{t_n[0][0] if t_n else 'none'}")
+            swapped = OrderedDict((k, v.transpose(0, 1)) for k, v in spikes.items())  # samples as the x axis
+            labels = labels if labels is not None else recorded_labels(spikes)
+            spikes = swapped
+            sample = 0
+    elif over == "samples":
+        raise ValueError("over='samples' needs a recording {layer: [1, N, ...]}, got a single tensor")
+    items = layer_items(spikes, 0 if sample is None else sample, layers)
     names = [name for name, _ in items]
     shown = display_labels(spikes, names, labels)
     chosen = [(name, *_select(a, name, neurons, max_neurons, select)) for name, a in items]
     T = chosen[0][1].shape[0]
     n_rows = sum(a.shape[1] for _, a, _, _ in chosen)
     if ax is None:
-        width = 3.8 if T == 1 else 6.4
+        width = 3.8 if T == 1 else 6.4  # (T: the columns, samples for over="samples")
         _, ax = plt.subplots(figsize=(width, float(np.clip(1.6 + 0.0075 * n_rows + 0.45 * len(chosen), 2.4, 8.0))),
                              layout="constrained")
     offset = 0
@@ -247,7 +266,10 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
     if total_marks > 20000:  # keep vector files small: the marks go in as one bitmap
         for coll in ax.collections:
             coll.set_rasterized(True)
-    time_axis(ax, T)
+    if over == "samples":
+        time_axis(ax, T, label="test sample (T = 1: one step each)")
+    else:
+        time_axis(ax, T)
     ax.set_ylim(max(offset, 1) - 0.5, -0.5)  # first layer on top
     ax.set_ylabel("neuron (by layer)")
     ax.set_yticks(ticks, shown)

@@ -15,8 +15,9 @@ potential the threshold is compared with:
 1. from the neuron itself where it offers it (a ``store_h_seq`` flag that makes it keep
    ``h_seq`` ``[T, N, ...]`` in multi-step and ``h`` ``[N, ...]`` in single-step mode), else
 2. by re-running the neuron's own charge :math:`f` (``neuronal_charge``: neuroq's
-   ``(x, v) -> h`` or SpikingJelly 0.0.0.0.14's in-place ``(x)``) on the recorded input and
-   :math:`V[t-1]`, else
+   ``(x, v) -> h`` or SpikingJelly 0.0.0.0.14's in-place ``(x)``; for SpikingJelly 2.0's neurons its
+   ``single_step_functional_forward`` with the threshold at the largest float, so that it charges and never fires) on
+   the recorded input and :math:`V[t-1]`, else
 3. for a soft reset, by inverting it: :math:`H[t] = V[t] + V_{th}S[t]`;
 
 each kept only where it reproduces the recorded spikes and resets
@@ -87,7 +88,7 @@ def _charge(m: nn.Module, x: torch.Tensor, v: torch.Tensor) -> Optional[torch.Te
     """:math:`H = f(V, X)` by the neuron's own ``neuronal_charge``, without changing its state."""
     fn = getattr(m, "neuronal_charge", None)
     if fn is None:
-        return None
+        return _charge_by_step(m, x, v)
     try:
         n_args = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
@@ -108,6 +109,26 @@ def _charge(m: nn.Module, x: torch.Tensor, v: torch.Tensor) -> Optional[torch.Te
             m.v = saved
         return h if isinstance(h, torch.Tensor) else None
     return None
+
+
+def _charge_by_step(m: nn.Module, x: torch.Tensor, v: torch.Tensor) -> Optional[torch.Tensor]:
+    """:math:`H = f(V, X)` of a SpikingJelly 2.0 neuron, which states its step as
+    ``single_step_functional_forward((x,), (v,))`` and has no ``neuronal_charge``: the step with the largest
+    float threshold never fires, so the state it returns is the charged potential (the caller checks it against the
+    recorded spikes and resets)."""
+    step = getattr(m, "single_step_functional_forward", None)
+    if step is None or not hasattr(m, "v_threshold"):
+        return None
+    saved = m.v_threshold
+    try:
+        m.v_threshold = torch.finfo(torch.float32).max  # not inf: a soft reset's 0 * inf would be NaN
+        _, states = step((x,), (v.clone(),))
+    except Exception:  # any neuron this does not fit: no H, the trace says so
+        return None
+    finally:
+        m.v_threshold = saved
+    h = states[0] if isinstance(states, (tuple, list)) and states else None
+    return h if isinstance(h, torch.Tensor) else None
 
 
 def _consistent(m: nn.Module, h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> bool:

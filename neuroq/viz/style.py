@@ -109,6 +109,13 @@ def styled(fn):
     return wrapper
 
 
+def points(key: str = "xtick.labelsize") -> float:
+    """The font size of rc setting ``key`` in points (rc sizes may be names such as ``'small'``)."""
+    from matplotlib.font_manager import FontProperties
+
+    return float(FontProperties(size=plt.rcParams[key]).get_size_in_points())
+
+
 def time_axis(ax, T: int, label: Optional[str] = "time step") -> None:
     """x axis of ``T`` integer time steps, ``[-0.5, T - 0.5]``; one tick and a note for ``T = 1``."""
     ax.set_xlim(-0.5, T - 0.5)
