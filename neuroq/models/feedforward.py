@@ -13,7 +13,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from .._validate import check_choice, check_int
+from .._validate import check_choice, check_int, check_real
 from ..layer.container import SeqOp, make_neuron
 
 ARCHS = ("auto", "mlp", "cnn")
@@ -35,7 +35,10 @@ def classifier(in_shape: Sequence[int], num_classes: int, neuron: Callable[[], n
     if select_arch(in_shape, arch) == "mlp":
         return spiking_mlp(math.prod(in_shape), tuple(hidden), num_classes, neuron, norm=norm,
                            sample_shape=tuple(in_shape))
-    return spiking_cnn(tuple(in_shape), num_classes, neuron, norm=norm)
+    # BatchNorm on the hidden linear layer and conv BatchNorm scales that undo the pooling's shrinkage: without
+    # them the network is nearly silent at initialisation (8x8 digits: 2.6 % / 0.7 % / 0 % firing in the three
+    # spiking layers, loss at ln 10 for an epoch, 38 % after 5 epochs; with them 15 % / 7 % / 3 % and 94 %)
+    return spiking_cnn(tuple(in_shape), num_classes, neuron, norm=norm, fc_norm=norm, bn_gain=2.0 if norm else 1.0)
 
 
 def _neuron(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -103,11 +106,14 @@ def spiking_mlp(in_features: int, hidden: tuple[int, ...], num_classes: int,
 
 def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callable[[], nn.Module],
                 channels: tuple[int, int] = (32, 64), hidden: int = 256, norm: bool = True,
-                fc_norm: bool = False) -> nn.Sequential:
+                fc_norm: bool = False, bn_gain: float = 1.0) -> nn.Sequential:
     # [T, N, C, H, W] -> [T, N, num_classes]
     """[Conv(3x3)-(BN)-AvgPool(2) -> neuron] x2 -> Linear-(BN1d)-neuron -> Linear, multi-step.
 
     ``fc_norm`` adds BatchNorm to the hidden linear layer too (bias-free linear, statistics over T and N).
+    ``bn_gain`` is the initial scale of the conv blocks' BatchNorm: 2 makes up for the 2x2 average pooling after
+    it, which halves the standard deviation of uncorrelated inputs, so the neurons see unit-variance input at
+    initialisation (:func:`classifier`'s CNN uses 2 and ``fc_norm=True``).
 
     Pooling acts on the synaptic current *before* the neuron, so every layer after the first
     receives binary spikes (counted as accumulates by :class:`neuroq.energy.EnergyMeter`); pooling
@@ -116,12 +122,15 @@ def spiking_cnn(in_shape: tuple[int, int, int], num_classes: int, neuron: Callab
     """
     if len(in_shape) != 3:
         raise ValueError(f"spiking_cnn: in_shape must be (C, H, W), got {tuple(in_shape)}")
+    check_real("bn_gain", bn_gain, gt=0)
     c, h, w = in_shape
     c1, c2 = channels
     def block(cin, cout):
         ops = [nn.Conv2d(cin, cout, 3, padding=1, bias=not norm)]
         if norm:
-            ops.append(nn.BatchNorm2d(cout))
+            bn = nn.BatchNorm2d(cout)
+            nn.init.constant_(bn.weight, bn_gain)
+            ops.append(bn)
         ops.append(nn.AvgPool2d(2))
         return [SeqOp(*ops), _neuron(neuron)]
     layers = block(c, c1) + block(c1, c2)
