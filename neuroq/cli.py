@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train several methods on the same data and budget; accuracy-energy frontier",
                        description="Train every method on the same data, seeds and budget, meter each with one "
                                    "energy model, and write compare.json and frontier.png to --out.")
-    c.add_argument("--methods", default=None, type=lambda s: [m for m in s.split(",") if m],
+    c.add_argument("--methods", default=None, type=method_list,
                    help="comma-separated methods (default: every registered method that reads the dataset): "
                         + ", ".join(M.available()))
     c.add_argument("--seeds", type=C.positive_int("--seeds"), default=1,
@@ -190,6 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def method_list(text: str) -> list:
+    """argparse type of ``compare --methods``: comma-separated names, none twice (each trains into its own
+    folder), at least one."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--methods needs at least one method name")
+    twice = sorted({m for m in names if names.count(m) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"--methods names {', '.join(twice)} more than once; each method is "
+                                         "trained once per seed (--seeds N for repeats)")
+    return names
+
+
 def method_name(text: str) -> str:
     """argparse type of ``--method``: a registered method (else an error that names them and how to add one)."""
     from .training import methods as M
@@ -219,6 +232,22 @@ def load_plugins(argv) -> list:
     for name in imports:
         plugins.import_module(name, "--import")
     return imports
+
+
+def out_folder(path) -> None:
+    """``--out`` of a verb that writes a folder: not an existing file."""
+    import os
+
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {str(path)!r} is a file; give a folder (it is created if missing)")
+
+
+def out_file(path) -> None:
+    """``--out`` of a verb that writes one file: not an existing folder."""
+    import os
+
+    if path is not None and os.path.isdir(path):
+        raise ValueError(f"--out {str(path)!r} is a folder; give a file name")
 
 
 def check_device(device: str) -> str:
@@ -260,6 +289,7 @@ def _cmd_train(args):
     from .training.loop import Trainer
     from .training.report import report_run
 
+    out_folder(args.out)
     method, cfg = train_configs(args)
     data = load_dataset(cfg)
     if args.overwrite and args.resume:
@@ -333,6 +363,9 @@ def energy_spec(text: str) -> str:
     specs = [t.strip() for t in text.split(",") if t.strip()]
     if not specs:
         raise argparse.ArgumentTypeError("--energy needs at least one energy model name")
+    twice = sorted({t for t in specs if specs.count(t) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"--energy names {', '.join(twice)} more than once")
     for t in specs:
         try:
             get_energy_model(t)
@@ -348,6 +381,7 @@ def _cmd_energy(args):
     from .training.checkpoint import checkpoint_path
     from .training.report import inference_model, meter_run, write_energy_report
 
+    out_file(args.out)
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
     meter = meter_run(method, net, data.test, args.device, args.samples, args.batch_size,
@@ -456,6 +490,7 @@ def _cmd_report(args):
     from .report import write_report
 
     check_device(args.device)
+    out_file(args.out)
     try:
         out = write_report(args.path, args.out, samples=args.samples, marks_max=args.max_marks, device=args.device,
                            data_dir=args.data_dir, energy_samples=args.energy_samples, backend=args.backend)
@@ -520,12 +555,11 @@ def _cmd_predict(args):
     from .training.checkpoint import checkpoint_path, load_run
 
     check_device(args.device)
-    x = read_samples(args.input)
     out = Path(args.out) if args.out else None
+    out_file(out)
     if out is not None and out.suffix.lower() not in (".json", ".csv"):
         raise ValueError(f"--out {str(out)!r}: expected a .json or .csv file")
-    if out is not None and out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a folder; give a .json or .csv file")
+    x = read_samples(args.input)
     run = load_run(checkpoint_path(args.checkpoint), args.device, args.data_dir)
     if not torch.isfinite(x).all():
         raise ValueError(f"--input {args.input!r} holds NaN or infinite values")

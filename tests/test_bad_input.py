@@ -120,3 +120,35 @@ def test_debug_checks_name_the_module_where_nan_enters_or_appears():
                        env={**__import__("os").environ, "NEUROQ_CHECKS": "1"}, capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
     assert math.isnan(NAN)
+
+
+def _status(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse's own refusal
+        return e.code
+
+
+def test_duplicates_and_out_paths_of_the_wrong_kind_are_refused_by_name(tmp_path, capsys):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    d = tmp_path / "a_folder"
+    d.mkdir()
+    tiny = ["--dataset", "digits", "--epochs", "1", "--limit-train", "60", "--limit-test", "20", "--quiet"]
+    cases = [
+        (["compare", "--methods", "lif,lif", *tiny, "--out", str(d)], "--methods names lif more than once"),
+        (["compare", "--methods", "lif", "--energy", "simple,simple", *tiny, "--out", str(d)],
+         "--energy names simple more than once"),
+        (["train", "--log", "csv", "csv", *tiny, "--out", str(d / "r")], "log names a logger more than once"),
+        (["compare", "--methods", "", *tiny], "--methods needs at least one"),
+        (["train", *tiny, "--out", str(f)], f"--out {str(f)!r} is a file"),
+        (["compare", "--methods", "lif", *tiny, "--out", str(f)], f"--out {str(f)!r} is a file"),
+        (["energy", str(d), "--out", str(d)], f"--out {str(d)!r} is a folder"),
+        (["report", str(d), "--out", str(d)], f"--out {str(d)!r} is a folder"),
+        (["predict", str(d), "--input", str(f), "--out", str(d)], "--out"),
+    ]
+    for argv, msg in cases:
+        assert _status(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, (argv, err)
+    assert not any(d.iterdir())                               # nothing was trained or written

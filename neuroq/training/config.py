@@ -188,6 +188,8 @@ class TrainConfig:
         self.log = tuple(self.log)
         for k in self.log:
             check_choice("log", k, LOGGERS)
+        if len(set(self.log)) != len(self.log):
+            raise ValueError(f"log names a logger more than once: {list(self.log)}")
         check_int("log_samples", self.log_samples, ge=1)
         check_int("num_workers", self.num_workers, ge=0)
         for k in ("limit_train", "limit_test"):
