@@ -437,6 +437,28 @@ def _tensor(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32).clone()
 
 
+def read_graph(path) -> "nir.NIRGraph":
+    """``nir.read(path)`` with errors that name the path and say what was expected: a missing path, a folder,
+    an empty file, a file that is not HDF5 or an HDF5 file that holds no NIR graph."""
+    nir = _nir()
+    where = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"NIR file {where!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"{where!r} is a folder; give a NIR file (written by nir.write or neuroq.nir.export)")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"NIR file {where!r} is empty")
+    try:
+        graph = nir.read(path)
+    except Exception as e:  # h5py's OSError for a non-HDF5 file, KeyError/TypeError for HDF5 without a graph
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{where!r} is not a readable NIR graph (an HDF5 file written by nir.write): "
+                         f"{type(e).__name__}: {first}") from None
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"{where!r} holds a NIR {type(graph).__name__}, not a graph")
+    return graph
+
+
 def load(graph, dt: float = 1.0, surrogate_function=None, backend: str = "auto",
          detach_reset: bool = False) -> nn.Sequential:
     r"""Build a neuroq multi-step network from a NIR graph (inverse of :func:`export`).
@@ -467,7 +489,7 @@ def load(graph, dt: float = 1.0, surrogate_function=None, backend: str = "auto",
     if surrogate_function is not None:
         check_callable("surrogate_function", surrogate_function)
     if isinstance(graph, (str, os.PathLike)):
-        graph = nir.read(graph)
+        graph = read_graph(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph must be a nir.NIRGraph or a path to a .nir file, got {type(graph).__name__}")
 

@@ -511,3 +511,19 @@ def test_load_refuses_other_primitives_and_non_chains():
                        edges=[("input", "a"), ("input", "b"), ("a", "output"), ("b", "output")], metadata={})
     with pytest.raises(ValueError, match="chain"):
         nqnir.load(fan)
+
+
+def test_load_names_the_path_of_a_file_that_is_no_nir_graph(tmp_path):
+    import h5py
+
+    (tmp_path / "empty.nir").write_bytes(b"")
+    (tmp_path / "junk.nir").write_text("not hdf5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["a"] = [1, 2]
+    for name, err, msg in [("missing.nir", FileNotFoundError, "does not exist"), (".", ValueError, "is a folder"),
+                           ("empty.nir", ValueError, "is empty"), ("junk.nir", ValueError, "not a readable NIR graph"),
+                           ("other.h5", ValueError, "not a readable NIR graph")]:
+        path = tmp_path / name
+        with pytest.raises(err, match=msg) as e:
+            nqnir.load(path)
+        assert str(path) in str(e.value)
