@@ -112,6 +112,10 @@ class HiddenCovariance:
         nb = x.shape[0]
         if nb == 0:
             return
+        bad = (~torch.isfinite(x)).any(1).sum()
+        if bool(bad):
+            raise ValueError(f"HiddenCovariance.update: {int(bad)} of {nb} hidden-state rows hold NaN or inf (the "
+                             "calibration data or the model produced them); the statistics were not updated")
         mb = x.mean(0)
         xc = x - mb
         sb = xc.T @ xc
@@ -175,6 +179,8 @@ def _as_sigma(sigma) -> torch.Tensor:
     if not isinstance(sigma, torch.Tensor) or sigma.dim() != 2 or sigma.shape[0] != sigma.shape[1]:
         raise ValueError(f"sigma must be a square [m, m] tensor (or a HiddenCovariance), got "
                          f"{getattr(sigma, 'shape', type(sigma).__name__)}")
+    if not bool(torch.isfinite(sigma).all()):
+        raise ValueError("sigma holds NaN or inf values: the second moment of hidden states must be finite")
     return sigma.to(_F64)
 
 
