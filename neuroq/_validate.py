@@ -65,7 +65,9 @@ def check_callable(name: str, value):
 
 
 def check_step_input(module_name: str, x, step_mode: str):
-    """Multi-step input is ``[T, N, ...]`` (rank >= 2); single-step input is ``[N, ...]`` (rank >= 1).
+    """Multi-step input is ``[T, N, ...]`` (rank >= 2, ``T >= 1``); single-step input is ``[N, ...]`` (rank >= 1);
+    both are floating-point tensors (an integer, bool or complex tensor is refused by name).  An empty batch
+    (``N = 0``) gives an empty output, as in torch.
 
     A ``torch.fx.Proxy`` (symbolic tracing) passes unchecked: it has no concrete shape.
     """
@@ -83,6 +85,12 @@ def check_step_input(module_name: str, x, step_mode: str):
             f"{module_name} in step_mode={step_mode!r} expects input of shape {layout} "
             f"(rank >= {need}), got shape {tuple(x.shape)}"
         )
+    if not x.is_floating_point():
+        raise TypeError(f"{module_name}: input must be a floating-point tensor, got dtype {x.dtype}"
+                        + ("" if x.is_complex() else " (convert it: x.float())"))
+    if step_mode == "m" and x.shape[0] < 1:
+        raise ValueError(f"{module_name}: multi-step input [T, N, ...] needs at least one time step (T >= 1), "
+                         f"got shape {tuple(x.shape)}")
 
 
 def check_samples(name: str, x) -> None:

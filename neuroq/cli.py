@@ -255,14 +255,12 @@ def check_device(device: str) -> str:
     import torch
 
     try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
+        C.check_device_name(device)
+    except ValueError:
         raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
                          "use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     return device
 
 

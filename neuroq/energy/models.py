@@ -50,7 +50,7 @@ import dataclasses
 from collections import OrderedDict
 from typing import Callable
 
-from .._validate import check_choice, check_real
+from .._validate import check_bool, check_choice, check_real
 
 COMPONENTS = ("compute", "weight_memory", "state_memory", "io", "addressing")
 
@@ -99,12 +99,21 @@ class EnergyModel:
                              f"it takes {sorted(self.defaults)}")
         opts = dict(self.defaults)
         for k, v in options.items():
+            d = self.defaults[k]
             if k in self.choices:
                 opts[k] = check_choice(k, v, self.choices[k])
-            elif isinstance(self.defaults[k], (int, float)) and not isinstance(self.defaults[k], bool):
-                opts[k] = check_real(k, float(v) if isinstance(v, str) else v, ge=0)
-            else:
-                opts[k] = v
+            elif isinstance(d, bool):
+                opts[k] = check_bool(k, v)
+            elif isinstance(d, str) and v == d:
+                opts[k] = v  # a named default such as weight_bits='layer'
+            else:  # a number (or a number in place of a named default): finite, > 0 for bit widths
+                what = f"a number or {d!r}" if isinstance(d, str) else "a number"
+                try:
+                    num = float(v) if isinstance(v, str) else v
+                except ValueError:
+                    raise ValueError(f"energy model {self.info.name!r}: {k} must be {what}, got {v!r}") from None
+                bits = k.endswith("_bits") or isinstance(d, str)
+                opts[k] = check_real(f"energy model {self.info.name!r}: {k}", num, **({"gt": 0} if bits else {"ge": 0}))
         self.options = opts
 
     @property

@@ -93,10 +93,16 @@ def merge_time(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _fanout_rule(conv_fanout: str) -> str:
+    if conv_fanout not in CONV_FANOUTS:
+        raise ValueError(f"conv_fanout must be one of {CONV_FANOUTS}, got {conv_fanout!r}")
+    return conv_fanout
+
+
 def conv_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
     """SOPs of spike tensor ``x`` entering conv ``m`` (differentiable in ``x``): nominal fan-out per spike,
     or (``'exact'``) the weights each spike actually meets, as SpikingJelly 2.0.0's ``op_counter`` counts."""
-    if conv_fanout == "nominal":
+    if _fanout_rule(conv_fanout) == "nominal":
         return x.sum() * _conv_nominal_fanout(m)
     return _window_counts(m, merge_time(m, x)).sum() * (m.out_channels // m.groups)
 
@@ -110,7 +116,7 @@ def conv_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
 def conv_transpose_sops(m: nn.Module, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
     r"""SOPs of spikes entering a transposed conv: each input element meets :math:`(C_{out}/g)\,k_h k_w`
     weights (nominal), or (``'exact'``) only those whose output lands inside the (cropped) output."""
-    if conv_fanout == "nominal":
+    if _fanout_rule(conv_fanout) == "nominal":
         return x.sum() * ((m.out_channels // m.groups) * math.prod(m.kernel_size))
     return _window_counts(m, merge_time(m, x), transposed=True).sum() * (m.out_channels // m.groups)
 
@@ -124,7 +130,8 @@ def conv_transpose_macs(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int
 
 def linear_sops(m: nn.Linear, x: torch.Tensor, conv_fanout: str = "nominal") -> torch.Tensor:
     """SOPs of spike tensor ``x`` entering linear ``m`` (differentiable in ``x``): ``out_features`` per spike;
-    ``conv_fanout`` is accepted for the common signature and ignored."""
+    ``conv_fanout`` is accepted for the common signature (checked, then ignored)."""
+    _fanout_rule(conv_fanout)
     return x.sum() * m.out_features
 
 

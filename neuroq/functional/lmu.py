@@ -29,6 +29,8 @@ from typing import Optional
 
 import torch
 
+from .._validate import check_real
+
 DISCRETIZERS = ("zoh", "euler")
 
 
@@ -64,8 +66,7 @@ def discretize(A: torch.Tensor, B: torch.Tensor, theta: float, method: str = "zo
     """
     if method not in DISCRETIZERS:
         raise ValueError(f"discretizer must be one of {DISCRETIZERS}, got {method!r}")
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-        raise ValueError(f"theta must be a real number > 0, got {theta!r}")
+    check_real("theta", theta, gt=0)
     d = A.shape[0]
     if method == "euler":
         return torch.eye(d, dtype=A.dtype, device=A.device) + A / theta, B / theta

@@ -88,8 +88,8 @@ def _check_bounds(lo, hi):
 
 def _check_delta(delta):
     if isinstance(delta, torch.Tensor):
-        if not bool((delta > 0).all()):
-            raise ValueError("delta must be > 0 everywhere")
+        if not bool((torch.isfinite(delta) & (delta > 0)).all()):
+            raise ValueError("delta must be finite and > 0 everywhere")
         return delta
     return check_real("delta", delta, gt=0)
 

@@ -106,13 +106,6 @@ def is_neuron(m) -> bool:
     return isinstance(m, _sj.MemoryModule) and type(m).__module__.startswith("spikingjelly.activation_based.neuron")
 
 
-def check_time_steps(module_name: str, x_seq: torch.Tensor) -> None:
-    """Multi-step input needs at least one step: ``T = x_seq.shape[0] >= 1``."""
-    if x_seq.shape[0] < 1:
-        raise ValueError(f"{module_name}: multi-step input [T, N, ...] needs at least one time step (T >= 1), "
-                         f"got shape {tuple(x_seq.shape)}")
-
-
 def record_property(name: str, doc: str = "") -> property:
     """A module attribute that reads and writes field ``name`` of the module's parameter record
     (``node.tau = 3.0`` builds a new, validated record)."""
@@ -505,7 +498,6 @@ class BaseNode(Neuron, _sj.sj_neuron_module().BaseNode):
         step (the fused kernel when the backend allows it, else the torch loop); keeps ``v_seq`` when
         ``store_v_seq`` and ``<name>_seq`` of the states ``store_state_seqs`` names."""
         check_step_input(type(self).__name__, x_seq, "m")
-        check_time_steps(type(self).__name__, x_seq)
         states0 = self._initial_states(x_seq[0])
         store = self._store_flags()
         out = self._kernel(x_seq, states0[0], store[0]) if len(states0) == 1 else None

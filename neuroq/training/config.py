@@ -158,7 +158,7 @@ class TrainConfig:
     recalibrate_batches: int = option(10, "before each evaluation, re-estimate BatchNorm/PSPN/LBN running "
                                       "statistics over this many training batches (0: keep the moving averages)",
                                       parse=int)
-    device: str = option("cpu", "cpu, cuda, cuda:0 ...")
+    device: str = option("cpu", "cpu, cuda, cuda:0 ...", parse=lambda s: _device_arg(s))
     log: tuple = option((), "per-epoch logs in the output folder: csv (log.csv) and/or tensorboard (tensorboard/): "
                         "loss, accuracies, lr, energy per sample and per-layer firing rates", nargs="+",
                         choices=LOGGERS)
@@ -188,6 +188,7 @@ class TrainConfig:
         self.log = tuple(self.log)
         for k in self.log:
             check_choice("log", k, LOGGERS)
+        check_device_name(self.device)
         if len(set(self.log)) != len(self.log):
             raise ValueError(f"log names a logger more than once: {list(self.log)}")
         check_int("log_samples", self.log_samples, ge=1)
@@ -196,6 +197,29 @@ class TrainConfig:
             if getattr(self, k) is not None:
                 check_int(k, getattr(self, k), ge=1)
         check_fields(self)
+
+
+def _device_arg(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N, got {text!r}") from None
+
+
+def check_device_name(device) -> str:
+    """``device`` names a torch device neuroq runs on: ``cpu``, ``cuda`` or ``cuda:N`` (whether it is present is
+    checked when the run starts)."""
+    import torch
+
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {device!r}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    return device
 
 
 def to_dict(cfg) -> dict:

@@ -55,6 +55,9 @@ class MaQDConfig(FeedForwardConfig):
             v = getattr(self, k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
                 raise ValueError(f"{k} must be an integer >= 2 or None (full precision), got {v!r}")
+        e = self.edge_w_states
+        if e not in ("same", "fp", None) and (isinstance(e, bool) or not isinstance(e, int) or e < 2):
+            raise ValueError(f"edge_w_states must be 'same', 'fp', None or an integer >= 2, got {e!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.surrogate not in SURROGATES:

@@ -76,7 +76,7 @@ from ...layer.saf import SAFReadout
 from ...models import classifier
 from ...neuron.lif import LIFNode
 from ...functional import LIFParameters
-from ..config import option, record_option
+from ..config import positive_int, option, record_option
 from .base import FeedForwardConfig, Method, TimeConfig, register
 
 
@@ -260,7 +260,13 @@ class SAFFConfig(OnlineConfig):
 
     chunk: Optional[int] = option(1, "SAF-F: run the graph-free steps 1..T-1 this many at a time (default 1: "
                                   "memory flat in T; 0 or none: all T-1 at once, fewer calls, memory grows with T)",
-                                  parse=lambda s: None if s.lower() in ("0", "none", "all") else int(s))
+                                  parse=lambda s: None if s.lower() in ("0", "none", "all") else positive_int("--chunk")(s))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int)
+                                       or self.chunk < 0):
+            raise ValueError(f"chunk must be an integer >= 1, or 0/None for all T-1 steps at once, got {self.chunk!r}")
 
 
 @register("saf-f")
