@@ -181,7 +181,11 @@ def _as_sigma(sigma) -> torch.Tensor:
                          f"{getattr(sigma, 'shape', type(sigma).__name__)}")
     if not bool(torch.isfinite(sigma).all()):
         raise ValueError("sigma holds NaN or inf values: the second moment of hidden states must be finite")
-    return sigma.to(_F64)
+    S = sigma.to(_F64)
+    tol = 1e-6 * (1.0 + float(S.abs().max()))
+    if not torch.allclose(S, S.T, atol=tol) or bool((S.diagonal() < -tol).any()):
+        raise ValueError("sigma must be a second-moment matrix: symmetric with a non-negative diagonal")
+    return S
 
 
 def _as_z(z, m: int, device) -> Optional[torch.Tensor]:
@@ -231,6 +235,8 @@ def reconstruction_matrix(sigma, kept: Sequence[int], lam: float, exact_kept: bo
     m = S.shape[0]
     lam = check_real("lam", lam, ge=0)
     J = _indices(kept, m).to(S.device)
+    if not len(J):
+        raise ValueError("kept must name at least one unit to reconstruct from, got []")
     K = S[J][:, J] + lam * torch.eye(len(J), dtype=_F64, device=S.device)
     A = _solve_psd(K, S[J, :]).T.contiguous()
     if check_bool("exact_kept", exact_kept):
@@ -307,10 +313,10 @@ class SelectionPath:
         return [self.theta * a + (1 - self.theta) * b for a, b in zip(self.loss_input, self.loss_output)]
 
 
-def _check_select_args(sigma, keep, lam, theta, z):
+def _check_select_args(sigma, keep, lam, theta, z, keep_min: int = 1):
     S = _as_sigma(sigma)
     m = S.shape[0]
-    keep = check_int("keep", keep, ge=0, le=m)
+    keep = check_int("keep", keep, ge=keep_min, le=m)
     lam = check_real("lam", lam, ge=0)
     theta = check_real("theta", theta, ge=0, le=1)
     return S, m, keep, lam, theta, _as_z(z, m, S.device)
@@ -412,7 +418,7 @@ def path_losses(sigma, order: Sequence[int], lam: float, theta: float = 0.5,
         >>> path = path_losses(cov, order=[5, 1, 7], lam=1e-4, z=W_o)
         >>> path.loss_input     # 4 values: with 0, 1, 2, 3 units
     """
-    S, m, _, lam, theta, Z = _check_select_args(sigma, 0, lam, theta, z)
+    S, m, _, lam, theta, Z = _check_select_args(sigma, 0, lam, theta, z, keep_min=0)
     idx = _indices(order, m, "order")
     return _sweep(S, len(idx), lam, theta, Z, order=idx.tolist())
 
@@ -688,7 +694,7 @@ def _collect(model, data, mod, adapter, forward, max_batches):
         _sj.reset_net(model)
         model.train(was_training)
     if any(s.count == 0 for s in stats):
-        raise RuntimeError("collect_hidden_covariance: the recurrent layer saw no data (empty data, or the "
+        raise ValueError("collect_hidden_covariance: the recurrent layer saw no data (empty data, or the "
                            "forward never called the layer)")
     return stats
 

@@ -282,7 +282,7 @@ def test_stats_reuse_custom_forward_and_max_batches():
     assert r1.kept == r2.kept == r3.kept
     x = data[3][0]
     assert torch.equal(p1(x), p2(x)) and torch.equal(p1(x), p3(x))
-    with pytest.raises(RuntimeError, match="saw no data"):
+    with pytest.raises(ValueError, match="saw no data"):
         collect_hidden_covariance(net, [])
 
 
@@ -413,3 +413,29 @@ def test_lmu_cell_alone_streaming_and_unsupported_hidden_cells():
     lmu = LMU(2, 4, order=3, theta=5.0, hidden_cell=nn.Sequential(nn.Linear(3, 4), nn.Tanh()))
     with pytest.raises(TypeError, match="LMUHiddenCell"):
         spectral_prune(lmu, [torch.randn(5, 2, 2)], keep=2)
+
+
+def test_bad_calibration_data_and_statistics_are_refused_by_what_is_wrong():
+    """NaN calibration data (or a NaN weight) is named where the hidden states are accumulated, not blamed on
+    lam; a sigma that is not a second-moment matrix, an empty kept set and keep=0 are refused."""
+    from neuroq.prune import degrees_of_freedom, greedy_select, information_losses, pivoted_select, \
+        reconstruction_matrix
+
+    net = Net()
+    data = _data(n=2)
+    bad = [(b[0].clone().fill_(float("nan")), b[1]) for b in data]
+    with pytest.raises(ValueError, match="hidden-state rows hold NaN or inf"):
+        collect_hidden_covariance(net, bad)
+    with pytest.raises(ValueError, match="hidden-state rows hold NaN or inf"):
+        spectral_prune(net, bad, keep=0.5)
+    nan = torch.full((4, 4), float("nan"))
+    for call in (lambda: greedy_select(nan, 2, 1e-3), lambda: information_losses(nan, [0], 1e-3),
+                 lambda: degrees_of_freedom(nan, 1e-3)):
+        with pytest.raises(ValueError, match="sigma holds NaN"):
+            call()
+    with pytest.raises(ValueError, match="symmetric with a non-negative diagonal"):
+        greedy_select(-torch.eye(4, dtype=torch.float64), 2, 1e-3)
+    with pytest.raises(ValueError, match="kept must name at least one unit"):
+        reconstruction_matrix(torch.eye(4), [], 1e-3)
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        pivoted_select(torch.eye(4), 0, 1e-3)
