@@ -152,3 +152,53 @@ def test_duplicates_and_out_paths_of_the_wrong_kind_are_refused_by_name(tmp_path
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, (argv, err)
     assert not any(d.iterdir())                               # nothing was trained or written
+
+
+def test_energy_meter_penalty_and_models_refuse_what_they_cannot_count():
+    import torch.nn as nn
+
+    from neuroq.energy import EnergyMeter, SynapticPenalty, get_energy_model
+    from neuroq.energy.rules import conv_sops, linear_sops
+    from neuroq.layer import SeqOp
+
+    net = nn.Sequential(SeqOp(nn.Linear(4, 8)), LIFNode(step_mode="m"), SeqOp(nn.Linear(8, 2)))
+    x = torch.rand(3, 2, 4)
+    with pytest.raises(ValueError, match="nothing was metered yet"):
+        EnergyMeter(net).report()
+    with pytest.raises(TypeError, match="graded must be True or False"):
+        EnergyMeter(net, graded="yes")
+    with pytest.raises(ValueError, match=r"batch_dim=7 but the model's input has 3 dimensions"):
+        with torch.no_grad(), EnergyMeter(net, batch_dim=7):
+            net(x)
+    neuroq.reset_net(net)
+    bad = x.clone()
+    bad[0, 0, 0] = NAN
+    with pytest.raises(ValueError, match=r"input of synaptic layer '0.0' holds NaN"):
+        with torch.no_grad(), EnergyMeter(net):
+            net(bad)
+    neuroq.reset_net(net)
+    pen = SynapticPenalty(net).start()
+    with pytest.raises(ValueError, match="holds NaN or infinite"):
+        net(bad)
+    pen.stop()
+    for spec, msg in [("simple:weight_bits=abc", "weight_bits must be a number or 'layer'"),
+                      ("simple:weight_bits=nan", "weight_bits must be a finite"),
+                      ("simple:weight_bits=-8", "weight_bits must be > 0"), ("lemaire:word_bits=0", "word_bits must be > 0"),
+                      ("simple:e_mac=abc", "e_mac must be a number")]:
+        with pytest.raises(ValueError, match=msg):
+            get_energy_model(spec)
+    conv = nn.Conv2d(1, 2, 3)
+    for fn, m, xin in ((conv_sops, conv, torch.ones(1, 1, 5, 5)), (linear_sops, nn.Linear(3, 2), torch.ones(2, 3))):
+        with pytest.raises(ValueError, match="conv_fanout must be one of"):
+            fn(m, xin, "bogus")
+
+
+def test_step_modules_refuse_integer_bool_complex_input_and_empty_time():
+    for mod in (LIFNode(step_mode="m"), QuantAct(2, step_mode="m"), Lowpass(2.0, step_mode="m")):
+        for x in (torch.ones(3, 2, 4, dtype=torch.long), torch.ones(3, 2, 4, dtype=torch.bool),
+                  torch.ones(3, 2, 4, dtype=torch.complex64)):
+            with pytest.raises(TypeError, match=rf"{type(mod).__name__}: input must be a floating-point tensor"):
+                mod(x)
+        with pytest.raises(ValueError, match="needs at least one time step"):
+            mod(torch.rand(0, 2, 4))
+        neuroq.reset_net(mod)

@@ -26,13 +26,13 @@ import torch
 import torch.nn as nn
 
 from .. import _sj
-from .._validate import check_choice, check_int, check_real
+from .._validate import check_bool, check_choice, check_int, check_real
 from ..labels import layer_labels, with_path
 from ..functional.hybrid import activity_extremes, event_bits, neuron_bits
 from .models import COMPONENTS, EnergyModel, model_list, price, zero
 from .rules import (
     _NORMS, CONV_FANOUTS, E_AC_PJ, E_MAC_PJ, add_neuron_call, as_counts, add_norm_call, add_synapse_call, is_neuron_module,
-    is_spike_tensor, memory_count_ops, neuron_ledger, norm_ledger, synapse_ledger, synaptic_count_ops, synaptic_fns,
+    check_real_input, is_spike_tensor, memory_count_ops, neuron_ledger, norm_ledger, synapse_ledger, synaptic_count_ops, synaptic_fns,
 )
 
 
@@ -116,7 +116,10 @@ def samples_in_call(model: nn.Module, x: torch.Tensor, batch_dim="auto") -> tupl
     without state (an ANN, a single-step spiking network) takes ``[N, ...]`` and every call is new.  An
     integer ``batch_dim`` counts ``x.shape[batch_dim]`` at every call."""
     if batch_dim != "auto":
-        n = int(x.shape[batch_dim]) if x.dim() > batch_dim else 0
+        if x.dim() <= batch_dim:
+            raise ValueError(f"batch_dim={batch_dim} but the model's input has {x.dim()} dimensions (shape "
+                             f"{tuple(x.shape)})")
+        n = int(x.shape[batch_dim])
         return n, (int(x.shape[0]) if batch_dim == 1 else 1), n
     if x.dim() >= 2 and _is_multi_step(model):
         return int(x.shape[1]), int(x.shape[0]), int(x.shape[1])
@@ -194,7 +197,7 @@ class EnergyMeter(_Hooked):
         self.e_ac = check_real("e_ac", e_ac, ge=0)
         self.e_mac = check_real("e_mac", e_mac, ge=0)
         self.conv_fanout = check_choice("conv_fanout", conv_fanout, CONV_FANOUTS)
-        self.graded = bool(graded)
+        self.graded = check_bool("graded", graded)
         self.batch_dim = batch_dim if batch_dim in (None, "auto") else check_int("batch_dim", batch_dim, ge=0)
         if dt is not None and not isinstance(dt, dict):
             dt = check_real("dt", dt, gt=0)
@@ -347,6 +350,7 @@ class EnergyMeter(_Hooked):
                     rec["spike_calls"] += 1
                     add_synapse_call(rec, m, x, out, xf, n_call, t_call)
                 else:
+                    check_real_input(x, key)
                     rec["macs"] += int(mac_fn(m, x, out))
                     rec["real_calls"] += 1
                     add_synapse_call(rec, m, x, out, None, n_call, t_call)
@@ -448,6 +452,10 @@ class EnergyMeter(_Hooked):
         SOP/MAC energy); ``total["components_pj_per_sample"]`` splits it into :data:`COMPONENTS`;
         ``energy_models`` holds every requested model's full pricing (:meth:`model_report`)."""
         n = self.samples
+        if not n and not any(r["spike_calls"] or r["real_calls"] for r in self.layers.values()) \
+                and not any(r["elements"] for r in self.neurons.values()):
+            raise ValueError("nothing was metered yet: run the model inside the meter first (with EnergyMeter(model) "
+                             "as meter: model(x)), then call report() or table()")
         models = OrderedDict((m.name, self.model_report(m)) for m in self.energy_models)
         primary = models[self.energy_models[0].name]
         layers = OrderedDict()

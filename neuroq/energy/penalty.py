@@ -11,7 +11,8 @@ import torch.nn as nn
 from .._validate import check_choice, check_int, check_real
 from .meter import _Hooked, samples_in_call
 from .models import energy_models, get_energy_model
-from .rules import _CONVS, _TCONVS, CONV_FANOUTS, SynapseRule, is_spike_tensor, merge_time, synaptic_fns
+from .rules import (_CONVS, _TCONVS, CONV_FANOUTS, SynapseRule, check_real_input, is_spike_tensor, merge_time,
+                    synaptic_fns)
 
 #: the paper's penalty and the rate baselines; every energy model name is a kind too (:class:`ModelPenalty`)
 PENALTY_KINDS = ("synaptic", "rate-l1", "rate-l2")
@@ -131,6 +132,7 @@ class SpikePenalty(_Hooked):
                 return
             x = args[0]
             if not is_spike_tensor(x, self.graded):
+                check_real_input(x, key)
                 return  # real-valued input: MACs, not penalized (as the meter charges it)
             if not x.is_floating_point():
                 x = x.float()

@@ -174,6 +174,14 @@ def is_spike_tensor(x: torch.Tensor, graded: bool = False) -> bool:
     return bool(((xd == 0) | (xd == 1)).all())
 
 
+def check_real_input(x: torch.Tensor, layer: str) -> None:
+    """A synaptic layer's real-valued (not spike) input must be finite to be counted: NaN or inf there is an
+    error naming the layer (it would otherwise be counted as ordinary MACs, or skipped by a spike penalty)."""
+    if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
+        raise ValueError(f"the input of synaptic layer {layer!r} holds NaN or infinite values: its energy cannot "
+                         "be counted (neuroq.set_checks(True) finds where they come from)")
+
+
 # ---- spike counts n/dt (hybrid-spiking activations) and the LMU memory ------------------------------
 # Voelker, Rasmussen, Eliasmith, arXiv 2002.03553: an input a = n/dt from a SpikingActivation carries
 # |n| spikes (1/dt and the sign fold into the weights), each costing the fan-out of the layer it meets;
