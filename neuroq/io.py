@@ -42,12 +42,23 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
+def make_folder(path) -> Path:
+    """``mkdir -p path``, with an error naming the part of ``path`` that is a file when one is in the way
+    (instead of ``[Errno 17] File exists`` / ``[Errno 20] Not a directory``)."""
+    path = Path(path)
+    for part in [path, *path.parents]:
+        if part.exists() and not part.is_dir():
+            raise NotADirectoryError(f"cannot make the folder {str(path)!r}: {str(part)!r} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {str(path)!r}: it is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

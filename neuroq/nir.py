@@ -287,7 +287,12 @@ def export(model: nn.Module, sample: torch.Tensor, dt: float = 1.0):
                     x = y.reshape(t, n, *y.shape[1:])
                     continue
                 for cname, cm in _expand(m, name):
-                    out = cm(x)
+                    try:
+                        out = cm(x)
+                    except RuntimeError as e:  # e.g. a sample with the wrong number of features
+                        raise ValueError(f"neuroq.nir.export: the sample does not fit layer {cname!r} "
+                                         f"({type(cm).__name__}), which got shape {tuple(x.shape)}: "
+                                         f"{str(e).splitlines()[0]}") from None
                     dim_lead = lead - 1 if _is_sj_multistep_layer(cm) else lead
                     ops.append((cname, cm, lead, dim_lead, tuple(x.shape[lead:]), tuple(out.shape[lead:])))
                     x = out
@@ -434,7 +439,10 @@ def _chain_order(graph) -> list[str]:
 
 
 def _tensor(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a), dtype=torch.float32).clone()
+    t = torch.as_tensor(np.asarray(a), dtype=torch.float32).clone()
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"the NIR graph holds a parameter with NaN or infinite values (shape {tuple(t.shape)})")
+    return t
 
 
 def read_graph(path) -> "nir.NIRGraph":

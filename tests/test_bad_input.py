@@ -202,3 +202,50 @@ def test_step_modules_refuse_integer_bool_complex_input_and_empty_time():
         with pytest.raises(ValueError, match="needs at least one time step"):
             mod(torch.rand(0, 2, 4))
         neuroq.reset_net(mod)
+
+
+def test_functional_ops_norms_predict_and_nir_refuse_what_they_cannot_use(tmp_path):
+    import warnings
+
+    import torch.nn as nn
+
+    import neuroq.functional as FN
+    from neuroq.functional.hybrid import bits_of_activity
+    from neuroq.functional.saf import accumulate
+    from neuroq.io import make_folder
+    from neuroq.layer import PSPNorm1d
+
+    with pytest.raises(ValueError, match="counts holds NaN"):
+        bits_of_activity(torch.tensor([[[NAN, 1.0]]]))
+    with pytest.raises(ValueError, match="non-empty"):
+        bits_of_activity(torch.zeros(0, 1, 2))
+    with pytest.raises(ValueError, match="needs at least one time step"):
+        FN.neuron.multi_step(lambda x, v: (x, v), torch.zeros(0, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match="needs at least one time step"):
+        accumulate(torch.zeros(0, 2), 2.0)
+    with pytest.raises(TypeError, match="PSPNorm1d: input must be a floating-point tensor"):
+        PSPNorm1d(3)(torch.ones(2, 3, dtype=torch.long))
+    # predict: integer samples refused with the scaling named; samples far outside the training range warned about
+    from neuroq.cli import main as cli
+
+    assert cli(["train", "--epochs", "1", "--limit-train", "60", "--limit-test", "10", "--hidden", "8", "-T", "2",
+                "--quiet", "--no-report", "--out", str(tmp_path / "r")]) == 0
+    run = neuroq.load_run(tmp_path / "r")
+    with pytest.raises(TypeError, match=r"floating-point samples.*digits: / 16"):
+        run.predict(torch.randint(0, 16, (2, 1, 8, 8)))
+    with pytest.warns(UserWarning, match=r"trained on \[0, 1\]"):
+        run.predict(torch.rand(2, 1, 8, 8) * 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.predict(run.data.test.x[:2])                       # in range: no warning
+    # NIR: a sample that does not fit, and a graph with a NaN weight
+    net = nn.Sequential(nn.Linear(4, 3), LIFNode(step_mode="m"))
+    with pytest.raises(ValueError, match=r"the sample does not fit layer '0'"):
+        neuroq.nir.export(net, torch.rand(2, 1, 5))
+    graph = neuroq.nir.export(net, torch.rand(2, 1, 4))
+    graph.nodes["0"].weight[0, 0] = NAN
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        neuroq.nir.load(graph)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"'.*f' is a file"):
+        make_folder(tmp_path / "f" / "sub")

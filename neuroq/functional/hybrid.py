@@ -288,6 +288,11 @@ def bits_of_activity(counts: torch.Tensor, sample_dims: int = 2, per_neuron: boo
         n = torch.tensor([[[0., 3., -1.]], [[1., 0., 0.]]])   # T=2, N=1, 3 neurons
         bits_of_activity(n, per_neuron=True)                   # tensor([1., 2., 2.])
     """
+    if not isinstance(counts, torch.Tensor) or counts.dim() <= sample_dims - 1 or counts.numel() == 0:
+        raise ValueError(f"counts must be a non-empty tensor with sample_dims={sample_dims} dimension(s) before the "
+                         f"neurons, got {tuple(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}")
+    if counts.is_floating_point() and not bool(torch.isfinite(counts).all()):
+        raise ValueError("counts holds NaN or infinite values: spike counts are integers")
     b = neuron_bits(*activity_extremes(counts, sample_dims))
     return b if per_neuron else float(b.mean())
 

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .._validate import check_real
+from .._validate import check_real, check_step_input
 from ._records import check_record_bool, param, set_field
 
 
@@ -123,6 +123,7 @@ def multi_step(step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, 
 
     Returns ``(spike_seq, v_last, v_seq or None)``.
     """
+    check_step_input("multi_step", x_seq, "m")
     spikes = []
     vs = [] if store_v_seq else None
     for x in x_seq.unbind(0):

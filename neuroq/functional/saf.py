@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .._validate import check_real
+from .._validate import check_real, check_step_input
 from ._records import check_record_bool, param, set_field
 
 
@@ -177,6 +177,7 @@ def saf_multi_step(u_hat_seq: torch.Tensor, a0: torch.Tensor, p: SAFParameters,
 
 def accumulate(x_seq: torch.Tensor, tau: float, a0: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Leaky accumulation over the first axis: :math:`\hat x[t] = \lambda\hat x[t-1] + x[t]`."""
+    check_step_input("accumulate", x_seq, "m")
     lam = decay(tau)
     acc = None if a0 is None else a0
     out = []

@@ -118,16 +118,41 @@ class Run(NamedTuple):
         import torch
 
         x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            raise TypeError(f"x must be floating-point samples as dataset {self.data.name!r} gives them, got dtype "
+                            f"{x.dtype}" + ("" if x.is_complex() or x.dtype == torch.bool else
+                                            " (8-bit images: x.float() / 255, digits: / 16)"))
         shape = tuple(self.data.in_shape)
         if tuple(x.shape) == shape:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"x must be samples of shape {shape} ([N, {', '.join(map(str, shape))}] for a batch), as "
                              f"dataset {self.data.name!r} gives them (not encoded), got shape {tuple(x.shape)}")
+        if not len(x):
+            raise ValueError("x holds no samples")
+        self._warn_out_of_range(x)
         p = next(iter(self.model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
         self.model.eval()
         return self.method.predict(self.model, x.to(device=device, dtype=torch.get_default_dtype()))
+
+
+    def _warn_out_of_range(self, x) -> None:
+        """Warn when ``x`` lies well outside the range of the training inputs (the usual sign of samples scaled
+        differently, e.g. 0..255 pixels for a [0, 1] dataset); finite values are checked by the method."""
+        import warnings
+
+        import torch
+
+        ref = getattr(self.data.train, "x", None)
+        if not isinstance(ref, torch.Tensor) or not ref.numel() or not x.numel() or not bool(torch.isfinite(x).all()):
+            return
+        lo, hi = float(ref.min()), float(ref.max())
+        span = max(hi - lo, 1e-12)
+        xl, xh = float(x.min()), float(x.max())
+        if xl < lo - 0.5 * span or xh > hi + 0.5 * span:
+            warnings.warn(f"x spans [{xl:g}, {xh:g}] but dataset {self.data.name!r} trained on [{lo:g}, {hi:g}]: "
+                          "are the samples scaled as the dataset gives them?", stacklevel=3)
 
 
 def load_run(path, device: str = "cpu", data_dir=None, data=None) -> Run:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .. import _sj
 from ..data import ArrayDataset, batches, num_batches
-from ..io import atomic_write_json, machine_info, seed_everything
+from ..io import make_folder, atomic_write_json, machine_info, seed_everything
 from .checkpoint import CHECKPOINT, restore_run, save_best, save_run
 from .config import TrainConfig, to_dict
 from .methods import Context, Method
@@ -338,7 +338,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train for the remaining epochs; returns the metrics (see :meth:`metrics`)."""
         if self.is_main and self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
+            make_folder(self.out)
         for epoch in range(self.start_epoch, self.cfg.epochs):
             self.run_epoch(epoch)
             if self.diverged:

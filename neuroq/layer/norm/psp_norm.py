@@ -80,6 +80,11 @@ class _PSPNormBase(RunningNorm, _sj.base.StepModule):
             raise ValueError(f"{type(self).__name__} in step_mode={self.step_mode!r} expects input {lay} "
                              f"(rank {' or '.join(map(str, ranks))}), got shape {tuple(x.shape)}")
         c_axis = 1 + extra
+        if not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__}: input must be a floating-point tensor, got dtype {x.dtype}")
+        if extra and x.shape[0] < 1:
+            raise ValueError(f"{type(self).__name__}: multi-step input needs at least one time step, got shape "
+                             f"{tuple(x.shape)}")
         if x.shape[c_axis] != self.num_features:
             raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels on axis {c_axis}, "
                              f"got shape {tuple(x.shape)}")
