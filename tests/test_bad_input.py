@@ -249,3 +249,16 @@ def test_functional_ops_norms_predict_and_nir_refuse_what_they_cannot_use(tmp_pa
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"'.*f' is a file"):
         make_folder(tmp_path / "f" / "sub")
+
+
+def test_an_lmu_batch_without_sequences_and_a_tiny_validation_split_are_named():
+    from neuroq.data import ArrayDataset
+    from neuroq.training.loop import split_validation
+
+    with pytest.raises(ValueError, match="LMU: the batch holds no sequences"):
+        LMU(4, 3, order=2, theta=3.0)(torch.rand(5, 0, 4))
+    data = ArrayDataset(torch.rand(100, 2), torch.zeros(100, dtype=torch.long))
+    with pytest.warns(UserWarning, match="leaves 1 for validation"):
+        split_validation(data, 0.001, 0)
+    with pytest.warns(UserWarning, match="and 1 for training"):
+        split_validation(data, 0.99, 0)

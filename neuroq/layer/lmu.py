@@ -604,6 +604,9 @@ class LMU(nn.Module):
             raise ValueError(f"LMU expects input {layout} with input_size={self.cell.input_size}, got shape "
                              f"{tuple(x.shape)}")
         x_seq = x.transpose(0, 1) if self.batch_first else x
+        check_step_input("LMU", x_seq, "m")
+        if x_seq.shape[1] == 0:
+            raise ValueError(f"LMU: the batch holds no sequences (shape {tuple(x.shape)})")
         _sj.reset_net(self, cache=False)
         if self.last_step_ok:
             return self._last_step(x_seq)

@@ -426,6 +426,10 @@ class Trainer:
             dist.destroy_process_group()
 
 
+#: fewer validation or training samples than this after the split is warned about
+MIN_SPLIT = 10
+
+
 def split_validation(dataset, fraction: float, seed: int):
     """``(train, val)``: ``fraction`` of ``dataset`` held out for validation, chosen by a generator seeded from
     ``seed`` (``val`` is ``None`` when ``fraction`` is 0)."""
@@ -435,6 +439,12 @@ def split_validation(dataset, fraction: float, seed: int):
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
         raise ValueError(f"val_fraction={fraction} leaves no training samples out of {n}")
+    if min(n_val, n - n_val) < MIN_SPLIT:
+        import warnings
+
+        warnings.warn(f"val_fraction={fraction} of {n} samples leaves {n_val} for validation and {n - n_val} for "
+                      f"training: fewer than {MIN_SPLIT} in one of them makes the best epoch a matter of chance "
+                      "(or the training a few samples)", stacklevel=2)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 104729))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     if isinstance(dataset, ArrayDataset):
