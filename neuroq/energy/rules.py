@@ -453,8 +453,10 @@ def neuron_ops_per_update(m: nn.Module) -> float:
     r"""Arithmetic operations (adds, subtracts, compares) per neuron and time step, as SpikingJelly's simple
     model counts them: LIF charge 3 (:math:`v - v_r`, with the input, into :math:`v`), IF charge 1, fire 1
     (:math:`h - V_{th}`), hard reset 2 (:math:`1 - s`, the sum), soft reset 1 -- LIF 6 / 5, IF 4 / 3.  A
-    neuron class may state its own ``energy_ops_per_update``; others count fire plus, with state, charge
-    and reset (3)."""
+    neuron class may state its own ``energy_ops_per_update``.  A neuron written as a pure step (a
+    :class:`neuroq.neuron.BaseNode` of your own, any number of states) is counted from that step: the
+    elementwise operations of its traced graph (:func:`neuroq.ops.codegen.count_ops`, the graph its
+    generated kernel runs).  Others count fire plus, with state, charge and reset (3)."""
     declared = getattr(m, "energy_ops_per_update", None)
     if declared is not None:
         return float(declared)
@@ -464,7 +466,25 @@ def neuron_ops_per_update(m: nn.Module) -> float:
         return 3.0 + 1.0 + reset
     if kind == "if":
         return 1.0 + 1.0 + reset
+    traced = traced_ops_per_update(m)
+    if traced is not None:
+        return float(traced)
     return 3.0 if neuron_state_tensors(m) else 1.0
+
+
+def traced_ops_per_update(m: nn.Module) -> Optional[int]:
+    """Operations per update of a neuron written as a pure step, counted on its traced graph; ``None`` for a
+    neuron that is not one, or whose step cannot be traced."""
+    from ..neuron.base import BaseNode
+
+    if not isinstance(m, BaseNode):
+        return None
+    from ..ops import codegen
+
+    try:
+        return codegen.count_ops(codegen.trace(m))["ops"]
+    except Exception:  # Unsupported, or a step torch.fx cannot follow: the generic rule applies
+        return None
 
 
 def neuron_leaky(m: nn.Module) -> bool:

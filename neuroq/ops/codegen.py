@@ -568,6 +568,29 @@ def _prune(g: StepGraph) -> StepGraph:
                      consts=[g.consts[s] for s in slots], surrogates=[g.surrogates[s] for s in used_sg], name=g.name)
 
 
+#: values that are no arithmetic: inputs, constants, type changes and gradient stops
+_FREE = {"x", "state", "const", "b2f", "f2b", "detach"}
+
+
+def count_ops(g: StepGraph) -> dict:
+    """Elementwise operations per neuron and time step of a traced step, for the energy meter: ``{"ops": n,
+    "by_kind": {kind: count}}``.  Every operation the outputs need counts once, except inputs, constants, casts
+    and ``detach``; a threshold crossing (``fire``) is one comparison, so the subtraction that only feeds it
+    (``h - V_th``) is not counted again (SpikingJelly's simple model counts fire as one op the same way)."""
+    users: dict = {}
+    for i, op in enumerate(g.ops):
+        for a in op.args:
+            users.setdefault(a, []).append(i)
+    by_kind: dict = {}
+    for i, op in enumerate(g.ops):
+        if op.kind in _FREE:
+            continue
+        if op.kind in ("sub", "add") and users.get(i) and all(g.ops[u].kind == "fire" for u in users[i]):
+            continue  # the comparison with the threshold: counted by fire
+        by_kind[op.kind] = by_kind.get(op.kind, 0) + 1
+    return dict(ops=sum(by_kind.values()), by_kind=by_kind)
+
+
 # ---------------------------------------------------------------------------------------------
 # emission
 # ---------------------------------------------------------------------------------------------

@@ -214,3 +214,30 @@ def test_stateless_and_ann_models_count_every_call():
 def test_meter_on_a_model_with_nothing_to_count_is_an_error():
     with pytest.raises(ValueError, match="nothing to count"):
         EnergyMeter(nn.Sequential(nn.ReLU(), nn.Flatten()))
+
+
+def test_a_neuron_written_as_a_step_is_metered_by_the_operations_of_that_step():
+    """A user's two-state neuron (no declared count): the meter counts the elementwise operations of its
+    traced step.  By hand: charge h = v + (x - v)/2 -> sub, div, add (3); fire on h - V_th - 0.5 a -> mul, sub,
+    and the comparison (the last subtraction is the comparison itself) (3); hard reset v = h (1 - s) + 0 s ->
+    sub, mul, mul, add (4); adaptation a = 0.8 a + s -> mul, add (2): 12 per neuron and step."""
+    import torch.nn as nn
+
+    from neuroq.energy import EnergyMeter
+    from neuroq.neuron import BaseNode
+
+    class Adaptive(BaseNode):
+        states = ("v", "a")
+
+        def step(self, x, v, a):
+            h = v + (x - v) / 2.0
+            s = self.surrogate_function(h - self.v_threshold - 0.5 * a)
+            return s, self.neuronal_reset(h, s), 0.8 * a + s
+
+    net = nn.Sequential(nn.Linear(3, 5), Adaptive(step_mode="m"))
+    with torch.no_grad(), EnergyMeter(net, energy="simple") as meter:
+        net(torch.rand(4, 2, 3))
+    rep = meter.report()
+    neuron = rep["energy_models"]["simple"]["layers"]["1"]
+    e_ac = meter.energy_models[0].options["e_ac"]
+    assert neuron["components_pj"]["compute"] == pytest.approx(4 * 2 * 5 * 12 * e_ac)
