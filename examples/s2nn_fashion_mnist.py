@@ -14,7 +14,8 @@ It writes one JSON with the test accuracy, training time per epoch, and the Ener
 per inference (E_AC = 0.9 pJ/SOP, E_MAC = 4.6 pJ/MAC) of each, and the targets of issue 3:
 S2NN accuracy within 1.5 points of ReLU; S2NN energy at most 0.3x LIF T=4.
 
-CPU defaults are small (10k training images, 3 epochs)::
+CPU defaults are small (10k training images, 3 epochs). Each network checkpoints after every epoch under
+``--runs`` and the same command resumes it; its per-epoch history (the learning curve) is in the JSON::
 
     python -m examples.s2nn_fashion_mnist --data-dir DATA/fashion-mnist
     python -m examples.s2nn_fashion_mnist --limit-train 60000 --epochs 20 --device cuda   # full run
@@ -57,7 +58,8 @@ def run_method(name: str, ds, a, device) -> dict:
     cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       shuffle_seed_stride=1000, device=device)
-    tr = Trainer(method, ds, cfg, model=model, label=f"{name} ")
+    out = Path(a.runs) / name if a.runs else None  # checkpoint after every epoch; the same command resumes
+    tr = Trainer(method, ds, cfg, model=model, out=out, resume=out is not None, label=f"{name} ")
     tr.fit()
     hist = tr.history
     rep = meter_run(method, tr.model.eval(), ds.test, device, samples=a.energy_samples,
@@ -90,6 +92,9 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", default="runs/examples/s2nn_fashion_mnist",
+                   help="checkpoint folder of each network (RUNS/<method>); the same command resumes a stopped run "
+                        "('' for none)")
     p.add_argument("--out", default="runs/examples/s2nn_fashion_mnist.json",
                    help="result JSON (the committed results are examples/results/*.json)")
     a = p.parse_args(argv)

@@ -436,7 +436,7 @@ def _cmd_viz(args):
         if kind in ("raster", "rates", "membrane", "maps", "animation") and not rec:
             skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
-        if kind == "raster" and method.T == 1:  # one step: neurons x samples instead of one column
+        if kind == "raster" and _one_step(rec):  # one step: neurons x samples instead of one column
             xb, _ = _test_slice(data, K, RASTER_SAMPLES_T1, "--sample")
             many = viz.record(net, method.record_input(xb.to(args.device)))
             save(viz.raster(many, max_neurons=args.max_neurons, select=args.select, over="samples",
@@ -482,6 +482,12 @@ def _cmd_viz(args):
             written.append(out / f"raster_{K}.gif")
     for p in written:
         print(p)
+
+
+def _one_step(rec) -> bool:
+    """Whether a recording of one sample has a single time step (then a raster over samples says more)."""
+    first = next(iter(rec.values()), None)
+    return first is not None and first.dim() >= 1 and first.shape[0] == 1
 
 
 def _cmd_report(args):

@@ -186,11 +186,18 @@ def run_section(ckpt, name: str = "run", samples: int = SAMPLES, marks_max: Opti
     rep = _energy_report(ckpt, method, net, data, device, energy_samples)
     width = I.WIDTH
     kw = dict(sample_labels=ys)
-    raster = I.interactive_raster(rec, name=name, backend="canvas" if backend == "canvas" else "webgl",
-                                  marks_max=I.MARKS_MAX if marks_max is None else marks_max,
-                                  trace_max=I.TRACE_MAX if trace_max is None else trace_max, **kw)
-    rates = I.interactive_rates(rec, x_range=raster.select_one({"name": f"{name}:time"}), name=f"{name}:rates", **kw) \
-        if rec else None
+    if rec:
+        raster = I.interactive_raster(rec, name=name, backend="canvas" if backend == "canvas" else "webgl",
+                                      marks_max=I.MARKS_MAX if marks_max is None else marks_max,
+                                      trace_max=I.TRACE_MAX if trace_max is None else trace_max, **kw)
+        rates = I.interactive_rates(rec, x_range=raster.select_one({"name": f"{name}:time"}), name=f"{name}:rates",
+                                    **kw)
+    else:  # a model without spiking neurons (the ANN baseline): a note instead of the spike views
+        from bokeh.models import Div
+
+        raster = column(Div(text="<p><i>no spiking neurons recorded (the model has no spiking layers)</i></p>",
+                            name=f"{name}:empty"), name=name)
+        rates = None
     energy = I.interactive_energy(rep, labels=labels, name=f"{name}:energy")
     spikes = {k: int((t > 0).sum()) for k, t in rec.items()}
     acc = metrics.get("final_test_acc")

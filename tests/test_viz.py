@@ -306,10 +306,9 @@ def test_raster_neuron_subset_and_layers(rec):
         viz.raster(r, layers=["nope"])
     with pytest.raises(ValueError, match="neurons"):
         viz.raster(r, neurons=[99])
-    empty = viz.raster({})  # a model without neurons (ANN): axes that say so, no points
-    assert not empty.collections and "no spiking neurons" in empty.texts[0].get_text()
-    with pytest.raises(ValueError, match="empty"):
-        viz.firing_rates({})
+    for plot in (viz.raster, viz.firing_rates):  # a model without neurons (ANN): refused, saying why
+        with pytest.raises(ValueError, match="empty recording.*no spiking neurons"):
+            plot({})
 
 
 def _conv_recording(T_=5, silent=200, seed=0):
@@ -742,3 +741,149 @@ def test_learning_curves_draw_the_seed_mean_and_std():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
     with pytest.raises(ValueError, match="no epoch record has 'val_acc'"):
         viz.learning_curves({"a": [h(0.5)]}, key="val_acc")
+
+
+# ---- bad input: refused on entry, naming the argument and what was expected ----------------------------------
+NAN = float("nan")
+
+
+def _nan_layer():
+    s = torch.zeros(3, 2, 4)
+    s[1, 0, 2] = NAN
+    return s
+
+
+def _conv():
+    return {"c": (torch.rand(3, 2, 4, 3, 3) > 0.5).float()}
+
+
+def _file(tmp):
+    f = tmp / "a_file"
+    f.write_text("x")
+    return f
+
+
+# (id, call(net, rec, tmp_path), exception, message pattern)
+BAD = [
+    ("raster-empty-recording", lambda n, r, p: viz.raster(viz.Recording()), ValueError,
+     r"empty recording.*no spiking neurons"),
+    ("raster-empty-dict", lambda n, r, p: viz.raster({}), ValueError, r"empty recording"),
+    ("raster-not-a-recording", lambda n, r, p: viz.raster("not a recording"), TypeError,
+     r"spikes must be a neuroq.viz.Recording.*mapping.*tensor; got str"),
+    ("raster-zero-neurons", lambda n, r, p: viz.raster({"a": torch.zeros(3, 2, 0)}), ValueError,
+     r"spikes\['a'\] has zero neurons.*\[T, N, \.\.\.\]"),
+    ("raster-nan", lambda n, r, p: viz.raster({"a": _nan_layer()}), ValueError,
+     r"spikes\['a'\] holds 1 NaN.*finite"),
+    ("raster-1d-layer", lambda n, r, p: viz.raster({"a": torch.rand(3)}), ValueError,
+     r"spikes\['a'\] must be a \[T, N, \.\.\.\] tensor"),
+    ("rates-1d-layer", lambda n, r, p: viz.firing_rates({"a": torch.rand(3)}), ValueError, r"spikes\['a'\]"),
+    ("rates-nan", lambda n, r, p: viz.firing_rates({"a": _nan_layer()}), ValueError, r"spikes\['a'\] holds 1 NaN"),
+    ("animate-nan", lambda n, r, p: viz.animate_raster({"a": _nan_layer()}), ValueError, r"spikes\['a'\] holds"),
+    ("raster-sample-negative", lambda n, r, p: viz.raster(r, sample=-1), ValueError, r"sample must be >= 0"),
+    ("raster-sample-too-big", lambda n, r, p: viz.raster(r, sample=5), ValueError,
+     r"holds 5 samples \(valid: 0 to 4\)"),
+    ("raster-neurons-negative", lambda n, r, p: viz.raster(r, neurons=[-1]), ValueError,
+     r"index -1 is out of range for the 30 neurons of layer '2' \(valid: 0 to 29\)"),
+    ("raster-neurons-float", lambda n, r, p: viz.raster(r, neurons=[1.5]), TypeError,
+     r"neurons entry must be an integer"),
+    ("raster-neurons-unknown-layer", lambda n, r, p: viz.raster(r, neurons={"9": [0]}), ValueError,
+     r"neurons names layers \['9'\] that are not plotted"),
+    ("maps-t-negative", lambda n, r, p: viz.feature_maps(_conv(), t=-1), ValueError, r"t must be >= 0"),
+    ("maps-sample-negative", lambda n, r, p: viz.feature_maps(_conv(), sample=-1), ValueError, r"sample must be >= 0"),
+    ("maps-channels-negative", lambda n, r, p: viz.feature_maps(_conv(), channels=[-1]), ValueError, r"index -1"),
+    ("maps-zero-channels", lambda n, r, p: viz.feature_maps({"c": torch.zeros(3, 2, 0, 3, 3)}), ValueError,
+     r"spikes\['c'\] has an empty dimension"),
+    ("maps-nan", lambda n, r, p: viz.feature_maps({"c": torch.full((3, 2, 1, 3, 3), NAN)}), ValueError,
+     r"spikes\['c'\] holds 54 NaN"),
+    ("membrane-sample-negative", lambda n, r, p: viz.membrane_trace(r, sample=-1), ValueError, r"sample must be >= 0"),
+    ("raster-max-neurons-0", lambda n, r, p: viz.raster(r, max_neurons=0), ValueError,
+     r"max_neurons must be a positive integer or None"),
+    ("raster-max-neurons-neg", lambda n, r, p: viz.raster(r, max_neurons=-1), ValueError, r"max_neurons"),
+    ("raster-max-neurons-float", lambda n, r, p: viz.raster(r, max_neurons=1.5), TypeError,
+     r"max_neurons must be a positive integer or None"),
+    ("raster-marker-size-neg", lambda n, r, p: viz.raster(r, marker_size=-1), ValueError, r"marker_size must be > 0"),
+    ("raster-marker-size-nan", lambda n, r, p: viz.raster(r, marker_size=NAN), ValueError,
+     r"marker_size must be a finite"),
+    ("raster-colors-too-few", lambda n, r, p: viz.raster(r, colors=["red"]), ValueError,
+     r"colors must give one colour per plotted layer: 2 layers"),
+    ("raster-colors-bad", lambda n, r, p: viz.raster(r, colors=["red", "nocolour"]), ValueError,
+     r"colors\[1\] = 'nocolour' is not a matplotlib colour"),
+    ("raster-layers-empty", lambda n, r, p: viz.raster(r, layers=[]), ValueError, r"layers is empty"),
+    ("raster-layers-str", lambda n, r, p: viz.raster(r, layers="2"), TypeError, r"layers must be a list .*\['2'\]"),
+    ("raster-layers-twice", lambda n, r, p: viz.raster(r, layers=["2", "2"]), ValueError, r"layers names '2' twice"),
+    ("rates-layers-twice", lambda n, r, p: viz.firing_rates(r, layers=["4", "4"]), ValueError,
+     r"layers names '4' twice"),
+    ("membrane-neurons-twice", lambda n, r, p: viz.membrane_trace(r, neurons=[0, 0]), ValueError,
+     r"neurons \[0, 0\] lists index 0 twice"),
+    ("maps-channels-twice", lambda n, r, p: viz.feature_maps(_conv(), channels=[0, 0]), ValueError,
+     r"channels \[0, 0\] lists index 0 twice"),
+    ("raster-neurons-twice", lambda n, r, p: viz.raster(r, neurons=[0, 0, 1]), ValueError, r"lists index 0 twice"),
+    ("record-layers-twice", lambda n, r, p: viz.record(n, _x(), layers=["2", "2"]), ValueError,
+     r"layers names '2' twice"),
+    ("select-neurons-bogus", lambda n, r, p: viz.select_neurons(np.zeros((3, 10)), 5, "bogus"), ValueError,
+     r"select must be one of"),
+    ("select-neurons-1d", lambda n, r, p: viz.select_neurons(np.zeros(10), 5), ValueError, r"\[T, neurons\]"),
+    ("membrane-threshold-nan", lambda n, r, p: viz.membrane_trace(r, v_threshold=NAN), ValueError,
+     r"v_threshold must be a finite"),
+    ("membrane-nan-v", lambda n, r, p: viz.membrane_trace(viz.Recording(r, v={"2": _nan_layer()})), ValueError,
+     r"v.v\['2'\] holds 1 NaN"),
+    ("membrane-nan-v-tensor", lambda n, r, p: viz.membrane_trace(_nan_layer()[:, 0]), ValueError, r"v holds 1 NaN"),
+    ("accuracy-energy-nan", lambda n, r, p: viz.accuracy_energy([dict(label="a", energy_pj=NAN, accuracy=0.9)]),
+     ValueError, r"runs\[0\] \('a'\) energy_pj must be a finite"),
+    ("accuracy-energy-inf-acc", lambda n, r, p: viz.accuracy_energy(
+        [dict(label="a", energy_pj=1.0, accuracy=0.9), dict(label="b", energy_pj=2.0, accuracy=float("inf"))]),
+     ValueError, r"runs\[1\] \('b'\) accuracy must be a finite"),
+    ("pareto-nan", lambda n, r, p: viz.pareto_front([NAN, 2.0], [0.5, 0.6]), ValueError,
+     r"energy\[0\] is nan.*finite"),
+    ("energy-unit-nan", lambda n, r, p: viz.energy_unit([NAN]), ValueError, r"values_pj must be finite"),
+    ("animate-to-folder", lambda n, r, p: viz.animate_raster(r, p), ValueError, r"is a folder: give a \.gif"),
+    ("animate-not-gif", lambda n, r, p: viz.animate_raster(r, p / "a.png"), ValueError, r"must name a \.gif file"),
+    ("record-not-a-model", lambda n, r, p: viz.record("not a model", _x()), TypeError,
+     r"model must be a torch.nn.Module"),
+    ("record-unknown-layer", lambda n, r, p: viz.record(n, _x(), layers=["bogus"]), ValueError,
+     r"layers \['bogus'\] are not spiking neuron layers of the model; recordable: '2', '4'"),
+    ("record-not-a-neuron", lambda n, r, p: viz.record(n, _x(), layers=["1"]), ValueError, r"recordable: '2', '4'"),
+    ("save-under-a-file", lambda n, r, p: viz.save(plt.figure(), _file(p) / "sub" / "x"), ValueError,
+     r"a_file' is a file, not a folder"),
+    ("save-formats-twice", lambda n, r, p: viz.save(plt.figure(), p / "x", formats=("png", "png")), ValueError,
+     r"formats names 'png' twice"),
+    ("save-unwritten-suffix", lambda n, r, p: viz.save(plt.figure(), p / "x.jpg"), ValueError,
+     r"ends in \.jpg, which save does not write"),
+]
+
+
+@pytest.mark.parametrize("call, exc, match", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_viz_refuses_bad_input(rec, tmp_path, call, exc, match):
+    net, r = rec
+    with pytest.raises(exc, match=match):
+        call(net, r, tmp_path)
+
+
+def test_viz_keeps_what_bad_input_checks_must_not_refuse(rec, tmp_path):
+    net, r = rec
+    assert viz.record(nn.Sequential(nn.Linear(20, 3)), _x()) == viz.Recording()  # no neurons: an empty recording
+    assert list(viz.record(net, _x(), layers=["4"])) == ["4"]
+    assert len(viz.raster(r, colors=["red", "blue"], marker_size=2.0, max_neurons=3).collections) == 2
+    assert viz.raster(r, neurons={"2": [0, 1]}).raster_neurons["2"] == [0, 1]
+    # a suffix of another format is replaced (`neuroq viz --formats pdf` saves raster_0.png as raster_0.pdf)
+    assert [q.name for q in viz.save(plt.figure(), tmp_path / "r.png", formats=("pdf",))] == ["r.pdf"]
+    ax = viz.membrane_trace(r, v_threshold=torch.tensor(0.5), neurons=np.array([1, 2]))
+    assert ax.neurons == [1, 2]
+    fig = viz.animate_raster(r, tmp_path / "new" / "a.GIF", max_neurons=4)  # missing folder: created
+    assert (tmp_path / "new" / "a.GIF").is_file() and fig.animation is not None
+
+
+def test_interactive_refuses_bad_input(rec):
+    pytest.importorskip("bokeh")
+    _, r = rec
+    with pytest.raises(ValueError, match="layers is empty"):
+        viz.interactive_raster(r, layers=[])
+    with pytest.raises(ValueError, match="layers names '2' twice"):
+        viz.interactive_rates(r, layers=["2", "2"])
+    with pytest.raises(ValueError, match=r"samples \[-1\]: index -1 is out of range"):
+        viz.interactive_raster(r, samples=[-1])
+    with pytest.raises(ValueError, match="lists index 1 twice"):
+        viz.interactive_raster(r, samples=[1, 1])
+    for fn in (viz.interactive_raster, viz.interactive_rates):   # an empty recording: refused, not an empty page
+        with pytest.raises(ValueError, match="the recording is empty"):
+            fn(viz.Recording())

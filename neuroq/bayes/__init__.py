@@ -26,3 +26,15 @@ from .predictive import (  # noqa: F401
     nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
 )
 from .priors import GaussianPrior, ScaleMixturePrior  # noqa: F401
+
+__all__ = [
+    "bayesify", "component_network", "load_component", "ELBOTerms", "elbo", "entropy", "kl_divergence",
+    "log_prior", "bhattacharyya_coefficients", "entropy_approx_error", "entropy_error_bound",
+    "gaussian_entropy", "mixture_entropy_approx", "mixture_entropy_lower", "mixture_entropy_mc",
+    "separation_ratio", "weight_entropy", "GaussianMixtureConv2d", "GaussianMixtureLayer",
+    "GaussianMixtureLinear", "mixture_layers", "MixtureGroup", "component_log_prob", "mixture_groups",
+    "mixture_log_prob", "mixture_rsample", "systematic_components", "use_component", "CalibrationBins",
+    "auroc", "calibration_bins", "ece", "expected_entropy", "gaussian_predictive_nll", "mutual_information",
+    "nll", "predictive_entropy", "predictive_mean", "predictive_probs", "predictive_samples", "GaussianPrior",
+    "ScaleMixturePrior",
+]

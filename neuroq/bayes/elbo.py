@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from .._validate import check_bool, check_choice, check_int
-from .entropy import weight_entropy
+from .entropy import _weight_entropy
 from .layers import mixture_layers
 from .mixture import mixture_groups
 
@@ -76,7 +76,7 @@ def entropy(model: nn.Module, kind: str = "approx") -> torch.Tensor:
         else:
             w = g.weights
             h = (w * g.component_entropies()).sum()
-            total = total + (h + weight_entropy(w) if kind == "approx" else h)
+            total = total + (h + _weight_entropy(w) if kind == "approx" else h)
     return total
 
 
@@ -148,6 +148,9 @@ def elbo(model: nn.Module, log_likelihood: torch.Tensor, batch_size: int, n_data
     if not isinstance(log_likelihood, torch.Tensor) or log_likelihood.dim() != 0:
         raise ValueError("log_likelihood must be a scalar tensor: the SUM of log p(y|x, theta) over the "
                          f"minibatch, got {getattr(log_likelihood, 'shape', log_likelihood)!r}")
+    if not bool(torch.isfinite(log_likelihood.detach())):
+        raise ValueError(f"log_likelihood must be finite, got {float(log_likelihood)} (a diverged or NaN "
+                         "network output?)")
     B = check_int("batch_size", batch_size, ge=1)
     N = check_int("n_data", n_data, ge=1)
     if B > N:

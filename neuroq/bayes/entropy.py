@@ -63,7 +63,7 @@ from typing import Optional
 import torch
 
 from .._validate import check_choice, check_int
-from .mixture import check_mixture, component_log_prob, mixture_log_prob
+from .mixture import _check_finite, _component_log_prob, check_components, check_mixture, check_weights, mixture_log_prob
 
 _HALF_LOG_2PIE = 0.5 * (1.0 + math.log(2.0 * math.pi))
 
@@ -71,7 +71,7 @@ _HALF_LOG_2PIE = 0.5 * (1.0 + math.log(2.0 * math.pi))
 def gaussian_entropy(scales: torch.Tensor) -> torch.Tensor:
     r"""Entropy of each diagonal Gaussian component: :math:`\sum_i\tfrac12\log(2\pi e\,\sigma_{k,i}^2)`.
 
-    Input: ``scales [K, D...]``.  Output: ``[K]``.  Differentiable.
+    Input: ``scales [K, D...]`` (finite, > 0).  Output: ``[K]``.  Differentiable.
 
     Example::
 
@@ -81,11 +81,27 @@ def gaussian_entropy(scales: torch.Tensor) -> torch.Tensor:
     if not isinstance(scales, torch.Tensor) or scales.dim() < 2:
         raise ValueError(f"gaussian_entropy: scales must be a tensor of shape [K, D...], got "
                          f"{getattr(scales, 'shape', scales)!r}")
+    if not scales.is_floating_point():
+        raise TypeError(f"gaussian_entropy: scales must be a floating-point tensor, got dtype {scales.dtype}")
+    _check_finite("gaussian_entropy", "scales", scales)
+    if not bool((scales.detach() > 0).all()):
+        raise ValueError("gaussian_entropy: scales must all be > 0")
+    return _gaussian_entropy(scales)
+
+
+def _gaussian_entropy(scales: torch.Tensor) -> torch.Tensor:
     return (torch.log(scales) + _HALF_LOG_2PIE).reshape(scales.shape[0], -1).sum(1)
 
 
 def weight_entropy(weights: torch.Tensor) -> torch.Tensor:
-    r""":math:`H(w) = -\sum_k w_k\log w_k` (with :math:`0\log 0 = 0`), a scalar."""
+    r""":math:`H(w) = -\sum_k w_k\log w_k` (with :math:`0\log 0 = 0`), a scalar.
+
+    ``weights [K]``: finite, non-negative, summing to 1."""
+    check_weights(weights, "weight_entropy")
+    return _weight_entropy(weights)
+
+
+def _weight_entropy(weights: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(weights, weights).sum()
 
 
@@ -95,7 +111,7 @@ def mixture_entropy_lower(weights: torch.Tensor, means: torch.Tensor, scales: to
     ``means`` only fixes the shapes (the bound does not depend on them).
     """
     check_mixture(weights, means, scales, "mixture_entropy_lower")
-    return (weights * gaussian_entropy(scales)).sum()
+    return (weights * _gaussian_entropy(scales)).sum()
 
 
 def mixture_entropy_approx(weights: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -110,10 +126,10 @@ def mixture_entropy_approx(weights: torch.Tensor, means: torch.Tensor, scales: t
 
         >>> w = torch.tensor([0.5, 0.5]); mu = torch.tensor([[-50.0], [50.0]]); sd = torch.ones(2, 1)
         >>> float(mixture_entropy_approx(w, mu, sd))  # 0.5 log(2 pi e) + log 2
-        2.1120857...
+        2.112085...
     """
     check_mixture(weights, means, scales, "mixture_entropy_approx")
-    return (weights * gaussian_entropy(scales)).sum() + weight_entropy(weights)
+    return (weights * _gaussian_entropy(scales)).sum() + _weight_entropy(weights)
 
 
 @torch.no_grad()
@@ -164,8 +180,7 @@ def separation_ratio(means: torch.Tensor, scales: torch.Tensor, reduction: str =
         >>> float(separation_ratio(mu, sd))  # ||(3, 4)|| / (1 + 1)
         2.5
     """
-    check_mixture(torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=means.dtype),
-                  means, scales, "separation_ratio")
+    check_components(means, scales, "separation_ratio")
     check_choice("reduction", reduction, ("min", "none"))
     K = means.shape[0]
     mu, sd = means.reshape(K, -1), scales.reshape(K, -1)
@@ -185,8 +200,10 @@ def bhattacharyya_coefficients(means: torch.Tensor, scales: torch.Tensor) -> tor
     .. math::
         D_B = \sum_d\Big[\frac{(\mu_{i,d}-\mu_{j,d})^2}{4(\sigma_{i,d}^2+\sigma_{j,d}^2)}
         + \frac12\log\frac{\sigma_{i,d}^2+\sigma_{j,d}^2}{2\sigma_{i,d}\sigma_{j,d}}\Big]
+
+    Inputs: ``means``/``scales [K, D...]`` (finite; scales > 0).
     """
-    K = means.shape[0]
+    K = check_components(means, scales, "bhattacharyya_coefficients")
     mu, sd = means.reshape(K, -1), scales.reshape(K, -1)
     v = sd.unsqueeze(1) ** 2 + sd.unsqueeze(0) ** 2
     d = (mu.unsqueeze(1) - mu.unsqueeze(0)) ** 2 / (4 * v) \
@@ -241,7 +258,7 @@ def entropy_approx_error(weights: torch.Tensor, means: torch.Tensor, scales: tor
     def surprise(k: torch.Tensor) -> torch.Tensor:
         eps = torch.randn((k.numel(), *mu.shape[1:]), generator=generator, dtype=mu.dtype).to(mu.device)
         z = mu[k] + sd[k] * eps
-        joint = log_w.unsqueeze(0) + component_log_prob(z, mu, sd)            # [m, K]
+        joint = log_w.unsqueeze(0) + _component_log_prob(z, mu, sd)            # [m, K]
         log_r = joint.gather(1, k.view(-1, 1)).squeeze(1) - torch.logsumexp(joint, dim=1)
         return (-log_r).clamp_min(0.0)
 

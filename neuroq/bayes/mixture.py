@@ -82,8 +82,54 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # ---------------------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------------------
+def _check_finite(who: str, name: str, t: torch.Tensor) -> None:
+    bad = int((~torch.isfinite(t.detach())).sum())
+    if bad:
+        raise ValueError(f"{who}: {name} must be finite, got {bad} NaN or infinite values (of {t.numel()})")
+
+
+def check_weights(weights: torch.Tensor, who: str, K: Optional[int] = None) -> int:
+    """Validate mixing weights ``[K]``: a floating-point tensor, finite, non-negative, summing to 1
+    (within ``1e-4``, or a few ulps of a low-precision dtype); return ``K``."""
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"{who}: weights must be a torch.Tensor, got {type(weights).__name__}")
+    if not weights.is_floating_point():
+        raise TypeError(f"{who}: weights must be a floating-point tensor, got dtype {weights.dtype}")
+    if weights.dim() != 1 or weights.shape[0] < 1:
+        raise ValueError(f"{who}: weights must have shape [K] with K >= 1, got {tuple(weights.shape)}")
+    if K is not None and weights.shape[0] != K:
+        raise ValueError(f"{who}: weights must have shape [K] with K={K}, got {tuple(weights.shape)}")
+    w = weights.detach()
+    _check_finite(who, "weights", w)
+    tol = max(1e-4, 8 * torch.finfo(w.dtype).eps)
+    if bool((w < 0).any()) or abs(float(w.double().sum()) - 1.0) > tol:
+        raise ValueError(f"{who}: weights must be non-negative and sum to 1, got {w.tolist()}")
+    return weights.shape[0]
+
+
+def check_components(means: torch.Tensor, scales: torch.Tensor, who: str, K: Optional[int] = None) -> int:
+    """Validate ``means [K, D...]`` (finite) and ``scales`` of the same shape (finite, > 0); return ``K``."""
+    for name, t in (("means", means), ("scales", scales)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{who}: {name} must be a floating-point tensor, got dtype {t.dtype}")
+    if means.dim() < 2 or means.shape[0] < 1 or (K is not None and means.shape[0] != K):
+        with_k = f" with K={K}" if K is not None else ""
+        raise ValueError(f"{who}: means must have shape [K, D...]{with_k}, got {tuple(means.shape)}")
+    if scales.shape != means.shape:
+        raise ValueError(f"{who}: scales must have the shape of means {tuple(means.shape)}, "
+                         f"got {tuple(scales.shape)}")
+    _check_finite(who, "means", means)
+    _check_finite(who, "scales", scales)
+    if not bool((scales.detach() > 0).all()):
+        raise ValueError(f"{who}: scales must all be > 0")
+    return means.shape[0]
+
+
 def check_mixture(weights: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, who: str) -> int:
-    """Validate ``weights [K]``, ``means [K, ...]``, ``scales [K, ...]`` (positive); return ``K``."""
+    """Validate ``weights [K]`` (finite, non-negative, summing to 1), ``means [K, ...]`` (finite) and
+    ``scales [K, ...]`` (finite, positive); return ``K``."""
     for name, t in (("weights", weights), ("means", means), ("scales", scales)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -92,15 +138,20 @@ def check_mixture(weights: torch.Tensor, means: torch.Tensor, scales: torch.Tens
     K = weights.shape[0]
     if means.dim() < 2 or means.shape[0] != K:
         raise ValueError(f"{who}: means must have shape [K, D...] with K={K}, got {tuple(means.shape)}")
-    if scales.shape != means.shape:
-        raise ValueError(f"{who}: scales must have the shape of means {tuple(means.shape)}, "
-                         f"got {tuple(scales.shape)}")
-    w = weights.detach()
-    if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-4:
-        raise ValueError(f"{who}: weights must be non-negative and sum to 1, got {w.tolist()}")
-    if not bool((scales.detach() > 0).all()):
-        raise ValueError(f"{who}: scales must all be > 0")
-    return K
+    check_components(means, scales, who, K)
+    return check_weights(weights, who, K)
+
+
+def _check_points(z: torch.Tensor, means: torch.Tensor, who: str) -> None:
+    """``z [S, D...]`` with the trailing shape of ``means [K, D...]``, floating-point and finite."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{who}: z must be a torch.Tensor, got {type(z).__name__}")
+    if z.dim() != means.dim() or z.shape[1:] != means.shape[1:]:
+        raise ValueError(f"{who}: z must have shape [S, {', '.join(map(str, means.shape[1:]))}], "
+                         f"got {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise TypeError(f"{who}: z must be a floating-point tensor, got dtype {z.dtype}")
+    _check_finite(who, "z", z)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +163,13 @@ def component_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tenso
     Inputs: ``z [S, D...]``, ``means``/``scales [K, D...]``.  Output: ``[S, K]`` (summed over ``D...``).
     Differentiable in all three.
     """
+    check_components(means, scales, "component_log_prob")
+    _check_points(z, means, "component_log_prob")
+    return _component_log_prob(z, means, scales)
+
+
+def _component_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """:func:`component_log_prob` without the argument checks (for callers that made them)."""
     u = (z.unsqueeze(1) - means.unsqueeze(0)) / scales.unsqueeze(0)
     lp = -0.5 * u * u - torch.log(scales).unsqueeze(0) - 0.5 * _LOG_2PI
     return lp.flatten(2).sum(-1)
@@ -133,10 +191,8 @@ def mixture_log_prob(z: torch.Tensor, weights: torch.Tensor, means: torch.Tensor
         torch.Size([1])
     """
     check_mixture(weights, means, scales, "mixture_log_prob")
-    if z.dim() != means.dim() or z.shape[1:] != means.shape[1:]:
-        raise ValueError(f"mixture_log_prob: z must have shape [S, {', '.join(map(str, means.shape[1:]))}], "
-                         f"got {tuple(z.shape)}")
-    return torch.logsumexp(torch.log(weights).unsqueeze(0) + component_log_prob(z, means, scales), dim=1)
+    _check_points(z, means, "mixture_log_prob")
+    return torch.logsumexp(torch.log(weights).unsqueeze(0) + _component_log_prob(z, means, scales), dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +310,12 @@ def mixture_rsample(logits: torch.Tensor, means: torch.Tensor, scales: torch.Ten
         >>> z.sin().sum().backward(); logits.grad.shape
         torch.Size([2])
     """
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 1:
+        raise ValueError(f"mixture_rsample: logits must be a tensor of shape [K], got "
+                         f"{getattr(logits, 'shape', logits)!r}")
+    if not logits.is_floating_point():
+        raise TypeError(f"mixture_rsample: logits must be a floating-point tensor, got dtype {logits.dtype}")
+    _check_finite("mixture_rsample", "logits", logits)
     K = check_mixture(torch.softmax(logits.detach(), 0), means, scales, "mixture_rsample")
     n = check_int("n_samples", n_samples, ge=1)
     with torch.no_grad():
@@ -262,7 +324,7 @@ def mixture_rsample(logits: torch.Tensor, means: torch.Tensor, scales: torch.Ten
         k = torch.multinomial(w.cpu(), n, replacement=True, generator=generator).to(means.device)
         eps = torch.randn((n, *means.shape[1:]), generator=generator, dtype=means.dtype).to(means.device)
         z0 = means[k] + scales[k] * eps
-        st = _draw_stats(logits, [component_log_prob(z0.double(), means.double(), scales.double())])[0]
+        st = _draw_stats(logits, [_component_log_prob(z0.double(), means.double(), scales.double())])[0]
     del K
     return _rsample_block(means, scales, logits, eps, k, st)
 
@@ -447,7 +509,7 @@ class MixtureGroup(_sj.MemoryModule):
                 for (means, scales), eps in zip(self.means_and_scales(), d.eps):
                     eps = eps.to(device=means.device, dtype=means.dtype)
                     z = means[d.k] + scales[d.k] * eps
-                    logps.append(component_log_prob(z.double(), means.double(), scales.double()))
+                    logps.append(_component_log_prob(z.double(), means.double(), scales.double()))
                 d.stats = _draw_stats(self.logits, logps)
             d.versions = versions
         return d
@@ -500,7 +562,7 @@ class MixtureGroup(_sj.MemoryModule):
             samples = self.samples()
         lp = 0.0
         for (means, scales), z in zip(self.means_and_scales(), samples):
-            lp = lp + component_log_prob(z.unsqueeze(0), means, scales)[0]
+            lp = lp + _component_log_prob(z.unsqueeze(0), means, scales)[0]
         return torch.logsumexp(torch.log_softmax(self.logits, 0) + lp, dim=0)
 
     def component_entropies(self) -> torch.Tensor:
@@ -594,6 +656,7 @@ def systematic_components(weights: torch.Tensor, n: int, generator: Optional[tor
     """
     if not isinstance(weights, torch.Tensor) or weights.dim() != 1:
         raise ValueError(f"weights must be a tensor of shape [K], got {getattr(weights, 'shape', weights)!r}")
+    check_weights(weights, "systematic_components")
     n = check_int("n", n, ge=1)
     w = weights.detach().double().cpu()
     u = float(torch.rand((), generator=generator, dtype=torch.float64))

@@ -14,10 +14,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import _sj
+from .._validate import check_bool, check_real, check_samples
 from ..layer.norm import LayerBatchNorm1d, LayerBatchNorm2d, inference_affine
 from ..layer.quant import QuantAct, QuantConv2d, QuantLinear
 
 __all__ = ["export", "integer_forward", "check_export"]
+
+_RECORD_KEYS = ("kind", "int_weight", "scale", "bias")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
 
 def _following_norms(model: nn.Module) -> dict:
     """``{id(quant layer): (norm name, norm)}`` for an LBN that directly follows a quant layer in a
@@ -60,6 +69,8 @@ def export(model: nn.Module, fold_norm: bool = True) -> "OrderedDict[str, dict]"
     Returns ``OrderedDict[layer name -> dict(kind, states, int_weight, scale, bias, folded_norm, in_step,
     stride, padding, dilation, groups)]`` (plain tensors; save with ``torch.save``).
     """
+    _check_model(model)
+    check_bool("fold_norm", fold_norm)
     qtypes = (QuantConv2d, QuantLinear)
 
     norms = _following_norms(model) if fold_norm else {}
@@ -125,8 +136,22 @@ def integer_forward(model: nn.Module, exported: dict, x: torch.Tensor):
     says whether that layer's input, divided by ``in_step``, was integer-valued (then its accumulation is
     pure integer arithmetic on the activation indices; the first layer of a directly encoded image gets
     real pixels)."""
+    _check_model(model)
+    if not isinstance(exported, dict):
+        raise TypeError(f"exported must be the dict returned by neuroq.quant.export, got {type(exported).__name__}")
+    if not exported:
+        raise ValueError("exported is empty: it must hold at least one layer (the dict returned by "
+                         "neuroq.quant.export(model))")
+    for name, rec in exported.items():
+        if not isinstance(rec, dict) or any(k not in rec for k in _RECORD_KEYS):
+            raise ValueError(f"exported[{name!r}] must be a layer record of neuroq.quant.export (a dict with "
+                             f"{', '.join(_RECORD_KEYS)}), got "
+                             + (f"keys {sorted(rec)}" if isinstance(rec, dict) else type(rec).__name__))
+    check_samples("x", x)
     mods = dict(model.named_modules())
     missing = [k for k in exported if k not in mods]
+    missing += [rec["folded_norm"] for rec in exported.values()
+                if rec.get("folded_norm") and rec["folded_norm"] not in mods]
     if missing:
         raise ValueError(f"exported layers {missing} are not in the model")
     integer_inputs = OrderedDict()
@@ -159,6 +184,11 @@ def check_export(model: nn.Module, x: torch.Tensor, fold_norm: bool = True, atol
     """Compare the fake-quantized ``model(x)`` (eval mode) with :func:`integer_forward` of
     :func:`export`'s integers.  Returns ``dict(ok, max_abs_diff, argmax_agreement, integer_inputs,
     layers)``; ``ok`` when ``allclose(atol, rtol)``."""
+    _check_model(model)
+    check_samples("x", x)
+    check_bool("fold_norm", fold_norm)
+    atol = check_real("atol", atol, ge=0)
+    rtol = check_real("rtol", rtol, ge=0)
     was_training = model.training
     model.eval()
     try:

@@ -75,9 +75,14 @@ def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", 
         meter = meter_run(method, net, data.test, device, samples=samples)
         rep = write_energy_report(meter, method, data, Path(out) / "energy.json", device)
         print(meter.table())
-    n = 1 if method.T > 1 else min(RASTER_SAMPLES_T1, len(data.test))
-    x0, y0 = next(batches(data.test, torch.arange(n), n))
+    x0, y0 = next(batches(data.test, torch.arange(1), 1))
     rec = viz.record(net, method.record_input(x0.to(device)))
+    n = 1
+    if rec and next(iter(rec.values())).shape[0] == 1:  # one step: neurons x samples says more than one column
+        n = min(RASTER_SAMPLES_T1, len(data.test))
+        _sj.reset_net(net)
+        x0, y0 = next(batches(data.test, torch.arange(n), n))
+        rec = viz.record(net, method.record_input(x0.to(device)))
     if rec:  # a model without spiking neurons (the ANN baseline) gets no raster
         title = (f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})" if n == 1 else
                  f"{method.name} on {data.name}: test samples 0-{n - 1} (T = 1)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 import matplotlib
@@ -11,8 +12,27 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from .._validate import check_int, check_real  # noqa: E402
 from .raster import layer_items, raster  # noqa: E402
 from .style import styled  # noqa: E402
+
+
+def _gif_path(path) -> Path:
+    """``path`` if it names a ``.gif`` file that can be written (missing folders are created when writing)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike) or None, got {type(path).__name__}")
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"path {str(p)!r} is a folder: give a .gif file name, e.g. {str(p / 'raster.gif')!r}")
+    if p.suffix.lower() != ".gif":
+        raise ValueError(f"path {str(p)!r} must name a .gif file (the animation is written as a GIF), "
+                         f"got suffix {p.suffix or 'none'!r}")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"path {str(p)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    return p
 
 
 @styled
@@ -26,7 +46,8 @@ def animate_raster(spikes, path: Optional[os.PathLike] = None, sample: int = 0, 
     Args:
         spikes: as for :func:`neuroq.viz.raster`: the :class:`~neuroq.viz.Recording` of
             :func:`neuroq.viz.record`, a ``{layer: [T, N, ...]}`` mapping or a ``[T, neurons...]`` tensor.
-        path: GIF file to write (``None``: build the animation without writing it).
+        path: GIF file to write, its name ending in ``.gif`` (``None``: build the animation without writing it);
+            missing folders are created.
         fps: frames (time steps) per second.
         max_neurons / layers / neurons / select: neuron selection, as for :func:`neuroq.viz.raster`.
         labels: layer labels, as for :func:`neuroq.viz.raster`.
@@ -35,8 +56,10 @@ def animate_raster(spikes, path: Optional[os.PathLike] = None, sample: int = 0, 
         the ``Figure``; ``fig.animation`` is the ``FuncAnimation`` (T frames),
         ``fig.frame_offsets(t)`` the points per layer drawn in frame ``t``.
     """
-    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0):
-        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+    fps = check_real("fps", fps, gt=0)
+    dpi = check_int("dpi", dpi, ge=1)
+    if path is not None:
+        path = _gif_path(path)
     items = layer_items(spikes, sample, layers)
     T = items[0][1].shape[0]
     ax = raster(spikes, sample=sample, max_neurons=max_neurons, layers=layers, neurons=neurons, title=title,
@@ -64,5 +87,6 @@ def animate_raster(spikes, path: Optional[os.PathLike] = None, sample: int = 0, 
     fig.animation = anim
     fig.frame_offsets = offsets
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         anim.save(str(path), writer=PillowWriter(fps=fps), dpi=dpi)
     return fig

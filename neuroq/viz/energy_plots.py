@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
+from .._validate import check_bool, check_real  # noqa: E402
 from ..labels import resolve_labels, layer_labels  # noqa: E402
+from ._checks import check_axes  # noqa: E402
 from .style import GREY, PALETTE, points, styled  # noqa: E402
 
 
@@ -51,6 +53,9 @@ def energy_unit(values_pj, unit: Optional[str] = None) -> tuple:
             raise ValueError(f"unit must be one of {', '.join(names)} (or None to choose from the data); got {unit!r}")
         return unit, names[unit]
     vals = np.abs(np.asarray(values_pj, dtype=float).reshape(-1))
+    if not np.isfinite(vals).all():
+        raise ValueError(f"values_pj must be finite energies, got {int((~np.isfinite(vals)).sum())} NaN or infinite "
+                         f"of {vals.size}")
     top = float(vals.max()) if vals.size else 0.0
     name, factor = UNITS[0]
     for n, f in UNITS:
@@ -162,6 +167,9 @@ def energy_bars(report, per_sample: bool = True, ax: Optional[plt.Axes] = None, 
             net(x_seq)
         ax = viz.energy_bars(meter)
     """
+    check_bool("per_sample", per_sample)
+    check_bool("annotate", annotate)
+    check_axes(ax)
     meter = report if hasattr(report, "report") and callable(report.report) else None
     rep = _load_report(report)
     layers = rep["layers"]
@@ -224,10 +232,17 @@ def pareto_front(energy: Sequence[float], accuracy: Sequence[float]) -> list:
     Run :math:`i` is dominated when some :math:`j` has :math:`E_j \le E_i` and
     :math:`a_j \ge a_i` with one of them strict; the front is the non-dominated set.
     """
-    e = np.asarray(energy, dtype=float)
-    a = np.asarray(accuracy, dtype=float)
+    try:
+        e = np.asarray(energy, dtype=float)
+        a = np.asarray(accuracy, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError("energy and accuracy must be sequences of real numbers") from None
     if e.shape != a.shape or e.ndim != 1:
         raise ValueError(f"energy and accuracy must be 1-D of equal length, got {e.shape} and {a.shape}")
+    for what, v in (("energy", e), ("accuracy", a)):
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise ValueError(f"{what}[{int(bad[0])}] is {v[bad[0]]}: energies and accuracies must be finite")
     front = []
     for i in range(len(e)):
         dominated = np.any((e <= e[i]) & (a >= a[i]) & ((e < e[i]) | (a > a[i])))
@@ -385,6 +400,10 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
 
         ax = viz.accuracy_energy(["runs/lif-T4", "runs/lif-T8", "runs/ann"])
     """
+    check_axes(ax)
+    if isinstance(runs, (str, bytes, os.PathLike, Mapping)):
+        raise TypeError(f"runs must be a list of run folders or summary dicts, got one {type(runs).__name__} "
+                        "(wrap it in a list)")
     runs = list(runs)
     if not runs:
         raise ValueError("runs is empty: give at least one run folder or summary dict")
@@ -398,6 +417,13 @@ def accuracy_energy(runs, labels: Optional[Sequence[str]] = None, ax: Optional[p
             raise ValueError(f"labels has {len(labels)} entries for {len(rows)} runs")
     else:
         labels = distinct_labels(rows)
+    check_bool("logx", logx)
+    for i, (r, lab) in enumerate(zip(rows, labels)):
+        run = f"runs[{i}] ({lab!r})"
+        check_real(f"{run} energy_pj", r["energy_pj"], ge=0)
+        check_real(f"{run} accuracy", r["accuracy"])
+        for key in ("accuracy_std", "energy_std"):
+            check_real(f"{run} {key}", r.get(key), ge=0, allow_none=True)
     e = np.array([r["energy_pj"] for r in rows], dtype=float)
     a = np.array([r["accuracy"] for r in rows], dtype=float)
     if logx and np.any(e <= 0):
@@ -471,6 +497,8 @@ def energy_components(report, model: Optional[str] = None, per_sample: bool = Tr
     """
     from ..energy.models import COMPONENTS
 
+    check_bool("per_sample", per_sample)
+    check_axes(ax)
     meter = report if hasattr(report, "report") and callable(report.report) else None
     rep = _load_report(report)
     models = rep.get("energy_models")

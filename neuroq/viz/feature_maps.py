@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .._validate import check_int  # noqa: E402
 from ..labels import recorded_labels, resolve_labels  # noqa: E402
+from ._checks import RECORDING_TYPES, as_tensor, check_finite, check_indices, check_sample  # noqa: E402
 from .style import CMAP, points, styled  # noqa: E402
 
 
@@ -69,8 +71,14 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
             continue
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    sample = check_sample(sample)
+    if t is not None:
+        t = check_int("t", t, ge=0)
     if isinstance(spikes, Mapping):
-        maps = {k: v for k, v in spikes.items() if v.dim() == 5}
+        if not spikes:
+            raise ValueError("spikes is an empty recording: nothing was recorded (the model has no spiking neurons)")
+        spikes_t = {k: as_tensor(f"spikes[{k!r}]", v, "a [T, N, ...] tensor") for k, v in spikes.items()}
+        maps = {k: v for k, v in spikes_t.items() if v.dim() == 5}
         if not maps:
             raise ValueError("no recorded layer has [T, N, C, H, W] spikes (feature maps need a conv network); "
                              f"recorded shapes: { {k: tuple(v.shape) for k, v in spikes.items()} }")
@@ -79,29 +87,30 @@ def feature_maps(spikes, layer: Optional[str] = None, sample: int = 0, t: Option
         if layer not in maps:
             raise ValueError(f"layer={layer!r} is not a recorded [T, N, C, H, W] layer; choose from {list(maps)}")
         s = maps[layer]
+        name = f"spikes[{layer!r}]"
         shown = resolve_labels([layer], labels, recorded_labels(spikes), spikes)[0]
     else:
-        s = torch.as_tensor(spikes)
+        s = as_tensor("spikes", spikes, RECORDING_TYPES)
         layer = layer or "spikes"
+        name = "spikes"
         shown = str(labels[layer]) if isinstance(labels, Mapping) and layer in labels else layer
         if s.dim() != 5:
             raise ValueError(f"spikes must be [T, N, C, H, W], got shape {tuple(s.shape)}")
-    s = s.detach().cpu().float()
-    if not -s.shape[1] <= sample < s.shape[1]:
-        raise ValueError(f"sample={sample} but the recording holds {s.shape[1]} samples")
+    if 0 in s.shape:
+        raise ValueError(f"{name} has an empty dimension (shape {tuple(s.shape)}): expected [T, N, C, H, W] with "
+                         "at least one step, sample, channel and pixel")
+    s = check_finite(name, s.float())
+    check_sample(sample, s.shape[1])
     s = s[:, sample]
     if t is None:
         img, what = s.mean(0), "firing rate (spikes / step)"
     else:
-        if not -s.shape[0] <= t < s.shape[0]:
-            raise ValueError(f"t={t} outside the recording's {s.shape[0]} steps")
+        if not t < s.shape[0]:
+            raise ValueError(f"t={t} outside the recording's {s.shape[0]} steps (valid: 0 to {s.shape[0] - 1})")
         img, what = s[t], f"spike at t = {t}"
     n_ch = img.shape[0]
     if channels is not None:
-        idx = np.asarray(list(channels), dtype=int).reshape(-1)
-        if idx.size == 0 or idx.min() < -n_ch or idx.max() >= n_ch:
-            raise ValueError(f"channels {idx.tolist()} must be non-empty indices into {n_ch} channels")
-        idx = idx % n_ch
+        idx = check_indices("channels", channels, n_ch, f"channels of {shown!r}")
     else:
         idx = np.arange(n_ch if max_channels is None else min(max_channels, n_ch))
     img = img[torch.as_tensor(idx)].numpy()

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..labels import recorded_labels, resolve_labels
+from ._checks import check_indices, check_names
 from .style import GREY, PALETTE, color
 
 #: spikes in view up to which a raster draws one mark per spike; above, each pixel shows a count
@@ -82,16 +83,11 @@ def _layout_x(S: int, T: int) -> tuple:
 def _sample_index(n_batch: int, samples) -> np.ndarray:
     if samples is None:
         return np.arange(n_batch)
-    if isinstance(samples, (int, np.integer)):
+    if isinstance(samples, (int, np.integer)) and not isinstance(samples, bool):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         return np.arange(min(int(samples), n_batch))
-    idx = np.asarray(list(samples), dtype=int).reshape(-1)
-    if idx.size == 0:
-        raise ValueError("samples is empty")
-    if idx.min() < -n_batch or idx.max() >= n_batch:
-        raise ValueError(f"samples {idx.tolist()} out of range: the recording holds {n_batch} samples")
-    return idx % n_batch
+    return check_indices("samples", samples, n_batch, "samples of the recording")
 
 
 def _to_np(t) -> np.ndarray:
@@ -110,7 +106,7 @@ class _Raster:
             else:
                 raise TypeError("recording must be a neuroq.viz.Recording (what viz.record returns), a "
                                 f"{{layer: [T, N, ...]}} mapping or one [T, N, ...] tensor; got {type(recording).__name__}")
-        names = list(recording) if layers is None else list(layers)
+        names = list(recording) if layers is None else check_names("layers", layers)
         missing = [k for k in names if k not in recording]
         if missing:
             raise ValueError(f"layers {missing} were not recorded; recorded: {list(recording)}")
@@ -409,8 +405,7 @@ def interactive_raster(recording, samples=None, layers: Optional[Sequence[str]] 
     if not isinstance(marks_max, (int, np.integer)) or marks_max < 0:
         raise ValueError(f"marks_max must be an integer >= 0, got {marks_max!r}")
     if isinstance(recording, Mapping) and not recording and layers is None:
-        return column(Div(text="<p><i>no spiking neurons recorded (the model has no spiking layers)</i></p>",
-                          name=f"{name}:empty"), name=name)
+        raise ValueError("the recording is empty (the model has no spiking neurons): nothing to draw")
     r = _Raster(recording, samples, layers, labels, sample_ids, sample_labels)
     S, T, P, W = r.S, r.T, r.P, r.W
     ids = [r.tick_text(b) for b in range(S)]
@@ -599,7 +594,7 @@ def interactive_rates(recording, samples=None, layers: Optional[Sequence[str]] =
     from bokeh.plotting import figure
 
     if isinstance(recording, Mapping) and not recording and layers is None:
-        return column(Div(text="<p><i>no spiking neurons recorded: no firing rates</i></p>"), name=name)
+        raise ValueError("the recording is empty (the model has no spiking neurons): no firing rates to draw")
     r = _Raster(recording, samples, layers, labels, sample_ids, sample_labels)
     S, T, P, W = r.S, r.T, r.P, r.W
     ids = [r.tick_text(b) for b in range(S)]

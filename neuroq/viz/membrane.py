@@ -11,13 +11,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from .._validate import check_bool, check_real  # noqa: E402
 from ..labels import recorded_labels, resolve_labels  # noqa: E402
+from ._checks import check_axes, check_indices, check_sample  # noqa: E402
 from .raster import _to_time_major  # noqa: E402
 from .style import GREY, color, styled, time_axis  # noqa: E402
 
 
-def _as_array(x, sample, batched):
-    return _to_time_major(x, sample, batched)
+def _as_array(x, sample, batched, name):
+    return _to_time_major(x, sample, batched, name)
 
 
 def _default_neurons(va, ha, sa, max_traces):
@@ -93,6 +95,17 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
     """
     if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces < 1:
         raise ValueError(f"max_traces must be a positive integer, got {max_traces!r}")
+    sample = check_sample(sample)
+    check_bool("stacked", stacked)
+    check_axes(ax)
+    given_th = v_threshold is not None
+    if given_th:  # a number (or a one-element tensor), finite
+        if isinstance(v_threshold, (torch.Tensor, np.ndarray)):
+            size = v_threshold.numel() if isinstance(v_threshold, torch.Tensor) else v_threshold.size
+            if size != 1:
+                raise ValueError(f"v_threshold must be one number, got an array of shape {tuple(v_threshold.shape)}")
+            v_threshold = v_threshold.item()
+        v_threshold = check_real("v_threshold", v_threshold)
     if isinstance(v, Mapping):
         vs = getattr(v, "v", None)
         if not isinstance(vs, Mapping):
@@ -105,31 +118,30 @@ def membrane_trace(v, spikes=None, layer: Optional[str] = None, neurons: Optiona
             layer = next(iter(vs))
         if layer not in vs:
             raise ValueError(f"layer={layer!r} has no recorded potential; recorded: {list(vs)}")
-        va = _as_array(vs[layer], sample, True)
+        va = _as_array(vs[layer], sample, True, f"v.v[{layer!r}]")
         sp = v.get(layer)
-        sa = None if sp is None else _as_array(sp, sample, True)
+        sa = None if sp is None else _as_array(sp, sample, True, f"v[{layer!r}]")
         hp = (getattr(v, "h", None) or {}).get(layer)
-        ha = None if hp is None else _as_array(hp, sample, True)
+        ha = None if hp is None else _as_array(hp, sample, True, f"v.h[{layer!r}]")
         if v_threshold is None:
             v_threshold = (getattr(v, "v_threshold", None) or {}).get(layer)
         name = resolve_labels([layer], labels, recorded_labels(v), v)[0]
     else:
-        va = _as_array(v, sample, False)
-        sa = None if spikes is None else _as_array(spikes, sample, False)
-        ha = None if h is None else _as_array(h, sample, False)
+        va = _as_array(v, sample, False, "v")
+        sa = None if spikes is None else _as_array(spikes, sample, False, "spikes")
+        ha = None if h is None else _as_array(h, sample, False, "h")
         name = str(labels[layer]) if isinstance(labels, Mapping) and layer in labels else (layer or "neuron")
     for what, arr in (("spikes", sa), ("h", ha)):
         if arr is not None and arr.shape != va.shape:
             raise ValueError(f"{what} {arr.shape} and v {va.shape} must have the same [T, neurons] shape")
     if v_threshold is None or isinstance(v_threshold, torch.Tensor) and v_threshold.numel() != 1:
         v_threshold = 1.0
-    v_threshold = float(v_threshold)
+    v_threshold = check_real("v_threshold" if given_th else f"the recorded v_threshold of layer {layer!r}",
+                             float(v_threshold))
     T, n = va.shape
     if neurons is None:
         neurons = _default_neurons(va, ha, sa, max_traces)
-    neurons = np.asarray(list(neurons), dtype=int).reshape(-1)
-    if neurons.size == 0 or neurons.min() < -n or neurons.max() >= n:
-        raise ValueError(f"neurons {neurons.tolist()} must be non-empty indices into {n} neurons")
+    neurons = check_indices("neurons", neurons, n, f"neurons of {name!r}")
     if stacked:
         if ax is not None:
             raise ValueError("stacked=True draws its own panels: leave ax=None")

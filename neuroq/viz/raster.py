@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Mapping, Optional, Sequence, Union
 
 import matplotlib
@@ -11,10 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.colors import is_color_like  # noqa: E402
 from matplotlib.path import Path as MPath  # noqa: E402
 from matplotlib.transforms import IdentityTransform, blended_transform_factory  # noqa: E402
 
-from .._validate import check_choice  # noqa: E402
+from .._validate import check_choice, check_real  # noqa: E402
+from ._checks import (RECORDING_TYPES, check_axes, check_indices, check_layer_tensor, check_names,  # noqa: E402
+                      check_positive_or_none, check_sample)
 from ..labels import recorded_labels, resolve_labels  # noqa: E402
 from .style import GREY, color, styled, time_axis  # noqa: E402
 
@@ -22,24 +26,23 @@ SELECT = ("active", "even", "first")
 _NOTE = {"active": "most active", "even": "evenly spaced", "first": "first"}
 
 
-def _to_time_major(s, sample: Optional[int], batched: bool) -> np.ndarray:
+def _to_time_major(s, sample: Optional[int], batched: bool, name: str = "spikes") -> np.ndarray:
     """``[T, N, ...]`` (batched) or ``[T, ...]`` -> ``[T, neurons]`` float array of one sample.
 
-    With ``sample=None`` a batched recording is averaged over the batch (firing probabilities)."""
-    s = s.detach().cpu() if isinstance(s, torch.Tensor) else torch.as_tensor(np.asarray(s))
-    if s.dim() < 1:
-        raise ValueError("spikes must have a time axis first, got a scalar")
+    With ``sample=None`` a batched recording is averaged over the batch (firing probabilities). ``s`` is checked
+    first (:func:`neuroq.viz._checks.check_layer_tensor`: shape, at least one step, sample and neuron, finite
+    values); errors name it as ``name``."""
+    s = check_layer_tensor(name, s, batched)
     if s.dim() == 1:
         s = s[:, None]
     if batched:
         if s.dim() < 3 and s.shape[1] != 1 and sample not in (0, None):
-            raise ValueError("batched spikes must be [T, N, ...]")
+            raise ValueError(f"{name}: batched spikes must be [T, N, ...]")
         if s.dim() >= 2:
             if sample is None:
                 s = s.float().mean(1)
             else:
-                if not -s.shape[1] <= sample < s.shape[1]:
-                    raise ValueError(f"sample={sample} but the recording holds {s.shape[1]} samples")
+                check_sample(sample, s.shape[1])
                 s = s[:, sample]
     return s.reshape(s.shape[0], -1).float().numpy()
 
@@ -52,21 +55,33 @@ def _check_layers(spikes: Mapping):
                             "neuroq.viz.Recording (what viz.record returns) or a {layer: tensor} mapping")
 
 
-def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str]] = None):
-    """``[(layer name, [T, neurons] array of one sample)]`` from a recording or a single tensor."""
+def _check_spikes(spikes, layers=None) -> Optional[list]:
+    """Refuse what is not a recording (type error naming :data:`RECORDING_TYPES`), an empty recording (a model
+    without spiking neurons), and a ``layers`` that is empty, names a layer twice or one not recorded; returns
+    ``layers`` as a list (``None`` for all)."""
+    layers = check_names("layers", layers)
     if isinstance(spikes, Mapping):
         _check_layers(spikes)
+        if not spikes:
+            raise ValueError("spikes is an empty recording: nothing was recorded (the model has no spiking neurons)")
         if layers is not None:
             missing = [k for k in layers if k not in spikes]
             if missing:
                 raise ValueError(f"layers {missing} were not recorded; recorded: {list(spikes)}")
+    elif isinstance(spikes, (str, bytes)) or not isinstance(spikes, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"spikes must be {RECORDING_TYPES}; got {type(spikes).__name__}")
+    return layers
+
+
+def layer_items(spikes, sample: Optional[int] = 0, layers: Optional[Sequence[str]] = None):
+    """``[(layer name, [T, neurons] array of one sample)]`` from a recording or a single tensor."""
+    sample = check_sample(sample, allow_none=True)
+    layers = _check_spikes(spikes, layers)
+    if isinstance(spikes, Mapping):
+        if layers is not None:
             spikes = OrderedDict((k, spikes[k]) for k in layers)
-        items = [(k, _to_time_major(v, sample, True)) for k, v in spikes.items()]
-    else:
-        items = [("spikes", _to_time_major(spikes, 0 if sample is None else sample, False))]
-    if not items:
-        raise ValueError("spikes is empty: nothing was recorded (does the model contain spiking neurons?)")
-    return items
+        return [(k, _to_time_major(v, sample, True, f"spikes[{k!r}]")) for k, v in spikes.items()]
+    return [("spikes", _to_time_major(spikes, 0 if sample is None else sample, False))]
 
 
 def display_labels(spikes, names, labels=None) -> list:
@@ -89,6 +104,11 @@ def select_neurons(a: np.ndarray, max_neurons: Optional[int], select: str = "act
 
         idx = viz.select_neurons(spikes[:, 0].flatten(1).numpy(), 100)   # the 100 busiest neurons
     """
+    check_choice("select", select, SELECT)
+    max_neurons = check_positive_or_none("max_neurons", max_neurons)
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"a must be a [T, neurons] array of one sample, got shape {a.shape}")
     n = a.shape[1]
     if max_neurons is None or max_neurons >= n:
         return np.arange(n)
@@ -109,9 +129,8 @@ def _select(a: np.ndarray, name: str, neurons, max_neurons: Optional[int], selec
     idx = neurons.get(name) if isinstance(neurons, Mapping) else neurons
     n = a.shape[1]
     if idx is not None:
-        idx = np.asarray(list(idx), dtype=int).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise ValueError(f"neurons {idx.tolist()} out of range for layer {name!r} with {n} neurons")
+        idx = check_indices(f"neurons[{name!r}]" if isinstance(neurons, Mapping) else "neurons", idx, n,
+                            f"neurons of layer {name!r}")
         return a[:, idx], idx, (None if idx.size == n else f"shows {idx.size:,} chosen\nof {n:,} neurons")
     idx = select_neurons(a, max_neurons, select)
     if idx.size == n:
@@ -193,7 +212,7 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
         the matplotlib ``Axes``; ``ax.collections[i]`` holds layer ``i``'s spikes (one point
         ``(t, row)`` each, rows counted from the first layer's first shown neuron),
         ``ax.raster_neurons[layer]`` the neuron indices shown, ``ax.raster_labels`` the band labels.
-        An empty recording (a model without spiking neurons) gives axes that say so.
+        An empty recording (a model without spiking neurons) is refused with a ``ValueError``.
 
     Example::
 
@@ -201,30 +220,22 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
         ax = viz.raster(rec, max_neurons=100)
     """
     check_choice("select", select, SELECT)
-    if isinstance(spikes, Mapping) and not spikes and layers is None:
-        # a model without spiking neurons (e.g. the ANN baseline): say so instead of failing, so
-        # automatic reports (``neuroq train``'s raster.png) work for every method
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 2), layout="constrained")
-        ax.text(0.5, 0.5, "no spiking neurons recorded\n(the model has no spiking layers)", ha="center",
-                va="center", transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ("left", "bottom"):
-            ax.spines[side].set_visible(False)
-        if title:
-            ax.set_title(title)
-        return ax
     check_choice("over", over, ("auto", "time", "samples"))
+    check_axes(ax)
+    sample = check_sample(sample, allow_none=True)
+    max_neurons = check_positive_or_none("max_neurons", max_neurons)
+    marker_size = check_real("marker_size", marker_size, gt=0, allow_none=True)
+    layers = _check_spikes(spikes, layers)
     if isinstance(spikes, Mapping):
-        t_n = [tuple(v.shape[:2]) for v in spikes.values() if isinstance(v, torch.Tensor) and v.dim() >= 2]
+        chosen_layers = OrderedDict((k, check_layer_tensor(f"spikes[{k!r}]", spikes[k]))
+                                    for k in (layers if layers is not None else spikes))
+        t_n = [tuple(v.shape[:2]) for v in chosen_layers.values()]
         if over == "auto":
-            over = "samples" if t_n and t_n[0][0] == 1 and t_n[0][1] > 1 and sample is None else "time"
+            over = "samples" if t_n[0][0] == 1 and t_n[0][1] > 1 and sample is None else "time"
         if over == "samples":
-            if not t_n or t_n[0][0] != 1:
-                raise ValueError(f"over='samples' needs a T = 1 recording [1, N, ...], got T = "
-                                 f"{t_n[0][0] if t_n else 'none'}")
-            swapped = OrderedDict((k, v.transpose(0, 1)) for k, v in spikes.items())  # samples as the x axis
+            if t_n[0][0] != 1:
+                raise ValueError(f"over='samples' needs a T = 1 recording [1, N, ...], got T = {t_n[0][0]}")
+            swapped = OrderedDict((k, v.transpose(0, 1)) for k, v in chosen_layers.items())  # samples as the x axis
             labels = labels if labels is not None else recorded_labels(spikes)
             spikes = swapped
             sample = 0
@@ -232,8 +243,22 @@ def raster(spikes: Union[torch.Tensor, Mapping[str, torch.Tensor]], ax: Optional
         raise ValueError("over='samples' needs a recording {layer: [1, N, ...]}, got a single tensor")
     items = layer_items(spikes, 0 if sample is None else sample, layers)
     names = [name for name, _ in items]
+    if isinstance(neurons, Mapping):
+        extra = [k for k in neurons if k not in names]
+        if extra:
+            raise ValueError(f"neurons names layers {extra} that are not plotted; plotted: {names}")
     shown = display_labels(spikes, names, labels)
     chosen = [(name, *_select(a, name, neurons, max_neurons, select)) for name, a in items]
+    if colors is not None:
+        if isinstance(colors, (str, bytes)) or not isinstance(colors, Iterable):
+            raise TypeError(f"colors must be a list of one matplotlib colour per plotted layer, got {colors!r}")
+        colors = list(colors)
+        if len(colors) != len(chosen):
+            raise ValueError(f"colors must give one colour per plotted layer: {len(chosen)} layers "
+                             f"{[name for name, *_ in chosen]}, got {len(colors)} colours")
+        for i, c in enumerate(colors):
+            if not is_color_like(c):
+                raise ValueError(f"colors[{i}] = {c!r} is not a matplotlib colour")
     T = chosen[0][1].shape[0]
     n_rows = sum(a.shape[1] for _, a, _, _ in chosen)
     if ax is None:

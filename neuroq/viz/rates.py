@@ -83,6 +83,8 @@ def firing_rates(spikes, sample: Optional[int] = None, bins: int = 20, max_neuro
             lo, hi = (float(v) for v in hist_range)
         except (TypeError, ValueError):
             raise ValueError(f"hist_range must be 'auto' or a pair (lo, hi), got {hist_range!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"hist_range must be a pair of finite numbers (lo, hi), got {hist_range!r}")
         if not hi > lo:
             raise ValueError(f"hist_range must have hi > lo, got {hist_range!r}")
     edges = np.linspace(lo, hi, bins + 1)

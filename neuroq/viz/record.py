@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 
 from .. import _sj
+from .._validate import check_bool
+from ._checks import check_names
 from ..labels import _is_neuron, layer_labels
 
 
@@ -162,7 +164,8 @@ class Recorder:
     Args:
         model: the network (its neurons are found as for :func:`neuroq.viz.layer_labels`).
         v: also record the membrane potentials.
-        layers: record only these module paths (default: every neuron layer).
+        layers: record only these module paths (default: every neuron layer); each must be a neuron layer
+            of ``model``, named once.
 
     Example::
 
@@ -173,6 +176,17 @@ class Recorder:
     """
 
     def __init__(self, model: nn.Module, v: bool = False, layers: Optional[list[str]] = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (the network to record), got {type(model).__name__}")
+        check_bool("v", v)
+        layers = check_names("layers", layers)
+        if layers is not None:
+            recordable = [name or type(m).__name__ for name, m in model.named_modules() if _is_neuron(m)]
+            unknown = [k for k in layers if k not in recordable]
+            if unknown:
+                raise ValueError(f"layers {unknown} are not spiking neuron layers of the model; recordable: "
+                                 + (", ".join(repr(k) for k in recordable) if recordable
+                                    else "none (the model has no spiking neurons)"))
         self.model = model
         self.want_v = v
         self.layers = layers
@@ -193,7 +207,7 @@ class Recorder:
 
     def _targets(self):
         for name, m in self.model.named_modules():
-            if _is_neuron(m) and (self.layers is None or name in self.layers):
+            if _is_neuron(m) and (self.layers is None or (name or type(m).__name__) in self.layers):
                 yield name or type(m).__name__, m
 
     def __enter__(self):
@@ -321,7 +335,8 @@ def record(model: nn.Module, x: torch.Tensor, v: bool = False, layers: Optional[
         x: whatever ``model`` takes (``[T, N, ...]`` for multi-step networks).
         v: also record the membrane potentials (``store_v_seq`` is turned on for the pass and
             restored afterwards).
-        layers: record only these module paths (default: every neuron layer).
+        layers: record only these module paths (default: every neuron layer); each must be a neuron layer
+            of ``model``, named once.
     Returns:
         a :class:`Recording`; every recorded tensor is ``[T, N, ...]`` (single-step neurons called
         T times are stacked).

@@ -17,6 +17,8 @@ FORMATS = ("png", "pdf", "svg")
 # no creation date in the files: the same figure gives the same bytes (clean diffs in git)
 _METADATA = {"pdf": {"CreationDate": None, "Creator": "neuroq.viz"}, "svg": {"Date": None, "Creator": "neuroq.viz"},
              "png": {"Software": "neuroq.viz"}}
+# suffixes of files matplotlib or PIL could mean that save does not write (a path ending in one is refused)
+_OTHER = ("jpg", "jpeg", "gif", "tif", "tiff", "bmp", "webp", "eps", "ps", "svgz", "pgf", "raw", "rgba", "html")
 
 
 def save(fig, path: Union[str, os.PathLike], formats: Optional[Sequence[str]] = None, dpi: int = 200,
@@ -54,14 +56,31 @@ def save(fig, path: Union[str, os.PathLike], formats: Optional[Sequence[str]] = 
         formats = (suffix,) if suffix in FORMATS else ("png",)
     elif isinstance(formats, str):
         formats = (formats,)
+    if suffix in _OTHER:
+        raise ValueError(f"path {str(path)!r} ends in .{suffix}, which save does not write: name a .png, .pdf or .svg "
+                         "file, or give formats")
     formats = [check_choice("formats entry", str(f).lower().lstrip("."), FORMATS) for f in formats]
     if not formats:
         raise ValueError(f"formats must name at least one of {FORMATS}")
+    twice = sorted({f for f in formats if formats.count(f) > 1})
+    if twice:
+        raise ValueError(f"formats names {', '.join(repr(f) for f in twice)} twice: {formats}")
     stem = path.with_suffix("") if suffix in FORMATS else path
+    if stem.name in ("", ".", ".."):
+        raise ValueError(f"path {str(path)!r} names a folder, not a file: give a file name, e.g. 'figs/raster'")
+    for parent in stem.parents:  # the nearest folder that exists must be one, not a file
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"path {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    for fmt in formats:
+        out = stem.with_name(stem.name + "." + fmt)
+        if out.is_dir():
+            raise ValueError(f"path {str(path)!r}: {str(out)!r} is a folder, not a file")
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     with style():
-        for fmt in dict.fromkeys(formats):
+        for fmt in formats:
             out = stem.with_name(stem.name + "." + fmt)
             fig.savefig(out, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_METADATA[fmt])
             written.append(out)

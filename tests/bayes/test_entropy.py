@@ -13,8 +13,9 @@ import torch
 from scipy import integrate, stats
 
 from neuroq.bayes import (
-    bhattacharyya_coefficients, entropy_error_bound, gaussian_entropy, mixture_entropy_approx,
-    mixture_entropy_lower, mixture_entropy_mc, mixture_log_prob, separation_ratio,
+    bhattacharyya_coefficients, component_log_prob, entropy_error_bound, gaussian_entropy, mixture_entropy_approx,
+    mixture_entropy_lower, mixture_entropy_mc, mixture_log_prob, mixture_rsample, separation_ratio,
+    systematic_components, weight_entropy,
 )
 
 DT = torch.float64
@@ -196,3 +197,56 @@ def test_entropy_approx_error_resolves_high_dimensions():
     assert float(est) < 1e-6
     _, se_mc = mixture_entropy_mc(w, mu, sd, n_samples=300, generator=g)
     assert float(se_mc) > 1.0  # what the difference of two separate estimates would have to beat
+
+
+_W, _MU, _SD = _random_mixture(2, 3)
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    # shapes of means/scales are compared before any reshape
+    (lambda: bhattacharyya_coefficients(torch.zeros(2, 3, dtype=DT), torch.ones(5, 3, dtype=DT)), ValueError,
+     "bhattacharyya_coefficients: scales must have the shape of means"),
+    (lambda: bhattacharyya_coefficients(_MU, -_SD), ValueError, "scales must all be > 0"),
+    (lambda: separation_ratio([[0.0]], _SD), TypeError, "means must be a torch.Tensor"),
+    (lambda: separation_ratio(_MU, _SD.clone().fill_(_NAN)), ValueError, "scales must be finite"),
+    (lambda: component_log_prob(torch.zeros(3, dtype=DT), _MU, _SD), ValueError,
+     r"component_log_prob: z must have shape \[S, 3\]"),
+    (lambda: component_log_prob(torch.zeros(4, 3, dtype=DT), _MU, _SD[:, :2]), ValueError, "shape of means"),
+    (lambda: component_log_prob(torch.full((4, 3), _NAN, dtype=DT), _MU, _SD), ValueError, "z must be finite"),
+    (lambda: mixture_log_prob(torch.zeros(4, 3, dtype=torch.long), _W, _MU, _SD), TypeError, "z must be a floating"),
+    # component scales must be finite and > 0
+    (lambda: gaussian_entropy(-torch.ones(2, 3)), ValueError, "gaussian_entropy: scales must all be > 0"),
+    (lambda: gaussian_entropy(torch.zeros(2, 3)), ValueError, "gaussian_entropy: scales must all be > 0"),
+    (lambda: gaussian_entropy(torch.full((2, 3), _NAN)), ValueError, "gaussian_entropy: scales must be finite"),
+    (lambda: gaussian_entropy(torch.full((2, 3), float("inf"))), ValueError, "scales must be finite"),
+    (lambda: mixture_entropy_approx(_W, _MU.clone().fill_(float("inf")), _SD), ValueError, "means must be finite"),
+    # mixing weights: finite, >= 0, sum to 1
+    (lambda: weight_entropy(torch.tensor([0.9, 0.9])), ValueError, "weight_entropy: weights must be non-negative "
+     "and sum to 1"),
+    (lambda: weight_entropy(torch.tensor([-0.5, 1.5])), ValueError, "weights must be non-negative and sum to 1"),
+    (lambda: weight_entropy(torch.tensor([_NAN, 1.0])), ValueError, "weight_entropy: weights must be finite"),
+    (lambda: weight_entropy(torch.tensor([1, 0])), TypeError, "weights must be a floating-point tensor"),
+    (lambda: mixture_entropy_approx(torch.tensor([_NAN, _NAN], dtype=DT), _MU, _SD), ValueError,
+     "mixture_entropy_approx: weights must be finite"),
+    (lambda: mixture_entropy_lower(torch.tensor([_NAN, 1.0], dtype=DT), _MU, _SD), ValueError, "weights must be finite"),
+    (lambda: entropy_error_bound(torch.tensor([_NAN, 1.0], dtype=DT), _MU, _SD), ValueError, "weights must be finite"),
+    (lambda: systematic_components(torch.tensor([-0.5, 1.5]), 4), ValueError,
+     "systematic_components: weights must be non-negative and sum to 1"),
+    (lambda: systematic_components(torch.tensor([_NAN, _NAN]), 4), ValueError,
+     "systematic_components: weights must be finite"),
+    (lambda: systematic_components(torch.tensor([0.9, 0.9]), 4), ValueError, "sum to 1"),
+    (lambda: mixture_rsample(torch.tensor([_NAN, 0.0]), _MU.float(), _SD.float()), ValueError,
+     "mixture_rsample: logits must be finite"),
+])
+def test_refuses_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_valid_edge_input_is_still_accepted():
+    # a zero mixing weight is allowed (0 log 0 = 0), and weights that sum to 1 up to rounding
+    assert float(weight_entropy(torch.tensor([1.0, 0.0]))) == 0.0
+    assert systematic_components(torch.tensor([0.5, 0.5 + 1e-6]), 4).tolist() == [0, 0, 1, 1]
+    assert bhattacharyya_coefficients(_MU, _SD).shape == (2, 2)
+    assert component_log_prob(torch.zeros(4, 3, dtype=DT), _MU, _SD).shape == (4, 2)

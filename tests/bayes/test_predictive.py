@@ -11,7 +11,7 @@ import torch.nn.functional as tF
 from scipy import stats
 
 from neuroq.bayes import (
-    GaussianMixtureLinear, auroc, bayesify, calibration_bins, ece, expected_entropy, gaussian_predictive_nll,
+    GaussianMixtureLinear, auroc, bayesify, calibration_bins, ece, elbo, expected_entropy, gaussian_predictive_nll,
     mutual_information, nll, predictive_entropy, predictive_mean, predictive_probs, predictive_samples,
 )
 from neuroq.neuron import LIFNode
@@ -128,3 +128,66 @@ def test_bad_arguments_are_named():
         gaussian_predictive_nll(torch.rand(3, 4), torch.rand(4), 0.0)
     with pytest.raises(TypeError, match="readout must be callable"):
         predictive_samples(nn.Sequential(GaussianMixtureLinear(2, 2)), torch.rand(1, 2), readout=3)
+
+
+_PM = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]], dtype=torch.float64)
+_Y = torch.tensor([0, 1, 2])
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    # targets: integer class indices in [0, C)
+    (lambda: nll(_PM, torch.tensor([0, 1, 7])), ValueError, r"target must hold class indices in \[0, 2\].*got values "
+     r"in \[0, 7\]"),
+    (lambda: nll(_PM, torch.tensor([0, -1, 2])), ValueError, "target must hold class indices"),
+    (lambda: ece(_PM, torch.tensor([0, 1, 9])), ValueError, "target must hold class indices"),
+    (lambda: calibration_bins(_PM, torch.tensor([0, 1, 3])), ValueError, "target must hold class indices"),
+    (lambda: nll(_PM, torch.tensor([0.0, 1.0, 2.0])), TypeError, "target must be an integer tensor"),
+    # probabilities: non-empty, finite, in [0, 1], rows summing to 1
+    (lambda: ece(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)), ValueError, "probs_mean must be a non-empty"),
+    (lambda: nll(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)), ValueError, "non-empty"),
+    (lambda: nll(torch.full_like(_PM, float("nan")), _Y), ValueError, "probs_mean must be finite"),
+    (lambda: nll(_PM * 5, _Y), ValueError, r"probs_mean must be probabilities in \[0, 1\]"),
+    (lambda: nll(_PM / 2, _Y), ValueError, "probs_mean rows .* must sum to 1"),
+    (lambda: ece(_PM * 1.01, _Y), ValueError, "must sum to 1"),
+    (lambda: nll(torch.log(_PM), _Y), ValueError, r"in \[0, 1\]"),
+    (lambda: nll(torch.ones(3, 3, dtype=torch.long), _Y), TypeError, "probs_mean must be a floating-point"),
+    (lambda: predictive_entropy(torch.full((2, 3, 3), float("nan"))), ValueError, "probs must be finite"),
+    (lambda: mutual_information(torch.rand(2, 3, 3) * 3), ValueError, "probs"),
+    (lambda: expected_entropy(torch.zeros(0, 3, 3)), ValueError, "non-empty"),
+    (lambda: predictive_mean(-_PM.unsqueeze(0)), ValueError, r"in \[0, 1\]"),
+    # a model with no Bayesian layer would give S identical samples
+    (lambda: predictive_probs(nn.Linear(3, 2), torch.rand(4, 3)), ValueError,
+     "model has no Gaussian-mixture layers"),
+    (lambda: predictive_samples(nn.Sequential(nn.Linear(3, 2)), torch.rand(4, 3)), ValueError,
+     "no Gaussian-mixture layers"),
+    (lambda: predictive_samples("net", torch.rand(4, 3)), TypeError, "model must be a torch.nn.Module"),
+    # regression predictive and AUROC
+    (lambda: gaussian_predictive_nll(torch.full((3, 4), float("nan")), torch.rand(4), 0.3), ValueError,
+     "mean_samples holds 12 NaN"),
+    (lambda: gaussian_predictive_nll(torch.rand(3, 4), torch.full((4,), float("inf")), 0.3), ValueError,
+     "target holds"),
+    (lambda: gaussian_predictive_nll(torch.rand(0, 4), torch.rand(4), 0.3), ValueError, "non-empty"),
+    (lambda: auroc(torch.tensor([0.1, float("nan")]), torch.tensor([0.5])), ValueError, "score_in must be finite"),
+])
+def test_refuses_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_refuses_a_non_finite_log_likelihood():
+    net = nn.Sequential(GaussianMixtureLinear(3, 2, K=2))
+    net(torch.rand(4, 3))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="log_likelihood must be finite"):
+            elbo(net, torch.tensor(bad), batch_size=4, n_data=10)
+
+
+def test_valid_probabilities_are_still_accepted():
+    # float32 softmax rounding and exact 0 / 1 probabilities pass
+    pm = torch.softmax(torch.randn(64, 10) * 20, -1)
+    y = pm.argmax(1)
+    assert float(nll(pm, y)) >= 0.0 and 0.0 <= float(ece(pm, y)) <= 1.0
+    one_hot = torch.eye(3)
+    assert float(nll(one_hot, _Y)) == 0.0
+    assert float(ece(one_hot, _Y)) == 0.0
+    assert predictive_entropy(torch.zeros(2, 0, 3)).shape == (0,)  # an empty batch gives an empty output

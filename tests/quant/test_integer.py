@@ -48,3 +48,43 @@ def test_exported_integer_inference_equals_fake_quantized(w_states, a_states, on
     model.eval()
     out_bad, _ = Q.integer_forward(model, ex, xd)
     assert not torch.allclose(out_bad, model(xd), atol=1e-9)
+
+
+def _small():
+    torch.manual_seed(0)
+    return maqd_cnn((1, 8, 8), 10, 3, 2, channels=(6, 8)).eval(), torch.rand(1, 4, 1, 8, 8)
+
+
+_NAN_X = torch.full((1, 4, 1, 8, 8), float("nan"))
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda m, x: Q.export("not a model"), TypeError, "model must be a torch.nn.Module, got str"),
+    (lambda m, x: Q.export(m, fold_norm="yes"), TypeError, "fold_norm must be True or False"),
+    (lambda m, x: Q.integer_forward(m, {}, x), ValueError, "exported is empty"),
+    (lambda m, x: Q.integer_forward(m, [], x), TypeError, "exported must be the dict"),
+    (lambda m, x: Q.integer_forward(m, {"0": {"kind": "linear"}}, x), ValueError,
+     r"exported\['0'\] must be a layer record"),
+    (lambda m, x: Q.integer_forward(m, Q.export(m), _NAN_X), ValueError, "x holds .* NaN or infinite"),
+    (lambda m, x: Q.integer_forward(m, Q.export(m), x.long()), TypeError, "x must be a floating-point tensor"),
+    (lambda m, x: Q.integer_forward("m", Q.export(m), x), TypeError, "model must be a torch.nn.Module"),
+    (lambda m, x: Q.check_export(m, x, atol=float("nan")), ValueError, "atol must be a finite real number"),
+    (lambda m, x: Q.check_export(m, x, rtol=-1), ValueError, "rtol must be >= 0"),
+    (lambda m, x: Q.check_export(m, x, atol="0"), TypeError, "atol must be a real number"),
+    (lambda m, x: Q.check_export(m, _NAN_X), ValueError, "x holds .* NaN or infinite"),
+    (lambda m, x: Q.check_export(m, x, fold_norm=1), TypeError, "fold_norm must be True or False"),
+    (lambda m, x: Q.check_export(None, x), TypeError, "model must be a torch.nn.Module"),
+])
+def test_refuses_bad_input(call, exc, match):
+    model, x = _small()
+    with pytest.raises(exc, match=match):
+        call(model, x)
+
+
+def test_a_folded_norm_missing_from_the_model_is_named():
+    model, x = _small()
+    ex = Q.export(model)
+    first = next(iter(ex))
+    ex[first]["folded_norm"] = "no.such.norm"
+    with pytest.raises(ValueError, match="no.such.norm"):
+        Q.integer_forward(model, ex, x)
