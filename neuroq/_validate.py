@@ -94,7 +94,7 @@ def check_step_input(module_name: str, x, step_mode: str):
 
 
 def check_samples(name: str, x) -> None:
-    """``x`` is a batch of input samples: a real (floating-point) tensor of rank >= 1 with only finite values
+    """``x`` is a batch of input samples: a non-empty real (floating-point) tensor of rank >= 1 with only finite values
     (integer and bool tensors are refused, naming the conversion; NaN/inf name the count). Used where data
     enters a network (encoders, :meth:`Method.inputs`, ``Run.predict``): one pass over the batch."""
     import torch
@@ -106,6 +106,8 @@ def check_samples(name: str, x) -> None:
                         + ("" if x.is_complex() else " (convert it, e.g. x.float() / 255 for 8-bit images)"))
     if x.dim() == 0:
         raise ValueError(f"{name} must have a batch dimension, got a 0-d tensor")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} holds no samples (shape {tuple(x.shape)})")
     bad = (~torch.isfinite(x)).sum()
     if bool(bad):
         raise ValueError(f"{name} holds {int(bad)} NaN or infinite values (of {x.numel()})")

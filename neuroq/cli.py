@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from .training import config as C
+from .io import make_folder
 from .training.report import METER_SAMPLES
 
 VIZ_KINDS = ("raster", "rates", "membrane", "maps", "energy", "animation", "all")
@@ -416,7 +417,7 @@ def _cmd_viz(args):
     out = Path(args.out or checkpoint_path(args.checkpoint).parent)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the plots")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
     scale = {"auto": "auto", "log": True, "linear": False}[args.scale]
     tag = f"{method.name} on {data.name}, test sample {K} (label {int(y[0])})"
@@ -578,7 +579,7 @@ def _cmd_predict(args):
     for i, (c, s) in enumerate(zip(pred.tolist(), scores.max(1).values.tolist())):
         print(f"{i}\t{c}\t{s:.6g}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(out.parent)
         if out.suffix.lower() == ".json":
             text = json.dumps(dict(run=str(checkpoint_path(args.checkpoint)), method=run.method.name,
                                    dataset=run.data.name, input=str(args.input), predictions=pred.tolist(),

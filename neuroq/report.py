@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from .io import make_folder
 from .training.report import METER_SAMPLES
 
 #: test samples in each raster
@@ -429,7 +430,7 @@ def write_report(path, out=None, **kw) -> Path:
     out = Path(out)
     if out.is_dir():
         out = out / REPORT
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page_html(sections, title, kw.get("backend", "auto")), encoding="utf-8")
     os.replace(tmp, out)

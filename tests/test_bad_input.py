@@ -262,3 +262,32 @@ def test_an_lmu_batch_without_sequences_and_a_tiny_validation_split_are_named():
         split_validation(data, 0.001, 0)
     with pytest.warns(UserWarning, match="and 1 for training"):
         split_validation(data, 0.99, 0)
+
+
+def test_entry_points_refuse_empty_non_float_or_non_finite_input():
+    import torch.nn as nn
+
+    from neuroq import viz
+    from neuroq.energy.models import sram_pj_per_byte
+    from neuroq.functional.quant import round_clip
+    from neuroq.models.rnn import IRNNClassifier
+
+    with pytest.raises(ValueError, match=r"x holds no samples"):
+        encode(torch.rand(0, 4), 3)
+    net = nn.Sequential(nn.Linear(4, 3), LIFNode(step_mode="m"))
+    bad = torch.rand(3, 2, 4)
+    bad[0, 0, 0] = NAN
+    for x, err, msg in [(bad, ValueError, "NaN"), (torch.ones(3, 2, 4, dtype=torch.long), TypeError, "floating-point"),
+                        (torch.rand(3, 0, 4), ValueError, "holds no samples")]:
+        with pytest.raises(err, match=msg):
+            viz.record(net, x)
+    rnn = IRNNClassifier(4, 8, 3)
+    with pytest.raises(ValueError, match="built for 4 features per step"):
+        rnn(torch.rand(5, 2, 7))
+    with pytest.raises(ValueError, match="needs at least one time step"):
+        rnn(torch.rand(0, 2, 4))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        round_clip(torch.ones(3, dtype=torch.long), 0.5, -1, 1)
+    for bad_capacity in (-5.0, NAN):
+        with pytest.raises(ValueError, match="capacity_bytes"):
+            sram_pj_per_byte(bad_capacity)

@@ -221,7 +221,7 @@ def sram_pj_per_byte(capacity_bytes: float, points=((0.0, 0.0), (8192.0, 2.5), (
     r"""Cost of one byte read from or written to an SRAM of ``capacity_bytes`` (Lemaire et al. 2022, from
     Horowitz's 10 / 20 / 100 pJ per 64-bit access at 8 KiB / 32 KiB / 1 MiB): piecewise linear through
     ``points``, the capacity clamped to their range."""
-    c = min(max(float(capacity_bytes), points[0][0]), points[-1][0])
+    c = min(max(check_real("capacity_bytes", capacity_bytes, ge=0), points[0][0]), points[-1][0])
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if c <= x1:
             return y0 + (y1 - y0) * (c - x0) / (x1 - x0)

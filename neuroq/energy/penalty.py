@@ -188,7 +188,8 @@ class SpikePenalty(_Hooked):
 
     # ---- results ------------------------------------------------------------------------
     def penalty(self, clear: bool = True) -> torch.Tensor:
-        """The collected penalty (a differentiable scalar; per sample with ``normalize='sample'``)."""
+        """The collected penalty (a differentiable scalar; per sample with ``normalize='sample'``); 0 when nothing
+        was collected since the last call (no forward pass, or only real-valued inputs)."""
         if self._terms:
             total = torch.stack([t.reshape(()) for t in self._terms]).sum()
         else:

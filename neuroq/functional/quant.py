@@ -110,6 +110,8 @@ def round_clip(x: torch.Tensor, delta: Union[float, torch.Tensor], lo: int, hi: 
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     delta = _check_delta(delta)
     lo, hi = _check_bounds(lo, hi)
     if surrogate is not None:

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .._validate import check_choice, check_int, check_real
+from .._validate import check_choice, check_int, check_real, check_step_input
 from ..data.sequences import image_to_sequence
 from ..layer.recurrent import SpikingRNN
 
@@ -38,6 +38,11 @@ class _SequenceClassifier(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"{type(self).__name__} expects a sequence [T, N, features] (or images with "
                              f"sequence='rows'/'pixels'), got {getattr(x, 'shape', type(x).__name__)}")
+        check_step_input(type(self).__name__, x, "m")
+        want = getattr(self, "input_size", None) or getattr(getattr(self, "rnn", None), "input_size", None)
+        if want is not None and x.shape[-1] != want:
+            raise ValueError(f"{type(self).__name__} was built for {want} features per step, got a sequence of shape "
+                             f"{tuple(x.shape)}")
         return x
 
     def _read(self, h_seq: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from .. import _sj
-from .._validate import check_bool
+from .._validate import check_bool, check_samples
 from ._checks import check_names
 from ..labels import _is_neuron, layer_labels
 
@@ -353,6 +353,8 @@ def record(model: nn.Module, x: torch.Tensor, v: bool = False, layers: Optional[
         raise TypeError("record(model, x) needs the input x; to record calls you make yourself use "
                         "`with viz.Recorder(model, v=...) as r: ...` and then `r.recording`")
     recorder = Recorder(model, v=v, layers=layers)
+    if isinstance(x, torch.Tensor):  # the input enters here: a non-empty batch of finite real values
+        check_samples("x", x if x.dim() < 2 else x.flatten(0, 1))
     _sj.reset_net(model)
     with torch.no_grad(), recorder:
         model(x)
