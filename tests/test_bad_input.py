@@ -291,3 +291,12 @@ def test_entry_points_refuse_empty_non_float_or_non_finite_input():
     for bad_capacity in (-5.0, NAN):
         with pytest.raises(ValueError, match="capacity_bytes"):
             sram_pj_per_byte(bad_capacity)
+
+
+def test_quantized_layers_refuse_integer_input():
+    from neuroq.layer import QuantConv2d
+
+    with pytest.raises(TypeError, match="QuantLinear: input must be a floating-point tensor"):
+        QuantLinear(4, 3)(torch.randint(0, 2, (2, 4)))
+    with pytest.raises(TypeError, match="QuantConv2d: input must be a floating-point tensor"):
+        QuantConv2d(1, 2, 3)(torch.randint(0, 2, (1, 1, 5, 5)))

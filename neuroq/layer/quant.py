@@ -236,6 +236,8 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"QuantConv2d(in_channels={self.in_channels}) got an input with {x.shape[1]} channels "
                              f"(shape {tuple(x.shape)})")
+        if not x.is_floating_point():
+            raise TypeError(f"QuantConv2d: input must be a floating-point tensor, got dtype {x.dtype}")
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
@@ -263,6 +265,8 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear(in_features={self.in_features}) expects input [..., {self.in_features}], "
                              f"got shape {tuple(getattr(x, 'shape', ()))}")
+        if not x.is_floating_point():
+            raise TypeError(f"QuantLinear: input must be a floating-point tensor, got dtype {x.dtype}")
         return F.linear(x, self.quantized_weight(), self.bias)
 
     def extra_repr(self):
