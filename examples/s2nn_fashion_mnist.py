@@ -51,10 +51,23 @@ def method_of(name: str, a):
     return get("ann")
 
 
+def neuron_of(name: str, method, a):
+    """The neuron factory of the example's CNN: the method's own, or for S2NN with ``--surrogate published`` the
+    surrogate as SpikingJelly and BrainPy implement the paper's (sigmoid' below the threshold, beta/(x+1) above)
+    in place of neuroq's T_ref-step reduction."""
+    if name != "s2nn" or a.surrogate == "reduced":
+        return method.neuron()
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
+    from neuroq.neuron import S2NNNode
+
+    return lambda: S2NNNode(surrogate_function=sj_surrogate.S2NN(alpha=a.alpha, beta=a.beta), step_mode="m")
+
+
 def run_method(name: str, ds, a, device) -> dict:
     method = method_of(name, a)
     seed_everything(a.seed)
-    model = spiking_cnn(ds.in_shape, ds.num_classes, method.neuron(), fc_norm=True)
+    model = spiking_cnn(ds.in_shape, ds.num_classes, neuron_of(name, method, a), fc_norm=True)
     cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       shuffle_seed_stride=1000, device=device)
@@ -88,6 +101,10 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--t-ref", type=int, default=4, help="T_ref of the S2NN surrogate")
     p.add_argument("--alpha", type=float, default=4.0, help="per-step surrogate sharpness")
+    p.add_argument("--surrogate", default="reduced", choices=("reduced", "published"),
+                   help="S2NN backward: reduced (neuroq's T_ref-step reduction, neuroq.surrogate.S2NN) or published "
+                        "(SpikingJelly's S2NN surrogate: alpha, --beta)")
+    p.add_argument("--beta", type=float, default=1.0, help="published surrogate: the 1/(x+1) branch's scale")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
