@@ -6,7 +6,8 @@ after the first receives binary spikes (the energy meter charges them as accumul
 first conv receives the real-valued image (MACs, once per time step).  BatchNorm folds into the
 preceding layer at inference.  Neurons:
 
-* ``s2nn``: :class:`neuroq.neuron.S2NNNode`, one time step, :class:`neuroq.surrogate.S2NN` backward;
+* ``s2nn``: :class:`neuroq.neuron.S2NNNode`, one time step, the published S2NN surrogate backward
+  (``--surrogate reduced``: neuroq's :class:`neuroq.surrogate.S2NN`);
 * ``lif``: :class:`neuroq.neuron.LIFNode` (tau 2), T = 4 direct-encoded steps, BPTT;
 * ``ann``: ReLU (non-spiking), one step.
 
@@ -45,29 +46,16 @@ METHODS = ("s2nn", "lif", "ann")
 def method_of(name: str, a):
     """The neuron type of ``name`` as a configured method (its ``neuron()`` is used in the example's CNN)."""
     if name == "s2nn":
-        return get("s2nn", t_ref=a.t_ref, alpha=a.alpha)
+        return get("s2nn", s2nn_surrogate=a.surrogate, t_ref=a.t_ref, alpha=a.alpha, beta=a.beta)
     if name == "lif":
         return get("lif", T=a.T, tau=2.0)
     return get("ann")
 
 
-def neuron_of(name: str, method, a):
-    """The neuron factory of the example's CNN: the method's own, or for S2NN with ``--surrogate published`` the
-    surrogate as SpikingJelly and BrainPy implement the paper's (sigmoid' below the threshold, beta/(x+1) above)
-    in place of neuroq's T_ref-step reduction."""
-    if name != "s2nn" or a.surrogate == "reduced":
-        return method.neuron()
-    from spikingjelly.activation_based import surrogate as sj_surrogate
-
-    from neuroq.neuron import S2NNNode
-
-    return lambda: S2NNNode(surrogate_function=sj_surrogate.S2NN(alpha=a.alpha, beta=a.beta), step_mode="m")
-
-
 def run_method(name: str, ds, a, device) -> dict:
     method = method_of(name, a)
     seed_everything(a.seed)
-    model = spiking_cnn(ds.in_shape, ds.num_classes, neuron_of(name, method, a), fc_norm=True)
+    model = spiking_cnn(ds.in_shape, ds.num_classes, method.neuron(), fc_norm=True)
     cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       shuffle_seed_stride=1000, device=device)
@@ -99,11 +87,12 @@ def main(argv=None):
     p.add_argument("-T", type=int, default=4, help="time steps of the LIF network")
     p.add_argument("-b", "--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--t-ref", type=int, default=4, help="T_ref of the S2NN surrogate")
+    p.add_argument("--t-ref", type=int, default=4, help="T_ref of the reduced S2NN surrogate")
     p.add_argument("--alpha", type=float, default=4.0, help="per-step surrogate sharpness")
-    p.add_argument("--surrogate", default="reduced", choices=("reduced", "published"),
-                   help="S2NN backward: reduced (neuroq's T_ref-step reduction, neuroq.surrogate.S2NN) or published "
-                        "(SpikingJelly's S2NN surrogate: alpha, --beta)")
+    p.add_argument("--surrogate", default="published", choices=("published", "reduced"),
+                   help="S2NN backward (--method s2nn's s2nn_surrogate): published (the paper's surrogate as "
+                        "SpikingJelly implements it: --alpha, --beta) or reduced (neuroq's T_ref-step reduction: "
+                        "--t-ref, --alpha); the committed results without 'surrogate' in their config used reduced")
     p.add_argument("--beta", type=float, default=1.0, help="published surrogate: the 1/(x+1) branch's scale")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--device", default="cpu")

@@ -18,8 +18,10 @@ def _machine(m: dict) -> str:
 def s2nn_table(path: Path) -> str:
     d = json.loads(path.read_text())
     c = d["config"]
+    sg = (f"S2NN surrogate published (SpikingJelly's), alpha={c['alpha']}, beta={c.get('beta')}"
+          if c.get("surrogate") == "published" else f"S2NN T_ref={c['t_ref']}, alpha={c['alpha']}")
     lines = [f"From `{path}` — {d['dataset']}, {d['n_train']} training / {d['n_test']} test images, "
-             f"{c['epochs']} epochs, S2NN T_ref={c['t_ref']}, alpha={c['alpha']}; machine: {_machine(d['machine'])}.",
+             f"{c['epochs']} epochs, {sg}; machine: {_machine(d['machine'])}.",
              "",
              "| network | T | test acc (%) | train time / epoch (s) | energy / inference (µJ) | SOPs | MACs | hidden firing rate |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -43,17 +45,20 @@ def s2nn_table(path: Path) -> str:
 
 def s2nn_ablation_table(paths) -> str:
     """One row per S2NN run: how the surrogate's T_ref and alpha change accuracy and firing."""
-    lines = ["| train images | epochs | S2NN T_ref | alpha | test acc (%) | energy / inference (µJ) | hidden firing rate | file |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| train images | epochs | surrogate | T_ref | alpha | beta | test acc (%) | energy / inference (µJ) | "
+             "hidden firing rate | file |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     rows = []
     for path in paths:
         d = json.loads(Path(path).read_text())
         r = d["results"].get("s2nn")
         if r is not None:
             c = d["config"]
-            rows.append(((d["n_train"], c["epochs"], c["t_ref"], c["alpha"]), r, path))
-    for (n, ep, t_ref, alpha), r, path in sorted(rows, key=lambda x: x[0]):
-        lines.append(f"| {n} | {ep} | {t_ref} | {alpha} | {100 * r['final_test_acc']:.2f} | "
+            sg = c.get("surrogate", "reduced")
+            rows.append(((d["n_train"], c["epochs"], sg, c["t_ref"], c["alpha"]), c.get("beta"), r, path))
+    for (n, ep, sg, t_ref, alpha), beta, r, path in sorted(rows, key=lambda x: x[0]):
+        lines.append(f"| {n} | {ep} | {sg} | {t_ref if sg == 'reduced' else '–'} | {alpha} | "
+                     f"{beta if sg == 'published' else '–'} | {100 * r['final_test_acc']:.2f} | "
                      f"{r['energy_pj_per_inference'] / 1e6:.3f} | {r['hidden_firing_rate']:.3f} | `{path}` |")
     return "\n".join(lines)
 
@@ -122,7 +127,9 @@ def main(argv=None):
     p.add_argument("--s2nn-ablation", nargs="*", default=[
         "examples/results/s2nn_fashion_mnist_tref1.json", "examples/results/s2nn_fashion_mnist.json",
         "examples/results/s2nn_fashion_mnist_tref16.json", "examples/results/s2nn_fashion_mnist_60k.json",
-        "examples/results/s2nn_fashion_mnist_60k_alpha2.json"])
+        "examples/results/s2nn_fashion_mnist_60k_alpha2.json", "examples/results/s2nn_fashion_mnist_60k_published.json",
+        "examples/results/s2nn_fashion_mnist_published.json", "examples/results/s2nn_fashion_mnist_60k_20ep.json",
+        "examples/results/s2nn_fashion_mnist_60k_20ep_published.json"])
     p.add_argument("--pspn", nargs="*", default=["examples/results/pspn_depth.json",
                                                  "examples/results/pspn_depth_long.json",
                                                  "examples/results/pspn_depth_long56.json"])

@@ -204,3 +204,27 @@ def test_s2nn_method_trains_single_step_binary_network():
     assert kinds[0] == "real" and all(k == "spikes" for k in kinds[1:])
     assert rep["samples"] == len(ds.x_test)
     assert math.isclose(rep["total"]["macs_per_sample"], 64 * 128)  # only the first layer multiplies
+
+
+def test_the_method_default_backward_is_the_published_surrogate():
+    """``--method s2nn`` trains with the paper's surrogate as SpikingJelly/BrainPy implement it: with x = u - V_th,
+    dS/du = alpha sigma(alpha x)(1 - sigma(alpha x)) below the threshold and beta / (x + 1) above (closed form,
+    no neuroq code); ``s2nn_surrogate='reduced'`` gives neuroq's T_ref-step reduction."""
+    from neuroq.surrogate import s2nn_gradient
+    from neuroq.training import methods as M
+
+    u = torch.linspace(-1.5, 3.0, 46, dtype=torch.float64) + 0.013  # off the grid of kinks at multiples of V_th
+    for alpha, beta, vth in [(4.0, 1.0, 1.0), (2.0, 0.5, 0.7)]:
+        node = M.get("s2nn", alpha=alpha, beta=beta, v_threshold=vth).neuron()()
+        x = u.clone().float().requires_grad_(True)
+        node(x.unsqueeze(0)).sum().backward()
+        z = (u - vth).double()
+        sig = torch.sigmoid(alpha * z)
+        want = torch.where(z < 0, alpha * sig * (1 - sig), beta / (z + 1))
+        torch.testing.assert_close(x.grad.double(), want, rtol=1e-5, atol=1e-6)
+    node = M.get("s2nn", s2nn_surrogate="reduced", t_ref=4, alpha=4.0).neuron()()
+    x = u.clone().float().requires_grad_(True)
+    node(x.unsqueeze(0)).sum().backward()
+    torch.testing.assert_close(x.grad.double(), s2nn_gradient(u, 4, 4.0, 1.0).double(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="s2nn_surrogate must be one of"):
+        M.get("s2nn", s2nn_surrogate="bogus")
