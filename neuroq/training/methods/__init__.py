@@ -5,7 +5,7 @@ name        what                                                                
 ==========  ===================================================================  ==============
 lif, if     multi-step LIF / IF network, BPTT with surrogate gradients           :mod:`.bptt`
 ann         the same network with ReLU                                           :mod:`.bptt`
-s2nn        single-step S²NN network, reduced multi-step surrogate               :mod:`.s2nn`
+s2nn        single-step S²NN network, the S²NN surrogate (published or reduced)  :mod:`.s2nn`
 saf-e/f     Spike Accumulation Forwarding (per-step / final loss)                :mod:`.online`
 ottt-o/a    Online Training Through Time (online / accumulated update)           :mod:`.online`
 maqd        MaQD quantization-aware training (M_w, M_a states, LBN)              :mod:`.maqd`
