@@ -229,12 +229,14 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(cls, d: dict, strict: bool = True):
-    """Rebuild a config of class ``cls`` from :func:`to_dict` output (lists back to tuples)."""
+    """Rebuild a config of class ``cls`` from :func:`to_dict` output (lists back to tuples).  A field the stored
+    dict lacks (the config was written before the field existed) takes the value those runs had, from the
+    class's ``STORED_BEFORE`` mapping where it names one, else the field's default."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(names))
     if unknown and strict:
         raise ValueError(f"{cls.__name__} has no fields {unknown}")
-    kw = {}
+    kw = {k: v for k, v in getattr(cls, "STORED_BEFORE", {}).items() if k not in d}
     for k, v in d.items():
         if k in names:
             kw[k] = tuple(v) if isinstance(v, list) and isinstance(names[k].default, tuple) else v

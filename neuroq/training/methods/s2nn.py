@@ -9,6 +9,7 @@ IF neuron (:class:`neuroq.surrogate.S2NN`), 1.5 points less accurate on Fashion-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ... import _sj
 from ...neuron import S2NNNode
@@ -28,6 +29,9 @@ class S2NNConfig(FeedForwardConfig):
     backward pass ``s2nn_surrogate``: ``published`` (default), the surrogate of the S2NN paper as SpikingJelly
     and BrainPy implement it (``alpha``, ``beta``), or ``reduced``, neuroq's reduction of a ``t_ref``-step IF
     neuron (``t_ref``, ``alpha``, ``per_step``; :class:`neuroq.surrogate.S2NN`)."""
+
+    #: runs stored before ``s2nn_surrogate`` existed trained with neuroq's reduced surrogate
+    STORED_BEFORE: ClassVar[dict] = {"s2nn_surrogate": "reduced"}
 
     s2nn_surrogate: str = option("published", "S2NN backward: published (the paper's surrogate as SpikingJelly "
                                  "implements it: sigmoid'(alpha x) below the threshold, beta/(x+1) above) or "

@@ -228,3 +228,15 @@ def test_the_method_default_backward_is_the_published_surrogate():
     torch.testing.assert_close(x.grad.double(), s2nn_gradient(u, 4, 4.0, 1.0).double(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="s2nn_surrogate must be one of"):
         M.get("s2nn", s2nn_surrogate="bogus")
+
+
+def test_runs_stored_before_the_option_existed_read_as_the_reduced_surrogate():
+    """A checkpoint's method config written before ``s2nn_surrogate`` existed was trained with the reduced
+    surrogate: it is rebuilt as such (so resuming or comparing it does not silently change its training)."""
+    from neuroq.training.config import from_dict, to_dict
+    from neuroq.training.methods.s2nn import S2NNConfig
+
+    old = to_dict(S2NNConfig())
+    old.pop("s2nn_surrogate")
+    assert from_dict(S2NNConfig, old).s2nn_surrogate == "reduced"
+    assert from_dict(S2NNConfig, to_dict(S2NNConfig())).s2nn_surrogate == "published"
