@@ -35,7 +35,7 @@ from neuroq.training import TrainConfig, Trainer, get, meter_run
 STATES = [("fp", None, None), ("w3a3", 3, 3), ("w3a2", 3, 2), ("w5a5", 5, 5), ("w16a16", 16, 16)]
 #: ablations (run with --only KEY): (key, M_w, M_a, first/last-layer states, activation surrogate)
 ABLATIONS = [("w3a2_edge16", 3, 2, 16, "ste"), ("w3a2_sigmoid", 3, 2, "same", "sigmoid"),
-             ("w3a2_s2nn", 3, 2, "same", "s2nn")]
+             ("w3a2_s2nn", 3, 2, "same", "s2nn"), ("w3a2_s2nnpub", 3, 2, "same", "s2nn-published")]
 NORM_BATCHES = (1, 8, 128)
 
 

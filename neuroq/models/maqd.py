@@ -16,7 +16,9 @@ from ..layer.norm import LayerBatchNorm1d, LayerBatchNorm2d
 from ..layer.quant import QuantAct, QuantConv2d, QuantLinear
 
 NORMS = ("lbn", "lbn-b", "bn")
-SURROGATES = ("ste", "s2nn", "sigmoid")
+#: activation backward passes: clipped STE, neuroq's reduced S2NN surrogate, the published S2NN surrogate
+#: (SpikingJelly's ``surrogate.S2NN``), SpikingJelly's Sigmoid
+SURROGATES = ("ste", "s2nn", "s2nn-published", "sigmoid")
 
 
 def _norm(kind: str, c: int, dims: int) -> nn.Module:
@@ -32,6 +34,8 @@ def _surrogate(name: str):
         return None
     if name == "s2nn":
         return "s2nn"
+    if name == "s2nn-published":
+        return _sj.surrogate.S2NN(alpha=4.0, beta=1.0)
     return _sj.default_surrogate()
 
 

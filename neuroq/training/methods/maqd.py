@@ -43,7 +43,8 @@ class MaQDConfig(FeedForwardConfig):
     a_states: Optional[int] = option(2, "activation states M_a (>= 2; 2 = spikes) or 'fp' (ReLU)", parse=parse_states)
     norm: str = option("lbn", "lbn: Layer-Batch Norm reading (a); lbn-b: reading (b); bn: BatchNorm", choices=NORMS)
     a_range: float = option(1.0, "activation range r: the M_a states split [0, r] (step r/(M_a-1))")
-    surrogate: str = option("ste", "activation backward: clipped STE, S2NN surrogate, or SpikingJelly Sigmoid",
+    surrogate: str = option("ste", "activation backward: clipped STE, the S2NN surrogate (s2nn: neuroq's reduced; "
+                            "s2nn-published: the paper's as SpikingJelly implements it), or SpikingJelly Sigmoid",
                             choices=SURROGATES)
     channels: tuple = option((32, 64), "conv widths of the CNN", nargs="+", parse=positive_int("--channels"))
     edge_w_states: Union[int, None, str] = option("same", "states of the first and last weight layers "

@@ -241,3 +241,16 @@ def test_two_activation_states_are_spikes():
     s = act(h)
     assert torch.equal(s, (h >= 0.5).to(h.dtype))  # Theta(h - Delta/2) with Delta = 1
     assert act.v_threshold == 0.5
+
+
+def test_the_published_s2nn_surrogate_is_a_maqd_activation_backward():
+    """``surrogate='s2nn-published'``: the 2-state activations train with SpikingJelly's S2NN surrogate."""
+    from neuroq.data import load_dataset
+    from neuroq.layer import QuantAct
+    from neuroq.training import get
+
+    data = load_dataset("digits", limit_train=10, limit_test=10)
+    model = get("maqd", w_states=3, a_states=2, surrogate="s2nn-published").build_model(data)
+    acts = [m for m in model.modules() if isinstance(m, QuantAct)]
+    assert acts and all(type(a.quantizer.surrogate).__name__ == "S2NN" and
+                        type(a.quantizer.surrogate).__module__.startswith("spikingjelly") for a in acts)
