@@ -63,34 +63,44 @@ def s2nn_ablation_table(paths) -> str:
     return "\n".join(lines)
 
 
-def s2nn_curve_table(path: Path) -> str:
-    """Test accuracy per epoch of every network of one run (the learning curve) and the S2NN-ReLU gap."""
-    d = json.loads(Path(path).read_text())
-    res = d["results"]
-    names = list(res)
-    lines = [f"Learning curves from `{path}` ({d['n_train']} training images, one seed):", "",
-             "| epoch | " + " | ".join(f"{n} test acc (%)" for n in names)
-             + (" | ReLU − S2NN (points) |" if {"s2nn", "ann"} <= set(names) else " |"),
-             "| --- |" + " --- |" * (len(names) + ({"s2nn", "ann"} <= set(names)))]
-    epochs = sorted({h["epoch"] for n in names for h in res[n]["history"]})
+def _curves(paths) -> dict:
+    """``{label: history}`` of every network in the run files ``paths`` (S2NN labelled by its surrogate; a
+    network met in several files is kept once)."""
+    names = {"ann": "ReLU", "lif": "LIF (T = 4)"}
+    out = {}
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        sg = d["config"].get("surrogate", "reduced")
+        for k, r in d["results"].items():
+            label = f"S2NN, {sg} surrogate" if k == "s2nn" else names.get(k, k)
+            out.setdefault(label, r["history"])
+    return out
+
+
+def s2nn_curve_table(paths) -> str:
+    """Test accuracy per epoch of every network of the runs ``paths`` (their learning curves), side by side."""
+    curves = _curves(paths)
+    labels = list(curves)
+    lines = ["Learning curves from " + ", ".join(f"`{p}`" for p in paths) + " (one seed each):", "",
+             "| epoch | " + " | ".join(f"{k} (%)" for k in labels) + " |",
+             "| --- |" + " --- |" * len(labels)]
+    epochs = sorted({h["epoch"] for hs in curves.values() for h in hs})
     for e in epochs:
-        acc = {n: next((h["test_acc"] for h in res[n]["history"] if h["epoch"] == e), None) for n in names}
-        row = [("–" if acc[n] is None else f"{100 * acc[n]:.2f}") for n in names]
-        if {"s2nn", "ann"} <= set(names):
-            row.append("–" if None in (acc["s2nn"], acc["ann"]) else f"{100 * (acc['ann'] - acc['s2nn']):.2f}")
+        row = []
+        for k in labels:
+            acc = next((h["test_acc"] for h in curves[k] if h["epoch"] == e), None)
+            row.append("–" if acc is None else f"{100 * acc:.2f}")
         lines.append(f"| {e} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def s2nn_curve_figure(path: Path, out: Path) -> Path:
-    """The learning curves of one run as a figure (neuroq.viz.learning_curves), written to ``out``."""
+def s2nn_curve_figure(paths, out: Path) -> Path:
+    """The learning curves of the runs ``paths`` in one figure (:func:`neuroq.viz.learning_curves`)."""
     from neuroq import viz
 
-    d = json.loads(Path(path).read_text())
-    names = {"s2nn": "S2NN (T = 1)", "ann": "ReLU", "lif": "LIF (T = 4)"}
-    runs = {names.get(k, k): [r["history"]] for k, r in d["results"].items()}
-    ax = viz.learning_curves(runs, key="test_acc", title=f"{d['dataset']}, {d['n_train']} training images: "
-                                                          "test accuracy per epoch")
+    d = json.loads(Path(paths[0]).read_text())
+    ax = viz.learning_curves({k: [h] for k, h in _curves(paths).items()}, key="test_acc",
+                             title=f"{d['dataset']}, {d['n_train']} training images: test accuracy per epoch")
     ax.set_ylabel("test accuracy")
     viz.save(ax, out, dpi=150)
     return out
@@ -133,14 +143,15 @@ def main(argv=None):
     p.add_argument("--pspn", nargs="*", default=["examples/results/pspn_depth.json",
                                                  "examples/results/pspn_depth_long.json",
                                                  "examples/results/pspn_depth_long56.json"])
-    p.add_argument("--s2nn-curves", nargs="*", default=["examples/results/s2nn_fashion_mnist_60k_20ep.json"])
+    p.add_argument("--s2nn-curves", nargs="*", default=["examples/results/s2nn_fashion_mnist_60k_20ep.json",
+                                                       "examples/results/s2nn_fashion_mnist_60k_20ep_published.json"])
     p.add_argument("--figure", default=None, help="also draw the learning curves of --s2nn-curves to this PNG")
     a = p.parse_args(argv)
-    for f in a.s2nn_curves:
-        if Path(f).exists():
-            print(s2nn_curve_table(Path(f)) + "\n")
-            if a.figure:
-                print(f"wrote {s2nn_curve_figure(Path(f), Path(a.figure))}")
+    curves = [f for f in a.s2nn_curves if Path(f).exists()]
+    if curves:
+        print(s2nn_curve_table(curves) + "\n")
+        if a.figure:
+            print(f"wrote {s2nn_curve_figure(curves, Path(a.figure))}")
     for f in a.s2nn:
         if Path(f).exists():
             print(s2nn_table(Path(f)) + "\n")
