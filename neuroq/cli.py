@@ -407,7 +407,7 @@ def _cmd_viz(args):
 
     from . import viz
     from .training.checkpoint import checkpoint_path
-    from .training.report import RASTER_SAMPLES_T1, inference_model, meter_run
+    from .training.report import inference_model, meter_run, raster_recording
 
     method, model, data, cfg = _load(args)
     net = inference_model(method, model, args.device)
@@ -415,8 +415,7 @@ def _cmd_viz(args):
     x, y = _test_slice(data, K, 1, "--sample")
     x = x.to(args.device)
     out = Path(args.out or checkpoint_path(args.checkpoint).parent)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the plots")
+    out_folder(out)
     make_folder(out)
     kinds = [k for k in VIZ_KINDS if k != "all"] if args.kind == "all" else [args.kind]
     scale = {"auto": "auto", "log": True, "linear": False}[args.scale]
@@ -437,14 +436,9 @@ def _cmd_viz(args):
         if kind in ("raster", "rates", "membrane", "maps", "animation") and not rec:
             skip(f"{method.name} model has no spiking neurons: no {kind} plot")
             continue
-        if kind == "raster" and _one_step(rec):  # one step: neurons x samples instead of one column
-            xb, _ = _test_slice(data, K, RASTER_SAMPLES_T1, "--sample")
-            many = viz.record(net, method.record_input(xb.to(args.device)))
-            save(viz.raster(many, max_neurons=args.max_neurons, select=args.select, over="samples",
-                            title=f"{method.name} on {data.name}: test samples {K}-{K + len(xb) - 1} (T = 1)"),
-                 f"raster_{K}.png")
-        elif kind == "raster":
-            save(viz.raster(rec, max_neurons=args.max_neurons, select=args.select, title=tag), f"raster_{K}.png")
+        if kind == "raster":  # one sample over time, or samples for a one-step network (as train's raster.png)
+            spikes, title = raster_recording(method, net, data, K, args.device)
+            save(viz.raster(spikes, max_neurons=args.max_neurons, select=args.select, title=title), f"raster_{K}.png")
         elif kind == "rates":
             xb, _ = _test_slice(data, 0, args.samples, "--samples")
             batch = viz.record(net, method.record_input(xb.to(args.device)))
@@ -483,12 +477,6 @@ def _cmd_viz(args):
             written.append(out / f"raster_{K}.gif")
     for p in written:
         print(p)
-
-
-def _one_step(rec) -> bool:
-    """Whether a recording of one sample has a single time step (then a raster over samples says more)."""
-    first = next(iter(rec.values()), None)
-    return first is not None and first.dim() >= 1 and first.shape[0] == 1
 
 
 def _cmd_report(args):

@@ -150,3 +150,19 @@ def test_cli_predict_from_a_file_is_run_predict(lif_run, tmp_path, capsys):
         assert msg in err and "\n" == err[-1] and err.count("\n") == 1, err
     assert main(["predict", str(lif_run), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.txt")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_the_raster_of_a_one_step_run_shows_samples(lif_run, tmp_path):
+    """train's raster.png and `neuroq viz --kind raster` draw one sample over time, or for a network that runs one
+    step (S2NN) 32 test samples side by side (neurons x samples), from one helper."""
+    import neuroq
+    from neuroq.training.report import RASTER_SAMPLES_T1, inference_model, raster_recording
+
+    out = tmp_path / "s2nn"
+    assert main(["train", "--method", "s2nn", *[a for a in TINY if a not in ("-T", "3")], "--out", str(out)]) == 0
+    for path, steps, samples in [(lif_run, 3, 1), (out, 1, RASTER_SAMPLES_T1)]:
+        run = neuroq.load_run(path)
+        rec, title = raster_recording(run.method, inference_model(run.method, run.model), run.data, 2)
+        assert {tuple(t.shape[:2]) for t in rec.values()} == {(steps, samples)}
+        assert ("test samples 2-33 (T = 1)" in title) == (samples > 1)
+    assert (out / "raster.png").is_file()

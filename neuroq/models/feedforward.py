@@ -36,8 +36,8 @@ def classifier(in_shape: Sequence[int], num_classes: int, neuron: Callable[[], n
         return spiking_mlp(math.prod(in_shape), tuple(hidden), num_classes, neuron, norm=norm,
                            sample_shape=tuple(in_shape))
     # BatchNorm on the hidden linear layer and conv BatchNorm scales that undo the pooling's shrinkage: without
-    # them the network is nearly silent at initialisation (8x8 digits: 2.6 % / 0.7 % / 0 % firing in the three
-    # spiking layers, loss at ln 10 for an epoch, 38 % after 5 epochs; with them 15 % / 7 % / 3 % and 94 %)
+    # them the network is nearly silent at initialisation and barely learns on 8x8 digits
+    # (benchmarks/results/default_cnn_digits.json)
     return spiking_cnn(tuple(in_shape), num_classes, neuron, norm=norm, fc_norm=norm, bn_gain=2.0 if norm else 1.0)
 
 

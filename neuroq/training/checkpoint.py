@@ -5,6 +5,8 @@ every epoch (:func:`save_run`, :func:`save_best`), how a resumed run is checked 
 tensors only (they load with ``weights_only=True``)."""
 from __future__ import annotations
 
+import weakref
+
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -147,12 +149,20 @@ class Run(NamedTuple):
         ref = getattr(self.data.train, "x", None)
         if not isinstance(ref, torch.Tensor) or not ref.numel() or not x.numel() or not bool(torch.isfinite(x).all()):
             return
-        lo, hi = float(ref.min()), float(ref.max())
+        known = _TRAIN_RANGE.get(id(ref))
+        if known is None or known[0]() is not ref:  # once per training set, not per predicted batch
+            known = _TRAIN_RANGE[id(ref)] = (weakref.ref(ref), float(ref.min()), float(ref.max()))
+        _, lo, hi = known
         span = max(hi - lo, 1e-12)
         xl, xh = float(x.min()), float(x.max())
         if xl < lo - 0.5 * span or xh > hi + 0.5 * span:
             warnings.warn(f"x spans [{xl:g}, {xh:g}] but dataset {self.data.name!r} trained on [{lo:g}, {hi:g}]: "
                           "are the samples scaled as the dataset gives them?", stacklevel=3)
+
+
+#: ``{id: (weakref, min, max)}`` of the training inputs ``Run.predict`` compared samples with (tensors compare
+#: elementwise, so they cannot key a WeakKeyDictionary; the weakref tells a reused id from the same tensor)
+_TRAIN_RANGE: dict = {}
 
 
 def load_run(path, device: str = "cpu", data_dir=None, data=None) -> Run:

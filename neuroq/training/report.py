@@ -61,6 +61,23 @@ def write_energy_report(meter, method: Method, data, path, device="cpu", **extra
 RASTER_SAMPLES_T1 = 32
 
 
+def raster_recording(method: Method, net: torch.nn.Module, data, start: int = 0, device="cpu"):
+    """What the raster of a run shows, and its title: the spikes of test sample ``start`` over time, or for a
+    network that runs one step (S2NN, MaQD) those of :data:`RASTER_SAMPLES_T1` test samples from ``start``
+    (neurons x samples: a single step has no time axis to show); an empty recording for a model without
+    spiking neurons.  ``net`` is the method's inference network (:func:`inference_model`)."""
+    from .. import viz
+
+    x, y = next(batches(data.test, torch.arange(start, start + 1), 1))
+    rec = viz.record(net, method.record_input(x.to(device)))
+    if not rec or next(iter(rec.values())).shape[0] != 1:
+        return rec, f"{method.name} on {data.name}: test sample {start} (label {int(y[0])})"
+    n = min(RASTER_SAMPLES_T1, len(data.test) - start)
+    x, _ = next(batches(data.test, torch.arange(start, start + n), n))
+    rec = viz.record(net, method.record_input(x.to(device)))
+    return rec, f"{method.name} on {data.name}: test samples {start}-{start + n - 1} (T = 1)"
+
+
 def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", samples: int = METER_SAMPLES,
                write_energy: bool = True) -> dict:
     """Write ``energy.json`` (EnergyMeter over test samples; unless ``write_energy=False``) and ``raster.png``
@@ -75,17 +92,8 @@ def report_run(method: Method, model: torch.nn.Module, data, out, device="cpu", 
         meter = meter_run(method, net, data.test, device, samples=samples)
         rep = write_energy_report(meter, method, data, Path(out) / "energy.json", device)
         print(meter.table())
-    x0, y0 = next(batches(data.test, torch.arange(1), 1))
-    rec = viz.record(net, method.record_input(x0.to(device)))
-    n = 1
-    if rec and next(iter(rec.values())).shape[0] == 1:  # one step: neurons x samples says more than one column
-        n = min(RASTER_SAMPLES_T1, len(data.test))
-        _sj.reset_net(net)
-        x0, y0 = next(batches(data.test, torch.arange(n), n))
-        rec = viz.record(net, method.record_input(x0.to(device)))
+    rec, title = raster_recording(method, net, data, 0, device)
     if rec:  # a model without spiking neurons (the ANN baseline) gets no raster
-        title = (f"{method.name} on {data.name}: test sample 0 (label {int(y0[0])})" if n == 1 else
-                 f"{method.name} on {data.name}: test samples 0-{n - 1} (T = 1)")
         viz.save(viz.raster(rec, title=title), Path(out) / "raster.png", dpi=150)
     _sj.reset_net(net)
     return rep
