@@ -18,8 +18,11 @@
 // Backward saves nothing in forward: per block it recomputes the forward from X and the initial
 // states into an L2-sized scratch of (states before the step, X) per step, then runs the step's
 // vector-Jacobian product in reverse time.  Traffic per step of one neuron: forward reads X and
-// writes S; backward reads X and dL/dS and writes dL/dX.
+// writes S; backward reads X and dL/dS and writes dL/dX.  Outputs of NQ_STREAM_MIN_BYTES or more
+// (S, the kept state sequences, dL/dX) are written with streaming stores (stream_cpu.h): the
+// arithmetic is the same, each chunk of a block's step goes through an L1 buffer.
 #include "kernels.cuh"
+#include "stream_cpu.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,7 +82,7 @@ template <int MODE>
 static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT x, const S* const* st0,
                                S* NQ_RESTRICT spike, S* const* seq, S* const* last, float* NQ_RESTRICT scratch,
                                const nq_index_t n, const int steps, const nq_index_t i0, const int len,
-                               const int ld) {
+                               const int ld, const bool stream) {
     float c[NQ_NCONST_ALLOC];
     for (int k = 0; k < NQStep::NCONST; ++k) c[k] = cc[k];
     alignas(64) float st[NQ_K * NQ_STEP_BMAX];
@@ -103,7 +106,7 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
                 rx[j] = xv;
                 NQStep::forward(c, xv, nq_col<NQ_STEP_BMAX>{st, j});
             }
-        } else {
+        } else if (!stream) {
             S* NQ_RESTRICT sp = spike + off;
 #pragma omp simd
             for (int j = 0; j < len; ++j) nq_store(sp + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_BMAX>{st, j}));
@@ -115,6 +118,23 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
 #pragma omp simd
                     for (int j = 0; j < len; ++j) nq_store(q + j, si[j]);
                 }
+        } else {  // the same arithmetic, each chunk's outputs through an L1 buffer and streaming stores
+            alignas(64) S ob[NQ_STREAM_CHUNK];
+            for (int j0 = 0; j0 < len; j0 += NQ_STREAM_CHUNK) {
+                const int m = len - j0 < NQ_STREAM_CHUNK ? len - j0 : NQ_STREAM_CHUNK;
+                const S* NQ_RESTRICT xc = xt + j0;
+#pragma omp simd
+                for (int j = 0; j < m; ++j) nq_store(ob + j, NQStep::forward(c, nq_load(xc + j), nq_col<NQ_STEP_BMAX>{st, j0 + j}));
+                nq_stream_bytes(spike + off + j0, ob, (size_t)m * sizeof(S));
+                if (MODE == 1)
+                    for (int i = 0; i < NQ_K; ++i) {
+                        if (!seq[i]) continue;
+                        const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX + j0;
+#pragma omp simd
+                        for (int j = 0; j < m; ++j) nq_store(ob + j, si[j]);
+                        nq_stream_bytes(seq[i] + off + j0, ob, (size_t)m * sizeof(S));
+                    }
+            }
         }
     }
     if (MODE != 2)
@@ -127,7 +147,7 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
 static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* sgp, const float* NQ_RESTRICT scratch,
                                const S* NQ_RESTRICT g_spike, const S* const* g_seq, const S* const* g_last,
                                S* NQ_RESTRICT g_x, S* const* g_st0, const nq_index_t n, const int steps,
-                               const nq_index_t i0, const int len, const int ld) {
+                               const nq_index_t i0, const int len, const int ld, const bool stream) {
     float c[NQ_NCONST_ALLOC];
     for (int k = 0; k < NQStep::NCONST; ++k) c[k] = cc[k];
     NQSurrogate sg[NQ_NSG_ALLOC];
@@ -153,10 +173,22 @@ static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* s
 #pragma omp simd
                 for (int j = 0; j < len; ++j) gi[j] = gi[j] + nq_load(q + j);
             }
+        if (!stream) {
 #pragma omp simd
-        for (int j = 0; j < len; ++j)
-            nq_store(gxt + j, NQStep::backward(c, sg, rx[j], nq_ccol{rec, ld, j}, nq_load(gst + j),
-                                               nq_col<NQ_STEP_BMAX>{g, j}));
+            for (int j = 0; j < len; ++j)
+                nq_store(gxt + j, NQStep::backward(c, sg, rx[j], nq_ccol{rec, ld, j}, nq_load(gst + j),
+                                                   nq_col<NQ_STEP_BMAX>{g, j}));
+        } else {
+            alignas(64) S ob[NQ_STREAM_CHUNK];
+            for (int j0 = 0; j0 < len; j0 += NQ_STREAM_CHUNK) {
+                const int m = len - j0 < NQ_STREAM_CHUNK ? len - j0 : NQ_STREAM_CHUNK;
+#pragma omp simd
+                for (int j = 0; j < m; ++j)
+                    nq_store(ob + j, NQStep::backward(c, sg, rx[j0 + j], nq_ccol{rec, ld, j0 + j}, nq_load(gst + j0 + j),
+                                                      nq_col<NQ_STEP_BMAX>{g, j0 + j}));
+                nq_stream_bytes(gxt + j0, ob, (size_t)m * sizeof(S));
+            }
+        }
     }
     for (int i = 0; i < NQ_K; ++i)
         if (g_st0[i])
@@ -175,6 +207,9 @@ void nq_step_abi(int* out) {
     out[4] = (int)sizeof(NQSurrogate);
 }
 
+// The smallest output (bytes) written with streaming stores (stream_cpu.h).
+long long nq_step_stream_min_bytes(void) { return (long long)NQ_STREAM_MIN_BYTES; }
+
 // x, spike [T, N]; st0[i], last[i] [N]; seq[i] [T, N] or null (seq itself null: none kept).
 void nq_step_forward(const float* c, const S* x, const S* const* st0, S* spike, S* const* seq, S* const* last,
                      long long n, int steps, int nthreads) {
@@ -183,12 +218,17 @@ void nq_step_forward(const float* c, const S* x, const S* const* st0, S* spike, 
     const int nt = nq_step_threads(n * (nq_index_t)(steps > 0 ? steps : 1), nthreads);
     const int B = nq_step_block(n, nt, 0);
     const nq_index_t nblocks = (n + B - 1) / B;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (nq_index_t b = 0; b < nblocks; ++b) {
-        const nq_index_t i0 = b * B;
-        const int len = (int)(n - i0 < B ? n - i0 : B);
-        if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0);
-        else step_forward_block<0>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0);
+    const bool stream = nq_stream_wanted(n * (nq_index_t)(steps > 0 ? steps : 0), sizeof(S));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static)
+        for (nq_index_t b = 0; b < nblocks; ++b) {
+            const nq_index_t i0 = b * B;
+            const int len = (int)(n - i0 < B ? n - i0 : B);
+            if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
+            else step_forward_block<0>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
+        }
+        if (stream) nq_stream_fence();
     }
 }
 
@@ -210,6 +250,7 @@ void nq_step_backward(const float* c, const NQSurrogate* sg, const S* x, const S
     const int nt = nq_step_threads(n * (nq_index_t)steps, nthreads);
     const int B = nq_step_block(n, nt, steps);
     const nq_index_t nblocks = (n + B - 1) / B;
+    const bool stream = nq_stream_wanted(n * (nq_index_t)steps, sizeof(S));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float* rec = (float*)aligned_alloc(64, (((size_t)steps * (NQ_K + 1) * B * sizeof(float) + 63) / 64) * 64);
@@ -217,9 +258,11 @@ void nq_step_backward(const float* c, const NQSurrogate* sg, const S* x, const S
         for (nq_index_t b = 0; b < nblocks; ++b) {
             const nq_index_t i0 = b * B;
             const int len = (int)(n - i0 < B ? n - i0 : B);
-            step_forward_block<2>(c, x, st0, 0, 0, 0, rec, n, steps, i0, len, B);
-            step_reverse_block(c, sg, rec, g_spike, any_gseq ? g_seq : 0, g_last, g_x, g_st0, n, steps, i0, len, B);
+            step_forward_block<2>(c, x, st0, 0, 0, 0, rec, n, steps, i0, len, B, false);
+            step_reverse_block(c, sg, rec, g_spike, any_gseq ? g_seq : 0, g_last, g_x, g_st0, n, steps, i0, len, B,
+                               stream);
         }
+        if (stream) nq_stream_fence();
         free(rec);
     }
 }

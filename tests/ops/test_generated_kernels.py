@@ -301,6 +301,46 @@ def test_one_and_two_threads_identical():
     assert all(torch.equal(a, b) for a, b in zip(l1 + q1, l2 + q2))
 
 
+@pytest.fixture
+def streamed(monkeypatch):
+    """Generated kernels built in the test write every output with streaming stores, whatever its size
+    (the library's threshold is 8 MiB: stream_cpu.h)."""
+    monkeypatch.setattr(build, "_STEP_LIBS", {})
+    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + ("-DNQ_STREAM_MIN_BYTES=0",))
+    yield
+    assert build._STEP_LIBS, "no generated kernel was built"
+    for lib in build._STEP_LIBS.values():
+        lib.nq_step_stream_min_bytes.restype = ctypes.c_longlong
+        assert lib.nq_step_stream_min_bytes() == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_outputs_equal_the_torch_loop(streamed, threads):
+    """Outputs written with streaming stores (spikes, both kept state sequences, dL/dx), rows not aligned
+    to a cache line (N = 3003), blocks ending mid-chunk: equal to the torch loop as the ordinary stores are."""
+    x, grads = _case(7, (3, 1001), 5)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        ours = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, grads)
+    finally:
+        torch.set_num_threads(old)
+    _assert_same(ours, _run(AdaptiveLIF(step_mode="m", backend="torch"), x, grads), exact=EXACT["adaptive_lif"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_streamed_half_storage_equals_ordinary_stores(dtype, monkeypatch):
+    """fp16/bf16 outputs through the streaming path are the same bits as through ordinary stores."""
+    x, grads = _case(5, (2, 999), 8)
+    x, qgrads = x.to(dtype), tuple(g.to(dtype) for g in grads)
+    plain = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, qgrads)
+    monkeypatch.setattr(build, "_STEP_LIBS", {})
+    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + ("-DNQ_STREAM_MIN_BYTES=0",))
+    streamed = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, qgrads)
+    for a, b in zip([plain[0], *plain[1], *plain[2], plain[3]], [streamed[0], *streamed[1], *streamed[2], streamed[3]]):
+        assert a.dtype == dtype and torch.equal(a, b)
+
+
 def test_backward_keeps_only_the_inputs():
     """Forward saves nothing for backward but its inputs (x and the initial states): no states per step."""
     saved = []
@@ -476,10 +516,11 @@ def test_generated_cpu_loops_vectorise():
         os.remove(src)
     assert res.returncode == 0, res.stderr[-2000:]
     vectorised = {int(m.group(1)) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized", res.stderr)}
-    # the state copies compile to memcpy; the loops that run the step must vectorise
+    # the state copies compile to memcpy; the loops that run the step must vectorise (forward, the
+    # backward's recompute and reverse loop, and the forward and reverse loops of streamed outputs)
     step_loops = [ln for ln in simd_loops if "NQStep::" in "\n".join(lines[ln - 1:ln + 3])]
-    assert len(step_loops) == 3
-    missing = [ln for ln in step_loops if ln not in vectorised and ln + 1 not in vectorised]
+    assert len(step_loops) == 5
+    missing = [ln for ln in step_loops if not vectorised & {ln, ln + 1, ln + 2}]  # (a call over lines: its last)
     assert not missing, f"SIMD loops over the step not vectorised at lines {missing}"
 
 
