@@ -392,6 +392,50 @@ def posterior_pass(runs: dict, ds, ood, a, run_root: Path, sample_counts, save) 
         save()
 
 
+def ece_study(runs: dict, ds, a, run_root: Path, pairs=(("mf", "gm3-all"),), bins=(10, 15, 20, 30),
+              resamples: int = 2000) -> dict:
+    """Is an ECE gap between two variants larger than the test set's own sampling noise?  For every seed
+    where both variants' checkpoints exist: both networks' predictive means on the test set (the
+    evaluation's S and generator seeds), the ECE and NLL difference (second minus first) with a paired
+    bootstrap over the test images (the same resampled indices for both; 2.5/97.5 % quantiles), and the
+    ECE difference under other bin counts."""
+    from neuroq.io import load_checkpoint
+
+    out = {}
+    gen = torch.Generator().manual_seed(12345)
+    y = ds.test.y
+    idx = torch.randint(0, len(y), (resamples, len(y)), generator=gen)
+    for net in sorted({r["net"] for r in runs.values()}):
+        for first, second in pairs:
+            rows = []
+            for seed in sorted({r["seed"] for r in runs.values()}):
+                pms = []
+                for variant in (first, second):
+                    path = run_root / net / variant / f"seed{seed}" / "checkpoint.pt"
+                    if f"{net}/{variant}/seed{seed}" not in runs or not path.exists():
+                        break
+                    seed_everything(seed)
+                    method = make_method(net, variant, a)
+                    model = method.build_model(ds)
+                    model.load_state_dict(load_checkpoint(path)["model"])
+                    pms.append(predictive(method, model, ds.test, a, 7919 * seed + 1)[0].mean(0).double())
+                if len(pms) < 2:
+                    continue
+                d_ece = [float(ece(pms[1][i], y[i]) - ece(pms[0][i], y[i])) for i in idx]
+                d_nll = [float(nll(pms[1][i], y[i]) - nll(pms[0][i], y[i])) for i in idx]
+                q = lambda v: [float(torch.tensor(v).quantile(0.025)), float(torch.tensor(v).quantile(0.975))]
+                rows.append(dict(seed=seed, ece=[float(ece(pm, y)) for pm in pms], nll=[float(nll(pm, y)) for pm in pms],
+                                 ece_diff=float(ece(pms[1], y) - ece(pms[0], y)), ece_diff_ci95=q(d_ece),
+                                 nll_diff=float(nll(pms[1], y) - nll(pms[0], y)), nll_diff_ci95=q(d_nll),
+                                 ece_diff_by_bins={str(b): float(ece(pms[1], y, b) - ece(pms[0], y, b)) for b in bins}))
+                print(f"ece study {net} {second} - {first} seed {seed}: ECE {rows[-1]['ece_diff']:+.4f} "
+                      f"CI {rows[-1]['ece_diff_ci95']}", flush=True)
+            if rows:
+                out[f"{net}/{second}-{first}"] = dict(net=net, first=first, second=second, resamples=resamples,
+                                                      mc_samples=a.mc_samples, seeds=rows)
+    return out
+
+
 def _mean_sd(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -605,6 +649,9 @@ def main(argv=None):
     p.add_argument("--run-dir", default=None, help="checkpoints of the runs (default: beside --out)")
     p.add_argument("--post-samples", type=int, nargs="*", default=[3, 12, 48],
                    help="after training: evaluate every Bayesian run again with these numbers of weight samples")
+    p.add_argument("--ece-study", action="store_true",
+                   help="after the runs: the paired bootstrap of the ECE/NLL gap between mean-field and the K = 3 "
+                        "mixture (all components per step) on the test set, from the checkpoints (ece_study in --out)")
     p.add_argument("--render", default=None, metavar="JSON", help="only print the markdown of this result file")
     p.add_argument("--write-doc", default=None, metavar="MD", help="with --render: replace the generated block")
     a = p.parse_args(argv)
@@ -656,6 +703,8 @@ def main(argv=None):
                       flush=True)
     if a.post_samples:
         posterior_pass(runs, ds, ood, a, run_root, [S for S in a.post_samples if S % 3 == 0], save)
+    if a.ece_study:
+        doc["ece_study"] = ece_study(runs, ds, a, run_root)
     save()
     print(json.dumps(doc["targets"], indent=1))
     return doc

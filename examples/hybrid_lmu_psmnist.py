@@ -69,9 +69,25 @@ def hybrid_method(a):
                spiking_m=a.spiking_m, spiking_u=a.spiking_u, spike_seed=a.seed)
 
 
-def train_config(a, epochs, lr, limit_train=None, limit_test=None):
+def train_config(a, epochs, lr, limit_train=None, limit_test=None, val_fraction=0.0):
+    """The run's TrainConfig.  ``val_fraction`` is explicit: the results train on every training sequence
+    (0, as the committed results did before the option existed); the LMU of validation pilots holds out
+    ``--val-fraction`` (the Trainer's seeded split)."""
     return TrainConfig(dataset="psmnist", data_dir=a.data_dir, download=False, epochs=epochs, batch_size=a.batch_size,
-                       lr=lr, seed=a.seed, device=a.device, limit_train=limit_train, limit_test=limit_test)
+                       lr=lr, seed=a.seed, device=a.device, limit_train=limit_train, limit_test=limit_test,
+                       val_fraction=val_fraction)
+
+
+def split_of(a) -> dict:
+    """What the pilots of these options are trained and evaluated on (stored in the JSON as ``split``)."""
+    if a.pilot is not None and a.val_fraction > 0:
+        return dict(lmu_train=f"the training sequences minus a validation split of {a.val_fraction:g} "
+                              f"(neuroq.training.loop.split_validation, seed {a.seed})",
+                    pilot_train=f"the first {a.hybrid_train} sequences of the LMU's training split",
+                    pilot_eval=f"the first {a.limit_test} sequences of the validation split", val_fraction=a.val_fraction,
+                    seed=a.seed)
+    return dict(lmu_train="every training sequence", pilot_train=f"the first {a.hybrid_train} training sequences",
+                pilot_eval=f"the first {a.limit_test} test sequences", val_fraction=0.0, seed=a.seed)
 
 
 def head(data: TaskData, n_train=None, n_test=None) -> TaskData:
@@ -263,12 +279,16 @@ def render_markdown(doc: dict) -> str:
     pil = doc.get("pilots", {})
     if pil:
         ref = doc.get("lmu_reference")
-        lines += ["", "Pilot runs (the hybrid fine-tuned from the trained LMU on the first N training sequences for "
-                      "the epochs shown, evaluated on the first test sequences; **pilots, not results**)"
-                  + (f". The trained LMU scores {_pct(ref['test_acc'])} on the same {ref['test_sequences']} test "
+        split = doc.get("split") or dict(lmu_train="every training sequence", pilot_train="the first training sequences",
+                                         pilot_eval="the first test sequences")
+        where = "validation" if split.get("val_fraction") else "test"
+        lines += ["", f"Pilot runs (the LMU trained on {split['lmu_train']}; the hybrid fine-tuned from it on "
+                      f"{split['pilot_train']} for the epochs shown, evaluated on {split['pilot_eval']}; "
+                      "**pilots, not results**)"
+                  + (f". The trained LMU scores {_pct(ref['test_acc'])} on the same {ref['test_sequences']} {where} "
                      "sequences" if ref else "") + ":", "",
-                  "| pilot | hybrid options | train seq. × epochs | test seq. | test acc before fine-tuning | test acc after "
-                  "| mean bits | significant bits | energy / sequence | train time / batch |",
+                  f"| pilot | hybrid options | train seq. × epochs | {where} seq. | {where} acc before fine-tuning "
+                  f"| {where} acc after | mean bits | significant bits | energy / sequence | train time / batch |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for k, p in pil.items():
             h = p["hybrid"]
@@ -325,6 +345,9 @@ def parse_args(argv=None):
     p.add_argument("--ratio-par-reps", type=int, default=None,
                    help="parallel batches per round (default: 20 for the LMU's last-step form, 1 otherwise)")
     p.add_argument("--pilot", default=None, metavar="KEY", help="a pilot: store the hybrid under pilots[KEY] of --out")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="pilots: the LMU holds out this fraction of the training sequences and the pilots are evaluated "
+                        "on it, never on the test set (0: the first --limit-test test sequences, as the first pilots)")
     p.add_argument("--key", default="hybrid",
                    help="store the hybrid under results[KEY] (hybrid, or hybrid-<variant> for another configuration)")
     p.add_argument("--only", default="all", choices=("all", "lmu", "hybrid"), help="which stage(s) to run")
@@ -337,7 +360,8 @@ def parse_args(argv=None):
     p.add_argument("--render", default=None, metavar="JSON", help="only print the markdown tables of this JSON")
     p.add_argument("--write-doc", default=None, metavar="MD",
                    help="with --render: replace the text between the hybrid-lmu-results markers of this file "
-                        "(hybrid-lmu-pilots for a JSON holding only pilots)")
+                        "(hybrid-lmu-pilots for a JSON holding only pilots, hybrid-lmu-pilots-val for pilots on a "
+                        "validation split)")
     return p.parse_args(argv)
 
 
@@ -348,7 +372,9 @@ def main(argv=None):
         doc.setdefault("path", a.render)
         md = render_markdown(doc)
         if a.write_doc:
-            write_doc(Path(a.write_doc), md, "results" if doc.get("results") else "pilots")
+            block = "results" if doc.get("results") else (
+                "pilots-val" if doc.get("split", {}).get("val_fraction") else "pilots")
+            write_doc(Path(a.write_doc), md, block)
         print(md)
         return None
     if not (a.key == "hybrid" or a.key.startswith("hybrid-")):
@@ -378,10 +404,14 @@ def main(argv=None):
 
     # 1. the non-spiking LMU (trained once; every later call resumes its finished checkpoint)
     lmu = lmu_method(a)
-    cfg_lmu = train_config(a, a.lmu_epochs, a.lmu_lr)
-    tr = Trainer(lmu, data, cfg_lmu, out=runs / "lmu", resume=True, label="lmu ")
+    validating = a.pilot is not None and a.val_fraction > 0
+    cfg_lmu = train_config(a, a.lmu_epochs, a.lmu_lr, val_fraction=a.val_fraction if validating else 0.0)
+    tr = Trainer(lmu, data, cfg_lmu, out=runs / (f"lmu-val{a.val_fraction:g}" if validating else "lmu"), resume=True,
+                 label="lmu ")
     tr.fit()
     lmu_model = tr.model
+    if validating:  # pilots never see the test set: trained on the LMU's training split, evaluated on its validation
+        data = TaskData(data.name, tr.train_set, tr.val_set, data.num_classes, data.in_shape, data.kind, data.meta)
     if a.pilot is None and a.only in ("all", "lmu"):
         r = measure(lmu, lmu_model, data, a)
         r["epochs"] = epoch_times(tr.history)
@@ -420,6 +450,7 @@ def main(argv=None):
             lmu, lmu_model.eval(), hdata.test, device=a.device, batch_size=a.eval_batch))
         steps = sum(math.ceil(len(hdata.train) / a.batch_size) for _ in tr_h.history)
         prev = doc.get("pilots", {}).get(a.pilot, {})
+        doc["split"] = split_of(a)
         put("pilots", a.pilot, dict(
             options=dict(readout=a.readout, readout_tau=a.readout_tau, dt_schedule=a.dt_schedule,
                          spiking_m=a.spiking_m, spiking_u=a.spiking_u, init=a.init, lr=a.hybrid_lr),

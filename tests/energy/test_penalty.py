@@ -397,3 +397,11 @@ def test_example_targets_logic():
     assert sv["points"][1]["synaptic_acc"] == pytest.approx(0.8725)
     runs["rate-l1"][1]["test_acc"] = 0.88                                         # rate beats synaptic at E=6
     assert not targets(base, runs)["synaptic_vs_rate"]["met"]
+    # the total-energy rule under each energy model the runs were metered with
+    for run, lemaire in zip([base] + runs["synaptic"], (100.0, 55.0, 30.0)):
+        run["energy_models"] = {"compute": dict(energy_pj_per_inference=run["energy_pj_per_inference"]),
+                                "lemaire": dict(energy_pj_per_inference=lemaire)}
+    by = targets(base, runs)["reduction_total_by_model"]
+    assert by["compute"] == targets(base, runs)["reduction_total"]
+    assert by["lemaire"]["met"] and by["lemaire"]["lam"] == 1                    # 45 % at -0.5 pt
+    assert by["lemaire"]["energy_reduction"] == pytest.approx(0.45)

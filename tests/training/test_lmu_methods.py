@@ -142,6 +142,32 @@ def test_options_refused_where_they_do_not_apply(mnist_dir, capsys, tmp_path):
 
 
 @pytest.mark.slow
+def test_validation_pilots_never_see_the_test_set(mnist_dir, tmp_path, monkeypatch):
+    """A pilot with --val-fraction: the LMU trains without the held-out split (the Trainer's seeded split) and
+    the pilot's accuracies are measured on that split, never on the test set; the JSON names the split."""
+    from examples import hybrid_lmu_psmnist as ex
+    from neuroq.training.loop import split_validation
+
+    seen = []
+    real = ex.evaluate
+    monkeypatch.setattr(ex, "evaluate", lambda method, net, dataset, **kw: seen.append(dataset) or real(
+        method, net, dataset, **kw))
+    out = tmp_path / "pilots.json"
+    args = ["--data-dir", mnist_dir, "--order", "4", "--hidden", "6", "--lmu-epochs", "1", "--hybrid-epochs", "1",
+            "--dt-schedule", "constant:3:3:1", "-b", "40", "--meter-samples", "10", "--ratio-rounds", "0",
+            "--hybrid-train", "30", "--limit-test", "20", "--val-fraction", "0.25", "--pilot", "p",
+            "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    doc = ex.main(args)
+    data = ex.load_dataset("psmnist", mnist_dir, download=False)
+    train, val = split_validation(data.train, 0.25, 0)
+    assert seen and all(len(d) == 20 and torch.equal(d.x, val.x[:20]) for d in seen)
+    assert doc["split"]["val_fraction"] == 0.25 and "validation" in doc["split"]["pilot_eval"]
+    assert doc["pilots"]["p"]["n_train"] == 30 and doc["lmu_reference"]["test_sequences"] == 20
+    md = ex.render_markdown(json.loads(out.read_text()))
+    assert "validation acc after" in md and "test acc" not in md
+
+
+@pytest.mark.slow
 def test_example_end_to_end_on_tiny_sizes(mnist_dir, tmp_path):
     from examples import hybrid_lmu_psmnist as ex
 
