@@ -392,6 +392,19 @@ def posterior_pass(runs: dict, ds, ood, a, run_root: Path, sample_counts, save) 
         save()
 
 
+def paired_bootstrap(metric, p_first: torch.Tensor, p_second: torch.Tensor, y: torch.Tensor, resamples: int = 2000,
+                     seed: int = 12345, level: float = 0.95) -> list:
+    """``[low, high]``: the central ``level`` interval of ``metric(p_second) - metric(p_first)`` over
+    ``resamples`` bootstrap resamples of the examples, the same resampled indices for both predictions."""
+    gen = torch.Generator().manual_seed(seed)
+    diffs = []
+    for _ in range(resamples):
+        i = torch.randint(0, len(y), (len(y),), generator=gen)
+        diffs.append(float(metric(p_second[i], y[i]) - metric(p_first[i], y[i])))
+    d = torch.tensor(diffs, dtype=torch.float64)
+    return [float(d.quantile((1 - level) / 2)), float(d.quantile((1 + level) / 2))]
+
+
 def ece_study(runs: dict, ds, a, run_root: Path, pairs=(("mf", "gm3-all"),), bins=(10, 15, 20, 30),
               resamples: int = 2000) -> dict:
     """Is an ECE gap between two variants larger than the test set's own sampling noise?  For every seed
@@ -402,9 +415,7 @@ def ece_study(runs: dict, ds, a, run_root: Path, pairs=(("mf", "gm3-all"),), bin
     from neuroq.io import load_checkpoint
 
     out = {}
-    gen = torch.Generator().manual_seed(12345)
     y = ds.test.y
-    idx = torch.randint(0, len(y), (resamples, len(y)), generator=gen)
     for net in sorted({r["net"] for r in runs.values()}):
         for first, second in pairs:
             rows = []
@@ -421,12 +432,11 @@ def ece_study(runs: dict, ds, a, run_root: Path, pairs=(("mf", "gm3-all"),), bin
                     pms.append(predictive(method, model, ds.test, a, 7919 * seed + 1)[0].mean(0).double())
                 if len(pms) < 2:
                     continue
-                d_ece = [float(ece(pms[1][i], y[i]) - ece(pms[0][i], y[i])) for i in idx]
-                d_nll = [float(nll(pms[1][i], y[i]) - nll(pms[0][i], y[i])) for i in idx]
-                q = lambda v: [float(torch.tensor(v).quantile(0.025)), float(torch.tensor(v).quantile(0.975))]
                 rows.append(dict(seed=seed, ece=[float(ece(pm, y)) for pm in pms], nll=[float(nll(pm, y)) for pm in pms],
-                                 ece_diff=float(ece(pms[1], y) - ece(pms[0], y)), ece_diff_ci95=q(d_ece),
-                                 nll_diff=float(nll(pms[1], y) - nll(pms[0], y)), nll_diff_ci95=q(d_nll),
+                                 ece_diff=float(ece(pms[1], y) - ece(pms[0], y)),
+                                 ece_diff_ci95=paired_bootstrap(ece, pms[0], pms[1], y, resamples),
+                                 nll_diff=float(nll(pms[1], y) - nll(pms[0], y)),
+                                 nll_diff_ci95=paired_bootstrap(nll, pms[0], pms[1], y, resamples),
                                  ece_diff_by_bins={str(b): float(ece(pms[1], y, b) - ece(pms[0], y, b)) for b in bins}))
                 print(f"ece study {net} {second} - {first} seed {seed}: ECE {rows[-1]['ece_diff']:+.4f} "
                       f"CI {rows[-1]['ece_diff_ci95']}", flush=True)

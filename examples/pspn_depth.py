@@ -89,10 +89,12 @@ def run(depth, norm, ds, a, device) -> dict:
                                                  step_mode="m")).to(device)
     xr = ds.x_test[:a.rate_samples].to(device)
     init = firing_report(model, xr, batch_stats=True)
-    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0, recalibrate_batches=0,  # as the committed results
+    cfg = TrainConfig(dataset=ds.name, val_fraction=0.0,
+                      recalibrate_batches=a.recal_batches if a.curves else 0,  # 0: as the committed results
                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       schedule="onecycle" if a.onecycle else "constant", shuffle_seed_stride=1000, device=device)
-    tr = Trainer(method, ds, cfg, model=model, label=f"depth {depth:3d} {norm:5s} ")
+    ckpt = None if a.runs is None else Path(a.runs) / f"{norm}-{depth}"
+    tr = Trainer(method, ds, cfg, model=model, label=f"depth {depth:3d} {norm:5s} ", out=ckpt, resume=ckpt is not None)
     tr.fit()
     hist, diverged = tr.history, tr.diverged
     order = torch.arange(min(len(ds.train), a.recal_batches * a.batch_size))
@@ -126,6 +128,11 @@ def main(argv=None):
     p.add_argument("-b", "--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--onecycle", action="store_true", help="one-cycle LR schedule (default: constant)")
+    p.add_argument("--curves", action="store_true",
+                   help="learning curves: every epoch's test accuracy after re-estimating the normalization "
+                        "statistics on --recal-batches batches (the loop's recalibrate_batches; default: only the "
+                        "final accuracy is re-estimated)")
+    p.add_argument("--runs", default=None, help="checkpoint folder per run (one checkpoint per epoch; resumes)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

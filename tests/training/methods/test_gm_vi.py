@@ -665,3 +665,24 @@ def test_docs_result_blocks_are_generated_from_the_committed_json(marker, json_p
     start, end = f"<!-- begin:{marker} -->", f"<!-- end:{marker} -->"
     block = text[text.index(start) + len(start):text.index(end)]
     assert block.strip() == md.strip(), f"docs/gm_vi.md's {marker} block is stale: re-render it from {json_path}"
+
+
+def test_paired_bootstrap_of_a_metric_gap_matches_the_closed_form():
+    """The example's paired bootstrap (the ECE-gap study): for the error rate, the difference of two
+    classifiers' error is the mean of the paired differences d_i in {-1, 0, 1}, whose 95 % interval is
+    mean +- 1.96 sd(d) / sqrt(n); identical predictions give [0, 0]."""
+    from examples.gm_vi_fashion_mnist import paired_bootstrap
+
+    gen = torch.Generator().manual_seed(0)
+    n, c = 4000, 5
+    y = torch.randint(0, c, (n,), generator=gen)
+    a = torch.where(torch.rand(n, generator=gen) < 0.8, y, (y + 1) % c)   # 80 % correct
+    b = torch.where(torch.rand(n, generator=gen) < 0.7, y, (y + 2) % c)   # 70 % correct, independent
+    pa, pb = torch.nn.functional.one_hot(a, c).double(), torch.nn.functional.one_hot(b, c).double()
+    err = lambda p, t: (p.argmax(1) != t).double().mean()
+    low, high = paired_bootstrap(err, pa, pb, y, resamples=1000)
+    d = (b != y).double() - (a != y).double()
+    half = 1.96 * float(d.std()) / n ** 0.5
+    assert low == pytest.approx(float(d.mean()) - half, abs=0.004)
+    assert high == pytest.approx(float(d.mean()) + half, abs=0.004)
+    assert paired_bootstrap(err, pa, pa, y, resamples=50) == [0.0, 0.0]
