@@ -38,7 +38,7 @@ import torch
 import neuroq
 from neuroq.data import ENCODINGS, batches, load_dataset
 from neuroq.energy import EnergyMeter, make_penalty
-from neuroq.io import atomic_write_json, machine_info, save_checkpoint, seed_everything
+from neuroq.io import atomic_write_json, load_checkpoint, machine_info, save_checkpoint, seed_everything
 from neuroq.models import spiking_cnn
 from neuroq.training import TrainConfig, Trainer, get
 
@@ -80,7 +80,8 @@ def measure(method, model, ds, a, device) -> dict:
                                 macs_per_sample=v["macs_per_sample"]) for k, v in rep["layers"].items()},
                 penalty_values=values, energy_samples=rep["samples"],
                 energy_models={m: dict(energy_pj_per_inference=r["total"]["energy_pj_per_sample"],
-                                       components_pj=r["total"]["components_pj_per_sample"])
+                                       components_pj=r["total"]["components_pj_per_sample"],
+                                       layers_pj={k: v["energy_pj_per_sample"] for k, v in r["layers"].items()})
                                for m, r in rep["energy_models"].items()})
 
 
@@ -177,6 +178,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--remeter", action="store_true",
+                   help="meter every stored run of --out again from its saved network (no training)")
     p.add_argument("--out", default="runs/examples/energy_penalty.json",
                    help="result JSON (the committed results are examples/results/*.json)")
     a = p.parse_args(argv)
@@ -201,6 +204,20 @@ def main(argv=None):
         state["machine"] = machine_info(a.device)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_path, state)
+
+    if a.remeter:  # meter the stored networks again (new energy models, new fields) without retraining
+        method = get("lif", T=a.T, tau=2.0)
+        if state["baseline"] is None:
+            raise SystemExit(f"--remeter: {out_path} holds no finished runs of this configuration")
+        for r in [state["baseline"]] + [r for rs in state["runs"].values() for r in rs]:
+            if r is None or "network_file" not in r:
+                raise SystemExit(f"--remeter: {out_path} has a run without a stored network; train it again")
+            model = build(ds, method).to(a.device)
+            model.load_state_dict(load_checkpoint(r["network_file"]))
+            method.bind(TrainConfig(dataset=ds.name, encoding=a.encoding, val_fraction=0.0), ds)  # as in training
+            r.update(measure(method, model, ds, a, a.device))
+            print(f"re-metered {r['kind']} lam={r['lam']:.3g}", flush=True)
+        save()
 
     if state["baseline"] is None:
         print("baseline (no penalty)", flush=True)

@@ -405,3 +405,23 @@ def test_example_targets_logic():
     assert by["compute"] == targets(base, runs)["reduction_total"]
     assert by["lemaire"]["met"] and by["lemaire"]["lam"] == 1                    # 45 % at -0.5 pt
     assert by["lemaire"]["energy_reduction"] == pytest.approx(0.45)
+
+
+@pytest.mark.parametrize("json_name, tag", [("energy_penalty.json", ""), ("energy_penalty_rate_encoding.json", "-rate"),
+                                            ("energy_penalty_seed1.json", "-seed1")])
+def test_docs_tables_are_generated_from_the_committed_json(json_name, tag):
+    """docs/energy_penalty.md's tables and target lines equal what visualizations.accuracy_energy renders
+    from the committed JSON (regenerate: ``python -m visualizations.accuracy_energy --json ... --tag ...``)."""
+    import json
+    from pathlib import Path
+
+    from visualizations import accuracy_energy as ae
+
+    root = Path(__file__).resolve().parents[2]
+    res = json.loads((root / "examples" / "results" / json_name).read_text())
+    doc = (root / "docs" / "energy_penalty.md").read_text()
+    table_mark = ae.MARK.replace(" -->", f"{tag} -->")
+    assert f"{table_mark}\n{ae.table(res)}\n{table_mark}" in doc
+    targets_mark = ae.TARGETS_MARK.replace(" -->", f"{tag} -->")
+    if targets_mark in doc:
+        assert f"{targets_mark}\n{ae.targets_text(res)}\n{targets_mark}" in doc
