@@ -251,9 +251,11 @@ def check_fields(cfg) -> None:
     for f in dataclasses.fields(cfg):
         v, d, meta = getattr(cfg, f.name), _default(f), f.metadata
         if v is None:
-            if d is None or "Optional" in str(f.type):
+            if d is None or "Optional" in str(f.type) or "None" in str(f.type):
                 continue
             raise TypeError(f"{f.name} must be set (default {d!r}), got None")
+        if len(_union_members(f.type)) > 1:  # several types (e.g. 'same', 'fp' or a number): the config checks it
+            continue
         if meta.get("choices") and not isinstance(v, (tuple, list)):
             check_choice(f.name, v, meta["choices"])
         seq = isinstance(v, (tuple, list)) and isinstance(d, (tuple, list))
@@ -287,6 +289,18 @@ def check_fields(cfg) -> None:
                 except argparse.ArgumentTypeError as e:
                     raise ValueError(f"{where}: {e}") from None
     return None
+
+
+def _union_members(annotation) -> set:
+    """The non-None types a field's annotation names when it is a ``Union`` (or ``X | Y``); else empty."""
+    t = annotation if isinstance(annotation, str) else str(annotation)
+    if t.startswith(("Union[", "typing.Union[")):
+        inner = t[t.index("[") + 1:-1]
+    elif "|" in t and "[" not in t:
+        inner = t.replace("|", ",")
+    else:
+        return set()
+    return {p.strip() for p in inner.split(",")} - {"None", "NoneType", ""}
 
 
 def _fields(cls) -> list:

@@ -254,3 +254,17 @@ def test_the_published_s2nn_surrogate_is_a_maqd_activation_backward():
     acts = [m for m in model.modules() if isinstance(m, QuantAct)]
     assert acts and all(type(a.quantizer.surrogate).__name__ == "S2NN" and
                         type(a.quantizer.surrogate).__module__.startswith("spikingjelly") for a in acts)
+
+
+def test_every_ablation_of_the_example_builds_its_config():
+    """The example's ablations (first/last layers at 16 states, other surrogates) are valid configs: a field
+    typed as several kinds (``edge_w_states``: 'same', 'fp', None or an integer) takes each of them."""
+    from examples.maqd_fashion_mnist import ABLATIONS
+    from neuroq.training import get
+
+    for name, w, a, edge, surrogate in ABLATIONS:
+        cfg = get("maqd", w_states=w, a_states=a, edge_w_states=edge, surrogate=surrogate).config
+        assert cfg.edge_w_states == edge, name
+    for bad in (1, 2.5, "x"):
+        with pytest.raises(ValueError, match="edge_w_states"):
+            get("maqd", edge_w_states=bad)
