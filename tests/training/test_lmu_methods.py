@@ -191,3 +191,22 @@ def test_example_end_to_end_on_tiny_sizes(mnist_dir, tmp_path):
     ex.main(["--render", str(out), "--write-doc", str(md_file)])
     text = md_file.read_text()
     assert "old" not in text and "| LMU (non-spiking) | 1 |" in text and text.endswith("after\n")
+
+
+@pytest.mark.parametrize("json_name, block", [("hybrid_lmu_psmnist.json", "results"),
+                                              ("hybrid_lmu_psmnist_pilots.json", "pilots"),
+                                              ("hybrid_lmu_psmnist_pilots_val.json", "pilots-val")])
+def test_docs_blocks_are_generated_from_the_committed_json(json_name, block):
+    """docs/hybrid_lmu.md's generated blocks equal the example's render of the committed JSON
+    (regenerate: ``python -m examples.hybrid_lmu_psmnist --render <json> --write-doc docs/hybrid_lmu.md``)."""
+    from pathlib import Path
+
+    from examples import hybrid_lmu_psmnist as ex
+
+    root = Path(__file__).resolve().parents[2]
+    path = root / "examples" / "results" / json_name
+    doc = json.loads(path.read_text())
+    doc.setdefault("path", f"examples/results/{json_name}")
+    start, end = ex.markers(block)
+    text = (root / "docs" / "hybrid_lmu.md").read_text()
+    assert text[text.index(start) + len(start):text.index(end)].strip() == ex.render_markdown(doc).strip()
