@@ -215,13 +215,30 @@ def render_markdown(docs: list) -> str:
             gap = 100 * (states[fk]["test_acc"] - states[qk]["test_acc"])
             lines.append(f"- `w3a2_within_2_points_of_fp` [{tag}: {states[qk].get('epochs')} epochs, mean over seeds "
                          f"{sorted(per_seed[qk])}]: gap_points = {gap:.2f}, met = {gap <= 2.0}")
-    for key in ["w3a2", "w16a16"] + [f"w3a2@{t}" for t in tags]:
+    for tag in tags:  # the ablation with first/last layers at 16 states, at the same budget
+        fk, ek = f"fp@{tag}", f"w3a2_edge16@{tag}"
+        if fk in states and ek in states:
+            gap = 100 * (states[fk]["test_acc"] - states[ek]["test_acc"])
+            lines.append(f"- ablation: (3, 2) with the first conv and the classifier at 16 states within 2 points of FP "
+                         f"[{tag}: {states[ek].get('epochs')} epochs, mean over seeds {sorted(per_seed[ek])}]: "
+                         f"gap_points = {gap:.2f}, met = {gap <= 2.0}")
+    for key in ["w3a2", "w16a16"] + [f"w3a2@{t}" for t in tags] + [f"w3a2_edge16@{t}" for t in tags]:
         fpk = "fp" if "@" not in key else "fp@" + key.split("@", 1)[1]
         if fpk in per_seed and key in per_seed:
             common = sorted(set(per_seed[fpk]) & set(per_seed[key]))
             if common:
                 gaps = ", ".join(f"seed {sd}: {100 * (per_seed[fpk][sd] - per_seed[key][sd]):.2f}" for sd in common)
                 lines.append(f"- per-seed gap FP − {key} (points): {gaps}")
+    curves = {k: r["history"] for k, r in states.items()
+              if any(h.get("test_acc") is not None for h in r.get("history", [])[:-1])}
+    if curves:  # runs with --eval-every: their test accuracy per epoch
+        keys = sorted(curves)
+        epochs = sorted({h["epoch"] for k in keys for h in curves[k]})
+        lines += ["", "Learning curves (test accuracy after each epoch, seed 0; runs with `--eval-every`):", "",
+                  "| epoch | " + " | ".join(f"{k} (%)" for k in keys) + " |", "| ---: |" + " ---: |" * len(keys)]
+        for e in epochs:
+            accs = [next((h.get("test_acc") for h in curves[k] if h["epoch"] == e), None) for k in keys]
+            lines.append(f"| {e} | " + " | ".join(_pct(a) for a in accs) + " |")
     lines.append("")
     m = machines[0] if machines else {}
     lines.append(f"Machine: {m.get('processor')} ({m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch "
@@ -303,6 +320,7 @@ def main(argv=None):
             if a.only is None or key not in a.only:
                 continue
             print(f"ablation run {key}", flush=True)
+            key = f"{key}@{a.tag}" if a.tag else key
             results["states"][key] = train_one(ds, w, act, "lbn", a.batch_size, a, a.device, edge=edge, surrogate=sg)
             runs[f"states/{key}"] = dict(epochs=a.epochs, lr=a.lr, limit_train=a.limit_train, seed=a.seed,
                                          batch_size=a.batch_size, channels=a.channels)
