@@ -622,6 +622,29 @@ def _machine(m):
     return f"{dev}, torch {m.get('torch')}, SpikingJelly {m.get('spikingjelly')}"
 
 
+def render_ece_study(doc: dict, path: str = "the JSON") -> str:
+    """The table of ``doc['ece_study']`` (a run with ``--ece-study``): per seed, both variants' ECE and the
+    gap with its paired-bootstrap interval, the NLL gap likewise, and the ECE gap under other bin counts."""
+    lines = []
+    for key, st in doc["ece_study"].items():
+        first, second = LABELS[st["first"]], LABELS[st["second"]]
+        bins = list(st["seeds"][0]["ece_diff_by_bins"])
+        lines += [f"{NET_LABELS[st['net']]}: {second} minus {first}, on the {doc['n_test']} test images, "
+                  f"S = {st['mc_samples']} weight samples; 95 % intervals from {st['resamples']} paired bootstrap "
+                  f"resamples of the test images; from `{path}` ({_machine(doc['machine'])}).", "",
+                  "| seed | ECE, first (%) | ECE, second (%) | ECE gap (points) | 95 % interval | NLL gap | 95 % interval | "
+                  + " | ".join(f"ECE gap, {b} bins" for b in bins) + " |",
+                  "|---:|---:|---:|---:|---|---:|---|" + "---:|" * len(bins)]
+        for r in st["seeds"]:
+            lo, hi = r["ece_diff_ci95"]
+            nlo, nhi = r["nll_diff_ci95"]
+            lines.append(f"| {r['seed']} | {100 * r['ece'][0]:.2f} | {100 * r['ece'][1]:.2f} | {100 * r['ece_diff']:+.2f} | "
+                         f"[{100 * lo:+.2f}, {100 * hi:+.2f}] | {r['nll_diff']:+.4f} | [{nlo:+.4f}, {nhi:+.4f}] | "
+                         + " | ".join(f"{100 * v:+.2f}" for v in r["ece_diff_by_bins"].values()) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def write_doc(md: str, path: Path, marker: str = "gm-vi-fashion-mnist") -> None:
     text = path.read_text()
     start, end = f"<!-- begin:{marker} -->", f"<!-- end:{marker} -->"
@@ -662,13 +685,19 @@ def main(argv=None):
     p.add_argument("--ece-study", action="store_true",
                    help="after the runs: the paired bootstrap of the ECE/NLL gap between mean-field and the K = 3 "
                         "mixture (all components per step) on the test set, from the checkpoints (ece_study in --out)")
-    p.add_argument("--render", default=None, metavar="JSON", help="only print the markdown of this result file")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="only print the markdown of this result file (of a file with an ece_study: that table)")
+    p.add_argument("--full-render", action="store_true", help="with --render: the whole results, ece_study or not")
     p.add_argument("--write-doc", default=None, metavar="MD", help="with --render: replace the generated block")
     a = p.parse_args(argv)
     if a.render:
-        md = render_markdown(json.loads(Path(a.render).read_text()))
+        doc = json.loads(Path(a.render).read_text())
+        if doc.get("ece_study") and not a.full_render:  # a run made for the ECE study: its table only
+            md, marker = render_ece_study(doc, a.render), "gm-vi-ece-study"
+        else:
+            md, marker = render_markdown(doc), "gm-vi-fashion-mnist"
         if a.write_doc:
-            write_doc(md, Path(a.write_doc))
+            write_doc(md, Path(a.write_doc), marker)
         print(md)
         return None
     if a.mc_samples % 3:

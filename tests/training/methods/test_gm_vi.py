@@ -652,6 +652,7 @@ def test_gm_vi_learned_mixing_weights_stay_uniform_while_frozen_then_move():
 @pytest.mark.parametrize("marker, json_path, module", [
     ("gm-vi-fashion-mnist", "examples/results/gm_vi_fashion_mnist.json", "examples.gm_vi_fashion_mnist"),
     ("gm-vi-toy", "visualizations/gm_vi_toy.json", "visualizations.gm_vi_toy"),
+    ("gm-vi-ece-study", "examples/results/gm_vi_ece_study.json", "examples.gm_vi_fashion_mnist"),
 ])
 def test_docs_result_blocks_are_generated_from_the_committed_json(marker, json_path, module):
     """docs/gm_vi.md's result tables equal what the renderer writes from the committed JSON
@@ -660,7 +661,8 @@ def test_docs_result_blocks_are_generated_from_the_committed_json(marker, json_p
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    md = importlib.import_module(module).render_markdown(json.loads((root / json_path).read_text()))
+    mod, doc = importlib.import_module(module), json.loads((root / json_path).read_text())
+    md = mod.render_ece_study(doc, json_path) if marker == "gm-vi-ece-study" else mod.render_markdown(doc)
     text = (root / "docs" / "gm_vi.md").read_text()
     start, end = f"<!-- begin:{marker} -->", f"<!-- end:{marker} -->"
     block = text[text.index(start) + len(start):text.index(end)]
