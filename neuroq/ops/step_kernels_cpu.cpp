@@ -15,6 +15,11 @@
 //     for t in 0..T-1                   (time outside: the block's NSTATE states stay in L1/L2)
 //       simd for j in block             (the compiler vectorises over neurons)
 //
+// A forward of at most NQ_STEP_T_INNER_MAX steps instead runs time inside tiles of NQ_STEP_TILE
+// neurons (step_forward_tiles: a tile's states stay in L1 over all steps, as in an unrolled loop).
+// On the development CPU the tiles were faster than the blocks up to T = 32 and slower at T = 64, where
+// the blocks stay (benchmarks/generated_kernels.py times both sizes).
+//
 // Backward saves nothing in forward: per block it recomputes the forward from X and the initial
 // states into an L2-sized scratch of (states before the step, X) per step, then runs the step's
 // vector-Jacobian product in reverse time.  Traffic per step of one neuron: forward reads X and
@@ -39,6 +44,12 @@ typedef NQ_STORAGE S;
 #define NQ_STEP_BMAX (NQ_STEP_FLOATS / NQ_K)  // neurons per block
 #define NQ_STEP_SCRATCH_BYTES 524288          // backward: steps * (NSTATE + 1) * B * 4 bytes per block
 #define NQ_STEP_MIN_PARALLEL 32768            // below this many elements (T*N) one thread does all
+#ifndef NQ_STEP_T_INNER_MAX
+#define NQ_STEP_T_INNER_MAX 32                // forward with time inside tiles up to this many steps
+#endif
+#ifndef NQ_STEP_TILE
+#define NQ_STEP_TILE 128                      // neurons per tile of that forward
+#endif
 #define NQ_RESTRICT __restrict__
 #define NQ_NCONST_ALLOC (NQStep::NCONST > 0 ? (int)NQStep::NCONST : 1)
 #define NQ_NSG_ALLOC (NQStep::NSG > 0 ? (int)NQStep::NSG : 1)
@@ -142,6 +153,55 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
             for (int j = 0; j < len; ++j) nq_store(last[i] + i0 + j, st[i * NQ_STEP_BMAX + j]);
 }
 
+// Forward of one block with time inside tiles of NQ_STEP_TILE neurons (short sequences, steps <=
+// NQ_STEP_T_INNER_MAX): a tile's states stay in L1 (registers where the compiler can) over all steps,
+// instead of the block's states being reloaded from L2 at every step.  MODE 0 or 1 as above.
+template <int MODE>
+static void step_forward_tiles(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT x, const S* const* st0,
+                               S* NQ_RESTRICT spike, S* const* seq, S* const* last, const nq_index_t n,
+                               const int steps, const nq_index_t i0, const int len, const bool stream) {
+    float c[NQ_NCONST_ALLOC];
+    for (int k = 0; k < NQStep::NCONST; ++k) c[k] = cc[k];
+    for (int j0 = 0; j0 < len; j0 += NQ_STEP_TILE) {
+        const int m = len - j0 < NQ_STEP_TILE ? len - j0 : NQ_STEP_TILE;
+        const nq_index_t base = i0 + j0;
+        alignas(64) float st[NQ_K * NQ_STEP_TILE];
+        for (int i = 0; i < NQ_K; ++i)
+            for (int j = 0; j < m; ++j) st[i * NQ_STEP_TILE + j] = nq_load(st0[i] + base + j);
+        for (int t = 0; t < steps; ++t) {
+            const nq_index_t off = (nq_index_t)t * n + base;
+            const S* NQ_RESTRICT xt = x + off;
+            if (!stream) {
+                S* NQ_RESTRICT sp = spike + off;
+#pragma omp simd
+                for (int j = 0; j < m; ++j) nq_store(sp + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_TILE>{st, j}));
+            } else {
+                alignas(64) S ob[NQ_STEP_TILE];
+#pragma omp simd
+                for (int j = 0; j < m; ++j) nq_store(ob + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_TILE>{st, j}));
+                nq_stream_bytes(spike + off, ob, (size_t)m * sizeof(S));
+            }
+            if (MODE == 1)
+                for (int i = 0; i < NQ_K; ++i) {
+                    if (!seq[i]) continue;
+                    const float* NQ_RESTRICT si = st + i * NQ_STEP_TILE;
+                    if (!stream) {
+                        S* NQ_RESTRICT q = seq[i] + off;
+#pragma omp simd
+                        for (int j = 0; j < m; ++j) nq_store(q + j, si[j]);
+                    } else {
+                        alignas(64) S ob[NQ_STEP_TILE];
+#pragma omp simd
+                        for (int j = 0; j < m; ++j) nq_store(ob + j, si[j]);
+                        nq_stream_bytes(seq[i] + off, ob, (size_t)m * sizeof(S));
+                    }
+                }
+        }
+        for (int i = 0; i < NQ_K; ++i)
+            for (int j = 0; j < m; ++j) nq_store(last[i] + base + j, st[i * NQ_STEP_TILE + j]);
+    }
+}
+
 // Reverse time over one block from the scratch of step_forward_block<2>; g_seq[i] (when g_seq) may be
 // null.
 static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* sgp, const float* NQ_RESTRICT scratch,
@@ -210,6 +270,9 @@ void nq_step_abi(int* out) {
 // The smallest output (bytes) written with streaming stores (stream_cpu.h).
 long long nq_step_stream_min_bytes(void) { return (long long)NQ_STREAM_MIN_BYTES; }
 
+// The longest sequence whose forward runs time inside tiles (step_forward_tiles).
+int nq_step_t_inner_max(void) { return NQ_STEP_T_INNER_MAX; }
+
 // x, spike [T, N]; st0[i], last[i] [N]; seq[i] [T, N] or null (seq itself null: none kept).
 void nq_step_forward(const float* c, const S* x, const S* const* st0, S* spike, S* const* seq, S* const* last,
                      long long n, int steps, int nthreads) {
@@ -225,7 +288,10 @@ void nq_step_forward(const float* c, const S* x, const S* const* st0, S* spike, 
         for (nq_index_t b = 0; b < nblocks; ++b) {
             const nq_index_t i0 = b * B;
             const int len = (int)(n - i0 < B ? n - i0 : B);
-            if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
+            if (steps <= NQ_STEP_T_INNER_MAX) {
+                if (any_seq) step_forward_tiles<1>(c, x, st0, spike, seq, last, n, steps, i0, len, stream);
+                else step_forward_tiles<0>(c, x, st0, spike, seq, last, n, steps, i0, len, stream);
+            } else if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
             else step_forward_block<0>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
         }
         if (stream) nq_stream_fence();

@@ -301,23 +301,38 @@ def test_one_and_two_threads_identical():
     assert all(torch.equal(a, b) for a, b in zip(l1 + q1, l2 + q2))
 
 
-@pytest.fixture
-def streamed(monkeypatch):
-    """Generated kernels built in the test write every output with streaming stores, whatever its size
-    (the library's threshold is 8 MiB: stream_cpu.h)."""
+def _build_with(monkeypatch, *flags):
+    """Generated kernels built from here on in the test are compiled with ``flags`` added (checked: the
+    library reports its streaming threshold and its time-inside-tiles limit)."""
     monkeypatch.setattr(build, "_STEP_LIBS", {})
-    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + ("-DNQ_STREAM_MIN_BYTES=0",))
-    yield
+    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + tuple(flags))
+
+
+def _built_settings():
     assert build._STEP_LIBS, "no generated kernel was built"
+    out = set()
     for lib in build._STEP_LIBS.values():
         lib.nq_step_stream_min_bytes.restype = ctypes.c_longlong
-        assert lib.nq_step_stream_min_bytes() == 0
+        lib.nq_step_t_inner_max.restype = ctypes.c_int
+        out.add((lib.nq_step_stream_min_bytes(), lib.nq_step_t_inner_max()))
+    return out
+
+
+#: forward loop variants: (streaming threshold in bytes, time-inside-tiles limit) forced by compile flags
+FORWARD_VARIANTS = {"blocks": ("-DNQ_STREAM_MIN_BYTES=0x7fffffffffffffff", "-DNQ_STEP_T_INNER_MAX=0"),
+                    "blocks-streamed": ("-DNQ_STREAM_MIN_BYTES=0", "-DNQ_STEP_T_INNER_MAX=0"),
+                    "tiles": ("-DNQ_STREAM_MIN_BYTES=0x7fffffffffffffff", "-DNQ_STEP_T_INNER_MAX=1000"),
+                    "tiles-streamed": ("-DNQ_STREAM_MIN_BYTES=0", "-DNQ_STEP_T_INNER_MAX=1000")}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_streamed_outputs_equal_the_torch_loop(streamed, threads):
-    """Outputs written with streaming stores (spikes, both kept state sequences, dL/dx), rows not aligned
-    to a cache line (N = 3003), blocks ending mid-chunk: equal to the torch loop as the ordinary stores are."""
+@pytest.mark.parametrize("variant", sorted(FORWARD_VARIANTS))
+def test_every_forward_loop_equals_the_torch_loop(variant, threads, monkeypatch):
+    """Each forward loop of the CPU template (blocks with time outside, tiles with time inside; ordinary or
+    streaming stores), forced whatever the size: spikes, both kept state sequences, last states and dL/dx
+    equal the torch loop's, with rows not aligned to a cache line (N = 3003) and blocks and tiles ending
+    mid-chunk."""
+    _build_with(monkeypatch, *FORWARD_VARIANTS[variant])
     x, grads = _case(7, (3, 1001), 5)
     old = torch.get_num_threads()
     try:
@@ -326,19 +341,24 @@ def test_streamed_outputs_equal_the_torch_loop(streamed, threads):
     finally:
         torch.set_num_threads(old)
     _assert_same(ours, _run(AdaptiveLIF(step_mode="m", backend="torch"), x, grads), exact=EXACT["adaptive_lif"])
+    stream, t_inner = _built_settings().pop()
+    assert (stream == 0) == variant.endswith("streamed") and (t_inner == 1000) == variant.startswith("tiles")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_streamed_half_storage_equals_ordinary_stores(dtype, monkeypatch):
-    """fp16/bf16 outputs through the streaming path are the same bits as through ordinary stores."""
+def test_half_storage_same_bits_through_every_forward_loop(dtype, monkeypatch):
+    """fp16/bf16 outputs through streaming stores and through the tiles are the same bits as through the
+    blocks with ordinary stores (which test_half_storage_fp32_state holds to the fp32 torch loop)."""
     x, grads = _case(5, (2, 999), 8)
     x, qgrads = x.to(dtype), tuple(g.to(dtype) for g in grads)
+    _build_with(monkeypatch, *FORWARD_VARIANTS["blocks"])
     plain = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, qgrads)
-    monkeypatch.setattr(build, "_STEP_LIBS", {})
-    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + ("-DNQ_STREAM_MIN_BYTES=0",))
-    streamed = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, qgrads)
-    for a, b in zip([plain[0], *plain[1], *plain[2], plain[3]], [streamed[0], *streamed[1], *streamed[2], streamed[3]]):
-        assert a.dtype == dtype and torch.equal(a, b)
+    for variant in ("blocks-streamed", "tiles", "tiles-streamed"):
+        _build_with(monkeypatch, *FORWARD_VARIANTS[variant])
+        streamed = _run(AdaptiveLIF(step_mode="m", backend="cpu"), x, qgrads)
+        for a, b in zip([plain[0], *plain[1], *plain[2], plain[3]],
+                        [streamed[0], *streamed[1], *streamed[2], streamed[3]]):
+            assert a.dtype == dtype and torch.equal(a, b), variant
 
 
 def test_backward_keeps_only_the_inputs():
@@ -516,10 +536,11 @@ def test_generated_cpu_loops_vectorise():
         os.remove(src)
     assert res.returncode == 0, res.stderr[-2000:]
     vectorised = {int(m.group(1)) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized", res.stderr)}
-    # the state copies compile to memcpy; the loops that run the step must vectorise (forward, the
-    # backward's recompute and reverse loop, and the forward and reverse loops of streamed outputs)
+    # the state copies compile to memcpy; the loops that run the step must vectorise (the blocks' and the
+    # tiles' forward, each with ordinary and streaming stores; the backward's recompute and reverse loop,
+    # the latter also with streaming stores)
     step_loops = [ln for ln in simd_loops if "NQStep::" in "\n".join(lines[ln - 1:ln + 3])]
-    assert len(step_loops) == 5
+    assert len(step_loops) == 7
     missing = [ln for ln in step_loops if not vectorised & {ln, ln + 1, ln + 2}]  # (a call over lines: its last)
     assert not missing, f"SIMD loops over the step not vectorised at lines {missing}"
 
