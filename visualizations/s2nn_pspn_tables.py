@@ -106,6 +106,54 @@ def s2nn_curve_figure(paths, out: Path) -> Path:
     return out
 
 
+def _pspn_curves(path: Path) -> dict:
+    """``{label: history}`` of every network of a ``pspn_depth --curves`` run file."""
+    d = json.loads(Path(path).read_text())
+    names = {"pspn": "PSPN", "bn": "BatchNorm", "none": "no norm"}
+    return {f"{names[r['norm']]}, depth {r['depth']}": r["history"] for r in d["runs"]}
+
+
+def pspn_curve_table(path: Path) -> str:
+    """Test accuracy per epoch (normalization statistics re-estimated before each evaluation) of every
+    network of a ``pspn_depth --curves`` run, side by side, and the depth-110 - depth-20 gap per norm."""
+    d = json.loads(Path(path).read_text())
+    c = d["config"]
+    curves = _pspn_curves(path)
+    labels = list(curves)
+    gaps = [n for n in ("PSPN", "BatchNorm", "no norm") if f"{n}, depth 20" in curves and f"{n}, depth 110" in curves]
+    lines = [f"Learning curves from `{path}` — {d['dataset']} ({d['n_train']} training / {d['n_test']} test "
+             f"images, {'x'.join(map(str, d['image_shape'][1:]))} pixels), width {c['width']}, T={c['T']}, lr {c['lr']} "
+             f"(constant), test accuracy after each epoch with the normalization statistics re-estimated on "
+             f"{c['recal_batches']} training batches; machine: {_machine(d['machine'])}.", "",
+             "| " + " | ".join(["epoch"] + [f"{k} (%)" for k in labels] + [f"{n}: 20 − 110 (points)" for n in gaps])
+             + " |",
+             "| --- |" + " --- |" * (len(labels) + len(gaps))]
+    epochs = sorted({h["epoch"] for hs in curves.values() for h in hs})
+
+    def acc(k, e):
+        return next((h.get("test_acc") for h in curves[k] if h["epoch"] == e), None)
+
+    for e in epochs:
+        row = ["–" if acc(k, e) is None else f"{100 * acc(k, e):.2f}" for k in labels]
+        for n in gaps:
+            a20, a110 = acc(f"{n}, depth 20", e), acc(f"{n}, depth 110", e)
+            row.append("–" if None in (a20, a110) else f"{100 * (a20 - a110):+.2f}")
+        lines.append(f"| {e} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def pspn_curve_figure(path: Path, out: Path) -> Path:
+    """The learning curves of a ``pspn_depth --curves`` run in one figure (:func:`neuroq.viz.learning_curves`)."""
+    from neuroq import viz
+
+    d = json.loads(Path(path).read_text())
+    ax = viz.learning_curves({k: [h] for k, h in _pspn_curves(path).items()}, key="test_acc",
+                             title=f"spiking pre-activation ResNets, {d['n_train']} {d['dataset']} images")
+    ax.set_ylabel("test accuracy")
+    viz.save(ax, out, dpi=150)
+    return out
+
+
 def pspn_table(path: Path) -> str:
     d = json.loads(path.read_text())
     c = d["config"]
@@ -146,7 +194,14 @@ def main(argv=None):
     p.add_argument("--s2nn-curves", nargs="*", default=["examples/results/s2nn_fashion_mnist_60k_20ep.json",
                                                        "examples/results/s2nn_fashion_mnist_60k_20ep_published.json"])
     p.add_argument("--figure", default=None, help="also draw the learning curves of --s2nn-curves to this PNG")
+    p.add_argument("--pspn-curves", default="examples/results/pspn_depth_curves.json",
+                   help="a pspn_depth --curves run: its learning-curve table")
+    p.add_argument("--pspn-figure", default=None, help="also draw the learning curves of --pspn-curves to this PNG")
     a = p.parse_args(argv)
+    if Path(a.pspn_curves).exists():
+        print(pspn_curve_table(Path(a.pspn_curves)) + "\n")
+        if a.pspn_figure:
+            print(f"wrote {pspn_curve_figure(Path(a.pspn_curves), Path(a.pspn_figure))}")
     curves = [f for f in a.s2nn_curves if Path(f).exists()]
     if curves:
         print(s2nn_curve_table(curves) + "\n")
