@@ -44,6 +44,7 @@ import torch
 from neuroq import reset_net
 from neuroq.data import ArrayDataset, TaskData, load_dataset, register_dataset, sequential_mnist
 from neuroq.io import atomic_write_json, machine_info
+from neuroq.layer import Lowpass
 from neuroq.prune import (
     collect_hidden_covariance, degrees_of_freedom, magnitude_prune, magnitude_reconstruct_prune, random_prune,
     spectral_prune,
@@ -57,6 +58,9 @@ NETS = {
     "srnn": dict(method="srnn", options=dict(readout="mean", tau=2.0, v_threshold=0.5), lr=2e-3),
 }
 PRUNERS = ("spectral", "magnitude", "random", "magnitude+rec")
+#: ablations on request (--methods): ``spectral-rates`` selects and reconstructs from the covariance of the
+#: hidden spike trains lowpass-filtered with the neuron's tau (firing rates) instead of the raw spikes
+ABLATIONS = ("spectral-rates",)
 FORMAT = "neuroq-spectral-pruning-1"
 
 
@@ -89,7 +93,7 @@ def calibration(data: TaskData, n: int, seed: int, batch: int = 500) -> list:
 
 def prune(kind: str, model, keep: float, stats, a, seed: int):
     common = dict(stats=stats, lam=a.lam, theta=a.theta, z=a.z)
-    if kind == "spectral":
+    if kind in ("spectral", "spectral-rates"):  # (the caller passes the rates' statistics for the latter)
         return spectral_prune(model, None, keep, selection=a.selection, **common)
     if kind == "magnitude":
         return magnitude_prune(model, keep, **common)
@@ -217,7 +221,7 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
     method = get(spec["method"], hidden=(a.hidden,), **spec["options"])
     rec = res["runs"].setdefault(net, {}).setdefault(str(seed), {})
     cfg = TrainConfig(dataset=data.name, epochs=a.epochs, batch_size=a.batch_size, lr=spec["lr"], seed=seed,
-                      device=a.device)
+                      val_fraction=0.0, device=a.device)  # every training sequence, as the committed results
     t0 = time.time()
     model, metrics = fit(method, data, cfg, out=str(Path(a.work) / f"{net}-seed{seed}"), resume=True,
                          label=f"{net} seed {seed} ")
@@ -239,6 +243,13 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
                                          for r in (1e-4, 1e-3, 1e-2, 1e-1)},
                               eigenvalues=torch.linalg.eigvalsh(sigma).flip(0).tolist(),
                               time_s=time.time() - t_cal)
+    rate_stats = None
+    if any(k.endswith("-rates") for k in a.methods):  # the spike trains as firing rates: lowpass with the neuron's tau
+        tau = float(spec["options"].get("tau", 2.0))
+        rate_stats = collect_hidden_covariance(
+            model, calib, transform=lambda h: Lowpass(tau, learn_tau=False, step_mode="m").to(h)(h))
+        rec["calibration"]["rates"] = dict(tau=tau, dof=degrees_of_freedom(
+            rate_stats[0].second_moment, a.lam * float(torch.trace(rate_stats[0].second_moment)) / sigma.shape[0]))
     pr = rec.setdefault("prune", {})
     for kind in a.methods:
         for keep in a.keep:
@@ -246,7 +257,7 @@ def run_seed(net: str, seed: int, data: TaskData, ft_data: TaskData, res: dict, 
             if key in pr.get(kind, {}) and (a.finetune_epochs == 0 or "acc_finetuned" in pr[kind][key]):
                 continue
             t1 = time.time()
-            pruned, rep = prune(kind, model, keep, stats, a, seed)
+            pruned, rep = prune(kind, model, keep, rate_stats if kind.endswith("-rates") else stats, a, seed)
             acc = evaluate(method, pruned, data.test, device=a.device)
             e = dict(keep_units=rep.keep, params_after=rep.params_after, params_before=rep.params_before,
                      acc=acc, loss_input=rep.loss_input[0][-1], loss_output=rep.loss_output[0][-1],
@@ -280,7 +291,7 @@ def main(argv=None):
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--keep", nargs="+", type=float, default=[0.75, 0.5, 0.25, 0.1], help="kept fractions")
-    p.add_argument("--methods", nargs="+", default=list(PRUNERS), choices=PRUNERS)
+    p.add_argument("--methods", nargs="+", default=list(PRUNERS), choices=PRUNERS + ABLATIONS)
     p.add_argument("--calib-samples", type=int, default=2000, help="training sequences for the covariance")
     p.add_argument("--lam", type=float, default=1e-3, help="ridge lambda relative to Tr(Sigma)/m")
     p.add_argument("--theta", type=float, default=0.5, help="weight of the input loss L_A against L_B")

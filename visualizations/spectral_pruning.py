@@ -33,6 +33,8 @@ METHODS = {
     "random": dict(label="random (deletion)", color=viz.color(2), marker="^", ls="-", zorder=3),
     "magnitude+rec": dict(label="magnitude + reconstruction (ablation)", color=viz.color(3), marker="D",
                           ls="--", zorder=2),
+    "spectral-rates": dict(label="spectral on firing rates (ablation)", color=viz.color(4), marker="v",
+                           ls="--", zorder=1),
 }
 MARK = "<!-- spectral-pruning-table -->"
 TARGETS_MARK = "<!-- spectral-pruning-targets -->"

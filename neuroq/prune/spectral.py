@@ -633,7 +633,8 @@ def _default_forward(model: nn.Module, batch, device) -> None:
 
 
 def collect_hidden_covariance(model: nn.Module, data, layer: Optional[str] = None, *,
-                              forward: Optional[Callable] = None, max_batches: Optional[int] = None) -> list:
+                              forward: Optional[Callable] = None, max_batches: Optional[int] = None,
+                              transform: Optional[Callable] = None) -> list:
     r"""Run ``model`` over ``data`` and accumulate :math:`\hat\Sigma` of the layer's hidden states.
 
     Forward hooks on the recurrent layer stream each batch's states into a
@@ -648,6 +649,10 @@ def collect_hidden_covariance(model: nn.Module, data, layer: Optional[str] = Non
         layer: name of the recurrent submodule (``None``: the only supported one).
         forward: ``forward(model, batch)`` to run a batch another way.
         max_batches: stop after this many batches.
+        transform: ``transform(h) -> h'`` applied to each batch's hidden states (``[T, N, m]`` for a
+            multi-step layer) before they enter the statistics, e.g. a lowpass filter that turns spike
+            trains into firing rates (``neuroq.layer.Lowpass(tau, learn_tau=False, step_mode='m')``);
+            the shape must be kept.
 
     Outputs: a list of :class:`HiddenCovariance`, one per stacked hidden state.
 
@@ -657,14 +662,16 @@ def collect_hidden_covariance(model: nn.Module, data, layer: Optional[str] = Non
         >>> pruned, report = spectral_prune(model, None, keep=0.5, stats=stats)
     """
     name, mod, adapter = _find_layer(model, layer)
-    return _collect(model, data, mod, adapter, forward, max_batches)
+    return _collect(model, data, mod, adapter, forward, max_batches, transform)
 
 
-def _collect(model, data, mod, adapter, forward, max_batches):
+def _collect(model, data, mod, adapter, forward, max_batches, transform=None):
     if max_batches is not None:
         check_int("max_batches", max_batches, ge=1)
     if forward is not None and not callable(forward):
         raise TypeError(f"forward must be callable(model, batch), got {forward!r}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be callable(hidden states) -> hidden states, got {transform!r}")
     if isinstance(data, torch.Tensor):
         data = [data]
     try:
@@ -674,6 +681,12 @@ def _collect(model, data, mod, adapter, forward, max_batches):
     stats = [HiddenCovariance(adapter.state_size(mod)) for _ in range(adapter.num_states(mod))]
 
     def sink(k, h):
+        if transform is not None:
+            t = transform(h)
+            if not isinstance(t, torch.Tensor) or t.shape != h.shape:
+                raise ValueError(f"transform must return a tensor of the hidden states' shape {tuple(h.shape)}, "
+                                 f"got {getattr(t, 'shape', type(t).__name__)}")
+            h = t
         stats[k].update(h)
 
     device = _model_device(model)

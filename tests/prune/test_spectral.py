@@ -439,3 +439,37 @@ def test_bad_calibration_data_and_statistics_are_refused_by_what_is_wrong():
         reconstruction_matrix(torch.eye(4), [], 1e-3)
     with pytest.raises(ValueError, match="keep must be >= 1"):
         pivoted_select(torch.eye(4), 0, 1e-3)
+
+
+def test_transform_of_the_hidden_states_enters_the_covariance():
+    """``transform``: the statistics are those of the transformed states. For a spiking RNN whose spike
+    trains are lowpass-filtered into firing rates, the second moment equals one computed by hand from the
+    recorded spikes filtered by an explicit loop y_t = (1 - a) s_t + a y_{t-1}, a = exp(-1/tau)."""
+    from neuroq.layer import Lowpass
+    from neuroq.prune.surgery import adapter_for
+
+    torch.manual_seed(0)
+    layer = SpikingRNN(5, 12, tau=2.0, v_threshold=0.3, step_mode="m")
+    x = torch.rand(9, 4, 5) * 2                                        # [T, N, F]
+    recorded = []
+    handles = adapter_for(layer).attach(layer, lambda k, h: recorded.append(h.detach()))
+    with torch.no_grad():
+        layer(x)
+    for h in handles:
+        h.remove()
+    s = recorded[0].double()
+    assert 0 < s.mean() < 1                                            # spikes, some of them
+    a = float(torch.exp(torch.tensor(-1 / 2.0)))
+    y, rates = torch.zeros_like(s[0]), []
+    for t in range(s.shape[0]):
+        y = (1 - a) * s[t] + a * y
+        rates.append(y)
+    r = torch.stack(rates).reshape(-1, 12)
+    stats = collect_hidden_covariance(layer, [x], transform=lambda h: Lowpass(2.0, learn_tau=False, step_mode="m")(h))
+    torch.testing.assert_close(stats[0].second_moment, r.T @ r / r.shape[0], rtol=1e-5, atol=1e-7)
+    raw = collect_hidden_covariance(layer, [x])[0].second_moment
+    torch.testing.assert_close(raw, s.reshape(-1, 12).T @ s.reshape(-1, 12) / r.shape[0], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="shape"):
+        collect_hidden_covariance(layer, [x], transform=lambda h: h[:, :, :3])
+    with pytest.raises(TypeError, match="transform must be callable"):
+        collect_hidden_covariance(layer, [x], transform=3)
