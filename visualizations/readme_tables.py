@@ -168,6 +168,13 @@ def _prune():
         w, a = t[net]["within_1pt_at_50"], t[net]["ahead_at_le_50"]
         parts.append(f"{label}: 50 % of units at −{w['drop_points']:.2f} points ({_yn(w['met'])}), ahead of the "
                      f"baselines beyond their spread {_yn(a['met'])}")
+    rates = _load("spectral_pruning_rates.json")
+    sp = rates["summary"]["srnn"]["prune"]
+    dof = [r["calibration"]["rates"]["dof"] for r in rates["runs"]["srnn"].values()]
+    parts[-1] += (f"; its activity is nearly full-rank (N̂ ≈ {min(dof):.0f}-{max(dof):.0f} of "
+                  f"{rates['summary']['srnn']['hidden']} even as firing rates), and pruning from firing rates "
+                  f"instead of spikes gives −{sp['spectral-rates']['0.5']['drop_points']['mean']:.2f} vs "
+                  f"−{sp['spectral']['0.5']['drop_points']['mean']:.2f} on new networks (ablation)")
     return "; ".join(parts)
 
 

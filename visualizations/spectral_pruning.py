@@ -119,6 +119,15 @@ def table(res: dict) -> str:
                             f"{_pm(v['acc'])} | {_pm(v['drop_points'], 1.0)} | {_pm(v['acc_finetuned'])} | "
                             f"{sum(rel) / len(rel):.3f} | "
                             f"{'–' if not drift or drift['mean'] is None else format(drift['mean'], '.3f')} |")
+    dofs = []  # runs with the firing-rate ablation: both covariances' degrees of freedom per seed
+    for net, runs in res["runs"].items():
+        for seed, r in sorted(runs.items()):
+            c = r.get("calibration", {})
+            if "rates" in c:
+                dofs.append(f"{net} seed {seed}: spikes {c['dof']:.1f}, rates {c['rates']['dof']:.1f}")
+    if dofs:
+        m = next(iter(res["summary"].values()))["hidden"]
+        rows += ["", f"N̂(λ) of the spike-train and the firing-rate covariance (of m = {m}): " + "; ".join(dofs) + "."]
     return "\n".join(rows)
 
 

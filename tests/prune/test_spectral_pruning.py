@@ -464,3 +464,18 @@ def test_pruned_network_fine_tunes_through_the_loop():
     assert tuned is pruned and tuned.rnn.hidden_size == 8 and tuned.readout.in_features == 8
     assert not torch.equal(tuned.rnn.weight_hh_l0, w0)
     assert metrics["final_test_acc"] > acc0
+
+
+@pytest.mark.parametrize("json_name, tag", [("spectral_pruning_mnist.json", ""), ("spectral_pruning_rates.json", "-rates")])
+def test_docs_tables_are_generated_from_the_committed_json(json_name, tag):
+    """docs/spectral_pruning.md's tables equal what visualizations.spectral_pruning renders from the committed
+    JSON (regenerate: ``python -m visualizations.spectral_pruning --json ... --tag ...``)."""
+    import json
+    from pathlib import Path
+
+    from visualizations import spectral_pruning as sp
+
+    root = Path(__file__).resolve().parents[2]
+    res = json.loads((root / "examples" / "results" / json_name).read_text())
+    mark = sp.MARK.replace(" -->", f"{tag} -->")
+    assert f"{mark}\n{sp.table(res)}\n{mark}" in (root / "docs" / "spectral_pruning.md").read_text()
