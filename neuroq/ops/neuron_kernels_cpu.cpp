@@ -18,6 +18,7 @@
 //                                  held to 1e-5, and the spikes they read come from part 1's H).
 // Without NQ_PART both parts are compiled in one unit (all exact), as the vectorisation test does.
 #include "kernels.cuh"
+#include "stream_cpu.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ typedef NQ_STORAGE S;
 #define NQ_SCRATCH_BYTES 524288  // backward: steps * B * 4 bytes of H per block (within L2)
 #define NQ_HIDDEN __attribute__((visibility("hidden")))
 #define NQ_MIN_PARALLEL 32768    // below this many elements (T*N) one thread does all
+#ifndef NQ_T_INNER_MAX
+#define NQ_T_INNER_MAX 32        // IF/LIF forward: time inside tiles of NQ_TILE neurons up to this many steps
+#endif
+#define NQ_TILE 128
 
 #define NQ_RESTRICT __restrict__
 
@@ -82,31 +87,59 @@ NQ_HIDDEN void nq_saf_reverse(const NQSAF& p, const NQSurrogate& sg, const float
                               int len, int ld);
 
 // ---- integrate-and-fire family --------------------------------------------------------------
+// Short sequences (steps <= NQ_T_INNER_MAX) run time inside tiles of NQ_TILE neurons, whose potentials
+// stay in L1 over all steps; longer ones one tile = the block (time outside).  Outputs of
+// NQ_STREAM_MIN_BYTES or more go out through an L1 chunk buffer with streaming stores (stream_cpu.h).
+// The arithmetic is the same in every case (bit-identical outputs).
 template <int CHARGE, int RECIP, bool VSEQ, bool TRACE>
 static void if_forward_block(const NQNeuron p, const S* NQ_RESTRICT x, const S* NQ_RESTRICT v0,
                              S* NQ_RESTRICT spike, S* NQ_RESTRICT v_seq, S* NQ_RESTRICT v_last,
                              const S* NQ_RESTRICT trace0, S* NQ_RESTRICT trace_last,
                              const float trace_decay, const nq_index_t n, const int steps,
-                             const nq_index_t i0, const int len) {
+                             const nq_index_t i0, const int len, const bool stream) {
     alignas(64) float v[NQ_BLOCK_MAX];
     alignas(64) float tr[TRACE ? NQ_BLOCK_MAX : 1];
     for (int j = 0; j < len; ++j) v[j] = nq_load(v0 + i0 + j);
     if (TRACE)
         for (int j = 0; j < len; ++j) tr[j] = nq_load(trace0 + i0 + j);
-    for (int t = 0; t < steps; ++t) {
-        const nq_index_t off = (nq_index_t)t * n + i0;
-        const S* NQ_RESTRICT xt = x + off;
-        S* NQ_RESTRICT st = spike + off;
-        S* NQ_RESTRICT vt = VSEQ ? v_seq + off : 0;
+    const int tile = steps <= NQ_T_INNER_MAX ? NQ_TILE : len;
+    for (int j0 = 0; j0 < len; j0 += tile) {
+        const int j1 = len - j0 < tile ? len : j0 + tile;
+        for (int t = 0; t < steps; ++t) {
+            const nq_index_t off = (nq_index_t)t * n + i0;
+            const S* NQ_RESTRICT xt = x + off;
+            S* NQ_RESTRICT st = spike + off;
+            S* NQ_RESTRICT vt = VSEQ ? v_seq + off : 0;
+            if (!stream) {
 #pragma omp simd
-        for (int j = 0; j < len; ++j) {
-            float h = nq_charge(p, CHARGE, RECIP, nq_load(xt + j), v[j]);
-            float s = nq_fire(p, h);
-            float vn = nq_reset(p, h, s);
-            v[j] = vn;
-            nq_store(st + j, s);
-            if (VSEQ) nq_store(vt + j, vn);
-            if (TRACE) tr[j] = tr[j] * trace_decay + s;
+                for (int j = j0; j < j1; ++j) {
+                    float h = nq_charge(p, CHARGE, RECIP, nq_load(xt + j), v[j]);
+                    float s = nq_fire(p, h);
+                    float vn = nq_reset(p, h, s);
+                    v[j] = vn;
+                    nq_store(st + j, s);
+                    if (VSEQ) nq_store(vt + j, vn);
+                    if (TRACE) tr[j] = tr[j] * trace_decay + s;
+                }
+                continue;
+            }
+            alignas(64) S os[NQ_STREAM_CHUNK];
+            alignas(64) S ov[VSEQ ? NQ_STREAM_CHUNK : 1];
+            for (int c0 = j0; c0 < j1; c0 += NQ_STREAM_CHUNK) {
+                const int m = j1 - c0 < NQ_STREAM_CHUNK ? j1 - c0 : NQ_STREAM_CHUNK;
+#pragma omp simd
+                for (int j = 0; j < m; ++j) {
+                    float h = nq_charge(p, CHARGE, RECIP, nq_load(xt + c0 + j), v[c0 + j]);
+                    float s = nq_fire(p, h);
+                    float vn = nq_reset(p, h, s);
+                    v[c0 + j] = vn;
+                    nq_store(os + j, s);
+                    if (VSEQ) nq_store(ov + j, vn);
+                    if (TRACE) tr[c0 + j] = tr[c0 + j] * trace_decay + s;
+                }
+                nq_stream_bytes(st + c0, os, (size_t)m * sizeof(S));
+                if (VSEQ) nq_stream_bytes(vt + c0, ov, (size_t)m * sizeof(S));
+            }
         }
     }
     for (int j = 0; j < len; ++j) nq_store(v_last + i0 + j, v[j]);
@@ -188,13 +221,13 @@ static void saf_forward_block(const NQSAF p, const S* NQ_RESTRICT u, const S* NQ
 template <int CHARGE, int RECIP>
 static void if_forward_any(const NQNeuron& p, const S* x, const S* v0, S* spike, S* v_seq,
                            S* v_last, const S* trace0, S* trace_last, float trace_decay,
-                           nq_index_t n, int steps, nq_index_t i0, int len) {
+                           nq_index_t n, int steps, nq_index_t i0, int len, bool stream) {
     if (v_seq) {
-        if (trace0) if_forward_block<CHARGE, RECIP, true, true>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len);
-        else if_forward_block<CHARGE, RECIP, true, false>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len);
+        if (trace0) if_forward_block<CHARGE, RECIP, true, true>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len, stream);
+        else if_forward_block<CHARGE, RECIP, true, false>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len, stream);
     } else {
-        if (trace0) if_forward_block<CHARGE, RECIP, false, true>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len);
-        else if_forward_block<CHARGE, RECIP, false, false>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len);
+        if (trace0) if_forward_block<CHARGE, RECIP, false, true>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len, stream);
+        else if_forward_block<CHARGE, RECIP, false, false>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len, stream);
     }
 }
 
@@ -234,13 +267,18 @@ void nq_cpu_if_forward(const NQNeuron* pp, const S* x, const S* v0, S* spike, S*
     const int nt = nq_threads(n * (nq_index_t)(steps > 0 ? steps : 1), nthreads);
     const int B = nq_block_size(n, nt, 0);
     const nq_index_t nblocks = (n + B - 1) / B;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (nq_index_t b = 0; b < nblocks; ++b) {
-        const nq_index_t i0 = b * B;
-        const int len = (int)(n - i0 < B ? n - i0 : B);
-#define NQ_CALL(C, R) if_forward_any<C, R>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len)
-        NQ_CHARGE_DISPATCH(NQ_CALL)
+    const bool stream = nq_stream_wanted(n * (nq_index_t)(steps > 0 ? steps : 0), sizeof(S));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static)
+        for (nq_index_t b = 0; b < nblocks; ++b) {
+            const nq_index_t i0 = b * B;
+            const int len = (int)(n - i0 < B ? n - i0 : B);
+#define NQ_CALL(C, R) if_forward_any<C, R>(p, x, v0, spike, v_seq, v_last, trace0, trace_last, trace_decay, n, steps, i0, len, stream)
+            NQ_CHARGE_DISPATCH(NQ_CALL)
 #undef NQ_CALL
+        }
+        if (stream) nq_stream_fence();
     }
 }
 

@@ -103,6 +103,35 @@ def test_cpu_kernel_equals_torch_reference(family, v_reset, detach, T):
                 assert 0 < ours[0].sum() < ours[0].numel()
 
 
+#: the IF/LIF forward's loops (time outside blocks or inside tiles; ordinary or streaming stores), forced by
+#: compile flags whatever the size
+FORWARD_VARIANTS = {"blocks": ("-DNQ_T_INNER_MAX=0", "-DNQ_STREAM_MIN_BYTES=0x7fffffffffffffff"),
+                    "blocks-streamed": ("-DNQ_T_INNER_MAX=0", "-DNQ_STREAM_MIN_BYTES=0"),
+                    "tiles": ("-DNQ_T_INNER_MAX=1000", "-DNQ_STREAM_MIN_BYTES=0x7fffffffffffffff"),
+                    "tiles-streamed": ("-DNQ_T_INNER_MAX=1000", "-DNQ_STREAM_MIN_BYTES=0")}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", sorted(FORWARD_VARIANTS))
+def test_every_if_forward_loop_equals_the_torch_reference(variant, threads, monkeypatch):
+    """Each forward loop of the hand-written IF/LIF kernel, forced whatever the size, with v_seq kept, rows
+    not aligned to a cache line (N = 4099) and tiles and stream chunks ending mid-way: bit-identical spikes and
+    states, gradients to 1e-5, against the torch reference."""
+    monkeypatch.setattr(build, "_LIBS", {})
+    monkeypatch.setattr(build, "ARCH_FLAGS", build.ARCH_FLAGS + FORWARD_VARIANTS[variant])
+    x, v0, grads = _case(9, 4099, 17)
+    p = LIFParameters(tau=2.5, decay_input=True, v_threshold=1.0, v_reset=None, detach_reset=False)
+    sg = surrogate.Sigmoid(alpha=4.0)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        ours = _run(lambda a, b: cpu.if_family_cpu(a, b, p, sg, True)[:3], x, v0, grads)
+    finally:
+        torch.set_num_threads(old)
+    _assert_same(ours, _run(lambda a, b: neuron_fn.lif_multi_step(a, b, p, sg, True), x, v0, grads))
+    assert build._LIBS, "the forced library was not built"
+
+
 @pytest.mark.parametrize("name,sg", SURROGATES, ids=[n for n, _ in SURROGATES])
 def test_cpu_every_device_surrogate_through_the_modules(name, sg):
     """backend='cpu' modules equal backend='torch' ones: spikes/states exactly, gradients to 1e-5,
