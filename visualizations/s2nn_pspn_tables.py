@@ -94,16 +94,21 @@ def s2nn_curve_table(paths) -> str:
     return "\n".join(lines)
 
 
-def s2nn_curve_figure(paths, out: Path) -> Path:
-    """The learning curves of the runs ``paths`` in one figure (:func:`neuroq.viz.learning_curves`)."""
+def _curve_figure(curves: dict, title: str, out: Path) -> Path:
+    """``{label: history}`` as test accuracy per epoch in one figure (:func:`neuroq.viz.learning_curves`)."""
     from neuroq import viz
 
-    d = json.loads(Path(paths[0]).read_text())
-    ax = viz.learning_curves({k: [h] for k, h in _curves(paths).items()}, key="test_acc",
-                             title=f"{d['dataset']}, {d['n_train']} training images: test accuracy per epoch")
+    ax = viz.learning_curves({k: [h] for k, h in curves.items()}, key="test_acc", title=title)
     ax.set_ylabel("test accuracy")
     viz.save(ax, out, dpi=150)
     return out
+
+
+def s2nn_curve_figure(paths, out: Path) -> Path:
+    """The learning curves of the runs ``paths`` in one figure."""
+    d = json.loads(Path(paths[0]).read_text())
+    return _curve_figure(_curves(paths), f"{d['dataset']}, {d['n_train']} training images: test accuracy per epoch",
+                         out)
 
 
 def _pspn_curves(path: Path) -> dict:
@@ -143,15 +148,10 @@ def pspn_curve_table(path: Path) -> str:
 
 
 def pspn_curve_figure(path: Path, out: Path) -> Path:
-    """The learning curves of a ``pspn_depth --curves`` run in one figure (:func:`neuroq.viz.learning_curves`)."""
-    from neuroq import viz
-
+    """The learning curves of a ``pspn_depth --curves`` run in one figure."""
     d = json.loads(Path(path).read_text())
-    ax = viz.learning_curves({k: [h] for k, h in _pspn_curves(path).items()}, key="test_acc",
-                             title=f"spiking pre-activation ResNets, {d['n_train']} {d['dataset']} images")
-    ax.set_ylabel("test accuracy")
-    viz.save(ax, out, dpi=150)
-    return out
+    return _curve_figure(_pspn_curves(path), f"spiking pre-activation ResNets, {d['n_train']} {d['dataset']} images",
+                         out)
 
 
 def pspn_table(path: Path) -> str:

@@ -16,7 +16,7 @@
 //       simd for j in block             (the compiler vectorises over neurons)
 //
 // A forward of at most NQ_STEP_T_INNER_MAX steps instead runs time inside tiles of NQ_STEP_TILE
-// neurons (step_forward_tiles: a tile's states stay in L1 over all steps, as in an unrolled loop).
+// neurons (step_forward_block's tiles: a tile's states stay in L1 over all steps, as in an unrolled loop).
 // On the development CPU the tiles were faster than the blocks up to T = 32 and slower at T = 64, where
 // the blocks stay (benchmarks/generated_kernels.py times both sizes).
 //
@@ -99,107 +99,64 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
     alignas(64) float st[NQ_K * NQ_STEP_BMAX];
     for (int i = 0; i < NQ_K; ++i)
         for (int j = 0; j < len; ++j) st[i * NQ_STEP_BMAX + j] = nq_load(st0[i] + i0 + j);
-    for (int t = 0; t < steps; ++t) {
-        const nq_index_t off = (nq_index_t)t * n + i0;
-        const S* NQ_RESTRICT xt = x + off;
-        if (MODE == 2) {
-            float* NQ_RESTRICT rec = scratch + (nq_index_t)t * (NQ_K + 1) * ld;
-            for (int i = 0; i < NQ_K; ++i) {
-                float* NQ_RESTRICT ri = rec + i * ld;
-                const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX;
-#pragma omp simd
-                for (int j = 0; j < len; ++j) ri[j] = si[j];
-            }
-            float* NQ_RESTRICT rx = rec + NQ_K * ld;
-#pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const float xv = nq_load(xt + j);
-                rx[j] = xv;
-                NQStep::forward(c, xv, nq_col<NQ_STEP_BMAX>{st, j});
-            }
-        } else if (!stream) {
-            S* NQ_RESTRICT sp = spike + off;
-#pragma omp simd
-            for (int j = 0; j < len; ++j) nq_store(sp + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_BMAX>{st, j}));
-            if (MODE == 1)
+    // short sequences: time inside tiles of NQ_STEP_TILE neurons (a tile's states stay in L1 over all steps);
+    // longer ones and the backward's recompute (its scratch is laid out per step): one tile = the block
+    const int tile = (MODE != 2 && steps <= NQ_STEP_T_INNER_MAX) ? NQ_STEP_TILE : len;
+    for (int j0 = 0; j0 < len; j0 += tile) {
+        const int j1 = len - j0 < tile ? len : j0 + tile;
+        for (int t = 0; t < steps; ++t) {
+            const nq_index_t off = (nq_index_t)t * n + i0;
+            const S* NQ_RESTRICT xt = x + off;
+            if (MODE == 2) {
+                float* NQ_RESTRICT rec = scratch + (nq_index_t)t * (NQ_K + 1) * ld;
                 for (int i = 0; i < NQ_K; ++i) {
-                    if (!seq[i]) continue;
-                    S* NQ_RESTRICT q = seq[i] + off;
+                    float* NQ_RESTRICT ri = rec + i * ld;
                     const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX;
 #pragma omp simd
-                    for (int j = 0; j < len; ++j) nq_store(q + j, si[j]);
+                    for (int j = 0; j < len; ++j) ri[j] = si[j];
                 }
-        } else {  // the same arithmetic, each chunk's outputs through an L1 buffer and streaming stores
-            alignas(64) S ob[NQ_STREAM_CHUNK];
-            for (int j0 = 0; j0 < len; j0 += NQ_STREAM_CHUNK) {
-                const int m = len - j0 < NQ_STREAM_CHUNK ? len - j0 : NQ_STREAM_CHUNK;
-                const S* NQ_RESTRICT xc = xt + j0;
+                float* NQ_RESTRICT rx = rec + NQ_K * ld;
 #pragma omp simd
-                for (int j = 0; j < m; ++j) nq_store(ob + j, NQStep::forward(c, nq_load(xc + j), nq_col<NQ_STEP_BMAX>{st, j0 + j}));
-                nq_stream_bytes(spike + off + j0, ob, (size_t)m * sizeof(S));
+                for (int j = 0; j < len; ++j) {
+                    const float xv = nq_load(xt + j);
+                    rx[j] = xv;
+                    NQStep::forward(c, xv, nq_col<NQ_STEP_BMAX>{st, j});
+                }
+            } else if (!stream) {
+                S* NQ_RESTRICT sp = spike + off;
+#pragma omp simd
+                for (int j = j0; j < j1; ++j) nq_store(sp + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_BMAX>{st, j}));
                 if (MODE == 1)
                     for (int i = 0; i < NQ_K; ++i) {
                         if (!seq[i]) continue;
-                        const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX + j0;
+                        S* NQ_RESTRICT q = seq[i] + off;
+                        const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX;
 #pragma omp simd
-                        for (int j = 0; j < m; ++j) nq_store(ob + j, si[j]);
-                        nq_stream_bytes(seq[i] + off + j0, ob, (size_t)m * sizeof(S));
+                        for (int j = j0; j < j1; ++j) nq_store(q + j, si[j]);
                     }
+            } else {  // the same arithmetic, each chunk's outputs through an L1 buffer and streaming stores
+                alignas(64) S ob[NQ_STREAM_CHUNK];
+                for (int c0 = j0; c0 < j1; c0 += NQ_STREAM_CHUNK) {
+                    const int m = j1 - c0 < NQ_STREAM_CHUNK ? j1 - c0 : NQ_STREAM_CHUNK;
+                    const S* NQ_RESTRICT xc = xt + c0;
+#pragma omp simd
+                    for (int j = 0; j < m; ++j) nq_store(ob + j, NQStep::forward(c, nq_load(xc + j), nq_col<NQ_STEP_BMAX>{st, c0 + j}));
+                    nq_stream_bytes(spike + off + c0, ob, (size_t)m * sizeof(S));
+                    if (MODE == 1)
+                        for (int i = 0; i < NQ_K; ++i) {
+                            if (!seq[i]) continue;
+                            const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX + c0;
+#pragma omp simd
+                            for (int j = 0; j < m; ++j) nq_store(ob + j, si[j]);
+                            nq_stream_bytes(seq[i] + off + c0, ob, (size_t)m * sizeof(S));
+                        }
+                }
             }
         }
     }
     if (MODE != 2)
         for (int i = 0; i < NQ_K; ++i)
             for (int j = 0; j < len; ++j) nq_store(last[i] + i0 + j, st[i * NQ_STEP_BMAX + j]);
-}
-
-// Forward of one block with time inside tiles of NQ_STEP_TILE neurons (short sequences, steps <=
-// NQ_STEP_T_INNER_MAX): a tile's states stay in L1 (registers where the compiler can) over all steps,
-// instead of the block's states being reloaded from L2 at every step.  MODE 0 or 1 as above.
-template <int MODE>
-static void step_forward_tiles(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT x, const S* const* st0,
-                               S* NQ_RESTRICT spike, S* const* seq, S* const* last, const nq_index_t n,
-                               const int steps, const nq_index_t i0, const int len, const bool stream) {
-    float c[NQ_NCONST_ALLOC];
-    for (int k = 0; k < NQStep::NCONST; ++k) c[k] = cc[k];
-    for (int j0 = 0; j0 < len; j0 += NQ_STEP_TILE) {
-        const int m = len - j0 < NQ_STEP_TILE ? len - j0 : NQ_STEP_TILE;
-        const nq_index_t base = i0 + j0;
-        alignas(64) float st[NQ_K * NQ_STEP_TILE];
-        for (int i = 0; i < NQ_K; ++i)
-            for (int j = 0; j < m; ++j) st[i * NQ_STEP_TILE + j] = nq_load(st0[i] + base + j);
-        for (int t = 0; t < steps; ++t) {
-            const nq_index_t off = (nq_index_t)t * n + base;
-            const S* NQ_RESTRICT xt = x + off;
-            if (!stream) {
-                S* NQ_RESTRICT sp = spike + off;
-#pragma omp simd
-                for (int j = 0; j < m; ++j) nq_store(sp + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_TILE>{st, j}));
-            } else {
-                alignas(64) S ob[NQ_STEP_TILE];
-#pragma omp simd
-                for (int j = 0; j < m; ++j) nq_store(ob + j, NQStep::forward(c, nq_load(xt + j), nq_col<NQ_STEP_TILE>{st, j}));
-                nq_stream_bytes(spike + off, ob, (size_t)m * sizeof(S));
-            }
-            if (MODE == 1)
-                for (int i = 0; i < NQ_K; ++i) {
-                    if (!seq[i]) continue;
-                    const float* NQ_RESTRICT si = st + i * NQ_STEP_TILE;
-                    if (!stream) {
-                        S* NQ_RESTRICT q = seq[i] + off;
-#pragma omp simd
-                        for (int j = 0; j < m; ++j) nq_store(q + j, si[j]);
-                    } else {
-                        alignas(64) S ob[NQ_STEP_TILE];
-#pragma omp simd
-                        for (int j = 0; j < m; ++j) nq_store(ob + j, si[j]);
-                        nq_stream_bytes(seq[i] + off, ob, (size_t)m * sizeof(S));
-                    }
-                }
-        }
-        for (int i = 0; i < NQ_K; ++i)
-            for (int j = 0; j < m; ++j) nq_store(last[i] + base + j, st[i * NQ_STEP_TILE + j]);
-    }
 }
 
 // Reverse time over one block from the scratch of step_forward_block<2>; g_seq[i] (when g_seq) may be
@@ -270,7 +227,7 @@ void nq_step_abi(int* out) {
 // The smallest output (bytes) written with streaming stores (stream_cpu.h).
 long long nq_step_stream_min_bytes(void) { return (long long)NQ_STREAM_MIN_BYTES; }
 
-// The longest sequence whose forward runs time inside tiles (step_forward_tiles).
+// The longest sequence whose forward runs time inside tiles (step_forward_block).
 int nq_step_t_inner_max(void) { return NQ_STEP_T_INNER_MAX; }
 
 // x, spike [T, N]; st0[i], last[i] [N]; seq[i] [T, N] or null (seq itself null: none kept).
@@ -288,10 +245,7 @@ void nq_step_forward(const float* c, const S* x, const S* const* st0, S* spike, 
         for (nq_index_t b = 0; b < nblocks; ++b) {
             const nq_index_t i0 = b * B;
             const int len = (int)(n - i0 < B ? n - i0 : B);
-            if (steps <= NQ_STEP_T_INNER_MAX) {
-                if (any_seq) step_forward_tiles<1>(c, x, st0, spike, seq, last, n, steps, i0, len, stream);
-                else step_forward_tiles<0>(c, x, st0, spike, seq, last, n, steps, i0, len, stream);
-            } else if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
+            if (any_seq) step_forward_block<1>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
             else step_forward_block<0>(c, x, st0, spike, seq, last, 0, n, steps, i0, len, 0, stream);
         }
         if (stream) nq_stream_fence();
