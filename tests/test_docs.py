@@ -73,3 +73,23 @@ def test_every_file_of_the_method_table_exists():
                 where = ROOT / "neuroq" / path if k <= 2 else ROOT / path
                 assert where.exists(), f"{cells[0]}: {path} ({where}) does not exist"
         assert "examples/" in cells[3] and "docs/" in cells[4] and "tests/" in cells[5], row
+
+
+#: the benchmark blocks of the docs: (page, benchmark script whose ``render(path)`` fills them from its JSON)
+BENCHMARK_BLOCKS = [("docs/neurons.md", "generated_kernels"), ("docs/kernels.md", "large_tensor_cost"),
+                    ("docs/kernels.md", "neuron_kernels")]
+
+
+@pytest.mark.parametrize("page,script", BENCHMARK_BLOCKS, ids=lambda v: str(v))
+def test_benchmark_blocks_are_what_the_committed_json_renders(page, script, tmp_path):
+    """Numbers in the docs come from the benchmarks' JSON: re-rendering a page's block from the committed
+    results changes nothing (after a benchmark run: ``python benchmarks/<script>.py --render <page>``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", ROOT / "benchmarks" / f"{script}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    copy = tmp_path / Path(page).name
+    copy.write_text((ROOT / page).read_text())
+    assert "<!-- begin:" in copy.read_text()
+    assert not mod.render(copy), f"{page} is out of date: run python benchmarks/{script}.py --render {page}"

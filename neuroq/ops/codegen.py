@@ -13,10 +13,13 @@ A neuron's :meth:`~neuroq.neuron.BaseNode.step` ``(x, *states) -> (spike, *state
    torch's derivative for every op (its conventions at ties and kinks: ``clamp``, ``maximum``,
    ``abs``, ``relu``), zero through ``detach`` and comparisons, and the surrogate's device
    derivative (``kernels.cuh``'s ``nq_surrogate_grad``) for each spike;
-4. **emitted** as ``struct NQStep`` with two functions per neuron and step -- ``forward(c, x, st)``
-   (updates the states ``st`` in place, returns the spike) and ``backward(c, sg, x, st, g_spike, gs)``
-   (recomputes the step from ``x`` and the states before it, turns ``gs`` = dL/d(new states) into
-   dL/d(old states), returns dL/dx) -- which the loop templates of the hand-written kernels run
+4. **emitted** as ``struct NQStep`` with three functions per neuron and step -- ``forward(c, x, st)``
+   (updates the states ``st`` in place, returns the spike), ``forward_save(c, x, st, sv)`` (the same, also
+   writing the ``NSAVE`` values the backward needs into ``sv``: the fewest values every value of the
+   vector-Jacobian product can be recomputed from, :func:`save_set`, e.g. ``H`` alone for a LIF) and
+   ``backward(c, sg, sv, g_spike, gs)`` (recomputes what it needs from ``sv`` with the forward's own
+   expressions, turns ``gs`` = dL/d(new states) into dL/d(old states), returns dL/dx) -- which the loop
+   templates of the hand-written kernels run
    (``step_kernels_cpu.cpp`` on the CPU, the tiles of ``kernels.cuh`` through ``step_entry_points.cuh``
    on CUDA).
 
@@ -43,6 +46,8 @@ import functools
 import hashlib
 import math
 import operator
+import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -592,6 +597,102 @@ def count_ops(g: StepGraph) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# what the backward keeps
+# ---------------------------------------------------------------------------------------------
+def _depends_on_input(g: StepGraph) -> list:
+    """Per value: whether it depends on ``x`` or a state (a value of constants alone is recomputed for free)."""
+    dep = []
+    for op in g.ops:
+        dep.append(op.kind in ("x", "state") or any(dep[a] for a in op.args))
+    return dep
+
+
+def save_set(g: StepGraph, used: set) -> tuple:
+    """The values the forward keeps so that the backward can recompute every value of ``used`` (indices of
+    ``g.ops``, the forward values its vector-Jacobian product reads) without ``x`` or the states: a minimum
+    vertex cut between the inputs and ``used`` (max-flow on the split graph, each value costing one fp32 per
+    neuron and step), the cut nearest to ``used`` among the minimum ones (the least recomputation).  Keeping
+    the inputs themselves is always a cut, so the result never has more than ``n_states + 1`` values.
+    Returns the indices in increasing order."""
+    dep = _depends_on_input(g)
+    used = {i for i in used if dep[i]}
+    if not used:
+        return ()
+    inf = len(g.ops) + 2
+    src, snk = "s", "t"
+    cap: dict = {}
+
+    def edge(a, b, c):
+        cap.setdefault(a, {})
+        cap.setdefault(b, {})
+        cap[a][b] = cap[a].get(b, 0) + c
+        cap[b].setdefault(a, 0)
+
+    for i, op in enumerate(g.ops):
+        if not dep[i]:
+            continue
+        edge(("in", i), ("out", i), 1)
+        if op.kind in ("x", "state"):
+            edge(src, ("in", i), inf)
+        for a in op.args:
+            if dep[a]:
+                edge(("out", a), ("in", i), inf)
+    for i in used:
+        edge(("out", i), snk, inf)
+    while True:  # Edmonds-Karp: at most n_states + 2 augmenting paths
+        prev = {src: None}
+        q = deque([src])
+        while q and snk not in prev:
+            a = q.popleft()
+            for b, c in cap[a].items():
+                if c > 0 and b not in prev:
+                    prev[b] = a
+                    q.append(b)
+        if snk not in prev:
+            break
+        path, b = [], snk
+        while prev[b] is not None:
+            path.append((prev[b], b))
+            b = prev[b]
+        f = min(cap[a][b] for a, b in path)
+        for a, b in path:
+            cap[a][b] -= f
+            cap[b][a] += f
+    # the nodes that still reach the sink in the residual graph; the cut nearest to it is the split edges
+    # (value in -> value out) that enter that set
+    reach = {snk}
+    q = deque([snk])
+    while q:
+        b = q.popleft()
+        for a in cap[b]:
+            if a not in reach and cap[a][b] > 0:
+                reach.add(a)
+                q.append(a)
+    return tuple(sorted(i for i in range(len(g.ops)) if dep[i] and ("out", i) in reach and ("in", i) not in reach))
+
+
+def _recompute_closure(g: StepGraph, used: set, saved: dict) -> set:
+    """The values the backward defines: ``used`` and what they are computed from, down to the saved values
+    and the constants."""
+    out, stack = set(), list(used)
+    while stack:
+        i = stack.pop()
+        if i in out:
+            continue
+        out.add(i)
+        if i in saved:
+            continue
+        if g.ops[i].kind in ("x", "state"):  # pragma: no cover - save_set cuts every input from used
+            raise AssertionError(f"value {i} ({g.ops[i].kind}) is neither saved nor recomputable")
+        stack.extend(g.ops[i].args)
+    return out
+
+
+def _as_float(expr: str, op: Op) -> str:
+    return f"{expr} ? 1.0f : 0.0f" if op.dtype == "b" else expr
+
+
+# ---------------------------------------------------------------------------------------------
 # emission
 # ---------------------------------------------------------------------------------------------
 _NO_GRAD = {"const", "detach", "b2f", "f2b", "ge", "gt", "le", "lt", "eq", "ne", "and", "or", "xor", "not", "sign"}
@@ -616,8 +717,15 @@ class Emitted:
     """The emitted source of one graph for one target: ``struct`` (the ``NQStep`` definition and, for
     CUDA, its argument macros), the constant values in slot order (``consts``, fp32) and the surrogates."""
 
-    def __init__(self, struct: str, consts: np.ndarray, surrogates: list, graph: StepGraph, target: str):
+    def __init__(self, struct: str, consts: np.ndarray, surrogates: list, graph: StepGraph, target: str,
+                 saved: tuple = ()):
         self.struct, self.consts, self.surrogates, self.graph, self.target = struct, consts, surrogates, graph, target
+        self.saved = tuple(saved)  # the values the forward keeps for the backward (indices of graph.ops)
+
+    @property
+    def n_save(self) -> int:
+        """Values per neuron and step the forward keeps for the backward (``NQStep::NSAVE``)."""
+        return len(self.saved)
 
 
 def emit(g: StepGraph, target: str) -> Emitted:
@@ -784,28 +892,48 @@ def emit(g: StepGraph, target: str) -> Emitted:
         return lines
 
     fwd = forward_lines()
-    body_f = fwd + [f"st[{s}] = {name(o)};" for s, o in enumerate(g.outputs[1:])] + [f"return {name(g.outputs[0])};"]
-    body_b = fwd + backward_lines()
+    new_states = [f"st[{s}] = {name(o)};" for s, o in enumerate(g.outputs[1:])]
+    body_f = fwd + new_states + [f"return {name(g.outputs[0])};"]
+    # what the backward keeps of the forward: the fewest values that every value its vector-Jacobian product
+    # reads can be recomputed from (a minimum vertex cut between the inputs and those values); the backward
+    # recomputes the rest from them with the forward's own expressions, so bit for bit
+    grads = backward_lines()
+    saved = save_set(g, {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))})
+    slot = {i: k for k, i in enumerate(saved)}
+    body_s = fwd + [f"sv[{slot[i]}] = {_as_float(name(i), g.ops[i])};" for i in saved] + body_f[len(fwd):]
+    body_b = []
+    for i in sorted(_recompute_closure(g, {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))}, slot)):
+        op = g.ops[i]
+        ctype = "bool" if op.dtype == "b" else "float"
+        if i in slot:
+            expr = f"sv[{slot[i]}] != 0.0f" if op.dtype == "b" else f"sv[{slot[i]}]"
+            body_b.append(f"const {ctype} {name(i)} = {expr};  // saved")
+        else:
+            body_b.append(fwd[i])
+    body_b += grads
     ind = "        "
     struct = (
         f"// {g.name}: {g.n_states} state(s), {len(consts)} constant(s), {len(g.surrogates)} surrogate(s)\n"
         "struct NQStep {\n"
-        f"    enum {{ NSTATE = {g.n_states}, NCONST = {len(consts)}, NSG = {len(g.surrogates)} }};\n"
+        f"    enum {{ NSTATE = {g.n_states}, NCONST = {len(consts)}, NSG = {len(g.surrogates)}, NSAVE = {len(saved)} }};\n"
         "    // one step: the states st[0..NSTATE) in place (a float* or an accessor), returns the spike\n"
         "    template <typename ST>\n"
         "    static NQ_HD_MEMBER float forward(const float* c, float x, ST st) {\n"
         + "\n".join(ind + ln for ln in body_f) + "\n    }\n"
-        "    // its vector-Jacobian product at the states st[] before the step: gs[] = dL/d(new states) in,\n"
-        "    // dL/d(old states) out; returns dL/dx\n"
-        "    template <typename ST, typename GS>\n"
-        "    static NQ_HD_MEMBER float backward(const float* c, const NQSurrogate* sg, float x, ST st, float g_spike,\n"
-        "                                       GS gs) {\n"
-        "        (void)sg;\n"
+        "    // the same step, also writing what backward needs into sv[0..NSAVE) (fp32; a condition as 1 / 0)\n"
+        "    template <typename ST, typename SV>\n"
+        "    static NQ_HD_MEMBER float forward_save(const float* c, float x, ST st, SV sv) {\n"
+        + "\n".join(ind + ln for ln in body_s) + "\n    }\n"
+        "    // its vector-Jacobian product from the step's sv[]: gs[] = dL/d(new states) in, dL/d(old states)\n"
+        "    // out; returns dL/dx\n"
+        "    template <typename SV, typename GS>\n"
+        "    static NQ_HD_MEMBER float backward(const float* c, const NQSurrogate* sg, SV sv, float g_spike, GS gs) {\n"
+        "        (void)sg;\n        (void)sv;\n"
         + "\n".join(ind + ln for ln in body_b) + "\n    }\n"
         "};\n")
     if target == "cuda":
         struct += _cuda_arg_macros(len(consts), len(g.surrogates))
-    return Emitted(struct, np.array(consts, dtype=np.float32), list(g.surrogates), g, target)
+    return Emitted(struct, np.array(consts, dtype=np.float32), list(g.surrogates), g, target, saved)
 
 
 @functools.lru_cache(maxsize=None)

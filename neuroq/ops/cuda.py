@@ -201,14 +201,16 @@ class CupyKernels(Kernels):
     def step_forward(self, c, x, states0, spike, seqs, lasts, for_backward):
         """Launch ``nq_step_forward``: the states stacked ``[K, N]``, the kept sequences one ``[count, T, N]``
         buffer (``seqs`` are its views) with a bit mask; returns ``(x, saved)`` with ``saved`` the fp32
-        states before every step ``[K, T, N]`` when ``for_backward``, else ``()``."""
+        values the step's backward is recomputed from, ``[NSAVE, T, N]`` (``NQStep::forward_save``), when
+        ``for_backward``, else ``()`` (``x`` only gives the backward its shape and dtype; it is not read)."""
         T, N = x.shape
         K = c.n_states
         st0 = torch.stack(tuple(states0))
         last = torch.empty((K, N), dtype=x.dtype, device=x.device)
         mask = sum(1 << i for i, q in enumerate(seqs) if q is not None)
         seq_base = next((q for q in seqs if q is not None), None)  # slot 0 of the [count, T, N] buffer
-        saved = torch.empty((K, T, N), dtype=torch.float32, device=x.device) if for_backward else None
+        saved = (torch.empty((max(1, c.n_save), T, N), dtype=torch.float32, device=x.device) if for_backward
+                 else None)
         _run_step(c.module, "nq_step_forward", x, N,
                   (_ptr(x), _ptr(st0), _ptr(spike), _ptr(seq_base), np.int32(mask), _ptr(saved), _ptr(last),
                    np.int64(N), np.int32(T)) + tuple(c.consts))
@@ -217,9 +219,9 @@ class CupyKernels(Kernels):
         return (x, saved) if for_backward else ()
 
     def step_backward(self, c, saved, g_spike, g_seqs, g_lasts, g_x, g_states0):
-        """Launch ``nq_step_backward`` from the saved ``(x, states)``: the wanted initial-state gradients come
-        out stacked and are copied into ``g_states0``."""
-        x, states = saved
+        """Launch ``nq_step_backward`` from the saved values: the wanted initial-state gradients come out
+        stacked and are copied into ``g_states0``."""
+        x, values = saved
         T, N = x.shape
         K = c.n_states
         mask = sum(1 << i for i, g in enumerate(g_seqs) if g is not None)
@@ -231,7 +233,7 @@ class CupyKernels(Kernels):
         want = any(g is not None for g in g_states0)
         g_st0 = torch.empty((K, N), dtype=x.dtype, device=x.device) if want else None
         _run_step(c.module, "nq_step_backward", x, N,
-                  (_ptr(x), _ptr(states), _ptr(g_spike), _ptr(g_seq), np.int32(mask), _ptr(g_last), _ptr(g_x),
+                  (_ptr(values), _ptr(g_spike), _ptr(g_seq), np.int32(mask), _ptr(g_last), _ptr(g_x),
                    _ptr(g_st0), np.int64(N), np.int32(T)) + tuple(c.consts) + tuple(c.sg))
         for i, g in enumerate(g_states0):
             if g is not None:

@@ -73,6 +73,12 @@ class StepProgram:
             e = self._emitted[target] = codegen.emit(self.graph, target)
         return e
 
+    @property
+    def n_save(self) -> int:
+        """Values per neuron and step the backward is recomputed from (``NQStep::NSAVE``; the same on every
+        target: the cut depends on the graph alone)."""
+        return self.emitted("cpu").n_save
+
     def text(self, target: str) -> str:
         """The source compiled for ``target``: the emitted struct between the includes of ``kernels.cuh``
         and of the loop template (``#include`` lines as written)."""

@@ -25,8 +25,9 @@
 //
 // Layout [T, N] contiguous: element (t, i) at t * N + i (64-bit index: T*N may exceed 2^31).
 // Generated neurons (neuroq/ops/codegen.py): a neuron's own pure step, traced and emitted as a struct
-// NQStep { enum { NSTATE, NCONST, NSG }; forward(c, x, st) -> spike; backward(c, sg, x, st, g_spike, gs)
-// -> dL/dx } with its constants c[] as run-time values; the same two loop shapes run it (the tiles
+// NQStep { enum { NSTATE, NCONST, NSG, NSAVE }; forward(c, x, st) -> spike; forward_save(c, x, st, sv)
+// -> spike, keeping NSAVE values for backward; backward(c, sg, sv, g_spike, gs) -> dL/dx } with its
+// constants c[] as run-time values; the same two loop shapes run it (the tiles
 // nq_step_*_tile below, the CPU blocks of step_kernels_cpu.cpp).
 //
 // Two loop shapes use the per-element functions below:
@@ -529,7 +530,20 @@ NQ_HD void nq_surrogate_backward_tile(const NQSurrogate& sg, const S* x, const S
 // in place and returns the spike, NEURON::backward is the step's vector-Jacobian product.
 // Layouts: st0 / last / g_last / g_st0 [NSTATE, N]; x, spike, g_x [T, N]; the kept sequences
 // seq / g_seq [popcount(mask), T, N] (state i, if bit i of the mask is set, in slot "set bits below
-// i"); saved [NSTATE, T, N] fp32: the states before each step, what backward recomputes the step from.
+// i"); saved [NSAVE, T, N] fp32: per step the values NEURON::forward_save keeps, what backward
+// recomputes the step's vector-Jacobian product from (the fewest: H alone for a LIF; no X is read).
+// value i of one neuron and step in a [NSAVE, T, N] buffer (p points at element (0, t, n))
+struct nq_plane_col {
+    float* p;
+    nq_index_t plane;
+    NQ_HD_MEMBER float& operator[](int i) const { return p[(nq_index_t)i * plane]; }
+};
+struct nq_cplane_col {
+    const float* p;
+    nq_index_t plane;
+    NQ_HD_MEMBER float operator[](int i) const { return p[(nq_index_t)i * plane]; }
+};
+
 template <typename S, typename NEURON>
 NQ_HD void nq_step_forward_tile(const float* c, const S* x, const S* st0, S* spike, S* seq, int seq_mask,
                                 float* saved, S* last, nq_index_t base, nq_index_t lane_stride,
@@ -558,9 +572,8 @@ NQ_HD void nq_step_forward_tile(const float* c, const S* x, const S* st0, S* spi
         for (int j = 0; j < NQ_ILP; ++j) {
             if (!ok[j]) continue;
             nq_index_t k = row + idx[j];
-            if (saved)
-                for (int i = 0; i < K; ++i) saved[(nq_index_t)i * plane + k] = st[j][i];
-            nq_store(spike + k, NEURON::forward(c, xc[j], st[j]));
+            nq_store(spike + k, saved ? NEURON::forward_save(c, xc[j], st[j], nq_plane_col{saved + k, plane})
+                                      : NEURON::forward(c, xc[j], st[j]));
             if (seq) {
                 int slot = 0;
                 for (int i = 0; i < K; ++i)
@@ -577,7 +590,7 @@ NQ_HD void nq_step_forward_tile(const float* c, const S* x, const S* st0, S* spi
 // Gradients in: g_spike [T,N], g_seq (mask), g_last [NSTATE,N] (each may be null = zero).
 // Gradients out: g_x [T,N], g_st0 [NSTATE,N] (may be null).
 template <typename S, typename NEURON>
-NQ_HD void nq_step_backward_tile(const float* c, const NQSurrogate* sg, const S* x, const float* saved,
+NQ_HD void nq_step_backward_tile(const float* c, const NQSurrogate* sg, const float* saved,
                                  const S* g_spike, const S* g_seq, int g_seq_mask, const S* g_last, S* g_x,
                                  S* g_st0, nq_index_t base, nq_index_t lane_stride, nq_index_t n, int steps) {
     enum { K = NEURON::NSTATE };
@@ -598,15 +611,13 @@ NQ_HD void nq_step_backward_tile(const float* c, const NQSurrogate* sg, const S*
         for (int j = 0; j < NQ_ILP; ++j) {
             if (!ok[j]) continue;
             nq_index_t k = row + idx[j];
-            float st[K];
-            for (int i = 0; i < K; ++i) st[i] = saved[(nq_index_t)i * plane + k];
             if (g_seq) {
                 int slot = 0;
                 for (int i = 0; i < K; ++i)
                     if ((g_seq_mask >> i) & 1) g[j][i] += nq_load(g_seq + (nq_index_t)(slot++) * plane + k);
             }
             float gs = g_spike ? nq_load(g_spike + k) : 0.0f;
-            nq_store(g_x + k, NEURON::backward(c, sg, nq_load(x + k), st, gs, g[j]));
+            nq_store(g_x + k, NEURON::backward(c, sg, nq_cplane_col{saved + k, plane}, gs, g[j]));
         }
     }
     NQ_UNROLL

@@ -280,11 +280,12 @@ def surrogate_backward(k: Kernels, x: torch.Tensor, grad: torch.Tensor, sg: Opti
 class StepCall:
     """The constants of one launch of a generated kernel (kept by the autograd ctx)."""
 
-    __slots__ = ("module", "consts", "sg", "n_states", "store", "state_shape")
+    __slots__ = ("module", "consts", "sg", "n_states", "store", "state_shape", "n_save")
 
-    def __init__(self, module, consts, sg, n_states, store, state_shape):
+    def __init__(self, module, consts, sg, n_states, store, state_shape, n_save=0):
         self.module, self.consts, self.sg = module, consts, sg
         self.n_states, self.store, self.state_shape = n_states, tuple(store), tuple(state_shape)
+        self.n_save = n_save  # values per neuron and step the backward is recomputed from (NQStep::NSAVE)
 
 
 def _step_forward(k: Kernels, c: StepCall, x2, s2, for_backward: bool):
@@ -350,7 +351,7 @@ def step_family(k: Kernels, prog, x_seq: torch.Tensor, states0: tuple, store: tu
     s2 = tuple((s if tuple(s.shape) == tuple(shape[1:]) else s.expand(shape[1:]))
                .to(device=x_seq.device, dtype=x_seq.dtype).contiguous().reshape(N) for s in states0)
     consts, sg = k.step_constants(prog)
-    c = StepCall(k.step_module(prog, x_seq.dtype), consts, sg, K, store, shape[1:])
+    c = StepCall(k.step_module(prog, x_seq.dtype), consts, sg, K, store, shape[1:], prog.n_save)
     if torch.is_grad_enabled() and (x2.requires_grad or any(s.requires_grad for s in s2)):
         outs = StepFunction.apply(x2, k, c, *s2)
     else:

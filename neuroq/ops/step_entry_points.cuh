@@ -24,12 +24,12 @@ NQ_ENTRY(step_forward)(
 }
 
 NQ_ENTRY(step_backward)(
-    const NQ_S* __restrict__ x, const float* __restrict__ saved, const NQ_S* __restrict__ g_spike,
+    const float* __restrict__ saved, const NQ_S* __restrict__ g_spike,
     const NQ_S* __restrict__ g_seq, int g_seq_mask, const NQ_S* __restrict__ g_last, NQ_S* __restrict__ g_x,
     NQ_S* __restrict__ g_st0, long long n, int steps NQ_STEP_CONST_ARGS NQ_STEP_SG_ARGS) {
     const float c[] = NQ_STEP_CONST_INIT;
     NQSurrogate sg[NQStep::NSG > 0 ? (int)NQStep::NSG : 1];
     NQ_STEP_SG_SET
-    NQ_TILES(NQ_STEP_BACKWARD_TILE(c, sg, x, saved, g_spike, g_seq, g_seq_mask, g_last, g_x, g_st0,
+    NQ_TILES(NQ_STEP_BACKWARD_TILE(c, sg, saved, g_spike, g_seq, g_seq_mask, g_last, g_x, g_st0,
                                                  base, lane, n, steps))
 }

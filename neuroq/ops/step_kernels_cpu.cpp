@@ -21,8 +21,9 @@
 // the blocks stay (benchmarks/generated_kernels.py times both sizes).
 //
 // Backward saves nothing in forward: per block it recomputes the forward from X and the initial
-// states into an L2-sized scratch of (states before the step, X) per step, then runs the step's
-// vector-Jacobian product in reverse time.  Traffic per step of one neuron: forward reads X and
+// states (NQStep::forward_save) into an L2-sized scratch of the NSAVE values per neuron and step the
+// step's vector-Jacobian product is recomputed from (codegen.save_set: the fewest, e.g. H alone for a
+// LIF), then runs that product in reverse time.  Traffic per step of one neuron: forward reads X and
 // writes S; backward reads X and dL/dS and writes dL/dX.  Outputs of NQ_STREAM_MIN_BYTES or more
 // (S, the kept state sequences, dL/dX) are written with streaming stores (stream_cpu.h): the
 // arithmetic is the same, each chunk of a block's step goes through an L1 buffer.
@@ -42,7 +43,7 @@ typedef NQ_STORAGE S;
 #define NQ_STEP_FLOATS 16384                 // state floats per block, all states together
 #endif
 #define NQ_STEP_BMAX (NQ_STEP_FLOATS / NQ_K)  // neurons per block
-#define NQ_STEP_SCRATCH_BYTES 524288          // backward: steps * (NSTATE + 1) * B * 4 bytes per block
+#define NQ_STEP_SCRATCH_BYTES 524288          // backward: steps * NSAVE * B * 4 bytes per block
 #define NQ_STEP_MIN_PARALLEL 32768            // below this many elements (T*N) one thread does all
 #ifndef NQ_STEP_T_INNER_MAX
 #define NQ_STEP_T_INNER_MAX 32                // forward with time inside tiles up to this many steps
@@ -53,6 +54,7 @@ typedef NQ_STORAGE S;
 #define NQ_RESTRICT __restrict__
 #define NQ_NCONST_ALLOC (NQStep::NCONST > 0 ? (int)NQStep::NCONST : 1)
 #define NQ_NSG_ALLOC (NQStep::NSG > 0 ? (int)NQStep::NSG : 1)
+#define NQ_NSAVE_ALLOC (NQStep::NSAVE > 0 ? (int)NQStep::NSAVE : 1)
 
 // The states of neuron j of a block, as NQStep sees them: st[i] is element (i, j) of a [NSTATE, ld]
 // buffer.  (An accessor rather than a private array: the SIMD loop then has no inner loop and no
@@ -68,13 +70,18 @@ struct nq_ccol {
     int ld, j;
     float operator[](int i) const { return p[i * ld + j]; }
 };
+struct nq_wcol {
+    float* NQ_RESTRICT p;
+    int ld, j;
+    float& operator[](int i) const { return p[i * ld + j]; }
+};
 
 static int nq_step_block(nq_index_t n, int nthreads, int steps_scratch) {
     nq_index_t per = (n + nthreads - 1) / (nthreads > 0 ? nthreads : 1);
     nq_index_t b = ((per + 15) / 16) * 16;
     if (b > NQ_STEP_BMAX) b = (NQ_STEP_BMAX / 16) * 16;
     if (steps_scratch > 0) {
-        nq_index_t lim = (NQ_STEP_SCRATCH_BYTES / 4) / ((nq_index_t)steps_scratch * (NQ_K + 1));
+        nq_index_t lim = (NQ_STEP_SCRATCH_BYTES / 4) / ((nq_index_t)steps_scratch * NQ_NSAVE_ALLOC);
         lim = (lim / 16) * 16;
         if (b > lim) b = lim;
     }
@@ -88,7 +95,7 @@ static int nq_step_threads(nq_index_t elements, int nthreads) {
 }
 
 // MODE 0: forward; 1: forward keeping the state sequences (seq[i] may be null); 2: the backward's
-// recompute: the states before each step and X into the scratch rec [T][NSTATE + 1][ld], no output.
+// recompute: what the step's backward needs into the scratch rec [T][NSAVE][ld], no output.
 template <int MODE>
 static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT x, const S* const* st0,
                                S* NQ_RESTRICT spike, S* const* seq, S* const* last, float* NQ_RESTRICT scratch,
@@ -108,20 +115,10 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
             const nq_index_t off = (nq_index_t)t * n + i0;
             const S* NQ_RESTRICT xt = x + off;
             if (MODE == 2) {
-                float* NQ_RESTRICT rec = scratch + (nq_index_t)t * (NQ_K + 1) * ld;
-                for (int i = 0; i < NQ_K; ++i) {
-                    float* NQ_RESTRICT ri = rec + i * ld;
-                    const float* NQ_RESTRICT si = st + i * NQ_STEP_BMAX;
+                float* NQ_RESTRICT rec = scratch + (nq_index_t)t * NQ_NSAVE_ALLOC * ld;
 #pragma omp simd
-                    for (int j = 0; j < len; ++j) ri[j] = si[j];
-                }
-                float* NQ_RESTRICT rx = rec + NQ_K * ld;
-#pragma omp simd
-                for (int j = 0; j < len; ++j) {
-                    const float xv = nq_load(xt + j);
-                    rx[j] = xv;
-                    NQStep::forward(c, xv, nq_col<NQ_STEP_BMAX>{st, j});
-                }
+                for (int j = 0; j < len; ++j)
+                    NQStep::forward_save(c, nq_load(xt + j), nq_col<NQ_STEP_BMAX>{st, j}, nq_wcol{rec, ld, j});
             } else if (!stream) {
                 S* NQ_RESTRICT sp = spike + off;
 #pragma omp simd
@@ -178,8 +175,7 @@ static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* s
     }
     for (int t = steps - 1; t >= 0; --t) {
         const nq_index_t off = (nq_index_t)t * n + i0;
-        const float* NQ_RESTRICT rec = scratch + (nq_index_t)t * (NQ_K + 1) * ld;
-        const float* NQ_RESTRICT rx = rec + NQ_K * ld;
+        const float* NQ_RESTRICT rec = scratch + (nq_index_t)t * NQ_NSAVE_ALLOC * ld;
         const S* NQ_RESTRICT gst = g_spike + off;
         S* NQ_RESTRICT gxt = g_x + off;
         if (g_seq)
@@ -193,7 +189,7 @@ static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* s
         if (!stream) {
 #pragma omp simd
             for (int j = 0; j < len; ++j)
-                nq_store(gxt + j, NQStep::backward(c, sg, rx[j], nq_ccol{rec, ld, j}, nq_load(gst + j),
+                nq_store(gxt + j, NQStep::backward(c, sg, nq_ccol{rec, ld, j}, nq_load(gst + j),
                                                    nq_col<NQ_STEP_BMAX>{g, j}));
         } else {
             alignas(64) S ob[NQ_STREAM_CHUNK];
@@ -201,7 +197,7 @@ static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* s
                 const int m = len - j0 < NQ_STREAM_CHUNK ? len - j0 : NQ_STREAM_CHUNK;
 #pragma omp simd
                 for (int j = 0; j < m; ++j)
-                    nq_store(ob + j, NQStep::backward(c, sg, rx[j0 + j], nq_ccol{rec, ld, j0 + j}, nq_load(gst + j0 + j),
+                    nq_store(ob + j, NQStep::backward(c, sg, nq_ccol{rec, ld, j0 + j}, nq_load(gst + j0 + j),
                                                       nq_col<NQ_STEP_BMAX>{g, j0 + j}));
                 nq_stream_bytes(gxt + j0, ob, (size_t)m * sizeof(S));
             }
@@ -273,7 +269,7 @@ void nq_step_backward(const float* c, const NQSurrogate* sg, const S* x, const S
     const bool stream = nq_stream_wanted(n * (nq_index_t)steps, sizeof(S));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float* rec = (float*)aligned_alloc(64, (((size_t)steps * (NQ_K + 1) * B * sizeof(float) + 63) / 64) * 64);
+        float* rec = (float*)aligned_alloc(64, (((size_t)steps * NQ_NSAVE_ALLOC * B * sizeof(float) + 63) / 64) * 64);
 #pragma omp for schedule(static)
         for (nq_index_t b = 0; b < nblocks; ++b) {
             const nq_index_t i0 = b * B;

@@ -362,7 +362,8 @@ def test_half_storage_same_bits_through_every_forward_loop(dtype, monkeypatch):
 
 
 def test_backward_keeps_only_the_inputs():
-    """Forward saves nothing for backward but its inputs (x and the initial states): no states per step."""
+    """On the CPU the forward saves nothing for backward but its inputs (x and the initial states): no states
+    per step (the backward recomputes the values it needs block by block)."""
     saved = []
 
     def pack(t):
@@ -375,6 +376,42 @@ def test_backward_keeps_only_the_inputs():
     assert len(saved) == 3 and saved[0].data_ptr() == x.data_ptr()
     assert all(t.numel() == 1000 for t in saved[1:])
     s.sum().backward()
+
+
+def _recomputable(g, saved, used):
+    """Whether every value of ``used`` follows from ``saved`` and the constants alone (an explicit walk)."""
+    def ok(i, seen):
+        if i in saved or g.ops[i].kind == "const":
+            return True
+        if g.ops[i].kind in ("x", "state"):
+            return False
+        return all(ok(a, seen) for a in g.ops[i].args)
+    return all(ok(i, set()) for i in used)
+
+
+@pytest.mark.parametrize("name", ["lif", "qif", "adaptive_lif", "izhikevich", "exp_tanh", "zoo"])
+def test_backward_keeps_the_fewest_values_it_can_recompute_from(name):
+    """What the forward keeps for the backward (codegen.save_set) against a brute-force search: it lets the
+    backward recompute every value its vector-Jacobian product reads, and no smaller set of values does; a
+    LIF keeps H alone (as the hand-written kernel does), never more than the inputs (x and the states)."""
+    import itertools
+
+    node = {"lif": GenLIF, "zoo": Zoo, **MAKERS}[name]()
+    g = codegen.trace(node)
+    e = codegen.emit(g, "cpu")
+    body = e.struct.split("backward(", 1)[1]
+    used = {int(m) for m in re.findall(r"\bv(\d+)\b", body.split("float g", 1)[1])} if "float g" in body else set()
+    dep = codegen._depends_on_input(g)
+    used = {i for i in used if dep[i]}
+    saved = set(e.saved)
+    assert _recomputable(g, saved, used)
+    assert len(saved) <= g.n_states + 1
+    candidates = [i for i in range(len(g.ops)) if dep[i]]
+    for k in range(len(saved)):
+        assert not any(_recomputable(g, set(r), used) for r in itertools.combinations(candidates, k)), k
+    assert e.n_save == generated.StepProgram(g).n_save == codegen.emit(g, "cuda").n_save
+    if name == "lif":
+        assert e.n_save == 1 and g.ops[e.saved[0]].kind == "add"  # H = V + (X - V) / tau
 
 
 # ---------------------------------------------------------------------------------------------
