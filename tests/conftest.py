@@ -35,3 +35,14 @@ def _cpu_kernels():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def avx512() -> bool:
+    """Whether this is a CPU with AVX-512F (Linux: /proc/cpuinfo), where the CPU kernels are built for
+    512-bit vectors (neuroq.ops.build.ARCH_FLAGS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(ln.startswith("flags") and " avx512f" in ln for ln in f)
+    except OSError:
+        return False

@@ -11,7 +11,7 @@
 // writes dL/dX -- no H is written to or read from memory.
 //
 // Built by neuroq/ops/build.py once per (storage dtype, compiler, flags) as two translation units of
-// this one file, linked into one library (-O3 -fopenmp -march=native -DNQ_STORAGE=float|nq_f16|nq_bf16):
+// this one file, linked into one library (-O3 -fopenmp -march=native [-mprefer-vector-width=512] -DNQ_STORAGE=float|nq_f16|nq_bf16):
 //   NQ_PART=1  -ffp-contract=off   everything a spike or a state depends on (forward, the backward's
 //                                  recompute, the entry points): bit-identical to torch's arithmetic;
 //   NQ_PART=2  -ffp-contract=fast  the reverse-time gradient loops only (FMA allowed: gradients are

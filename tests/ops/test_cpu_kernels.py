@@ -384,7 +384,7 @@ def test_build_error_names_the_compiler_message(tmp_path):
         build.shared_library("this is not C++", ("-fPIC",), "broken", directory=tmp_path)
 
 
-def test_simd_loops_vectorise():
+def test_simd_loops_vectorise(avx512):
     """Every ``#pragma omp simd`` loop over neurons in the CPU source is vectorised by the compiler
     (GCC's -fopt-info-vec report), with the flags the backend builds with (both units at once)."""
     cxx = build.find_compiler()
@@ -409,6 +409,11 @@ def test_simd_loops_vectorise():
     # GCC reports an omp-simd loop at its header or at the first line of its body
     missing = [ln for ln in simd_loops if ln not in vectorised and ln + 1 not in vectorised]
     assert not missing, f"simd loops not vectorised at lines {missing} of the inlined source"
+    if avx512:  # the build asks for 512-bit vectors there (build.ARCH_FLAGS): the main loop of each uses them
+        wide = {int(m.group(1)) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized using 64 byte", res.stderr)}
+        narrow = [ln for ln in simd_loops if ln not in wide and ln + 1 not in wide]
+        assert not narrow, f"simd loops without 64-byte vectors at lines {narrow} on an AVX-512 CPU"
+
 
 
 # ---------------------------------------------------------------------------------------------

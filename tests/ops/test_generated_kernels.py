@@ -553,7 +553,7 @@ def test_traces_are_cached_per_class_and_attribute_values(monkeypatch):
     assert traces == ["AdaptiveLIF"] * 2
 
 
-def test_generated_cpu_loops_vectorise():
+def test_generated_cpu_loops_vectorise(avx512):
     """The SIMD loops of the CPU template over a generated step are vectorised (GCC's -fopt-info-vec)."""
     cxx = build.find_compiler()
     if cxx is None or "clang" in os.path.basename(cxx):
@@ -580,6 +580,10 @@ def test_generated_cpu_loops_vectorise():
     assert len(step_loops) == 5
     missing = [ln for ln in step_loops if not vectorised & {ln, ln + 1, ln + 2}]  # (a call over lines: its last)
     assert not missing, f"SIMD loops over the step not vectorised at lines {missing}"
+    if avx512:  # 512-bit vectors where the CPU has them (build.ARCH_FLAGS)
+        wide = {int(m.group(1)) for m in re.finditer(r":(\d+):\d+: optimized: loop vectorized using 64 byte", res.stderr)}
+        narrow = [ln for ln in step_loops if not wide & {ln, ln + 1, ln + 2}]
+        assert not narrow, f"SIMD loops over the step without 64-byte vectors at lines {narrow} on an AVX-512 CPU"
 
 
 # ---------------------------------------------------------------------------------------------
