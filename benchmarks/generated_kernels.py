@@ -313,6 +313,14 @@ def summary(data: dict) -> list:
         lines.append(f"* torch.compile of the {label} loop: forward {fwd}, forward+backward {fb} the eager loop's "
                      f"time, after compiling for " + ("–" if not comp else f"{min(comp):.0f}–{max(comp):.0f} s")
                      + " per size (forward and backward graphs)")
+    t = data.get("targets", {})
+    if t.get("evaluated"):
+        items = [it for it in t["items"] if it["met"] is not None]
+        missed = [it for it in items if not it["met"]]
+        lines.append(f"* targets met: {len(items) - len(missed)} of {len(items)}"
+                     + ("" if not missed else "; not met: " + "; ".join(
+                         f"{it['target']} at {it['T']} × {it['N']}, {it['threads']} thread(s): {it['value']:.2f}× "
+                         f"(limit {it['limit']})" for it in missed)))
     return lines
 
 
