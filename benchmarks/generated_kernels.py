@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -56,9 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.malloc_settings import MALLOC, run_under  # noqa: E402
+
 M, K = 2 ** 20, 2 ** 10
-#: glibc malloc settings (environment variables) of a run
-MALLOC = {"default": {}, "heap_reuse": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}}
 SIZES = [(16, M), (64, 256 * K)]
 NEURONS = ("lif", "qif", "adaptive_lif")
 IMPLS = {"lif": ("hand_written", "generated", "torch_loop", "torch_compile", "sj2_eager"),
@@ -392,10 +391,8 @@ def main(argv=None):
                     help="glibc malloc setting of the run (default heap_reuse: freed blocks stay in the heap)")
     args = ap.parse_args(argv)
     want = MALLOC[args.malloc]
-    if args.table is None and not args.render and any(os.environ.get(k) != v for k, v in want.items()):
-        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *(argv if argv is not None else
-                                                                                     sys.argv[1:])],
-                  {**os.environ, **want})
+    if args.table is None and not args.render:
+        run_under(args.malloc, __file__, argv)
     default_out = ROOT / "benchmarks" / "results" / "generated_kernels_cpu.json"
     if args.render:
         print(f"{args.render}: {'updated' if render(Path(args.render)) else 'unchanged'}")

@@ -47,10 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.malloc_settings import MALLOC  # noqa: E402
+
 K = 2 ** 10
 SIZES = [(16, 64 * K), (16, 1024 * K)]
-SETTINGS = {"default": {},
-            "heap_reuse": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}}
 MODES = ("module", "kernel_reused", "alloc_only", "read_write")
 
 
@@ -158,7 +158,7 @@ def ratios(rows) -> list[dict]:
     """64 MiB over 4 MiB, per setting, mode, forward / forward+backward and thread count."""
     (_, n_small), (_, n_large) = SIZES
     out = []
-    for setting in SETTINGS:
+    for setting in MALLOC:
         for mode in MODES:
             for what in ("forward", "forward_backward"):
                 for th in sorted({r["threads"] for r in rows}):
@@ -224,7 +224,7 @@ def main(argv=None):
 
     rows = []
     t0 = time.perf_counter()
-    for setting, env in SETTINGS.items():
+    for setting, env in MALLOC.items():
         cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats), "--threads", *map(str, args.threads)]
         res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         rows += [dict(r, setting=setting) for r in json.loads(res.stdout.strip().splitlines()[-1])]
@@ -234,7 +234,7 @@ def main(argv=None):
     except OSError:
         thp = "unknown"
     data = dict(benchmark="large_tensor_cost", machine=machine_info(torch.device("cpu")), thp=thp,
-                settings=dict(sizes=SIZES, threads=args.threads, repeats=args.repeats, malloc=SETTINGS),
+                settings=dict(sizes=SIZES, threads=args.threads, repeats=args.repeats, malloc=MALLOC),
                 wall_s=time.perf_counter() - t0, rows=rows, ratios=ratios(rows))
     out = Path(args.out) if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)

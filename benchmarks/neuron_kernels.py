@@ -14,7 +14,13 @@ Rows (forward and forward+backward time per (impl, T, N, threads)):
 * ``read_write``     -- the memory bound: one read + one write of the T*N values into a buffer that
   already exists (``y.copy_(x)``)
 * ``read_write_alloc`` -- the same into a fresh tensor (``x.clone()``: what any op returning a new
-  [T, N] tensor pays for the allocation's page faults)
+  [T, N] tensor pays for the allocation, page faults included when the allocator returns fresh memory)
+
+Memory: by default the run re-executes itself with glibc's ``malloc`` keeping freed blocks in the heap
+(``--malloc heap_reuse``, ``benchmarks/malloc_settings.py``), so that the rows time the kernels and not
+the page faults of fresh 64 MiB outputs, which land at random in one row or another on a VM;
+``benchmarks/large_tensor_cost.py`` measures that share, and ``--malloc default`` runs as the process
+starts.
 
 LIF: tau=2, decay_input, hard reset to 0, Sigmoid(alpha=4) surrogate, float32.  Forward is timed
 under ``torch.no_grad()``; forward+backward with ``x.requires_grad`` and ``spikes.backward(g)``.
@@ -48,6 +54,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.malloc_settings import MALLOC, run_under  # noqa: E402
 
 M, K = 2 ** 20, 2 ** 10
 CPU_SIZES = [(16, M), (64, 256 * K), (16, 64 * K), (64, 64 * K)]
@@ -335,7 +343,9 @@ def markdown_table(data: dict) -> str:
     where = m.get("gpu") or f"CPU {m.get('processor')} ({m.get('cpu_count')} cores)"
     lines = [f"Measured on {where}, {m.get('platform')}, torch {m.get('torch')}, SpikingJelly "
              f"{m.get('spikingjelly')}" + (f", CuPy {m['cupy']}" if "cupy" in m else "")
-             + f"; median of {data['settings']['repeats']} interleaved rounds (wall clock).", ""]
+             + f"; median of {data['settings']['repeats']} interleaved rounds (wall clock)"
+             + (f", glibc malloc `{data['settings']['malloc']['setting']}`" if "malloc" in data["settings"] else "")
+             + ".", ""]
     if data.get("note"):
         lines += [data["note"], ""]
     lines += ["| impl | T | N | threads | forward ms | fwd+bwd ms | fwd+bwd peak MiB |",
@@ -398,12 +408,16 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/neuron_kernels_<device>.json)")
     ap.add_argument("--table", nargs="?", const="", default=None, help="print the markdown table of a result JSON")
     ap.add_argument("--render", default=None, help="refresh the generated benchmark blocks of a markdown file")
+    ap.add_argument("--malloc", choices=sorted(MALLOC), default="heap_reuse",
+                    help="glibc malloc setting of the run (default heap_reuse: freed blocks stay in the heap)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     if args.serve:
         return serve(args.threads[0] if args.threads else 1)
+    if args.table is None and not args.render:
+        run_under(args.malloc, __file__, argv)  # (the sj14 child process inherits the setting)
     default_out = ROOT / "benchmarks" / "results" / f"neuron_kernels_{device.type}.json"
     if args.render:
         print(f"{args.render}: {'updated' if render(Path(args.render)) else 'unchanged'}")
@@ -424,6 +438,7 @@ def main(argv=None):
         machine=machine_info(device),
         device=str(device),
         settings=dict(sizes=sizes, threads=threads, repeats=repeats, warmup=args.warmup, impls=impls,
+                      malloc=dict(setting=args.malloc, env=MALLOC[args.malloc]),
                       lif=dict(tau=2.0, decay_input=True, v_reset=0.0, surrogate="Sigmoid(alpha=4)", dtype="float32"),
                       timing="wall clock median of interleaved rounds (cpu_ms: process CPU time)"),
         wall_s=time.perf_counter() - t0,
