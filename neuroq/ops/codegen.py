@@ -898,11 +898,12 @@ def emit(g: StepGraph, target: str) -> Emitted:
     # reads can be recomputed from (a minimum vertex cut between the inputs and those values); the backward
     # recomputes the rest from them with the forward's own expressions, so bit for bit
     grads = backward_lines()
-    saved = save_set(g, {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))})
+    used = {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))}  # the forward values they read
+    saved = save_set(g, used)
     slot = {i: k for k, i in enumerate(saved)}
     body_s = fwd + [f"sv[{slot[i]}] = {_as_float(name(i), g.ops[i])};" for i in saved] + body_f[len(fwd):]
     body_b = []
-    for i in sorted(_recompute_closure(g, {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))}, slot)):
+    for i in sorted(_recompute_closure(g, used, slot)):
         op = g.ops[i]
         ctype = "bool" if op.dtype == "b" else "float"
         if i in slot:
