@@ -118,6 +118,15 @@ class ExpTanh(BaseNode):
         return s, v_new, 0.8 * w + 0.5 * s
 
 
+class GatedNode(BaseNode):
+    """A gate of both inputs (a boolean) that the backward reads: the fewest values it keeps include that
+    boolean (stored as 1 / 0)."""
+
+    def neuronal_charge(self, x, v):
+        gate = (x > 0.5) & (v < 0.3)
+        return torch.where(gate, v * 0.5 + x, v + 0.25 * x) + 0.1
+
+
 class Zoo(BaseNode):
     """Every other supported op once (values kept in the ops' domains)."""
 
@@ -142,8 +151,10 @@ MAKERS = {
     "adaptive_lif": lambda **kw: AdaptiveLIF(**kw),
     "izhikevich": lambda **kw: Izhikevich(**{k: v for k, v in kw.items() if k not in ("v_reset",)}),
     "exp_tanh": lambda **kw: ExpTanh(**kw),
+    "gated": lambda **kw: GatedNode(**kw),
 }
-EXACT = {"qif": True, "adaptive_lif": True, "izhikevich": True, "exp_tanh": False, "zoo": False, "lif": True}
+EXACT = {"qif": True, "adaptive_lif": True, "izhikevich": True, "exp_tanh": False, "zoo": False, "lif": True,
+         "gated": True}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +400,7 @@ def _recomputable(g, saved, used):
     return all(ok(i, set()) for i in used)
 
 
-@pytest.mark.parametrize("name", ["lif", "qif", "adaptive_lif", "izhikevich", "exp_tanh", "zoo"])
+@pytest.mark.parametrize("name", ["lif", "qif", "adaptive_lif", "izhikevich", "exp_tanh", "zoo", "gated"])
 def test_backward_keeps_the_fewest_values_it_can_recompute_from(name):
     """What the forward keeps for the backward (codegen.save_set) against a brute-force search: it lets the
     backward recompute every value its vector-Jacobian product reads, and no smaller set of values does; a
@@ -412,6 +423,9 @@ def test_backward_keeps_the_fewest_values_it_can_recompute_from(name):
     assert e.n_save == generated.StepProgram(g).n_save == codegen.emit(g, "cuda").n_save
     if name == "lif":
         assert e.n_save == 1 and g.ops[e.saved[0]].kind == "add"  # H = V + (X - V) / tau
+    if name == "gated":  # the gate (a boolean) is kept, and read back as one
+        assert any(g.ops[i].dtype == "b" for i in e.saved)
+        assert re.search(r"const bool v\d+ = sv\[\d\] != 0.0f;", e.struct)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,7 +603,7 @@ def test_generated_cpu_loops_vectorise(avx512):
 # ---------------------------------------------------------------------------------------------
 # CUDA: the generated source compiles; its entry points run on the CPU over an emulated grid
 # ---------------------------------------------------------------------------------------------
-CUDA_NEURONS = {"adaptive_lif": lambda: AdaptiveLIF(tau=2.0), "zoo": lambda: Zoo(),
+CUDA_NEURONS = {"adaptive_lif": lambda: AdaptiveLIF(tau=2.0), "zoo": lambda: Zoo(), "gated": lambda: GatedNode(),
                 "izhikevich": lambda: Izhikevich(), "lif": lambda: GenLIF(tau=2.0, v_reset=-0.25, detach_reset=True)}
 
 
