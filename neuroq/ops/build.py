@@ -17,8 +17,8 @@ OpenMP are optional: without them the build is retried.  Without a compiler :fun
 says why and ``backend='auto'`` runs the torch reference after a one-line notice.
 
 **Generated kernels** (:func:`step_library`, :func:`cuda_step_function`).  The source emitted from a
-neuron's step (:mod:`neuroq.ops.generated`) is compiled the same way: on the CPU one translation unit
-with the flags above and ``-ffp-contract=off`` throughout, into the same cache (name
+neuron's step (:mod:`neuroq.ops.generated`) is compiled the same way: on the CPU the same two translation
+units (the forward and the backward's recompute exact, the reverse-time loop with FMA), into the same cache (name
 ``neuroq_step_<storage>-<hash>.so``; the hash covers the source, so neurons of one structure share a
 library); on CUDA through ``cupy.RawModule`` with the options of the hand-written kernels.
 
@@ -230,8 +230,10 @@ def _build_with_fallbacks(text: str, dtype: torch.dtype, stem: str, extra: tuple
     raise RuntimeError(errors[0])
 
 
-#: the generated kernels: one unit, exact throughout (gradients then equal the torch loop's to rounding)
-STEP_UNIT_FLAGS = ("-ffp-contract=off",)
+#: flags added to every unit of the generated kernels (none; tests force loop shapes through it).  Their units
+#: are the hand-written kernels' UNITS: the forward and the backward's recompute exact, the reverse loop with
+#: FMA (step_kernels_cpu.cpp)
+STEP_EXTRA_FLAGS: tuple = ()
 _STEP_LIBS: dict = {}
 _STEP_FAILED: dict = {}
 
@@ -255,7 +257,7 @@ def step_library(text: str, dtype: torch.dtype = torch.float32) -> ctypes.CDLL:
         full = expand_includes(text)
         stem = f"neuroq_step_{require_storage(dtype)}"
         try:
-            lib = ctypes.CDLL(str(_build_with_fallbacks(full, dtype, stem, extra=STEP_UNIT_FLAGS)))
+            lib = ctypes.CDLL(str(_build_with_fallbacks(full, dtype, stem, extra=STEP_EXTRA_FLAGS, units=UNITS)))
             abi.declare_step(lib)
             abi.check_step_abi(lib, dtype)
         except Exception as e:

@@ -23,7 +23,8 @@ A neuron's :meth:`~neuroq.neuron.BaseNode.step` ``(x, *states) -> (spike, *state
    (``step_kernels_cpu.cpp`` on the CPU, the tiles of ``kernels.cuh`` through ``step_entry_points.cuh``
    on CUDA).
 
-The forward repeats torch's arithmetic operation by operation in fp32 (no FMA contraction), with
+The forward repeats torch's arithmetic operation by operation in fp32 (no FMA contraction; the CPU's
+reverse-time loop may contract the gradient's arithmetic, :func:`keep_exact`), with
 torch's own choices: a Python number is rounded to fp32; ``tensor / number`` is a true division on
 the CPU (a multiplication by the exact reciprocal for a power of two) and a multiplication by
 ``1.0f / float(number)`` on CUDA, as torch's CUDA division by a scalar; ``number / tensor`` is
@@ -671,6 +672,39 @@ def save_set(g: StepGraph, used: set) -> tuple:
     return tuple(sorted(i for i in range(len(g.ops)) if dep[i] and ("out", i) in reach and ("in", i) not in reach))
 
 
+#: ops that compare a float operand (in their value or in their derivative): the reverse loop, compiled with
+#: FMA contraction, must recompute such an operand bit for bit (a spike, a kink, a condition)
+_COMPARES = {"fire", "ge", "gt", "le", "lt", "eq", "ne", "abs", "relu", "max", "min", "clamplo", "clamphi", "sign"}
+_MULS = {"mul", "div", "pow", "neg"}  # (a division by a constant is emitted as a multiplication)
+
+
+def keep_exact(g: StepGraph, saved: tuple, used: set) -> tuple:
+    """``saved`` (from :func:`save_set`) plus every value a comparison in the backward's recomputation reads
+    whose recomputation has a contraction candidate (a recomputed multiplication feeding an addition or
+    subtraction, which ``-ffp-contract=fast`` may fuse into one FMA and round differently): such a value is
+    kept instead, so that spikes, kinks and conditions in the reverse loop equal the forward's bit for bit.
+    For the usual neurons (the comparison reads ``H - V_th``, ``H`` kept) nothing is added."""
+    keep = set(saved)
+    while True:
+        slot = {i: 0 for i in keep}
+        closure = _recompute_closure(g, used, slot)
+        read = sorted({a for i in closure if i not in keep and g.ops[i].kind in _COMPARES
+                       for a in g.ops[i].args if g.ops[a].dtype == "f"})
+        bad = [v for v in read if v not in keep and _contractible(g, v, keep)]
+        if not bad:
+            return tuple(sorted(keep))
+        keep.add(bad[0])  # the earliest first: keeping it may make the later ones exact
+
+
+def _contractible(g: StepGraph, v: int, keep: set) -> bool:
+    """Whether recomputing ``v`` from the kept values and constants has a multiplication (recomputed) that
+    feeds an addition or a subtraction (recomputed)."""
+    sub = _recompute_closure(g, {v}, {i: 0 for i in keep})
+    recomputed = {i for i in sub if i not in keep and g.ops[i].kind != "const"}
+    return any(g.ops[i].kind in ("add", "sub") and any(a in recomputed and g.ops[a].kind in _MULS
+                                                       for a in g.ops[i].args) for i in recomputed)
+
+
 def _recompute_closure(g: StepGraph, used: set, saved: dict) -> set:
     """The values the backward defines: ``used`` and what they are computed from, down to the saved values
     and the constants."""
@@ -899,7 +933,7 @@ def emit(g: StepGraph, target: str) -> Emitted:
     # recomputes the rest from them with the forward's own expressions, so bit for bit
     grads = backward_lines()
     used = {int(m) for m in re.findall(r"\bv(\d+)\b", "\n".join(grads))}  # the forward values they read
-    saved = save_set(g, used)
+    saved = keep_exact(g, save_set(g, used), used)
     slot = {i: k for k, i in enumerate(saved)}
     body_s = fwd + [f"sv[{slot[i]}] = {_as_float(name(i), g.ops[i])};" for i in saved] + body_f[len(fwd):]
     body_b = []

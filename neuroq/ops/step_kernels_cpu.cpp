@@ -8,8 +8,13 @@
 //   #include "step_kernels_cpu.cpp"           // this file
 //
 // and neuroq/ops/generated.py compiles it once per (step structure, storage dtype, compiler, CPU) with
-// the flags of the hand-written kernels and -ffp-contract=off throughout (the forward, the backward's
-// recompute and the gradient: gradients equal the torch loop's to rounding), cached like them.
+// the flags of the hand-written kernels, cached like them, as the same two translation units:
+//   NQ_PART=1  -ffp-contract=off   the forward and the backward's recompute (forward_save): spikes and
+//                                  states bit-identical to torch's arithmetic;
+//   NQ_PART=2  -ffp-contract=fast  the reverse-time loop (step_reverse_block: NQStep::backward, FMA
+//                                  allowed; every value a comparison there reads is kept by forward_save
+//                                  or recomputed without a contractible multiply-add, codegen.save_set).
+// Without NQ_PART both parts are compiled in one unit (all exact), as the vectorisation test does.
 //
 //   parallel (OpenMP) over blocks of B neurons
 //     for t in 0..T-1                   (time outside: the block's NSTATE states stay in L1/L2)
@@ -94,6 +99,14 @@ static int nq_step_threads(nq_index_t elements, int nthreads) {
     return nthreads;
 }
 
+// the reverse-time loop over one block (part 2), called from nq_step_backward (part 1)
+__attribute__((visibility("hidden"))) void step_reverse_block(
+    const float* NQ_RESTRICT cc, const NQSurrogate* sgp, const float* NQ_RESTRICT scratch, const S* NQ_RESTRICT g_spike,
+    const S* const* g_seq, const S* const* g_last, S* NQ_RESTRICT g_x, S* const* g_st0, const nq_index_t n,
+    const int steps, const nq_index_t i0, const int len, const int ld, const bool stream);
+
+#if NQ_PART != 2  // ================= part 1: exact (-ffp-contract=off) ===================
+
 // MODE 0: forward; 1: forward keeping the state sequences (seq[i] may be null); 2: the backward's
 // recompute: what the step's backward needs into the scratch rec [T][NSAVE][ld], no output.
 template <int MODE>
@@ -156,12 +169,16 @@ static void step_forward_block(const float* NQ_RESTRICT cc, const S* NQ_RESTRICT
             for (int j = 0; j < len; ++j) nq_store(last[i] + i0 + j, st[i * NQ_STEP_BMAX + j]);
 }
 
+#endif  // part 1 (the forward loops)
+
+#if NQ_PART != 1  // ================= part 2: the reverse loop (-ffp-contract=fast) ==========
+
 // Reverse time over one block from the scratch of step_forward_block<2>; g_seq[i] (when g_seq) may be
 // null.
-static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* sgp, const float* NQ_RESTRICT scratch,
-                               const S* NQ_RESTRICT g_spike, const S* const* g_seq, const S* const* g_last,
-                               S* NQ_RESTRICT g_x, S* const* g_st0, const nq_index_t n, const int steps,
-                               const nq_index_t i0, const int len, const int ld, const bool stream) {
+void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* sgp, const float* NQ_RESTRICT scratch,
+                        const S* NQ_RESTRICT g_spike, const S* const* g_seq, const S* const* g_last,
+                        S* NQ_RESTRICT g_x, S* const* g_st0, const nq_index_t n, const int steps,
+                        const nq_index_t i0, const int len, const int ld, const bool stream) {
     float c[NQ_NCONST_ALLOC];
     for (int k = 0; k < NQStep::NCONST; ++k) c[k] = cc[k];
     NQSurrogate sg[NQ_NSG_ALLOC];
@@ -207,6 +224,10 @@ static void step_reverse_block(const float* NQ_RESTRICT cc, const NQSurrogate* s
         if (g_st0[i])
             for (int j = 0; j < len; ++j) nq_store(g_st0[i] + i0 + j, g[i * NQ_STEP_BMAX + j]);
 }
+
+#endif  // part 2
+
+#if NQ_PART != 2  // ================= part 1: the entry points ===================
 
 extern "C" {
 
@@ -284,3 +305,5 @@ void nq_step_backward(const float* c, const NQSurrogate* sg, const S* x, const S
 }
 
 }  // extern "C"
+
+#endif  // part 1 (the entry points)

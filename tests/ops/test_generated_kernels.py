@@ -316,7 +316,7 @@ def _build_with(monkeypatch, *flags):
     """Generated kernels built from here on in the test are compiled with ``flags`` added (checked: the
     library reports its streaming threshold and its time-inside-tiles limit)."""
     monkeypatch.setattr(build, "_STEP_LIBS", {})
-    monkeypatch.setattr(build, "STEP_UNIT_FLAGS", build.STEP_UNIT_FLAGS + tuple(flags))
+    monkeypatch.setattr(build, "STEP_EXTRA_FLAGS", build.STEP_EXTRA_FLAGS + tuple(flags))
 
 
 def _built_settings():
@@ -414,13 +414,20 @@ def test_backward_keeps_the_fewest_values_it_can_recompute_from(name):
     used = {int(m) for m in re.findall(r"\bv(\d+)\b", body.split("float g", 1)[1])} if "float g" in body else set()
     dep = codegen._depends_on_input(g)
     used = {i for i in used if dep[i]}
-    saved = set(e.saved)
-    assert _recomputable(g, saved, used)
-    assert len(saved) <= g.n_states + 1
+    cut = set(codegen.save_set(g, used))
+    assert _recomputable(g, cut, used)
+    assert len(cut) <= g.n_states + 1
     candidates = [i for i in range(len(g.ops)) if dep[i]]
-    for k in range(len(saved)):
+    for k in range(len(cut)):
         assert not any(_recomputable(g, set(r), used) for r in itertools.combinations(candidates, k)), k
     assert e.n_save == generated.StepProgram(g).n_save == codegen.emit(g, "cuda").n_save
+    # the kernel keeps the cut, plus (for steps whose comparisons read a recomputed multiply-add: exp_tanh's
+    # h = v * leak + tanh(x), zoo's) those operands, so that the reverse loop (FMA allowed) recomputes every
+    # spike, kink and condition bit for bit
+    assert set(e.saved) >= cut
+    assert (set(e.saved) == cut) == (name not in ("exp_tanh", "zoo"))
+    for i in set(e.saved) - cut:
+        assert any(i in op.args and op.kind in codegen._COMPARES for op in g.ops)
     if name == "lif":
         assert e.n_save == 1 and g.ops[e.saved[0]].kind == "add"  # H = V + (X - V) / tau
     if name == "gated":  # the gate (a boolean) is kept, and read back as one
@@ -580,7 +587,7 @@ def test_generated_cpu_loops_vectorise(avx512):
     with open(src, "w") as f:
         f.write(text)
     try:
-        res = subprocess.run([cxx, *build.compile_flags(torch.float32), *build.STEP_UNIT_FLAGS,
+        res = subprocess.run([cxx, *build.compile_flags(torch.float32), "-ffp-contract=off",
                               "-fopt-info-vec-optimized", "-c", src, "-o", os.devnull],
                              capture_output=True, text=True, timeout=600)
     finally:
